@@ -1,0 +1,267 @@
+//! The farm node's logic (the patent's intermediate RMO): applies the local policy per
+//! service over the farm's servers and summarises the farm upward as one candidate.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use serde::{Deserialize, Serialize};
+
+use crate::candidate::{Health, Members, Readings, Sample};
+use crate::decision::Decision;
+use crate::id::{CandidateId, FarmId, ServiceId};
+use crate::monitor::Report;
+use crate::tier::{Refused, Tier, TierService, Update};
+use crate::time::Timestamp;
+
+/// What a farm node runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FarmConfig {
+    /// The farm.
+    pub farm: FarmId,
+    /// Each service offered here: the local policy and the servers offering it.
+    pub services: BTreeMap<ServiceId, TierService>,
+    /// A summary goes upward at least this often (it doubles as a heartbeat).
+    pub heartbeat: Duration,
+}
+
+/// The farm as one candidate for one service, sent to the tier above.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The farm.
+    pub farm: FarmId,
+    /// The service.
+    pub service: ServiceId,
+    /// Restart counter of the farm node.
+    pub epoch: u64,
+    /// Sequence number within the epoch.
+    pub seq: u64,
+    /// Up while at least one server is up (or the answer is fail-static).
+    pub health: Health,
+    /// The local decision's why.
+    pub why: String,
+    /// The local choice.
+    pub chosen: Vec<CandidateId>,
+    /// Addresses of the local choice: what the farm answers with.
+    pub addresses: Vec<IpAddr>,
+    /// Servers up and in all.
+    pub members: Members,
+    /// Capacity of the servers that are up.
+    pub capacity: f64,
+    /// Aggregates: pending and connections summed over servers up, best response time.
+    pub readings: Readings,
+    /// True when the local answer is fail-static.
+    pub degraded: bool,
+}
+
+impl Summary {
+    /// The update the tier above takes from this summary.
+    pub fn to_update(&self) -> Update {
+        Update {
+            epoch: self.epoch,
+            seq: self.seq,
+            health: self.health,
+            reason: self.why.clone(),
+            readings: self.readings.clone(),
+            addresses: Some(self.addresses.clone()),
+            capacity: Some(self.capacity),
+            members: Some(self.members),
+        }
+    }
+
+    fn material(&self) -> (Health, &[IpAddr], Members, bool) {
+        (self.health, &self.addresses, self.members, self.degraded)
+    }
+}
+
+impl Report {
+    /// The update a tier takes from this report.
+    pub fn to_update(&self) -> Update {
+        Update {
+            epoch: self.epoch,
+            seq: self.seq,
+            health: self.health,
+            reason: self.reason.clone(),
+            readings: self.readings.clone(),
+            addresses: None,
+            capacity: None,
+            members: None,
+        }
+    }
+}
+
+/// What a farm node's shell carries out.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FarmOutput {
+    /// Send this summary upward.
+    Summary(Summary),
+    /// The local decision for a service changed (for logs and status).
+    Decision(ServiceId, Decision),
+}
+
+/// The farm node state machine.
+#[derive(Clone, Debug)]
+pub struct FarmState {
+    config: FarmConfig,
+    tier: Tier,
+    epoch: u64,
+    seq: u64,
+    sent: BTreeMap<ServiceId, Summary>,
+    next_heartbeat: Timestamp,
+    rng: SmallRng,
+    outputs: VecDeque<FarmOutput>,
+}
+
+impl FarmState {
+    /// A farm node with nothing heard yet. `epoch` should differ between runs; `seed`
+    /// drives random policies.
+    pub fn new(config: FarmConfig, epoch: u64, seed: u64, now: Timestamp) -> Self {
+        FarmState {
+            tier: Tier::new(config.services.clone()),
+            next_heartbeat: now + config.heartbeat,
+            config,
+            epoch,
+            seq: 0,
+            sent: BTreeMap::new(),
+            rng: SmallRng::seed_from_u64(seed),
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// The farm's name.
+    pub fn farm(&self) -> &FarmId {
+        &self.config.farm
+    }
+
+    /// The tier, for status pages.
+    pub fn tier(&self) -> &Tier {
+        &self.tier
+    }
+
+    /// Applies a new config (a reload), keeping what is known of servers that remain.
+    pub fn set_config(&mut self, config: FarmConfig, now: Timestamp) {
+        self.tier.set_services(config.services.clone());
+        self.sent.retain(|s, _| config.services.contains_key(s));
+        self.config = config;
+        self.tier.recompute_all(now, &mut self.rng);
+        self.flush(now, false);
+    }
+
+    /// A monitor's report (from an agent, or from a monitor this node runs itself).
+    pub fn handle_report(&mut self, report: &Report, now: Timestamp) -> Result<(), Refused> {
+        let member = CandidateId::from(&report.server);
+        self.tier
+            .handle_update(&report.service, &member, report.to_update(), now, &mut self.rng)?;
+        self.flush(now, false);
+        Ok(())
+    }
+
+    /// A lower farm node's summary (for nested farms).
+    pub fn handle_summary(&mut self, summary: &Summary, now: Timestamp) -> Result<(), Refused> {
+        let member = CandidateId::from(&summary.farm);
+        self.tier
+            .handle_update(&summary.service, &member, summary.to_update(), now, &mut self.rng)?;
+        self.flush(now, false);
+        Ok(())
+    }
+
+    /// Drains or undrains a server; false if no service has it.
+    pub fn set_drained(&mut self, server: &CandidateId, drained: bool, now: Timestamp) -> bool {
+        let found = self.tier.set_drained(server, drained, now, &mut self.rng);
+        self.flush(now, false);
+        found
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.tier.recompute_all(now, &mut self.rng);
+        let heartbeat = now >= self.next_heartbeat;
+        self.flush(now, heartbeat);
+    }
+
+    /// The next moment [`FarmState::handle_timeout`] has work to do.
+    pub fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
+        Some(
+            self.tier
+                .poll_timeout(now)
+                .map_or(self.next_heartbeat, |t| t.min(self.next_heartbeat)),
+        )
+    }
+
+    /// The next thing for the shell to do.
+    pub fn poll_output(&mut self) -> Option<FarmOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// The summary the farm would send for `service` now.
+    pub fn summary(&self, service: &ServiceId, now: Timestamp) -> Option<Summary> {
+        let tier = self.tier.services().get(service)?;
+        let decision = tier.decision()?;
+        let candidates = tier.candidates(now);
+        let up: Vec<_> = candidates.iter().filter(|c| c.health.is_up()).collect();
+        let sum = |f: &dyn Fn(&Readings) -> Option<Sample<u64>>| {
+            let samples: Vec<Sample<u64>> = up.iter().filter_map(|c| f(&c.readings)).collect();
+            let at = samples.iter().map(|s| s.at).min()?;
+            Some(Sample::new(samples.iter().map(|s| s.value).sum(), at))
+        };
+        let readings = Readings {
+            pending: sum(&|r| r.pending),
+            connections: sum(&|r| r.connections),
+            response_time: up
+                .iter()
+                .filter_map(|c| c.readings.response_time)
+                .min_by_key(|s| s.value),
+            ..Readings::default()
+        };
+        let healthy = !up.is_empty();
+        Some(Summary {
+            farm: self.config.farm.clone(),
+            service: service.clone(),
+            epoch: self.epoch,
+            seq: self.seq,
+            health: if healthy { Health::Up } else { Health::Down },
+            why: decision.why.clone(),
+            chosen: decision.chosen.clone(),
+            addresses: decision.addresses.clone(),
+            members: Members {
+                up: up.len() as u32,
+                total: candidates.len() as u32,
+            },
+            capacity: up.iter().map(|c| c.capacity).sum(),
+            readings,
+            degraded: decision.degraded,
+        })
+    }
+
+    fn flush(&mut self, now: Timestamp, heartbeat: bool) {
+        for (service, decision) in self.tier.take_changed() {
+            self.outputs.push_back(FarmOutput::Decision(service, decision));
+        }
+        let services: Vec<ServiceId> = self.tier.services().keys().cloned().collect();
+        let mut any = false;
+        for service in services {
+            let Some(mut summary) = self.summary(&service, now) else {
+                continue;
+            };
+            let changed = self
+                .sent
+                .get(&service)
+                .is_none_or(|old| old.material() != summary.material());
+            if changed || heartbeat {
+                self.seq += 1;
+                summary.seq = self.seq;
+                self.sent.insert(service, summary.clone());
+                self.outputs.push_back(FarmOutput::Summary(summary));
+                any = true;
+            }
+        }
+        if heartbeat || any && now + self.config.heartbeat < self.next_heartbeat {
+            self.next_heartbeat = now + self.config.heartbeat;
+        }
+        if heartbeat {
+            self.next_heartbeat = now + self.config.heartbeat;
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The global node's logic (the patent's RMO): applies the global policy per service over
+//! farms (each seen as one candidate through its summaries) and servers attached directly.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use serde::{Deserialize, Serialize};
+
+use crate::decision::Decision;
+use crate::farm::Summary;
+use crate::id::{CandidateId, ServiceId};
+use crate::monitor::Report;
+use crate::tier::{Refused, Tier, TierService};
+use crate::time::Timestamp;
+
+/// What the global node runs: per service, the global policy and its members (farms and
+/// directly attached servers).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GlobalConfig {
+    /// Services by name.
+    pub services: BTreeMap<ServiceId, TierService>,
+}
+
+/// What the global node's shell carries out.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GlobalOutput {
+    /// The answer for a service changed: publish it.
+    Publish(ServiceId, Decision),
+}
+
+/// The global node state machine.
+#[derive(Clone, Debug)]
+pub struct GlobalState {
+    tier: Tier,
+    rng: SmallRng,
+    outputs: VecDeque<GlobalOutput>,
+}
+
+impl GlobalState {
+    /// A global node with nothing heard yet; `seed` drives random policies.
+    pub fn new(config: GlobalConfig, seed: u64) -> Self {
+        GlobalState {
+            tier: Tier::new(config.services),
+            rng: SmallRng::seed_from_u64(seed),
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// The tier, for status pages.
+    pub fn tier(&self) -> &Tier {
+        &self.tier
+    }
+
+    /// Applies a new config (a reload), keeping what is known of members that remain.
+    pub fn set_config(&mut self, config: GlobalConfig, now: Timestamp) {
+        self.tier.set_services(config.services);
+        self.tier.recompute_all(now, &mut self.rng);
+        self.flush();
+    }
+
+    /// A farm node's summary.
+    pub fn handle_summary(&mut self, summary: &Summary, now: Timestamp) -> Result<(), Refused> {
+        let member = CandidateId::from(&summary.farm);
+        self.tier
+            .handle_update(&summary.service, &member, summary.to_update(), now, &mut self.rng)?;
+        self.flush();
+        Ok(())
+    }
+
+    /// A report about a server attached directly to the global node.
+    pub fn handle_report(&mut self, report: &Report, now: Timestamp) -> Result<(), Refused> {
+        let member = CandidateId::from(&report.server);
+        self.tier
+            .handle_update(&report.service, &member, report.to_update(), now, &mut self.rng)?;
+        self.flush();
+        Ok(())
+    }
+
+    /// A measured round-trip time to a farm node (or a direct server).
+    pub fn handle_rtt(&mut self, member: &CandidateId, rtt: Duration, now: Timestamp) {
+        self.tier.handle_rtt(member, rtt, now, &mut self.rng);
+        self.flush();
+    }
+
+    /// Drains or undrains a member; false if no service has it.
+    pub fn set_drained(&mut self, member: &CandidateId, drained: bool, now: Timestamp) -> bool {
+        let found = self.tier.set_drained(member, drained, now, &mut self.rng);
+        self.flush();
+        found
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.tier.recompute_all(now, &mut self.rng);
+        self.flush();
+    }
+
+    /// The next moment [`GlobalState::handle_timeout`] has work to do.
+    pub fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
+        self.tier.poll_timeout(now)
+    }
+
+    /// The next thing for the shell to do.
+    pub fn poll_output(&mut self) -> Option<GlobalOutput> {
+        self.outputs.pop_front()
+    }
+
+    fn flush(&mut self) {
+        for (service, decision) in self.tier.take_changed() {
+            if !decision.addresses.is_empty() {
+                self.outputs.push_back(GlobalOutput::Publish(service, decision));
+            }
+        }
+    }
+}

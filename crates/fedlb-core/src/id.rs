@@ -1,0 +1,72 @@
+//! Names of the things fedlb decides about.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub struct $name(pub String);
+
+        impl $name {
+            /// The name as written in the topology.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                $name(s.to_owned())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                $name(s)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A replicated service (`www`), answered under one FQDN.
+    ServiceId
+);
+id_type!(
+    /// A server: one machine (or address) offering one or more services.
+    ServerId
+);
+id_type!(
+    /// A farm: one site's group of servers, seen from above as one candidate.
+    FarmId
+);
+id_type!(
+    /// A candidate in a decision: a server (inside a farm, or attached directly to the
+    /// global node) or a farm (at the global tier).
+    CandidateId
+);
+id_type!(
+    /// One probe of a service (`http`, `load`), unique within the service.
+    ProbeId
+);
+
+impl From<&ServerId> for CandidateId {
+    fn from(s: &ServerId) -> Self {
+        CandidateId(s.0.clone())
+    }
+}
+
+impl From<&FarmId> for CandidateId {
+    fn from(f: &FarmId) -> Self {
+        CandidateId(f.0.clone())
+    }
+}

@@ -1,0 +1,35 @@
+//! The sans-IO decision core of fedlb.
+//!
+//! It owns candidates and their readings, the health state machines (rise/fall per probe,
+//! stale-then-down per reporter), the policies that rank candidates, hysteresis, top-N
+//! answers, fail-static, farm summaries and every decision with the why an operator reads.
+//! The same code decides inside a farm (local policy) and across farms (global policy): a
+//! farm's [`farm::Summary`] becomes a [`candidate::Candidate`] one tier up.
+//!
+//! This crate contains no networking code, never reads a clock and draws no randomness of
+//! its own: time comes in as [`time::Timestamp`] arguments and randomness from seeds. The
+//! role state machines follow one contract: `handle_*` feeds an event, `poll_timeout` says
+//! when to call `handle_timeout` next, `poll_output` drains what the shell must carry out.
+#![warn(missing_docs)]
+
+pub mod candidate;
+pub mod decision;
+pub mod farm;
+pub mod global;
+pub mod health;
+pub mod id;
+pub mod monitor;
+pub mod policy;
+pub mod tier;
+pub mod time;
+
+pub use candidate::{Candidate, Distance, Health, Members, Readings, Sample};
+pub use decision::{Decision, FailStatic, Hysteresis, Selector, SelectorConfig, Standing};
+pub use farm::{FarmConfig, FarmOutput, FarmState, Summary};
+pub use global::{GlobalConfig, GlobalOutput, GlobalState};
+pub use health::{Liveness, ProbeHealth, Thresholds};
+pub use id::{CandidateId, FarmId, ProbeId, ServerId, ServiceId};
+pub use monitor::{Measurement, Monitor, MonitorConfig, MonitorOutput, ProbeResult, ProbeSchedule, Report};
+pub use policy::{ClosestBy, Filter, Policy, Ranked};
+pub use tier::{MemberSpec, Refused, Tier, TierService, Update};
+pub use time::Timestamp;

@@ -1,0 +1,280 @@
+//! Policies: how candidates are ranked. One interface, used inside a farm (local policy)
+//! and across farms (global policy).
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::candidate::{Candidate, Distance};
+use crate::id::CandidateId;
+use crate::time::human;
+
+/// How candidates are ranked. Lower scores are better.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Policy {
+    /// Lowest load relative to capacity (pending requests, else connections).
+    LeastLoaded,
+    /// Lowest measured response time.
+    FastestResponse,
+    /// Smallest distance, measured as the given source says.
+    Closest(ClosestBy),
+    /// Random order weighted by capacity (drawn anew every rotation period).
+    Weighted,
+    /// A fixed order of preference: the first healthy one in the list wins.
+    Failover(Vec<CandidateId>),
+    /// Rotates through the healthy candidates, one step per rotation period.
+    RoundRobin,
+    /// Uniformly random order (drawn anew every rotation period).
+    Random,
+    /// Lowest value of a named application metric (e.g. fewest DBMS users).
+    LowestMetric(String),
+    /// Rank by `rank` among the candidates that pass every filter; those that fail a
+    /// filter come after all those that pass ("closest among those under 80 % load").
+    Composite {
+        /// Conditions a candidate should meet.
+        filters: Vec<Filter>,
+        /// How the candidates are then ranked.
+        rank: Box<Policy>,
+    },
+}
+
+/// Which measure of distance [`Policy::Closest`] uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClosestBy {
+    /// The pinned or location-derived distance if declared, else measured RTT, else hops.
+    Auto,
+    /// Measured round-trip time from the deciding node.
+    Rtt,
+    /// Network hops from the deciding node.
+    Hops,
+    /// Only the declared distance (pinned milliseconds or kilometres between locations).
+    Declared,
+}
+
+/// A condition of a composite policy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Filter {
+    /// Load relative to capacity at most this fraction (0.8 = 80 %).
+    MaxLoad(f64),
+    /// Response time at most this long.
+    MaxResponseTime(Duration),
+    /// A named metric at most this value.
+    MaxMetric(String, f64),
+}
+
+impl Filter {
+    /// Whether `c` passes. A candidate without the reading passes: unknown is not bad.
+    pub fn passes(&self, c: &Candidate) -> bool {
+        match self {
+            Filter::MaxLoad(max) => c.load().is_none_or(|l| l <= *max),
+            Filter::MaxResponseTime(max) => {
+                c.readings.response_time.is_none_or(|s| s.value <= *max)
+            }
+            Filter::MaxMetric(name, max) => c.readings.metrics.get(name).is_none_or(|s| s.value <= *max),
+        }
+    }
+}
+
+impl fmt::Display for Filter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Filter::MaxLoad(max) => write!(f, "load ≤ {:.0} %", max * 100.0),
+            Filter::MaxResponseTime(max) => write!(f, "response ≤ {}", human(*max)),
+            Filter::MaxMetric(name, max) => write!(f, "{name} ≤ {max}"),
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Policy::LeastLoaded => f.write_str("least loaded"),
+            Policy::FastestResponse => f.write_str("fastest response"),
+            Policy::Closest(ClosestBy::Auto | ClosestBy::Declared) => f.write_str("closest"),
+            Policy::Closest(ClosestBy::Rtt) => f.write_str("closest by rtt"),
+            Policy::Closest(ClosestBy::Hops) => f.write_str("closest by hops"),
+            Policy::Weighted => f.write_str("weighted"),
+            Policy::Failover(_) => f.write_str("failover order"),
+            Policy::RoundRobin => f.write_str("round robin"),
+            Policy::Random => f.write_str("random"),
+            Policy::LowestMetric(m) => write!(f, "lowest {m}"),
+            Policy::Composite { filters, rank } => {
+                write!(f, "{rank} among")?;
+                for (i, filter) in filters.iter().enumerate() {
+                    write!(f, "{} {filter}", if i == 0 { "" } else { " and" })?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A candidate's place in a ranking.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ranked {
+    /// The candidate.
+    pub id: CandidateId,
+    /// Its score (lower is better); `None` when it lacks the reading the policy needs.
+    pub score: Option<f64>,
+    /// Whether it passes the composite policy's filters (always true otherwise).
+    pub passes: bool,
+    /// The score as an operator reads it: `12 ms`, `load 35 %`, `3 hops`.
+    pub shown: String,
+}
+
+impl Policy {
+    /// Whether scores mean something stable, so that hysteresis applies. Rotating and
+    /// random policies change their order on purpose.
+    pub fn is_stable(&self) -> bool {
+        match self {
+            Policy::Weighted | Policy::RoundRobin | Policy::Random => false,
+            Policy::Composite { rank, .. } => rank.is_stable(),
+            _ => true,
+        }
+    }
+
+    /// Ranks `candidates` best first. `rotation` counts rotation periods (round robin);
+    /// `rng` draws the random orders. Ties break by name, so equal inputs give equal output.
+    pub fn rank(&self, candidates: &[&Candidate], rotation: u64, rng: &mut impl Rng) -> Vec<Ranked> {
+        let (filters, inner): (&[Filter], &Policy) = match self {
+            Policy::Composite { filters, rank } => (filters, rank),
+            other => (&[], other),
+        };
+        let mut sorted: Vec<&Candidate> = candidates.to_vec();
+        sorted.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut ranked: Vec<Ranked> = match inner {
+            Policy::RoundRobin => {
+                let n = sorted.len().max(1);
+                sorted.rotate_left((rotation % n as u64) as usize);
+                positional(&sorted, "round robin")
+            }
+            Policy::Random => {
+                let mut keyed: Vec<(f64, &Candidate)> =
+                    sorted.into_iter().map(|c| (rng.random::<f64>(), c)).collect();
+                keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
+                positional(&keyed.into_iter().map(|(_, c)| c).collect::<Vec<_>>(), "random")
+            }
+            Policy::Weighted => {
+                // Efraimidis–Spirakis: key u^(1/w), largest first, is a weighted draw
+                // without replacement.
+                let mut keyed: Vec<(f64, &Candidate)> = sorted
+                    .into_iter()
+                    .map(|c| {
+                        let u: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+                        (u.powf(1.0 / c.capacity.max(1e-9)), c)
+                    })
+                    .collect();
+                keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
+                positional(&keyed.into_iter().map(|(_, c)| c).collect::<Vec<_>>(), "weighted")
+            }
+            Policy::Composite { .. } => {
+                // A composite inside a composite: flatten by ranking with the inner one.
+                return inner.rank(candidates, rotation, rng);
+            }
+            scored => sorted
+                .iter()
+                .map(|c| {
+                    let (score, shown) = score(scored, c);
+                    Ranked {
+                        id: c.id.clone(),
+                        score,
+                        passes: true,
+                        shown,
+                    }
+                })
+                .collect(),
+        };
+        let by_id = |id: &CandidateId| candidates.iter().find(|c| &c.id == id);
+        for r in &mut ranked {
+            if let Some(c) = by_id(&r.id) {
+                r.passes = filters.iter().all(|f| f.passes(c));
+            }
+        }
+        if inner.is_stable() {
+            ranked.sort_by(compare_ranked);
+        } else {
+            // keep the drawn order, but filters still come first
+            ranked.sort_by_key(|r| !r.passes);
+        }
+        ranked
+    }
+}
+
+/// Best first: passing filters, then a score (lower first), then the name.
+pub fn compare_ranked(a: &Ranked, b: &Ranked) -> Ordering {
+    b.passes
+        .cmp(&a.passes)
+        .then_with(|| match (a.score, b.score) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        })
+        .then_with(|| a.id.cmp(&b.id))
+}
+
+fn positional(order: &[&Candidate], what: &str) -> Vec<Ranked> {
+    order
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Ranked {
+            id: c.id.clone(),
+            score: Some(i as f64),
+            passes: true,
+            shown: format!("{what} #{}", i + 1),
+        })
+        .collect()
+}
+
+fn score(policy: &Policy, c: &Candidate) -> (Option<f64>, String) {
+    let none = || (None, "no reading".to_owned());
+    match policy {
+        Policy::LeastLoaded => match c.load() {
+            Some(l) => (Some(l), format!("load {:.0} %", l * 100.0)),
+            None => none(),
+        },
+        Policy::FastestResponse => match c.readings.response_time {
+            Some(s) => (Some(s.value.as_secs_f64() * 1e3), human(s.value)),
+            None => none(),
+        },
+        Policy::Closest(by) => closest(*by, c).unwrap_or_else(none),
+        Policy::Failover(order) => match order.iter().position(|id| id == &c.id) {
+            Some(i) => (Some(i as f64), format!("order {}", i + 1)),
+            None => (None, "not in failover order".to_owned()),
+        },
+        Policy::LowestMetric(name) => match c.readings.metrics.get(name) {
+            Some(s) => (Some(s.value), format!("{name} {}", s.value)),
+            None => none(),
+        },
+        Policy::RoundRobin | Policy::Random | Policy::Weighted | Policy::Composite { .. } => {
+            unreachable!("positional and composite policies are ranked by Policy::rank")
+        }
+    }
+}
+
+fn closest(by: ClosestBy, c: &Candidate) -> Option<(Option<f64>, String)> {
+    let declared = || match c.distance? {
+        Distance::Pinned(ms) => Some((Some(ms), format!("{ms:.0} ms"))),
+        Distance::Kilometres(km) => Some((Some(km / 100.0), format!("{km:.0} km"))),
+    };
+    let rtt = || {
+        c.readings
+            .rtt
+            .or(c.readings.response_time)
+            .map(|s| (Some(s.value.as_secs_f64() * 1e3), format!("rtt {}", human(s.value))))
+    };
+    let hops = || {
+        c.readings
+            .hops
+            .map(|s| (Some(f64::from(s.value)), format!("{} hops", s.value)))
+    };
+    match by {
+        ClosestBy::Auto => declared().or_else(rtt).or_else(hops),
+        ClosestBy::Rtt => rtt(),
+        ClosestBy::Hops => hops(),
+        ClosestBy::Declared => declared(),
+    }
+}

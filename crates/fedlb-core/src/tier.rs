@@ -1,0 +1,329 @@
+//! One tier of decisions: the members (candidates) of each service, their liveness, and a
+//! [`Selector`] per service. Farm nodes and the global node are thin layers over this.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::candidate::{Candidate, Distance, Health, Members, Readings};
+use crate::decision::{Decision, Selector, SelectorConfig};
+use crate::health::Liveness;
+use crate::id::{CandidateId, ServiceId};
+use crate::time::Timestamp;
+
+/// A member as declared: what the topology says about a candidate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberSpec {
+    /// Its name.
+    pub id: CandidateId,
+    /// Addresses answered when it is chosen (a farm's come from its summaries instead).
+    pub addresses: Vec<IpAddr>,
+    /// Capacity (weight).
+    pub capacity: f64,
+    /// Declared distance from the deciding node.
+    pub distance: Option<Distance>,
+    /// When its silence makes it stale, then down.
+    pub liveness: Liveness,
+}
+
+/// What a member last said about itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Update {
+    /// Restart counter of the reporter.
+    pub epoch: u64,
+    /// Sequence number within the epoch.
+    pub seq: u64,
+    /// Reported health.
+    pub health: Health,
+    /// Why (from the reporter).
+    pub reason: String,
+    /// Readings, on the deciding node's timeline.
+    pub readings: Readings,
+    /// Addresses, when the reporter decides them (a farm's local answer).
+    pub addresses: Option<Vec<IpAddr>>,
+    /// For a farm: capacity of its healthy members.
+    pub capacity: Option<f64>,
+    /// For a farm: how many members are up.
+    pub members: Option<Members>,
+}
+
+/// A member's state at this tier.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberState {
+    /// As declared.
+    pub spec: MemberSpec,
+    /// The latest update, and when it arrived.
+    pub last: Option<(Update, Timestamp)>,
+    /// Drained by an operator.
+    pub drained: bool,
+    /// Measured round-trip time from the deciding node.
+    pub rtt: Option<crate::candidate::Sample<std::time::Duration>>,
+}
+
+impl MemberState {
+    /// The member as a candidate at `now`.
+    pub fn candidate(&self, now: Timestamp) -> Candidate {
+        let mut c = Candidate::new(self.spec.id.clone(), self.spec.addresses.clone(), self.spec.capacity);
+        c.distance = self.spec.distance;
+        c.health = match (&self.last, self.drained) {
+            (_, true) => Health::Drained,
+            (None, false) => Health::Unknown,
+            (Some((u, at)), false) => self.spec.liveness.health_at(u.health, *at, now),
+        };
+        if let Some((u, _)) = &self.last {
+            c.readings = u.readings.clone();
+            if let Some(a) = &u.addresses {
+                c.addresses = a.clone();
+            }
+            if let Some(cap) = u.capacity {
+                c.capacity = cap.max(f64::MIN_POSITIVE);
+            }
+            c.members = u.members;
+        }
+        if let Some(rtt) = self.rtt {
+            c.readings.rtt = Some(rtt);
+        }
+        c
+    }
+
+    /// Why the member has its health, for status pages.
+    pub fn reason(&self, now: Timestamp) -> String {
+        match (&self.last, self.drained) {
+            (_, true) => "drained by operator".to_owned(),
+            (None, false) => "not heard from yet".to_owned(),
+            (Some((u, at)), false) => match self.spec.liveness.health_at(u.health, *at, now) {
+                Health::Stale | Health::Down if u.health != Health::Down => {
+                    format!("silent for {}", crate::time::human(now - *at))
+                }
+                _ => u.reason.clone(),
+            },
+        }
+    }
+}
+
+/// One service at one tier.
+#[derive(Clone, Debug)]
+pub struct ServiceTier {
+    /// Members by name.
+    pub members: BTreeMap<CandidateId, MemberState>,
+    selector: Selector,
+    decision: Option<Decision>,
+    /// Last time the answer changed (for outputs).
+    changed: bool,
+}
+
+impl ServiceTier {
+    fn new(selector: SelectorConfig, members: &[MemberSpec]) -> Self {
+        let mut t = ServiceTier {
+            members: BTreeMap::new(),
+            selector: Selector::new(selector),
+            decision: None,
+            changed: false,
+        };
+        t.set_members(members);
+        t
+    }
+
+    fn set_members(&mut self, specs: &[MemberSpec]) {
+        let mut old = std::mem::take(&mut self.members);
+        for spec in specs {
+            let state = match old.remove(&spec.id) {
+                Some(mut s) => {
+                    s.spec = spec.clone();
+                    s
+                }
+                None => MemberState {
+                    spec: spec.clone(),
+                    last: None,
+                    drained: false,
+                    rtt: None,
+                },
+            };
+            self.members.insert(spec.id.clone(), state);
+        }
+    }
+
+    /// The candidates as they are at `now`.
+    pub fn candidates(&self, now: Timestamp) -> Vec<Candidate> {
+        self.members.values().map(|m| m.candidate(now)).collect()
+    }
+
+    /// The latest decision.
+    pub fn decision(&self) -> Option<&Decision> {
+        self.decision.as_ref()
+    }
+
+    /// The selector's config.
+    pub fn selector_config(&self) -> &SelectorConfig {
+        self.selector.config()
+    }
+
+    fn recompute(&mut self, now: Timestamp, rng: &mut impl Rng) {
+        let candidates = self.candidates(now);
+        let d = self.selector.decide(&candidates, now, rng);
+        let changed = self.decision.as_ref().is_none_or(|old| !old.same_answer(&d));
+        self.changed |= changed;
+        self.decision = Some(d);
+    }
+
+    fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
+        let liveness = self
+            .members
+            .values()
+            .filter_map(|m| m.last.as_ref().and_then(|(_, at)| m.spec.liveness.next_change(*at, now)));
+        liveness.chain(self.selector.poll_timeout()).min()
+    }
+}
+
+/// Every service of one tier.
+#[derive(Clone, Debug, Default)]
+pub struct Tier {
+    services: BTreeMap<ServiceId, ServiceTier>,
+}
+
+/// A service's config at one tier.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TierService {
+    /// How it is decided.
+    pub selector: SelectorConfig,
+    /// Its members.
+    pub members: Vec<MemberSpec>,
+}
+
+/// Why an update was not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The service is not known at this tier.
+    #[error("unknown service \"{0}\"")]
+    UnknownService(ServiceId),
+    /// The member is not declared for the service at this tier.
+    #[error("\"{member}\" is not a member of service \"{service}\" here")]
+    UnknownMember {
+        /// The service.
+        service: ServiceId,
+        /// The member.
+        member: CandidateId,
+    },
+    /// An update older than one already taken (reordered on the wire).
+    #[error("update {seq} from \"{member}\" is older than the last one taken ({last})")]
+    Outdated {
+        /// The member.
+        member: CandidateId,
+        /// Its sequence number.
+        seq: u64,
+        /// The last one taken.
+        last: u64,
+    },
+}
+
+impl Tier {
+    /// A tier with the given services.
+    pub fn new(services: BTreeMap<ServiceId, TierService>) -> Self {
+        let mut t = Tier::default();
+        t.set_services(services);
+        t
+    }
+
+    /// Applies a new config (a reload), keeping what is known of members that remain.
+    pub fn set_services(&mut self, services: BTreeMap<ServiceId, TierService>) {
+        let mut old = std::mem::take(&mut self.services);
+        for (id, svc) in services {
+            let tier = match old.remove(&id) {
+                Some(mut t) => {
+                    t.selector.set_config(svc.selector);
+                    t.set_members(&svc.members);
+                    t
+                }
+                None => ServiceTier::new(svc.selector, &svc.members),
+            };
+            self.services.insert(id, tier);
+        }
+    }
+
+    /// Services by name.
+    pub fn services(&self) -> &BTreeMap<ServiceId, ServiceTier> {
+        &self.services
+    }
+
+    /// Takes a member's update.
+    pub fn handle_update(
+        &mut self,
+        service: &ServiceId,
+        member: &CandidateId,
+        update: Update,
+        now: Timestamp,
+        rng: &mut impl Rng,
+    ) -> Result<(), Refused> {
+        let tier = self
+            .services
+            .get_mut(service)
+            .ok_or_else(|| Refused::UnknownService(service.clone()))?;
+        let state = tier.members.get_mut(member).ok_or_else(|| Refused::UnknownMember {
+            service: service.clone(),
+            member: member.clone(),
+        })?;
+        if let Some((last, _)) = &state.last
+            && last.epoch == update.epoch
+            && update.seq < last.seq
+        {
+            return Err(Refused::Outdated {
+                member: member.clone(),
+                seq: update.seq,
+                last: last.seq,
+            });
+        }
+        state.last = Some((update, now));
+        tier.recompute(now, rng);
+        Ok(())
+    }
+
+    /// Records a measured RTT to a member, in every service it belongs to.
+    pub fn handle_rtt(&mut self, member: &CandidateId, rtt: std::time::Duration, now: Timestamp, rng: &mut impl Rng) {
+        for tier in self.services.values_mut() {
+            if let Some(m) = tier.members.get_mut(member) {
+                m.rtt = Some(crate::candidate::Sample::new(rtt, now));
+                tier.recompute(now, rng);
+            }
+        }
+    }
+
+    /// Drains (or undrains) a member in every service.
+    pub fn set_drained(&mut self, member: &CandidateId, drained: bool, now: Timestamp, rng: &mut impl Rng) -> bool {
+        let mut found = false;
+        for tier in self.services.values_mut() {
+            if let Some(m) = tier.members.get_mut(member) {
+                m.drained = drained;
+                found = true;
+                tier.recompute(now, rng);
+            }
+        }
+        found
+    }
+
+    /// Re-decides every service (after time passed or a reload).
+    pub fn recompute_all(&mut self, now: Timestamp, rng: &mut impl Rng) {
+        for tier in self.services.values_mut() {
+            tier.recompute(now, rng);
+        }
+    }
+
+    /// The next moment something changes with no new input.
+    pub fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
+        self.services.values().filter_map(|t| t.poll_timeout(now)).min()
+    }
+
+    /// Services whose answer changed since the last call, with their decisions.
+    pub fn take_changed(&mut self) -> Vec<(ServiceId, Decision)> {
+        let mut out = Vec::new();
+        for (id, tier) in &mut self.services {
+            if std::mem::take(&mut tier.changed)
+                && let Some(d) = &tier.decision
+            {
+                out.push((id.clone(), d.clone()));
+            }
+        }
+        out
+    }
+}
