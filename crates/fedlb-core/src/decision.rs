@@ -112,7 +112,9 @@ pub struct Decision {
 impl Decision {
     /// Whether two decisions answer the same (ignoring the why and standings).
     pub fn same_answer(&self, other: &Decision) -> bool {
-        self.chosen == other.chosen && self.addresses == other.addresses && self.degraded == other.degraded
+        self.chosen == other.chosen
+            && self.addresses == other.addresses
+            && self.degraded == other.degraded
     }
 }
 
@@ -179,7 +181,12 @@ impl Selector {
     }
 
     /// Decides among `candidates` at `now`.
-    pub fn decide(&mut self, candidates: &[Candidate], now: Timestamp, rng: &mut impl Rng) -> Decision {
+    pub fn decide(
+        &mut self,
+        candidates: &[Candidate],
+        now: Timestamp,
+        rng: &mut impl Rng,
+    ) -> Decision {
         let healthy: Vec<&Candidate> = candidates.iter().filter(|c| c.health.is_up()).collect();
         let ranking = self.rank(&healthy, now, rng);
         let standings = standings(candidates, &ranking);
@@ -231,7 +238,8 @@ impl Selector {
         let period = self.config.rotate_every.max(Duration::from_millis(1));
         let idx = (now.as_duration().as_nanos() / period.as_nanos()) as u64;
         let same_set = |order: &[Ranked]| {
-            order.len() == healthy.len() && order.iter().all(|r| healthy.iter().any(|c| c.id == r.id))
+            order.len() == healthy.len()
+                && order.iter().all(|r| healthy.iter().any(|c| c.id == r.id))
         };
         match &self.drawn {
             Some((i, order)) if *i == idx && same_set(order) => order.clone(),
@@ -245,7 +253,12 @@ impl Selector {
 
     /// Keeps current members that are still healthy; fills empty slots at once; replaces
     /// the worst member only when a challenger beats it by the margin for the dwell.
-    fn with_hysteresis(&mut self, ranking: &[Ranked], n: usize, now: Timestamp) -> (Vec<CandidateId>, Option<String>) {
+    fn with_hysteresis(
+        &mut self,
+        ranking: &[Ranked],
+        n: usize,
+        now: Timestamp,
+    ) -> (Vec<CandidateId>, Option<String>) {
         let hyst = self.config.hysteresis;
         let pos = |id: &CandidateId| ranking.iter().position(|r| &r.id == id);
         let mut kept: Vec<usize> = self.current.iter().filter_map(pos).collect();
@@ -290,10 +303,18 @@ impl Selector {
             }
             _ => self.challenger = None,
         }
-        (kept.into_iter().map(|i| ranking[i].id.clone()).collect(), note)
+        (
+            kept.into_iter().map(|i| ranking[i].id.clone()).collect(),
+            note,
+        )
     }
 
-    fn fail_static(&mut self, candidates: &[Candidate], now: Timestamp, standings: Vec<Standing>) -> Decision {
+    fn fail_static(
+        &mut self,
+        candidates: &[Candidate],
+        now: Timestamp,
+        standings: Vec<Standing>,
+    ) -> Decision {
         self.challenger = None;
         let total = candidates.len();
         let (chosen, addresses, why) = match (self.config.fail_static, &self.last_good) {
@@ -313,7 +334,9 @@ impl Selector {
             (_, None) => (
                 Vec::new(),
                 Vec::new(),
-                format!("no healthy candidate of {total} and no earlier answer; publishing nothing"),
+                format!(
+                    "no healthy candidate of {total} and no earlier answer; publishing nothing"
+                ),
             ),
         };
         if chosen != self.current {
@@ -339,9 +362,10 @@ impl Selector {
         hold: Option<String>,
     ) -> String {
         let policy = &self.config.policy;
-        let noun = if candidates.iter().all(|c| c.members.is_some()) {
+        let healthy = || candidates.iter().filter(|c| c.health.is_up());
+        let noun = if healthy().all(|c| c.members.is_some()) {
             "farms"
-        } else if candidates.iter().all(|c| c.members.is_none()) {
+        } else if healthy().all(|c| c.members.is_none()) {
             "servers"
         } else {
             "candidates"
@@ -353,7 +377,11 @@ impl Selector {
                 .map_or(String::new(), |r| r.shown.clone())
         };
         let first = &chosen[0];
-        let mut why = format!("{first}: {policy} ({}) of {} healthy {noun}", shown(first), ranking.len());
+        let mut why = format!(
+            "{first}: {policy} ({}) of {} healthy {noun}",
+            shown(first),
+            ranking.len()
+        );
         if chosen.len() > 1 {
             why.push_str(&format!("; also {}", join(&chosen[1..])));
         }
@@ -425,5 +453,8 @@ fn addresses_of(chosen: &[CandidateId], candidates: &[Candidate]) -> Vec<IpAddr>
 }
 
 fn join(ids: &[CandidateId]) -> String {
-    ids.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ")
+    ids.iter()
+        .map(|i| i.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -152,8 +152,13 @@ impl FarmState {
     /// A monitor's report (from an agent, or from a monitor this node runs itself).
     pub fn handle_report(&mut self, report: &Report, now: Timestamp) -> Result<(), Refused> {
         let member = CandidateId::from(&report.server);
-        self.tier
-            .handle_update(&report.service, &member, report.to_update(), now, &mut self.rng)?;
+        self.tier.handle_update(
+            &report.service,
+            &member,
+            report.to_update(),
+            now,
+            &mut self.rng,
+        )?;
         self.flush(now, false);
         Ok(())
     }
@@ -161,8 +166,13 @@ impl FarmState {
     /// A lower farm node's summary (for nested farms).
     pub fn handle_summary(&mut self, summary: &Summary, now: Timestamp) -> Result<(), Refused> {
         let member = CandidateId::from(&summary.farm);
-        self.tier
-            .handle_update(&summary.service, &member, summary.to_update(), now, &mut self.rng)?;
+        self.tier.handle_update(
+            &summary.service,
+            &member,
+            summary.to_update(),
+            now,
+            &mut self.rng,
+        )?;
         self.flush(now, false);
         Ok(())
     }
@@ -237,7 +247,8 @@ impl FarmState {
 
     fn flush(&mut self, now: Timestamp, heartbeat: bool) {
         for (service, decision) in self.tier.take_changed() {
-            self.outputs.push_back(FarmOutput::Decision(service, decision));
+            self.outputs
+                .push_back(FarmOutput::Decision(service, decision));
         }
         let services: Vec<ServiceId> = self.tier.services().keys().cloned().collect();
         let mut any = false;

@@ -63,8 +63,13 @@ impl GlobalState {
     /// A farm node's summary.
     pub fn handle_summary(&mut self, summary: &Summary, now: Timestamp) -> Result<(), Refused> {
         let member = CandidateId::from(&summary.farm);
-        self.tier
-            .handle_update(&summary.service, &member, summary.to_update(), now, &mut self.rng)?;
+        self.tier.handle_update(
+            &summary.service,
+            &member,
+            summary.to_update(),
+            now,
+            &mut self.rng,
+        )?;
         self.flush();
         Ok(())
     }
@@ -72,8 +77,13 @@ impl GlobalState {
     /// A report about a server attached directly to the global node.
     pub fn handle_report(&mut self, report: &Report, now: Timestamp) -> Result<(), Refused> {
         let member = CandidateId::from(&report.server);
-        self.tier
-            .handle_update(&report.service, &member, report.to_update(), now, &mut self.rng)?;
+        self.tier.handle_update(
+            &report.service,
+            &member,
+            report.to_update(),
+            now,
+            &mut self.rng,
+        )?;
         self.flush();
         Ok(())
     }
@@ -110,7 +120,8 @@ impl GlobalState {
     fn flush(&mut self) {
         for (service, decision) in self.tier.take_changed() {
             if !decision.addresses.is_empty() {
-                self.outputs.push_back(GlobalOutput::Publish(service, decision));
+                self.outputs
+                    .push_back(GlobalOutput::Publish(service, decision));
             }
         }
     }

@@ -29,7 +29,9 @@ pub use farm::{FarmConfig, FarmOutput, FarmState, Summary};
 pub use global::{GlobalConfig, GlobalOutput, GlobalState};
 pub use health::{Liveness, ProbeHealth, Thresholds};
 pub use id::{CandidateId, FarmId, ProbeId, ServerId, ServiceId};
-pub use monitor::{Measurement, Monitor, MonitorConfig, MonitorOutput, ProbeResult, ProbeSchedule, Report};
+pub use monitor::{
+    Measurement, Monitor, MonitorConfig, MonitorOutput, ProbeResult, ProbeSchedule, Report,
+};
 pub use policy::{ClosestBy, Filter, Policy, Ranked};
 pub use tier::{MemberSpec, Refused, Tier, TierService, Update};
 pub use time::Timestamp;

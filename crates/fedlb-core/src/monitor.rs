@@ -90,6 +90,8 @@ pub struct Report {
 }
 
 /// What the monitor asks its shell to do.
+// Outputs are drained at once; boxing the report would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum MonitorOutput {
     /// Run this probe now and hand back its result.
@@ -220,12 +222,20 @@ impl Monitor {
         };
         slot.next_run = Some(now + slot.schedule.interval);
         slot.health.observe(result.ok);
-        slot.last_error = if result.ok { None } else { result.error.clone() };
+        slot.last_error = if result.ok {
+            None
+        } else {
+            result.error.clone()
+        };
         for m in result.measurements {
             match m {
-                Measurement::ResponseTime(d) => self.readings.response_time = Some(Sample::new(d, now)),
+                Measurement::ResponseTime(d) => {
+                    self.readings.response_time = Some(Sample::new(d, now))
+                }
                 Measurement::Pending(n) => self.readings.pending = Some(Sample::new(n, now)),
-                Measurement::Connections(n) => self.readings.connections = Some(Sample::new(n, now)),
+                Measurement::Connections(n) => {
+                    self.readings.connections = Some(Sample::new(n, now))
+                }
                 Measurement::Hops(n) => self.readings.hops = Some(Sample::new(n, now)),
                 Measurement::Metric(name, v) => {
                     self.readings.metrics.insert(name, Sample::new(v, now));

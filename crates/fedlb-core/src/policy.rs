@@ -73,7 +73,9 @@ impl Filter {
             Filter::MaxResponseTime(max) => {
                 c.readings.response_time.is_none_or(|s| s.value <= *max)
             }
-            Filter::MaxMetric(name, max) => c.readings.metrics.get(name).is_none_or(|s| s.value <= *max),
+            Filter::MaxMetric(name, max) => {
+                c.readings.metrics.get(name).is_none_or(|s| s.value <= *max)
+            }
         }
     }
 }
@@ -138,7 +140,12 @@ impl Policy {
 
     /// Ranks `candidates` best first. `rotation` counts rotation periods (round robin);
     /// `rng` draws the random orders. Ties break by name, so equal inputs give equal output.
-    pub fn rank(&self, candidates: &[&Candidate], rotation: u64, rng: &mut impl Rng) -> Vec<Ranked> {
+    pub fn rank(
+        &self,
+        candidates: &[&Candidate],
+        rotation: u64,
+        rng: &mut impl Rng,
+    ) -> Vec<Ranked> {
         let (filters, inner): (&[Filter], &Policy) = match self {
             Policy::Composite { filters, rank } => (filters, rank),
             other => (&[], other),
@@ -152,10 +159,15 @@ impl Policy {
                 positional(&sorted, "round robin")
             }
             Policy::Random => {
-                let mut keyed: Vec<(f64, &Candidate)> =
-                    sorted.into_iter().map(|c| (rng.random::<f64>(), c)).collect();
+                let mut keyed: Vec<(f64, &Candidate)> = sorted
+                    .into_iter()
+                    .map(|c| (rng.random::<f64>(), c))
+                    .collect();
                 keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
-                positional(&keyed.into_iter().map(|(_, c)| c).collect::<Vec<_>>(), "random")
+                positional(
+                    &keyed.into_iter().map(|(_, c)| c).collect::<Vec<_>>(),
+                    "random",
+                )
             }
             Policy::Weighted => {
                 // Efraimidis–Spirakis: key u^(1/w), largest first, is a weighted draw
@@ -168,7 +180,10 @@ impl Policy {
                     })
                     .collect();
                 keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
-                positional(&keyed.into_iter().map(|(_, c)| c).collect::<Vec<_>>(), "weighted")
+                positional(
+                    &keyed.into_iter().map(|(_, c)| c).collect::<Vec<_>>(),
+                    "weighted",
+                )
             }
             Policy::Composite { .. } => {
                 // A composite inside a composite: flatten by ranking with the inner one.
@@ -261,10 +276,12 @@ fn closest(by: ClosestBy, c: &Candidate) -> Option<(Option<f64>, String)> {
         Distance::Kilometres(km) => Some((Some(km / 100.0), format!("{km:.0} km"))),
     };
     let rtt = || {
-        c.readings
-            .rtt
-            .or(c.readings.response_time)
-            .map(|s| (Some(s.value.as_secs_f64() * 1e3), format!("rtt {}", human(s.value))))
+        c.readings.rtt.or(c.readings.response_time).map(|s| {
+            (
+                Some(s.value.as_secs_f64() * 1e3),
+                format!("rtt {}", human(s.value)),
+            )
+        })
     };
     let hops = || {
         c.readings

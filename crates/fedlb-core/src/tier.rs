@@ -65,7 +65,11 @@ pub struct MemberState {
 impl MemberState {
     /// The member as a candidate at `now`.
     pub fn candidate(&self, now: Timestamp) -> Candidate {
-        let mut c = Candidate::new(self.spec.id.clone(), self.spec.addresses.clone(), self.spec.capacity);
+        let mut c = Candidate::new(
+            self.spec.id.clone(),
+            self.spec.addresses.clone(),
+            self.spec.capacity,
+        );
         c.distance = self.spec.distance;
         c.health = match (&self.last, self.drained) {
             (_, true) => Health::Drained,
@@ -163,16 +167,20 @@ impl ServiceTier {
     fn recompute(&mut self, now: Timestamp, rng: &mut impl Rng) {
         let candidates = self.candidates(now);
         let d = self.selector.decide(&candidates, now, rng);
-        let changed = self.decision.as_ref().is_none_or(|old| !old.same_answer(&d));
+        let changed = self
+            .decision
+            .as_ref()
+            .is_none_or(|old| !old.same_answer(&d));
         self.changed |= changed;
         self.decision = Some(d);
     }
 
     fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
-        let liveness = self
-            .members
-            .values()
-            .filter_map(|m| m.last.as_ref().and_then(|(_, at)| m.spec.liveness.next_change(*at, now)));
+        let liveness = self.members.values().filter_map(|m| {
+            m.last
+                .as_ref()
+                .and_then(|(_, at)| m.spec.liveness.next_change(*at, now))
+        });
         liveness.chain(self.selector.poll_timeout()).min()
     }
 }
@@ -260,10 +268,13 @@ impl Tier {
             .services
             .get_mut(service)
             .ok_or_else(|| Refused::UnknownService(service.clone()))?;
-        let state = tier.members.get_mut(member).ok_or_else(|| Refused::UnknownMember {
-            service: service.clone(),
-            member: member.clone(),
-        })?;
+        let state = tier
+            .members
+            .get_mut(member)
+            .ok_or_else(|| Refused::UnknownMember {
+                service: service.clone(),
+                member: member.clone(),
+            })?;
         if let Some((last, _)) = &state.last
             && last.epoch == update.epoch
             && update.seq < last.seq
@@ -280,7 +291,13 @@ impl Tier {
     }
 
     /// Records a measured RTT to a member, in every service it belongs to.
-    pub fn handle_rtt(&mut self, member: &CandidateId, rtt: std::time::Duration, now: Timestamp, rng: &mut impl Rng) {
+    pub fn handle_rtt(
+        &mut self,
+        member: &CandidateId,
+        rtt: std::time::Duration,
+        now: Timestamp,
+        rng: &mut impl Rng,
+    ) {
         for tier in self.services.values_mut() {
             if let Some(m) = tier.members.get_mut(member) {
                 m.rtt = Some(crate::candidate::Sample::new(rtt, now));
@@ -290,7 +307,13 @@ impl Tier {
     }
 
     /// Drains (or undrains) a member in every service.
-    pub fn set_drained(&mut self, member: &CandidateId, drained: bool, now: Timestamp, rng: &mut impl Rng) -> bool {
+    pub fn set_drained(
+        &mut self,
+        member: &CandidateId,
+        drained: bool,
+        now: Timestamp,
+        rng: &mut impl Rng,
+    ) -> bool {
         let mut found = false;
         for tier in self.services.values_mut() {
             if let Some(m) = tier.members.get_mut(member) {
@@ -311,7 +334,10 @@ impl Tier {
 
     /// The next moment something changes with no new input.
     pub fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
-        self.services.values().filter_map(|t| t.poll_timeout(now)).min()
+        self.services
+            .values()
+            .filter_map(|t| t.poll_timeout(now))
+            .min()
     }
 
     /// Services whose answer changed since the last call, with their decisions.

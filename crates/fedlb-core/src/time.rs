@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// Shells convert their `tokio::time::Instant` into a `Timestamp`; the simulator uses its
 /// simulated clock. Two timestamps are only comparable when they come from the same node.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Timestamp(Duration);
 
 impl Timestamp {

@@ -24,9 +24,12 @@ fn parse_policy(s: &str) -> (Policy, u64) {
         "closest" => Policy::Closest(ClosestBy::Auto),
         "closest_rtt" => Policy::Closest(ClosestBy::Rtt),
         "closest_hops" => Policy::Closest(ClosestBy::Hops),
-        s if s.starts_with("failover(") => {
-            Policy::Failover(args(s, "failover").into_iter().map(CandidateId::from).collect())
-        }
+        s if s.starts_with("failover(") => Policy::Failover(
+            args(s, "failover")
+                .into_iter()
+                .map(CandidateId::from)
+                .collect(),
+        ),
         s if s.starts_with("lowest(") => Policy::LowestMetric(args(s, "lowest").remove(0)),
         s if s.starts_with("composite(") => {
             let (filters, rank) = s.split_once('>').unwrap();
@@ -70,13 +73,20 @@ fn parse_candidate(s: &str, n: u8) -> Candidate {
             "p" => c.readings.pending = Some(Sample::new(v.parse().unwrap(), t0)),
             "c" => c.readings.connections = Some(Sample::new(v.parse().unwrap(), t0)),
             "cap" => c.capacity = v.parse().unwrap(),
-            "rt" => c.readings.response_time = Some(Sample::new(Duration::from_millis(v.parse().unwrap()), t0)),
-            "rtt" => c.readings.rtt = Some(Sample::new(Duration::from_millis(v.parse().unwrap()), t0)),
+            "rt" => {
+                c.readings.response_time =
+                    Some(Sample::new(Duration::from_millis(v.parse().unwrap()), t0))
+            }
+            "rtt" => {
+                c.readings.rtt = Some(Sample::new(Duration::from_millis(v.parse().unwrap()), t0))
+            }
             "hops" => c.readings.hops = Some(Sample::new(v.parse().unwrap(), t0)),
             "d" => c.distance = Some(Distance::Pinned(v.parse().unwrap())),
             "km" => c.distance = Some(Distance::Kilometres(v.parse().unwrap())),
             k if k.starts_with("m.") => {
-                c.readings.metrics.insert(k[2..].to_owned(), Sample::new(v.parse().unwrap(), t0));
+                c.readings
+                    .metrics
+                    .insert(k[2..].to_owned(), Sample::new(v.parse().unwrap(), t0));
             }
             other => panic!("unknown reading {other}"),
         }
@@ -125,7 +135,11 @@ fn random_and_weighted_are_deterministic_per_seed_and_cover_everyone() {
         for _ in 0..200 {
             firsts.insert(policy.rank(&refs, 0, &mut r)[0].id.clone());
         }
-        assert_eq!(firsts.len(), 4, "{policy}: every candidate comes first sometimes");
+        assert_eq!(
+            firsts.len(),
+            4,
+            "{policy}: every candidate comes first sometimes"
+        );
     }
 }
 
@@ -140,7 +154,10 @@ fn weighted_favours_capacity() {
         .filter(|_| Policy::Weighted.rank(&refs, 0, &mut r)[0].id.as_str() == "big")
         .count();
     // expected 900/1000 = 90 %
-    assert!((850..=950).contains(&big_first), "big first {big_first} of 1000");
+    assert!(
+        (850..=950).contains(&big_first),
+        "big first {big_first} of 1000"
+    );
 }
 
 #[test]

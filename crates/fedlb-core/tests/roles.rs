@@ -1,0 +1,570 @@
+//! The role state machines: monitor, farm node and global node, driven by hand.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use fedlb_core::*;
+
+fn probe(id: &str, interval_ms: u64, affects_health: bool) -> ProbeSchedule {
+    ProbeSchedule {
+        id: ProbeId::from(id),
+        interval: Duration::from_millis(interval_ms),
+        thresholds: Thresholds { rise: 2, fall: 2 },
+        affects_health,
+    }
+}
+
+fn monitor() -> Monitor {
+    let cfg = MonitorConfig {
+        service: "www".into(),
+        server: "s1".into(),
+        probes: vec![probe("http", 1_000, true), probe("load", 5_000, false)],
+        heartbeat: Duration::from_secs(2),
+    };
+    Monitor::new(cfg, 1, at(0))
+}
+
+fn drain(m: &mut Monitor) -> (Vec<String>, Vec<Report>) {
+    let (mut runs, mut reports) = (vec![], vec![]);
+    while let Some(o) = m.poll_output() {
+        match o {
+            MonitorOutput::RunProbe(p) => runs.push(p.0),
+            MonitorOutput::Report(r) => reports.push(r),
+        }
+    }
+    (runs, reports)
+}
+
+fn result(probe: &str, ok: bool, m: Vec<Measurement>) -> ProbeResult {
+    ProbeResult {
+        probe: probe.into(),
+        ok,
+        measurements: m,
+        error: (!ok).then(|| "connection refused".to_owned()),
+    }
+}
+
+#[test]
+fn monitor_runs_each_probe_on_its_own_interval() {
+    let mut m = monitor();
+    assert_eq!(drain(&mut m).0, ["http", "load"]);
+    m.handle_probe_result(result("http", true, vec![]), at(100));
+    m.handle_probe_result(result("load", true, vec![Measurement::Pending(7)]), at(100));
+    drain(&mut m);
+    assert_eq!(m.poll_timeout(), Some(at(1_100)));
+    m.handle_timeout(at(1_100));
+    assert_eq!(drain(&mut m).0, ["http"]);
+    assert_eq!(
+        m.poll_timeout(),
+        Some(at(2_100)),
+        "heartbeat next; load at 5.1 s"
+    );
+    m.handle_timeout(at(5_100));
+    let (runs, reports) = drain(&mut m);
+    assert_eq!(
+        runs,
+        ["load"],
+        "http is still running, so it is not started twice"
+    );
+    assert_eq!(reports.len(), 1, "heartbeat");
+}
+
+#[test]
+fn monitor_reports_a_health_change_at_once_and_heartbeats_otherwise() {
+    let mut m = monitor();
+    drain(&mut m);
+    m.handle_probe_result(
+        result(
+            "http",
+            true,
+            vec![Measurement::ResponseTime(Duration::from_millis(3))],
+        ),
+        at(10),
+    );
+    let (_, reports) = drain(&mut m);
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].health, Health::Up);
+    assert_eq!(reports[0].seq, 1);
+    assert_eq!(
+        reports[0].readings.response_time.unwrap().value,
+        Duration::from_millis(3)
+    );
+
+    // one failure: fall is 2, so no change yet
+    m.handle_probe_result(result("http", false, vec![]), at(1_010));
+    assert!(drain(&mut m).1.is_empty());
+    m.handle_probe_result(result("http", false, vec![]), at(2_010));
+    let (_, reports) = drain(&mut m);
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].health, Health::Down);
+    assert_eq!(reports[0].reason, "http failing: connection refused");
+
+    // no change for a while: heartbeats every 2 s
+    m.handle_timeout(at(4_010));
+    let (_, reports) = drain(&mut m);
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].health, Health::Down);
+    assert_eq!(reports[0].seq, 3);
+}
+
+#[test]
+fn a_failing_measurement_probe_does_not_make_the_instance_down() {
+    let mut m = monitor();
+    drain(&mut m);
+    m.handle_probe_result(result("http", true, vec![]), at(1));
+    m.handle_probe_result(result("load", false, vec![]), at(2));
+    assert_eq!(m.health(), Health::Up);
+}
+
+#[test]
+fn monitor_trigger_reprobes_at_once() {
+    let mut m = monitor();
+    drain(&mut m);
+    m.handle_probe_result(result("http", true, vec![]), at(1));
+    m.handle_probe_result(result("load", true, vec![]), at(1));
+    drain(&mut m);
+    m.handle_trigger(at(50));
+    assert_eq!(drain(&mut m).0, ["http"], "only health probes are re-run");
+}
+
+#[test]
+fn monitor_pause_swap_resume_keeps_state_of_kept_probes() {
+    let mut m = monitor();
+    drain(&mut m);
+    m.handle_probe_result(result("http", true, vec![]), at(1));
+    m.handle_probe_result(result("load", true, vec![]), at(1));
+    drain(&mut m);
+    m.pause();
+    m.handle_timeout(at(10_000));
+    assert!(drain(&mut m).0.is_empty(), "paused: no probes");
+    let mut cfg = m.config().clone();
+    cfg.probes = vec![probe("http", 500, true), probe("tcp", 500, true)];
+    m.set_config(cfg, at(10_000));
+    assert_eq!(m.health(), Health::Unknown, "tcp has no result yet");
+    m.resume(at(10_000));
+    let (runs, _) = drain(&mut m);
+    assert_eq!(runs, ["http", "tcp"]);
+    m.handle_probe_result(result("tcp", true, vec![]), at(10_010));
+    assert_eq!(m.health(), Health::Up, "http kept its up state");
+}
+
+fn member(name: &str, last: u8) -> MemberSpec {
+    MemberSpec {
+        id: name.into(),
+        addresses: vec![ip(last)],
+        capacity: 100.0,
+        distance: None,
+        liveness: Liveness {
+            stale_after: Duration::from_secs(3),
+            down_after: Duration::from_secs(6),
+        },
+    }
+}
+
+fn farm(name: &str, policy: Policy, servers: &[(&str, u8)]) -> FarmState {
+    let mut sel = SelectorConfig::new(policy);
+    sel.hysteresis = Hysteresis::NONE;
+    let mut services = BTreeMap::new();
+    services.insert(
+        ServiceId::from("www"),
+        TierService {
+            selector: sel,
+            members: servers.iter().map(|(n, l)| member(n, *l)).collect(),
+        },
+    );
+    let cfg = FarmConfig {
+        farm: name.into(),
+        services,
+        heartbeat: Duration::from_secs(1),
+    };
+    FarmState::new(cfg, 9, 1, at(0))
+}
+
+fn report(server: &str, seq: u64, health: Health, pending: u64) -> Report {
+    let readings = Readings {
+        pending: Some(Sample::new(pending, at(0))),
+        ..Readings::default()
+    };
+    Report {
+        service: "www".into(),
+        server: server.into(),
+        epoch: 1,
+        seq,
+        health,
+        reason: format!("{health}"),
+        readings,
+    }
+}
+
+fn summaries(f: &mut FarmState) -> Vec<Summary> {
+    let mut out = vec![];
+    while let Some(o) = f.poll_output() {
+        if let FarmOutput::Summary(s) = o {
+            out.push(s);
+        }
+    }
+    out
+}
+
+#[test]
+fn farm_applies_the_local_policy_and_summarises_as_one_candidate() {
+    let mut f = farm(
+        "eu",
+        Policy::LeastLoaded,
+        &[("s1", 1), ("s2", 2), ("s3", 3)],
+    );
+    f.handle_report(&report("s1", 1, Health::Up, 40), at(10))
+        .unwrap();
+    f.handle_report(&report("s2", 1, Health::Up, 10), at(10))
+        .unwrap();
+    f.handle_report(&report("s3", 1, Health::Down, 0), at(10))
+        .unwrap();
+    let s = summaries(&mut f).pop().unwrap();
+    assert_eq!(s.health, Health::Up);
+    assert_eq!(s.chosen, vec![CandidateId::from("s2")]);
+    assert_eq!(s.addresses, vec![ip(2)]);
+    assert_eq!(s.members, Members { up: 2, total: 3 });
+    assert_eq!(s.capacity, 200.0);
+    assert_eq!(s.readings.pending.unwrap().value, 50);
+    assert!(s.why.starts_with("s2: least loaded"), "{}", s.why);
+    // as a candidate one tier up
+    let u = s.to_update();
+    assert_eq!(u.addresses, Some(vec![ip(2)]));
+    assert_eq!(u.members, Some(Members { up: 2, total: 3 }));
+}
+
+#[test]
+fn farm_pushes_changes_at_once_and_load_only_on_heartbeat() {
+    let mut f = farm("eu", Policy::LeastLoaded, &[("s1", 1), ("s2", 2)]);
+    f.handle_report(&report("s1", 1, Health::Up, 10), at(0))
+        .unwrap();
+    f.handle_report(&report("s2", 1, Health::Up, 20), at(0))
+        .unwrap();
+    summaries(&mut f);
+    // a load change that does not change the choice waits for the heartbeat
+    f.handle_report(&report("s2", 2, Health::Up, 15), at(100))
+        .unwrap();
+    assert!(summaries(&mut f).is_empty());
+    f.handle_timeout(at(1_000));
+    let hb = summaries(&mut f);
+    assert_eq!(hb.len(), 1);
+    assert_eq!(hb[0].readings.pending.unwrap().value, 25);
+    // a health change goes at once
+    f.handle_report(&report("s1", 2, Health::Down, 10), at(1_100))
+        .unwrap();
+    let s = summaries(&mut f);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].addresses, vec![ip(2)]);
+}
+
+#[test]
+fn farm_marks_silent_servers_stale_then_down() {
+    let mut f = farm("eu", Policy::LeastLoaded, &[("s1", 1), ("s2", 2)]);
+    f.handle_report(&report("s1", 1, Health::Up, 1), at(0))
+        .unwrap();
+    f.handle_report(&report("s2", 1, Health::Up, 50), at(0))
+        .unwrap();
+    summaries(&mut f);
+    // s2 keeps reporting, s1 falls silent
+    for t in (1..=3).map(|i| i * 1_000) {
+        f.handle_report(&report("s2", 1 + t / 1000, Health::Up, 50), at(t))
+            .unwrap();
+    }
+    assert_eq!(f.tier().poll_timeout(at(2_999)), Some(at(3_000)));
+    f.handle_timeout(at(3_000));
+    let s = summaries(&mut f).pop().unwrap();
+    assert_eq!(s.addresses, vec![ip(2)], "s1 stale after 3 s");
+    let c = f.tier().services()[&ServiceId::from("www")].candidates(at(3_000));
+    assert_eq!(c[0].health, Health::Stale);
+    let c = f.tier().services()[&ServiceId::from("www")].candidates(at(6_000));
+    assert_eq!(c[0].health, Health::Down);
+}
+
+#[test]
+fn farm_refuses_unknown_servers_and_reordered_reports() {
+    let mut f = farm("eu", Policy::LeastLoaded, &[("s1", 1)]);
+    assert!(matches!(
+        f.handle_report(&report("mallory", 1, Health::Up, 0), at(0)),
+        Err(Refused::UnknownMember { .. })
+    ));
+    f.handle_report(&report("s1", 5, Health::Up, 0), at(0))
+        .unwrap();
+    assert!(matches!(
+        f.handle_report(&report("s1", 4, Health::Down, 0), at(1)),
+        Err(Refused::Outdated {
+            seq: 4,
+            last: 5,
+            ..
+        })
+    ));
+    // a restarted agent (new epoch) starts its numbers over
+    let mut r = report("s1", 1, Health::Down, 0);
+    r.epoch = 2;
+    f.handle_report(&r, at(2)).unwrap();
+}
+
+#[test]
+fn farm_with_no_healthy_server_says_down_but_keeps_its_last_answer() {
+    let mut f = farm("eu", Policy::LeastLoaded, &[("s1", 1)]);
+    f.handle_report(&report("s1", 1, Health::Up, 0), at(0))
+        .unwrap();
+    f.handle_report(&report("s1", 2, Health::Down, 0), at(1))
+        .unwrap();
+    let s = summaries(&mut f).pop().unwrap();
+    assert_eq!(s.health, Health::Down);
+    assert!(s.degraded);
+    assert_eq!(s.addresses, vec![ip(1)]);
+}
+
+#[test]
+fn farm_reload_adds_and_removes_servers_keeping_known_state() {
+    let mut f = farm("eu", Policy::LeastLoaded, &[("s1", 1), ("s2", 2)]);
+    f.handle_report(&report("s1", 1, Health::Up, 30), at(0))
+        .unwrap();
+    f.handle_report(&report("s2", 1, Health::Up, 10), at(0))
+        .unwrap();
+    summaries(&mut f);
+    let mut cfg = FarmConfig {
+        farm: "eu".into(),
+        services: BTreeMap::new(),
+        heartbeat: Duration::from_secs(1),
+    };
+    let mut sel = SelectorConfig::new(Policy::LeastLoaded);
+    sel.hysteresis = Hysteresis::NONE;
+    cfg.services.insert(
+        "www".into(),
+        TierService {
+            selector: sel,
+            members: vec![member("s1", 1), member("s4", 4)],
+        },
+    );
+    f.set_config(cfg, at(100));
+    let s = summaries(&mut f).pop().unwrap();
+    assert_eq!(s.addresses, vec![ip(1)], "s2 removed; s1 still known up");
+    assert_eq!(s.members, Members { up: 1, total: 2 });
+    f.handle_report(&report("s4", 1, Health::Up, 0), at(200))
+        .unwrap();
+    assert_eq!(summaries(&mut f).pop().unwrap().addresses, vec![ip(4)]);
+}
+
+fn global(policy: Policy, farms: &[(&str, f64)], direct: &[(&str, u8, f64)]) -> GlobalState {
+    let mut sel = SelectorConfig::new(policy);
+    sel.hysteresis = Hysteresis {
+        margin: 0.2,
+        dwell: Duration::from_secs(10),
+    };
+    let mut members: Vec<MemberSpec> = farms
+        .iter()
+        .map(|(n, d)| {
+            let mut m = member(n, 0);
+            m.addresses = vec![];
+            m.distance = Some(Distance::Pinned(*d));
+            m
+        })
+        .collect();
+    members.extend(direct.iter().map(|(n, l, d)| {
+        let mut m = member(n, *l);
+        m.distance = Some(Distance::Pinned(*d));
+        m
+    }));
+    let mut services = BTreeMap::new();
+    services.insert(
+        ServiceId::from("www"),
+        TierService {
+            selector: sel,
+            members,
+        },
+    );
+    GlobalState::new(GlobalConfig { services }, 1)
+}
+
+fn publishes(g: &mut GlobalState) -> Vec<Decision> {
+    let mut out = vec![];
+    while let Some(GlobalOutput::Publish(_, d)) = g.poll_output() {
+        out.push(d);
+    }
+    out
+}
+
+fn summary_of(f: &mut FarmState) -> Summary {
+    summaries(f).pop().expect("a summary")
+}
+
+/// Two farms and a global node, with every server reporting once a second.
+struct World {
+    eu: FarmState,
+    us: FarmState,
+    g: GlobalState,
+    seq: u64,
+}
+
+impl World {
+    fn new() -> Self {
+        World {
+            eu: farm("eu", Policy::LeastLoaded, &[("eu1", 1), ("eu2", 2)]),
+            us: farm("us", Policy::LeastLoaded, &[("us1", 11)]),
+            g: global(
+                Policy::Closest(ClosestBy::Auto),
+                &[("eu", 12.0), ("us", 85.0)],
+                &[],
+            ),
+            seq: 0,
+        }
+    }
+
+    /// One second of the world: reports from every server, summaries forwarded.
+    /// Returns what the global node published.
+    fn tick(&mut self, t: u64, eu1: Health, eu2: Health) -> Vec<Decision> {
+        let now = at(t);
+        self.seq += 1;
+        let seq = self.seq;
+        self.eu
+            .handle_report(&report("eu1", seq, eu1, 1), now)
+            .unwrap();
+        self.eu
+            .handle_report(&report("eu2", seq, eu2, 5), now)
+            .unwrap();
+        self.us
+            .handle_report(&report("us1", seq, Health::Up, 1), now)
+            .unwrap();
+        for f in [&mut self.eu, &mut self.us] {
+            f.handle_timeout(now);
+            for s in summaries(f) {
+                self.g.handle_summary(&s, now).unwrap();
+            }
+        }
+        self.g.handle_timeout(now);
+        publishes(&mut self.g)
+    }
+}
+
+#[test]
+fn hierarchy_backend_down_moves_local_then_farm_down_moves_global() {
+    use Health::{Down, Up};
+    let mut w = World::new();
+    assert_eq!(w.tick(0, Up, Up).pop().unwrap().addresses, vec![ip(1)]);
+    let d = latest(&w.g);
+    assert_eq!(
+        d.why,
+        "eu: closest (12 ms) of 2 healthy farms; next us 85 ms"
+    );
+    assert!(
+        w.tick(1_000, Up, Up).is_empty(),
+        "steady state publishes nothing"
+    );
+
+    // eu1 dies: eu answers eu2; the global choice (eu) stays but its answer changes
+    assert_eq!(
+        w.tick(2_000, Down, Up).pop().unwrap().addresses,
+        vec![ip(2)]
+    );
+
+    // eu2 dies too: eu is down; the global node moves to us at once
+    let d = w.tick(3_000, Down, Down).pop().unwrap();
+    assert_eq!(d.addresses, vec![ip(11)]);
+    assert!(d.why.contains("eu is down"), "{}", d.why);
+
+    // eu recovers at 4 s: back only after the 10 s dwell
+    for t in (4..14).map(|s| s * 1_000) {
+        assert!(w.tick(t, Up, Up).is_empty(), "t={t}: inside the dwell");
+    }
+    let d = w.tick(14_000, Up, Up).pop().unwrap();
+    assert_eq!(d.addresses, vec![ip(1)]);
+}
+
+fn summary_of_heartbeat(f: &mut FarmState, now: Timestamp) -> Summary {
+    f.handle_timeout(now);
+    summaries(f)
+        .pop()
+        .unwrap_or_else(|| f.summary(&"www".into(), now).unwrap())
+}
+
+#[test]
+fn global_marks_a_silent_farm_stale_and_fails_over() {
+    let mut eu = farm("eu", Policy::LeastLoaded, &[("eu1", 1)]);
+    let mut us = farm("us", Policy::LeastLoaded, &[("us1", 11)]);
+    let mut g = global(
+        Policy::Closest(ClosestBy::Auto),
+        &[("eu", 12.0), ("us", 85.0)],
+        &[],
+    );
+    eu.handle_report(&report("eu1", 1, Health::Up, 1), at(0))
+        .unwrap();
+    us.handle_report(&report("us1", 1, Health::Up, 1), at(0))
+        .unwrap();
+    g.handle_summary(&summary_of(&mut eu), at(0)).unwrap();
+    g.handle_summary(&summary_of(&mut us), at(0)).unwrap();
+    publishes(&mut g);
+    // us keeps its heartbeat, eu's farm node is gone
+    for t in [1_000, 2_000] {
+        us.handle_timeout(at(t));
+        g.handle_summary(&summaries(&mut us).pop().unwrap(), at(t))
+            .unwrap();
+    }
+    g.handle_timeout(at(3_000));
+    let d = publishes(&mut g).pop().unwrap();
+    assert_eq!(d.addresses, vec![ip(11)]);
+    assert!(d.why.contains("eu is stale"), "{}", d.why);
+}
+
+#[test]
+fn mixed_mode_direct_servers_compete_with_farms() {
+    let mut eu = farm("eu", Policy::LeastLoaded, &[("eu1", 1)]);
+    let mut g = global(
+        Policy::Closest(ClosestBy::Auto),
+        &[("eu", 40.0)],
+        &[("edge", 50, 5.0)],
+    );
+    eu.handle_report(&report("eu1", 1, Health::Up, 1), at(0))
+        .unwrap();
+    g.handle_summary(&summary_of(&mut eu), at(0)).unwrap();
+    assert_eq!(publishes(&mut g).pop().unwrap().addresses, vec![ip(1)]);
+    // the direct server is closer: after the dwell it wins
+    for t in 0..=10u64 {
+        let now = at(100 + t * 1_000);
+        g.handle_report(&report("edge", 1 + t, Health::Up, 0), now)
+            .unwrap();
+        eu.handle_report(&report("eu1", 2 + t, Health::Up, 1), now)
+            .unwrap();
+        g.handle_summary(&summary_of_heartbeat(&mut eu, now), now)
+            .unwrap();
+        if t < 10 {
+            assert!(publishes(&mut g).is_empty(), "t={t}: inside the dwell");
+        }
+    }
+    let d = publishes(&mut g).pop().unwrap();
+    assert_eq!(d.addresses, vec![ip(50)]);
+    assert!(d.why.contains("of 2 healthy candidates"), "{}", d.why);
+}
+
+#[test]
+fn global_rtt_feeds_closest_by_rtt() {
+    let mut g = global(
+        Policy::Closest(ClosestBy::Rtt),
+        &[("eu", 0.0), ("us", 0.0)],
+        &[],
+    );
+    let mut eu = farm("eu", Policy::LeastLoaded, &[("eu1", 1)]);
+    let mut us = farm("us", Policy::LeastLoaded, &[("us1", 11)]);
+    eu.handle_report(&report("eu1", 1, Health::Up, 1), at(0))
+        .unwrap();
+    us.handle_report(&report("us1", 1, Health::Up, 1), at(0))
+        .unwrap();
+    g.handle_rtt(&"eu".into(), Duration::from_millis(80), at(0));
+    g.handle_rtt(&"us".into(), Duration::from_millis(20), at(0));
+    g.handle_summary(&summary_of(&mut eu), at(0)).unwrap();
+    g.handle_summary(&summary_of(&mut us), at(0)).unwrap();
+    let d = latest(&g);
+    assert_eq!(d.standings[0].id.as_str(), "us");
+    assert_eq!(d.standings[0].shown, "rtt 20 ms");
+}
+
+fn latest(g: &GlobalState) -> Decision {
+    g.tier().services()[&ServiceId::from("www")]
+        .decision()
+        .unwrap()
+        .clone()
+}
