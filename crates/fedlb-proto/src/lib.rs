@@ -1,0 +1,377 @@
+//! fedlb's wire messages: what agents, farm nodes and the global node say to each other,
+//! and how it is encoded.
+//!
+//! Messages are plain serde types encoded with bincode 2.0.1 (`standard()` config: little
+//! endian, varints). Every decode goes through [`decode`], which caps the bytes bincode may
+//! claim (an unlimited decode of 17 forged bytes would try to allocate a terabyte) and then
+//! checks every collection and string against the limits below, so a decoded message is
+//! always small. Timestamps never cross the wire: readings travel with their *age* and are
+//! placed on the receiver's timeline on arrival.
+//!
+//! This crate does no I/O; the transport (fedlb-net) frames and carries the bytes.
+#![warn(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use fedlb_core::{
+    CandidateId, FarmId, Health, Members, Readings, Report, Sample, ServerId, ServiceId, Summary, Timestamp,
+};
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this build speaks. Peers exchange it in the transport's hello and
+/// refuse a mismatch with a message naming both.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Largest encoded message, in bytes (also the transport's frame cap).
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// Most reports or summaries in one message.
+pub const MAX_BATCH: usize = 64;
+/// Most application metrics in one reading set.
+pub const MAX_METRICS: usize = 32;
+/// Most addresses or chosen candidates in one summary.
+pub const MAX_ADDRESSES: usize = 32;
+/// Longest name (service, server, farm, metric), in bytes.
+pub const MAX_NAME: usize = 253;
+/// Longest free text (a reason, a why), in bytes.
+pub const MAX_TEXT: usize = 1024;
+
+type Config = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_MESSAGE>,
+>;
+const BINCODE: Config = bincode::config::standard().with_limit::<MAX_MESSAGE>();
+
+/// A message between nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// Monitor reports (agent → farm node, or → global node for attached servers). One
+    /// message carries every service of a server that changed or is due.
+    Reports(Vec<WireReport>),
+    /// Farm summaries (farm node → global node, or → a regional farm node).
+    Summaries(Vec<WireSummary>),
+}
+
+/// A value and how old it was when sent.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Aged<T> {
+    /// The value.
+    pub value: T,
+    /// Its age at sending.
+    pub age: Duration,
+}
+
+/// [`Readings`] on the wire: ages instead of timestamps.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WireReadings {
+    /// Response time.
+    pub response_time: Option<Aged<Duration>>,
+    /// Pending requests.
+    pub pending: Option<Aged<u64>>,
+    /// Open connections.
+    pub connections: Option<Aged<u64>>,
+    /// Hops.
+    pub hops: Option<Aged<u32>>,
+    /// RTT from the sender.
+    pub rtt: Option<Aged<Duration>>,
+    /// Application metrics.
+    pub metrics: BTreeMap<String, Aged<f64>>,
+}
+
+impl WireReadings {
+    /// Readings as of `now` on the sender's timeline.
+    pub fn from_readings(r: &Readings, now: Timestamp) -> Self {
+        fn aged<T: Copy>(s: &Option<Sample<T>>, now: Timestamp) -> Option<Aged<T>> {
+            s.map(|s| Aged {
+                value: s.value,
+                age: s.age(now),
+            })
+        }
+        WireReadings {
+            response_time: aged(&r.response_time, now),
+            pending: aged(&r.pending, now),
+            connections: aged(&r.connections, now),
+            hops: aged(&r.hops, now),
+            rtt: aged(&r.rtt, now),
+            metrics: r
+                .metrics
+                .iter()
+                .map(|(k, s)| (k.clone(), aged(&Some(*s), now).expect("some")))
+                .collect(),
+        }
+    }
+
+    /// Readings placed on the receiver's timeline, arriving at `now`.
+    pub fn to_readings(&self, now: Timestamp) -> Readings {
+        fn sample<T: Copy>(a: &Option<Aged<T>>, now: Timestamp) -> Option<Sample<T>> {
+            a.map(|a| Sample::new(a.value, now.saturating_sub(a.age)))
+        }
+        Readings {
+            response_time: sample(&self.response_time, now),
+            pending: sample(&self.pending, now),
+            connections: sample(&self.connections, now),
+            hops: sample(&self.hops, now),
+            rtt: sample(&self.rtt, now),
+            metrics: self
+                .metrics
+                .iter()
+                .map(|(k, a)| (k.clone(), Sample::new(a.value, now.saturating_sub(a.age))))
+                .collect(),
+        }
+    }
+}
+
+/// A monitor report on the wire.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireReport {
+    /// The service.
+    pub service: String,
+    /// The server.
+    pub server: String,
+    /// Restart counter of the reporter.
+    pub epoch: u64,
+    /// Sequence number within the epoch.
+    pub seq: u64,
+    /// Health.
+    pub health: Health,
+    /// Why.
+    pub reason: String,
+    /// Readings with their ages.
+    pub readings: WireReadings,
+}
+
+impl WireReport {
+    /// The wire form of `r`, sent at `now` (sender's timeline).
+    pub fn from_report(r: &Report, now: Timestamp) -> Self {
+        WireReport {
+            service: r.service.0.clone(),
+            server: r.server.0.clone(),
+            epoch: r.epoch,
+            seq: r.seq,
+            health: r.health,
+            reason: truncate(&r.reason),
+            readings: WireReadings::from_readings(&r.readings, now),
+        }
+    }
+
+    /// The report as the receiver sees it, arriving at `now` (receiver's timeline).
+    pub fn to_report(&self, now: Timestamp) -> Report {
+        Report {
+            service: ServiceId(self.service.clone()),
+            server: ServerId(self.server.clone()),
+            epoch: self.epoch,
+            seq: self.seq,
+            health: self.health,
+            reason: self.reason.clone(),
+            readings: self.readings.to_readings(now),
+        }
+    }
+}
+
+/// A farm summary on the wire.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireSummary {
+    /// The farm.
+    pub farm: String,
+    /// The service.
+    pub service: String,
+    /// Restart counter of the farm node.
+    pub epoch: u64,
+    /// Sequence number within the epoch.
+    pub seq: u64,
+    /// Health of the farm as one candidate.
+    pub health: Health,
+    /// The local decision's why.
+    pub why: String,
+    /// The local choice.
+    pub chosen: Vec<String>,
+    /// The farm's answer.
+    pub addresses: Vec<IpAddr>,
+    /// Servers up / in all.
+    pub members: Members,
+    /// Capacity of the servers up.
+    pub capacity: f64,
+    /// Aggregated readings with their ages.
+    pub readings: WireReadings,
+    /// Whether the local answer is fail-static.
+    pub degraded: bool,
+}
+
+impl WireSummary {
+    /// The wire form of `s`, sent at `now` (sender's timeline).
+    pub fn from_summary(s: &Summary, now: Timestamp) -> Self {
+        WireSummary {
+            farm: s.farm.0.clone(),
+            service: s.service.0.clone(),
+            epoch: s.epoch,
+            seq: s.seq,
+            health: s.health,
+            why: truncate(&s.why),
+            chosen: s.chosen.iter().map(|c| c.0.clone()).collect(),
+            addresses: s.addresses.clone(),
+            members: s.members,
+            capacity: s.capacity,
+            readings: WireReadings::from_readings(&s.readings, now),
+            degraded: s.degraded,
+        }
+    }
+
+    /// The summary as the receiver sees it, arriving at `now` (receiver's timeline).
+    pub fn to_summary(&self, now: Timestamp) -> Summary {
+        Summary {
+            farm: FarmId(self.farm.clone()),
+            service: ServiceId(self.service.clone()),
+            epoch: self.epoch,
+            seq: self.seq,
+            health: self.health,
+            why: self.why.clone(),
+            chosen: self.chosen.iter().map(|c| CandidateId(c.clone())).collect(),
+            addresses: self.addresses.clone(),
+            members: self.members,
+            capacity: self.capacity,
+            readings: self.readings.to_readings(now),
+            degraded: self.degraded,
+        }
+    }
+}
+
+/// Why bytes were not a valid message.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtoError {
+    /// bincode could not decode (garbage, unknown message type, over the size limit).
+    #[error("undecodable message: {0}")]
+    Decode(#[from] bincode::error::DecodeError),
+    /// Encoding failed (a message over the size limit).
+    #[error("cannot encode message: {0}")]
+    Encode(#[from] bincode::error::EncodeError),
+    /// Decoded, but bigger or stranger than the protocol allows.
+    #[error("invalid message: {0}")]
+    Invalid(String),
+    /// Bytes left over after the message.
+    #[error("{0} trailing bytes after the message")]
+    Trailing(usize),
+}
+
+/// Encodes a message, refusing one over [`MAX_MESSAGE`] bytes or the collection limits.
+pub fn encode(msg: &Message) -> Result<Vec<u8>, ProtoError> {
+    msg.validate()?;
+    let bytes = bincode::serde::encode_to_vec(msg, BINCODE)?;
+    if bytes.len() > MAX_MESSAGE {
+        return Err(ProtoError::Invalid(format!(
+            "{} bytes, over the {MAX_MESSAGE}-byte limit",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Decodes and validates one message. Never panics and never allocates more than
+/// [`MAX_MESSAGE`] bytes, whatever the input.
+pub fn decode(bytes: &[u8]) -> Result<Message, ProtoError> {
+    if bytes.len() > MAX_MESSAGE {
+        return Err(ProtoError::Invalid(format!(
+            "{} bytes, over the {MAX_MESSAGE}-byte limit",
+            bytes.len()
+        )));
+    }
+    let (msg, used): (Message, usize) = bincode::serde::decode_from_slice(bytes, BINCODE)?;
+    if used != bytes.len() {
+        return Err(ProtoError::Trailing(bytes.len() - used));
+    }
+    msg.validate()?;
+    Ok(msg)
+}
+
+impl Message {
+    /// Checks the protocol's limits on sizes, names and numbers.
+    pub fn validate(&self) -> Result<(), ProtoError> {
+        let bad = |what: String| Err(ProtoError::Invalid(what));
+        match self {
+            Message::Reports(rs) => {
+                if rs.is_empty() || rs.len() > MAX_BATCH {
+                    return bad(format!("{} reports in one message (1..={MAX_BATCH})", rs.len()));
+                }
+                for r in rs {
+                    name("service", &r.service)?;
+                    name("server", &r.server)?;
+                    text("reason", &r.reason)?;
+                    readings(&r.readings)?;
+                }
+            }
+            Message::Summaries(ss) => {
+                if ss.is_empty() || ss.len() > MAX_BATCH {
+                    return bad(format!("{} summaries in one message (1..={MAX_BATCH})", ss.len()));
+                }
+                for s in ss {
+                    name("farm", &s.farm)?;
+                    name("service", &s.service)?;
+                    text("why", &s.why)?;
+                    if s.chosen.len() > MAX_ADDRESSES || s.addresses.len() > MAX_ADDRESSES {
+                        return bad(format!("summary of farm \"{}\" lists too many answers", s.farm));
+                    }
+                    for c in &s.chosen {
+                        name("chosen", c)?;
+                    }
+                    if !s.capacity.is_finite() || s.capacity < 0.0 {
+                        return bad(format!("summary of farm \"{}\": capacity {}", s.farm, s.capacity));
+                    }
+                    if s.members.up > s.members.total {
+                        return bad(format!(
+                            "summary of farm \"{}\": {} of {} members up",
+                            s.farm, s.members.up, s.members.total
+                        ));
+                    }
+                    readings(&s.readings)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn name(what: &str, s: &str) -> Result<(), ProtoError> {
+    if s.is_empty() || s.len() > MAX_NAME || s.chars().any(char::is_control) {
+        return Err(ProtoError::Invalid(format!(
+            "{what} name {:?} is empty, too long or has control characters",
+            s.chars().take(40).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
+fn text(what: &str, s: &str) -> Result<(), ProtoError> {
+    if s.len() > MAX_TEXT {
+        return Err(ProtoError::Invalid(format!("{what} is {} bytes (max {MAX_TEXT})", s.len())));
+    }
+    Ok(())
+}
+
+fn readings(r: &WireReadings) -> Result<(), ProtoError> {
+    if r.metrics.len() > MAX_METRICS {
+        return Err(ProtoError::Invalid(format!(
+            "{} metrics (max {MAX_METRICS})",
+            r.metrics.len()
+        )));
+    }
+    for (k, v) in &r.metrics {
+        name("metric", k)?;
+        if !v.value.is_finite() {
+            return Err(ProtoError::Invalid(format!("metric \"{k}\" is {}", v.value)));
+        }
+    }
+    Ok(())
+}
+
+fn truncate(s: &str) -> String {
+    if s.len() <= MAX_TEXT {
+        return s.to_owned();
+    }
+    let mut end = MAX_TEXT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
