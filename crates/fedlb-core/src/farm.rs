@@ -13,7 +13,7 @@ use crate::candidate::{Health, Members, Readings, Sample};
 use crate::decision::Decision;
 use crate::id::{CandidateId, FarmId, ServiceId};
 use crate::monitor::Report;
-use crate::tier::{Refused, Tier, TierService, Update};
+use crate::tier::{MemberView, Refused, Tier, TierService, Update};
 use crate::time::Timestamp;
 
 /// What a farm node runs.
@@ -54,6 +54,8 @@ pub struct Summary {
     pub readings: Readings,
     /// True when the local answer is fail-static.
     pub degraded: bool,
+    /// Every server of the farm as the farm node sees it (for the global status page).
+    pub servers: Vec<MemberView>,
 }
 
 impl Summary {
@@ -69,10 +71,6 @@ impl Summary {
             capacity: Some(self.capacity),
             members: Some(self.members),
         }
-    }
-
-    fn material(&self) -> (Health, &[IpAddr], Members, bool) {
-        (self.health, &self.addresses, self.members, self.degraded)
     }
 }
 
@@ -209,8 +207,8 @@ impl FarmState {
     pub fn summary(&self, service: &ServiceId, now: Timestamp) -> Option<Summary> {
         let tier = self.tier.services().get(service)?;
         let decision = tier.decision()?;
-        let candidates = tier.candidates(now);
-        let up: Vec<_> = candidates.iter().filter(|c| c.health.is_up()).collect();
+        let servers = tier.views(now);
+        let up: Vec<_> = servers.iter().filter(|c| c.health.is_up()).collect();
         let sum = |f: &dyn Fn(&Readings) -> Option<Sample<u64>>| {
             let samples: Vec<Sample<u64>> = up.iter().filter_map(|c| f(&c.readings)).collect();
             let at = samples.iter().map(|s| s.at).min()?;
@@ -237,11 +235,16 @@ impl FarmState {
             addresses: decision.addresses.clone(),
             members: Members {
                 up: up.len() as u32,
-                total: candidates.len() as u32,
+                total: servers.len() as u32,
             },
-            capacity: up.iter().map(|c| c.capacity).sum(),
+            capacity: up
+                .iter()
+                .filter_map(|v| tier.members.get(&v.id))
+                .map(|m| m.spec.capacity)
+                .sum(),
             readings,
             degraded: decision.degraded,
+            servers,
         })
     }
 
@@ -253,14 +256,20 @@ impl FarmState {
         let services: Vec<ServiceId> = self.tier.services().keys().cloned().collect();
         let mut any = false;
         for service in services {
-            let Some(mut summary) = self.summary(&service, now) else {
+            // A cheap check first: a summary is built only when one is sent.
+            let tier = &self.tier.services()[&service];
+            let Some(decision) = tier.decision() else {
                 continue;
             };
-            let changed = self
-                .sent
-                .get(&service)
-                .is_none_or(|old| old.material() != summary.material());
+            let changed = self.sent.get(&service).is_none_or(|old| {
+                old.addresses != decision.addresses
+                    || old.degraded != decision.degraded
+                    || old.members != tier.count_up(now)
+            });
             if changed || heartbeat {
+                let Some(mut summary) = self.summary(&service, now) else {
+                    continue;
+                };
                 self.seq += 1;
                 summary.seq = self.seq;
                 self.sent.insert(service, summary.clone());

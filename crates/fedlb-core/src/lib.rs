@@ -33,5 +33,5 @@ pub use monitor::{
     Measurement, Monitor, MonitorConfig, MonitorOutput, ProbeResult, ProbeSchedule, Report,
 };
 pub use policy::{ClosestBy, Filter, Policy, Ranked};
-pub use tier::{MemberSpec, Refused, Tier, TierService, Update};
+pub use tier::{MemberSpec, MemberView, Refused, Tier, TierService, Update};
 pub use time::Timestamp;

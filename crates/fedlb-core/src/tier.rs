@@ -71,11 +71,7 @@ impl MemberState {
             self.spec.capacity,
         );
         c.distance = self.spec.distance;
-        c.health = match (&self.last, self.drained) {
-            (_, true) => Health::Drained,
-            (None, false) => Health::Unknown,
-            (Some((u, at)), false) => self.spec.liveness.health_at(u.health, *at, now),
-        };
+        c.health = self.health(now);
         if let Some((u, _)) = &self.last {
             c.readings = u.readings.clone();
             if let Some(a) = &u.addresses {
@@ -92,6 +88,15 @@ impl MemberState {
         c
     }
 
+    /// The member's health at `now`, without building the whole candidate.
+    pub fn health(&self, now: Timestamp) -> Health {
+        match (&self.last, self.drained) {
+            (_, true) => Health::Drained,
+            (None, false) => Health::Unknown,
+            (Some((u, at)), false) => self.spec.liveness.health_at(u.health, *at, now),
+        }
+    }
+
     /// Why the member has its health, for status pages.
     pub fn reason(&self, now: Timestamp) -> String {
         match (&self.last, self.drained) {
@@ -105,6 +110,29 @@ impl MemberState {
             },
         }
     }
+}
+
+/// A member as shown on status pages and in farm summaries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberView {
+    /// Its name.
+    pub id: CandidateId,
+    /// Health at the time of the view.
+    pub health: Health,
+    /// Why it has that health.
+    pub reason: String,
+    /// 1-based rank among healthy members in the latest decision.
+    pub rank: Option<usize>,
+    /// The policy's view of it (`load 35 %`), or its health.
+    pub shown: String,
+    /// Whether the latest decision chose it.
+    pub chosen: bool,
+    /// Its addresses.
+    pub addresses: Vec<IpAddr>,
+    /// Its latest readings.
+    pub readings: Readings,
+    /// For a farm: members up and in all.
+    pub members: Option<Members>,
 }
 
 /// One service at one tier.
@@ -152,6 +180,41 @@ impl ServiceTier {
     /// The candidates as they are at `now`.
     pub fn candidates(&self, now: Timestamp) -> Vec<Candidate> {
         self.members.values().map(|m| m.candidate(now)).collect()
+    }
+
+    /// How many members are up at `now`, and how many there are.
+    pub fn count_up(&self, now: Timestamp) -> Members {
+        Members {
+            up: self
+                .members
+                .values()
+                .filter(|m| m.health(now).is_up())
+                .count() as u32,
+            total: self.members.len() as u32,
+        }
+    }
+
+    /// Every member as an operator sees it: health, why, rank and readings.
+    pub fn views(&self, now: Timestamp) -> Vec<MemberView> {
+        let decision = self.decision.as_ref();
+        self.members
+            .values()
+            .map(|m| {
+                let c = m.candidate(now);
+                let standing = decision.and_then(|d| d.standings.iter().find(|s| s.id == c.id));
+                MemberView {
+                    reason: m.reason(now),
+                    rank: standing.and_then(|s| s.rank),
+                    shown: standing.map_or_else(|| c.health.to_string(), |s| s.shown.clone()),
+                    chosen: decision.is_some_and(|d| d.chosen.contains(&c.id)),
+                    id: c.id,
+                    health: c.health,
+                    addresses: c.addresses,
+                    readings: c.readings,
+                    members: c.members,
+                }
+            })
+            .collect()
     }
 
     /// The latest decision.

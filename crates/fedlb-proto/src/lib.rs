@@ -16,7 +16,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use fedlb_core::{
-    CandidateId, FarmId, Health, Members, Readings, Report, Sample, ServerId, ServiceId, Summary, Timestamp,
+    CandidateId, FarmId, Health, MemberView, Members, Readings, Report, Sample, ServerId,
+    ServiceId, Summary, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,8 @@ pub const MAX_BATCH: usize = 64;
 pub const MAX_METRICS: usize = 32;
 /// Most addresses or chosen candidates in one summary.
 pub const MAX_ADDRESSES: usize = 32;
+/// Most servers described in one farm summary.
+pub const MAX_SERVERS: usize = 256;
 /// Longest name (service, server, farm, metric), in bytes.
 pub const MAX_NAME: usize = 253;
 /// Longest free text (a reason, a why), in bytes.
@@ -198,6 +201,58 @@ pub struct WireSummary {
     pub readings: WireReadings,
     /// Whether the local answer is fail-static.
     pub degraded: bool,
+    /// The farm's servers as its node sees them.
+    pub servers: Vec<WireMemberView>,
+}
+
+/// A [`MemberView`] on the wire.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireMemberView {
+    /// Name.
+    pub id: String,
+    /// Health.
+    pub health: Health,
+    /// Why.
+    pub reason: String,
+    /// Rank among healthy members.
+    pub rank: Option<u32>,
+    /// The policy's view of it.
+    pub shown: String,
+    /// Whether it is chosen.
+    pub chosen: bool,
+    /// Addresses.
+    pub addresses: Vec<IpAddr>,
+    /// Readings with their ages.
+    pub readings: WireReadings,
+}
+
+impl WireMemberView {
+    fn from_view(v: &MemberView, now: Timestamp) -> Self {
+        WireMemberView {
+            id: v.id.0.clone(),
+            health: v.health,
+            reason: truncate(&v.reason),
+            rank: v.rank.map(|r| r as u32),
+            shown: truncate(&v.shown),
+            chosen: v.chosen,
+            addresses: v.addresses.iter().take(MAX_ADDRESSES).copied().collect(),
+            readings: WireReadings::from_readings(&v.readings, now),
+        }
+    }
+
+    fn to_view(&self, now: Timestamp) -> MemberView {
+        MemberView {
+            id: CandidateId(self.id.clone()),
+            health: self.health,
+            reason: self.reason.clone(),
+            rank: self.rank.map(|r| r as usize),
+            shown: self.shown.clone(),
+            chosen: self.chosen,
+            addresses: self.addresses.clone(),
+            readings: self.readings.to_readings(now),
+            members: None,
+        }
+    }
 }
 
 impl WireSummary {
@@ -216,6 +271,12 @@ impl WireSummary {
             capacity: s.capacity,
             readings: WireReadings::from_readings(&s.readings, now),
             degraded: s.degraded,
+            servers: s
+                .servers
+                .iter()
+                .take(MAX_SERVERS)
+                .map(|v| WireMemberView::from_view(v, now))
+                .collect(),
         }
     }
 
@@ -234,6 +295,7 @@ impl WireSummary {
             capacity: self.capacity,
             readings: self.readings.to_readings(now),
             degraded: self.degraded,
+            servers: self.servers.iter().map(|v| v.to_view(now)).collect(),
         }
     }
 }
@@ -292,7 +354,10 @@ impl Message {
         match self {
             Message::Reports(rs) => {
                 if rs.is_empty() || rs.len() > MAX_BATCH {
-                    return bad(format!("{} reports in one message (1..={MAX_BATCH})", rs.len()));
+                    return bad(format!(
+                        "{} reports in one message (1..={MAX_BATCH})",
+                        rs.len()
+                    ));
                 }
                 for r in rs {
                     name("service", &r.service)?;
@@ -303,20 +368,29 @@ impl Message {
             }
             Message::Summaries(ss) => {
                 if ss.is_empty() || ss.len() > MAX_BATCH {
-                    return bad(format!("{} summaries in one message (1..={MAX_BATCH})", ss.len()));
+                    return bad(format!(
+                        "{} summaries in one message (1..={MAX_BATCH})",
+                        ss.len()
+                    ));
                 }
                 for s in ss {
                     name("farm", &s.farm)?;
                     name("service", &s.service)?;
                     text("why", &s.why)?;
                     if s.chosen.len() > MAX_ADDRESSES || s.addresses.len() > MAX_ADDRESSES {
-                        return bad(format!("summary of farm \"{}\" lists too many answers", s.farm));
+                        return bad(format!(
+                            "summary of farm \"{}\" lists too many answers",
+                            s.farm
+                        ));
                     }
                     for c in &s.chosen {
                         name("chosen", c)?;
                     }
                     if !s.capacity.is_finite() || s.capacity < 0.0 {
-                        return bad(format!("summary of farm \"{}\": capacity {}", s.farm, s.capacity));
+                        return bad(format!(
+                            "summary of farm \"{}\": capacity {}",
+                            s.farm, s.capacity
+                        ));
                     }
                     if s.members.up > s.members.total {
                         return bad(format!(
@@ -325,6 +399,22 @@ impl Message {
                         ));
                     }
                     readings(&s.readings)?;
+                    if s.servers.len() > MAX_SERVERS {
+                        return bad(format!(
+                            "summary of farm \"{}\" describes {} servers (max {MAX_SERVERS})",
+                            s.farm,
+                            s.servers.len()
+                        ));
+                    }
+                    for v in &s.servers {
+                        name("server", &v.id)?;
+                        text("reason", &v.reason)?;
+                        text("shown", &v.shown)?;
+                        if v.addresses.len() > MAX_ADDRESSES {
+                            return bad(format!("server \"{}\" lists too many addresses", v.id));
+                        }
+                        readings(&v.readings)?;
+                    }
                 }
             }
         }
@@ -344,7 +434,10 @@ fn name(what: &str, s: &str) -> Result<(), ProtoError> {
 
 fn text(what: &str, s: &str) -> Result<(), ProtoError> {
     if s.len() > MAX_TEXT {
-        return Err(ProtoError::Invalid(format!("{what} is {} bytes (max {MAX_TEXT})", s.len())));
+        return Err(ProtoError::Invalid(format!(
+            "{what} is {} bytes (max {MAX_TEXT})",
+            s.len()
+        )));
     }
     Ok(())
 }
@@ -359,7 +452,10 @@ fn readings(r: &WireReadings) -> Result<(), ProtoError> {
     for (k, v) in &r.metrics {
         name("metric", k)?;
         if !v.value.is_finite() {
-            return Err(ProtoError::Invalid(format!("metric \"{k}\" is {}", v.value)));
+            return Err(ProtoError::Invalid(format!(
+                "metric \"{k}\" is {}",
+                v.value
+            )));
         }
     }
     Ok(())

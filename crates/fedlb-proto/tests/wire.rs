@@ -18,14 +18,18 @@ fn health() -> impl Strategy<Value = Health> {
     ]
 }
 
-fn aged_one<T: std::fmt::Debug + Clone>(v: impl Strategy<Value = T>) -> impl Strategy<Value = Aged<T>> {
+fn aged_one<T: std::fmt::Debug + Clone>(
+    v: impl Strategy<Value = T>,
+) -> impl Strategy<Value = Aged<T>> {
     (v, 0u64..10_000_000).prop_map(|(value, us)| Aged {
         value,
         age: Duration::from_micros(us),
     })
 }
 
-fn aged<T: std::fmt::Debug + Clone>(v: impl Strategy<Value = T>) -> impl Strategy<Value = Option<Aged<T>>> {
+fn aged<T: std::fmt::Debug + Clone>(
+    v: impl Strategy<Value = T>,
+) -> impl Strategy<Value = Option<Aged<T>>> {
     proptest::option::of(aged_one(v))
 }
 
@@ -38,14 +42,16 @@ fn readings() -> impl Strategy<Value = WireReadings> {
         aged((0u64..10_000_000).prop_map(Duration::from_micros)),
         prop::collection::btree_map("[a-z_]{1,20}", aged_one(-1e9f64..1e9), 0..8),
     )
-        .prop_map(|(response_time, pending, connections, hops, rtt, metrics)| WireReadings {
-            response_time,
-            pending,
-            connections,
-            hops,
-            rtt,
-            metrics,
-        })
+        .prop_map(
+            |(response_time, pending, connections, hops, rtt, metrics)| WireReadings {
+                response_time,
+                pending,
+                connections,
+                hops,
+                rtt,
+                metrics,
+            },
+        )
 }
 
 fn name() -> impl Strategy<Value = String> {
@@ -53,17 +59,26 @@ fn name() -> impl Strategy<Value = String> {
 }
 
 fn report() -> impl Strategy<Value = WireReport> {
-    (name(), name(), any::<u64>(), any::<u64>(), health(), ".{0,80}", readings()).prop_map(
-        |(service, server, epoch, seq, health, reason, readings)| WireReport {
-            service,
-            server,
-            epoch,
-            seq,
-            health,
-            reason,
-            readings,
-        },
+    (
+        name(),
+        name(),
+        any::<u64>(),
+        any::<u64>(),
+        health(),
+        ".{0,80}",
+        readings(),
     )
+        .prop_map(
+            |(service, server, epoch, seq, health, reason, readings)| WireReport {
+                service,
+                server,
+                epoch,
+                seq,
+                health,
+                reason,
+                readings,
+            },
+        )
 }
 
 fn addr() -> impl Strategy<Value = IpAddr> {
@@ -75,16 +90,33 @@ fn addr() -> impl Strategy<Value = IpAddr> {
 
 fn summary() -> impl Strategy<Value = WireSummary> {
     (
-        (name(), name(), any::<u64>(), any::<u64>(), health(), ".{0,80}"),
+        (
+            name(),
+            name(),
+            any::<u64>(),
+            any::<u64>(),
+            health(),
+            ".{0,80}",
+        ),
         prop::collection::vec(name(), 0..4),
         prop::collection::vec(addr(), 0..4),
         (0u32..100, 0u32..100),
         0.0f64..1e6,
         readings(),
         any::<bool>(),
+        prop::collection::vec(view(), 0..3),
     )
         .prop_map(
-            |((farm, service, epoch, seq, health, why), chosen, addresses, (a, b), capacity, readings, degraded)| {
+            |(
+                (farm, service, epoch, seq, health, why),
+                chosen,
+                addresses,
+                (a, b),
+                capacity,
+                readings,
+                degraded,
+                servers,
+            )| {
                 WireSummary {
                     farm,
                     service,
@@ -101,7 +133,33 @@ fn summary() -> impl Strategy<Value = WireSummary> {
                     capacity,
                     readings,
                     degraded,
+                    servers,
                 }
+            },
+        )
+}
+
+fn view() -> impl Strategy<Value = WireMemberView> {
+    (
+        name(),
+        health(),
+        ".{0,40}",
+        proptest::option::of(1u32..50),
+        ".{0,20}",
+        any::<bool>(),
+        prop::collection::vec(addr(), 0..3),
+        readings(),
+    )
+        .prop_map(
+            |(id, health, reason, rank, shown, chosen, addresses, readings)| WireMemberView {
+                id,
+                health,
+                reason,
+                rank,
+                shown,
+                chosen,
+                addresses,
+                readings,
             },
         )
 }
@@ -155,7 +213,10 @@ fn an_unknown_message_type_is_refused() {
 #[test]
 fn oversize_input_is_refused_before_decoding() {
     let err = decode(&vec![0u8; MAX_MESSAGE + 1]).unwrap_err();
-    assert!(err.to_string().contains("over the 65536-byte limit"), "{err}");
+    assert!(
+        err.to_string().contains("over the 65536-byte limit"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -186,7 +247,12 @@ fn limits_are_enforced_on_both_sides() {
         readings: WireReadings::default(),
     };
     let too_many = Message::Reports(vec![r.clone(); MAX_BATCH + 1]);
-    assert!(encode(&too_many).unwrap_err().to_string().contains("65 reports"));
+    assert!(
+        encode(&too_many)
+            .unwrap_err()
+            .to_string()
+            .contains("65 reports")
+    );
     assert!(encode(&Message::Reports(vec![])).is_err());
     let mut bad_name = r.clone();
     bad_name.server = "evil\nname".into();
@@ -203,7 +269,12 @@ fn limits_are_enforced_on_both_sides() {
             )
         })
         .collect::<BTreeMap<_, _>>();
-    assert!(encode(&Message::Reports(vec![metrics])).unwrap_err().to_string().contains("33 metrics"));
+    assert!(
+        encode(&Message::Reports(vec![metrics]))
+            .unwrap_err()
+            .to_string()
+            .contains("33 metrics")
+    );
 }
 
 #[test]
@@ -225,6 +296,9 @@ fn readings_travel_as_ages_and_land_on_the_receivers_timeline() {
     assert_eq!(wire.readings.pending.unwrap().age, Duration::from_secs(1));
     let receiver_now = Timestamp::from_millis(5_000);
     let back = wire.to_report(receiver_now);
-    assert_eq!(back.readings.pending, Some(Sample::new(7, Timestamp::from_millis(4_000))));
+    assert_eq!(
+        back.readings.pending,
+        Some(Sample::new(7, Timestamp::from_millis(4_000)))
+    );
     assert_eq!(back.seq, 9);
 }
