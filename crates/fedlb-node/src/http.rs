@@ -1,0 +1,65 @@
+//! The status endpoint: `GET /status` (JSON), `GET /` (HTML page), `GET /metrics`
+//! (Prometheus text), `GET /healthz`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Json, Response};
+use axum::routing::get;
+
+use crate::metrics::Metrics;
+use crate::status::{Status, render_html};
+
+/// Where the endpoint gets a fresh status document.
+pub type StatusFn = Arc<dyn Fn() -> Status + Send + Sync>;
+
+#[derive(Clone)]
+struct AppState {
+    status: StatusFn,
+    metrics: Arc<Metrics>,
+}
+
+/// The router; bind it where you like (tests bind port 0).
+pub fn router(status: StatusFn, metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/status", get(json))
+        .route("/metrics", get(prometheus))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(AppState { status, metrics })
+}
+
+/// Serves the endpoint on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    status: StatusFn,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(status, metrics))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn json(State(s): State<AppState>) -> Json<Status> {
+    Json((s.status)())
+}
+
+async fn page(State(s): State<AppState>) -> Html<String> {
+    Html(render_html(&(s.status)(), 2))
+}
+
+async fn prometheus(State(s): State<AppState>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,14 @@
+//! fedlb's roles wired to the world: the agent, the farm node and the global node. Each
+//! role is one driver task that owns its fedlb-core state machine and feeds it events
+//! (reports from the transport, probe results, timeouts, reloads), then carries out what
+//! the core outputs (send a report or summary, publish an answer). This crate makes no
+//! decisions of its own: every choice comes from fedlb-core.
+//!
+//! It also serves the status endpoint (JSON, an HTML page of the hierarchy, Prometheus
+//! metrics) and the demo backend used by `fedlb up` and the tests.
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod http;
+pub mod metrics;
+pub mod status;

@@ -1,0 +1,105 @@
+//! Prometheus metrics of a node, served at `GET /metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+/// Every metric a node exports. Cheap to update from any task (atomics inside).
+pub struct Metrics {
+    registry: Registry,
+    /// Reports and summaries received, by peer role.
+    pub messages_received: Family<Labels, Counter>,
+    /// Messages or peers refused, by reason.
+    pub refused: Family<Labels, Counter>,
+    /// Answer changes, by service and tier.
+    pub decisions: Family<Labels, Counter>,
+    /// Health changes seen, by service and new health.
+    pub health_changes: Family<Labels, Counter>,
+    /// Members currently stale or down for silence.
+    pub stale_members: Gauge,
+    /// Connected peers.
+    pub peers: Gauge,
+    /// Publish attempts, by publisher and result.
+    pub publishes: Family<Labels, Counter>,
+    /// Probe run time in seconds, by probe kind.
+    pub probe_seconds: Family<Labels, Histogram>,
+    /// Degraded (fail-static) services right now.
+    pub degraded_services: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered under the `fedlb_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("fedlb");
+        let m = Metrics {
+            messages_received: Family::default(),
+            refused: Family::default(),
+            decisions: Family::default(),
+            health_changes: Family::default(),
+            stale_members: Gauge::default(),
+            peers: Gauge::default(),
+            publishes: Family::default(),
+            probe_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+            }),
+            degraded_services: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "messages_received",
+            "Reports and summaries received",
+            m.messages_received.clone(),
+        );
+        registry.register("refused", "Peers or messages refused", m.refused.clone());
+        registry.register("decisions", "Answer changes", m.decisions.clone());
+        registry.register(
+            "health_changes",
+            "Health changes seen",
+            m.health_changes.clone(),
+        );
+        registry.register(
+            "stale_members",
+            "Members silent past their heartbeat window",
+            m.stale_members.clone(),
+        );
+        registry.register("peers", "Connected peers", m.peers.clone());
+        registry.register(
+            "publishes",
+            "Publish attempts by result",
+            m.publishes.clone(),
+        );
+        registry.register("probe_seconds", "Probe run time", m.probe_seconds.clone());
+        registry.register(
+            "degraded_services",
+            "Services answering fail-static",
+            m.degraded_services.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Labels from pairs.
+pub fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
