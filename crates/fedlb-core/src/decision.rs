@@ -377,6 +377,11 @@ impl Selector {
                 .map_or(String::new(), |r| r.shown.clone())
         };
         let first = &chosen[0];
+        let noun = if ranking.len() == 1 {
+            noun.trim_end_matches('s')
+        } else {
+            noun
+        };
         let mut why = format!(
             "{first}: {policy} ({}) of {} healthy {noun}",
             shown(first),

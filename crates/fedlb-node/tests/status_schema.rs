@@ -202,7 +202,7 @@ fn farm_status_shows_its_local_decision_only() {
     assert_eq!(v["services"][0]["farms"][0]["local"]["chosen"][0], "eu2");
     assert_eq!(
         v["services"][0]["farms"][0]["local"]["why"],
-        "eu2: least loaded (load 7 %) of 1 healthy servers; 1 not healthy"
+        "eu2: least loaded (load 7 %) of 1 healthy server; 1 not healthy"
     );
 }
 
