@@ -1,0 +1,220 @@
+//! What each node will run, for `fedlb check`.
+
+use std::fmt::Write;
+
+use fedlb_core::time::human;
+use fedlb_core::{Distance, FailStatic, Policy, SelectorConfig};
+
+use crate::model::{DnsServer, Mode, Probe, ProbeKind, Role, Topology};
+
+impl Topology {
+    /// A human-readable account of what each node runs: roles, services, probes and the
+    /// policy at each tier.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let w = &mut out;
+        let _ = writeln!(w, "topology \"{}\" ({})", self.name, self.file);
+        let dns = &self.dns;
+        match &dns.server {
+            DnsServer::Rfc2136 { primaries } => {
+                let list: Vec<String> = primaries.iter().map(ToString::to_string).collect();
+                let _ = writeln!(
+                    w,
+                    "dns: zone {} on {} by RFC 2136",
+                    dns.zone,
+                    list.join(", ")
+                );
+            }
+            DnsServer::Embedded { listen, state_dir } => {
+                let _ = writeln!(
+                    w,
+                    "dns: zone {} on the embedded server at {listen} (state in {})",
+                    dns.zone,
+                    state_dir.display()
+                );
+            }
+        }
+        let key = match (&dns.tsig, &dns.tsig_file) {
+            (Some(k), _) => format!("tsig key \"{}\" ({})", k.name, k.algorithm),
+            (None, Some(f)) => format!("tsig key file {} (not read)", f.display()),
+            (None, None) => "no tsig".to_owned(),
+        };
+        let _ = writeln!(w, "     ttl {}, {key}", human(dns.ttl));
+        let _ = writeln!(
+            w,
+            "heartbeat every {}; stale after {} missed, down after {}",
+            human(self.heartbeat.interval),
+            self.heartbeat.missed,
+            self.heartbeat.missed * 2
+        );
+
+        let _ = writeln!(w, "\nservices:");
+        for s in self.services.values() {
+            let _ = writeln!(w, "  {} → {} port {}", s.id, s.fqdn, s.port);
+            let _ = writeln!(w, "    global: {}", selector(&s.global));
+            let _ = writeln!(w, "    local:  {}", selector(&s.local));
+            for p in &s.probes {
+                let _ = writeln!(w, "    probe {}", probe(p));
+            }
+        }
+
+        let _ = writeln!(w, "\nnodes:");
+        for n in self.nodes() {
+            let role = match &n.role {
+                Role::Global => "global node".to_owned(),
+                Role::Farm(_) => "farm node".to_owned(),
+                Role::Agent => "agent".to_owned(),
+            };
+            let mut head = format!("  {} ({role})", n.name);
+            if let Some(l) = n.listen {
+                let _ = write!(head, " listen {l}");
+            }
+            if let Some(s) = n.status {
+                let _ = write!(head, " status {s}");
+            }
+            if let Some(p) = &n.reports_to {
+                let _ = write!(head, " → reports to {p}");
+            }
+            let _ = writeln!(w, "{head}");
+            match &n.role {
+                Role::Global => {
+                    let gc = self.global_config();
+                    for (sid, ts) in &gc.services {
+                        let members: Vec<String> = ts
+                            .members
+                            .iter()
+                            .map(|m| match m.distance {
+                                Some(Distance::Pinned(ms)) => format!("{} ({ms} ms)", m.id),
+                                Some(Distance::Kilometres(km)) => format!("{} ({km:.0} km)", m.id),
+                                None => m.id.to_string(),
+                            })
+                            .collect();
+                        let _ = writeln!(
+                            w,
+                            "    decides {sid} among {} by {}; publishes {}",
+                            members.join(", "),
+                            ts.selector.policy,
+                            self.services[sid].fqdn
+                        );
+                    }
+                }
+                Role::Farm(fid) => {
+                    let f = &self.farms[fid];
+                    if let Some(d) = self.farm_distance(f) {
+                        let shown = match d {
+                            Distance::Pinned(ms) => format!("{ms} ms (pinned)"),
+                            Distance::Kilometres(km) => format!("{km:.0} km"),
+                        };
+                        let _ = writeln!(w, "    distance from {}: {shown}", self.global.name);
+                    }
+                    for (sid, cfg) in &f.local {
+                        let members: Vec<&str> = f
+                            .servers
+                            .values()
+                            .filter(|s| s.services.contains(sid))
+                            .map(|s| s.id.as_str())
+                            .collect();
+                        let _ = writeln!(
+                            w,
+                            "    decides {sid} among {} by {}",
+                            members.join(", "),
+                            selector(cfg)
+                        );
+                    }
+                }
+                Role::Agent => {}
+            }
+            for server in &n.monitors {
+                let Some((s, _)) = self.server(server) else {
+                    continue;
+                };
+                let addrs: Vec<String> = s.addresses.iter().map(ToString::to_string).collect();
+                let how = match &s.mode {
+                    Mode::Intrusive { .. } => "locally",
+                    Mode::Remote => "remotely",
+                };
+                let services: Vec<&str> = s.services.iter().map(|x| x.as_str()).collect();
+                let _ = writeln!(
+                    w,
+                    "    monitors {} [{}] {how} at {}: {} (capacity {})",
+                    s.id,
+                    addrs.join(", "),
+                    s.probe_target(),
+                    services.join(", "),
+                    s.capacity
+                );
+            }
+        }
+        out
+    }
+}
+
+fn selector(c: &SelectorConfig) -> String {
+    let mut s = format!("{}", c.policy);
+    if let Policy::Failover(order) = &c.policy {
+        let names: Vec<&str> = order.iter().map(|c| c.as_str()).collect();
+        let _ = write!(s, " [{}]", names.join(" > "));
+    }
+    let _ = write!(
+        s,
+        ", {} answer{}",
+        c.answers,
+        if c.answers == 1 { "" } else { "s" }
+    );
+    if c.policy.is_stable() {
+        let _ = write!(
+            s,
+            ", hysteresis {:.0} % / {}",
+            c.hysteresis.margin * 100.0,
+            human(c.hysteresis.dwell)
+        );
+    } else {
+        let _ = write!(s, ", new order every {}", human(c.rotate_every));
+    }
+    s.push_str(match c.fail_static {
+        FailStatic::KeepLast => ", fail-static keeps the last answer",
+        FailStatic::All => ", fail-static answers all",
+    });
+    s
+}
+
+fn probe(p: &Probe) -> String {
+    let what = match &p.kind {
+        ProbeKind::Tcp => "tcp connect".to_owned(),
+        ProbeKind::Http(h) | ProbeKind::Https(h) => {
+            format!(
+                "{} GET {} expecting {}",
+                p.kind.as_str(),
+                h.path,
+                h.expect_status
+            )
+        }
+        ProbeKind::Icmp => "icmp echo".to_owned(),
+        ProbeKind::Hops { max_hops } => format!("hop count (max {max_hops})"),
+        ProbeKind::Load(src) => match src {
+            crate::model::LoadSource::NginxStubStatus { url } => {
+                format!("load from nginx stub_status {url}")
+            }
+            crate::model::LoadSource::Prometheus { url, metric } => {
+                format!("load from {metric} at {url}")
+            }
+            crate::model::LoadSource::ProcNetTcp { port } => {
+                format!("load: connections to port {port}")
+            }
+        },
+        ProbeKind::Command { argv, metric } => format!("command {} → {metric}", argv.join(" ")),
+    };
+    format!(
+        "{}: {what}, every {}, timeout {}, rise {} fall {}{}",
+        p.id,
+        human(p.interval),
+        human(p.timeout),
+        p.thresholds.rise,
+        p.thresholds.fall,
+        if p.affects_health {
+            ""
+        } else {
+            ", measures only"
+        }
+    )
+}

@@ -1,0 +1,617 @@
+//! The validated topology: typed, complete (defaults applied), cross-checked.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fedlb_core::{
+    CandidateId, Distance, FarmConfig, FarmId, GlobalConfig, Liveness, MemberSpec, MonitorConfig,
+    ProbeId, ProbeSchedule, SelectorConfig, ServerId, ServiceId, Thresholds, TierService,
+};
+
+use crate::tsig::TsigKey;
+
+/// A validated topology.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Topology {
+    /// The topology's name (from the file, else the file name).
+    pub name: String,
+    /// The file it was read from (for messages).
+    pub file: String,
+    /// The default heartbeat of reports and summaries.
+    pub heartbeat: Heartbeat,
+    /// The global node.
+    pub global: GlobalNode,
+    /// Where answers are published.
+    pub dns: DnsTarget,
+    /// Services by name.
+    pub services: BTreeMap<ServiceId, Service>,
+    /// Farms by name.
+    pub farms: BTreeMap<FarmId, Farm>,
+    /// Servers attached directly to the global node (the patent's mixed case).
+    pub direct_servers: BTreeMap<ServerId, Server>,
+}
+
+/// How often a reporter speaks when nothing changes, and when its silence counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// A report or summary goes out at least this often.
+    pub interval: Duration,
+    /// Missed heartbeats before the reporter is stale (twice as many: down).
+    pub missed: u32,
+}
+
+impl Default for Heartbeat {
+    /// 1 s and 3 missed: stale after 3 s, down after 6 s — one lost heartbeat is
+    /// tolerated, a dead node is noticed within seconds, and the cost is one small
+    /// message per second per reporter.
+    fn default() -> Self {
+        Heartbeat {
+            interval: Duration::from_secs(1),
+            missed: 3,
+        }
+    }
+}
+
+impl Heartbeat {
+    /// The liveness rule the tier above applies: stale after `missed` intervals, down
+    /// after twice as many.
+    pub fn liveness(&self) -> Liveness {
+        Liveness::from_heartbeat(self.interval, self.missed)
+    }
+}
+
+/// A point on Earth, in degrees.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Location {
+    /// Latitude, −90..=90.
+    pub lat: f64,
+    /// Longitude, −180..=180.
+    pub lon: f64,
+}
+
+impl Location {
+    /// Great-circle distance in kilometres (haversine, mean Earth radius).
+    pub fn km_to(&self, other: &Location) -> f64 {
+        const R: f64 = 6371.0088;
+        let (p1, p2) = (self.lat.to_radians(), other.lat.to_radians());
+        let dp = p2 - p1;
+        let dl = (other.lon - self.lon).to_radians();
+        let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+        2.0 * R * a.sqrt().min(1.0).asin()
+    }
+}
+
+/// The global node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GlobalNode {
+    /// Its node name (certificate identity).
+    pub name: String,
+    /// QUIC address farm nodes and agents connect to.
+    pub listen: SocketAddr,
+    /// Status HTTP endpoint.
+    pub status: SocketAddr,
+    /// Where it stands, for great-circle distances to farms.
+    pub location: Option<Location>,
+}
+
+/// Where answers are published.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DnsTarget {
+    /// The zone updated, lowercase with a trailing dot.
+    pub zone: String,
+    /// TTL of published records.
+    pub ttl: Duration,
+    /// Default number of addresses per name (a service's global tier may override).
+    pub answers: usize,
+    /// The server.
+    pub server: DnsServer,
+    /// The TSIG key signing updates; `None` when none is configured, or when the key file
+    /// was not read (see [`crate::Loader::read_key_files`]; then `tsig_file` is set).
+    pub tsig: Option<TsigKey>,
+    /// The key file, when the key comes from one.
+    pub tsig_file: Option<PathBuf>,
+}
+
+/// The DNS server updated.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DnsServer {
+    /// External primaries updated by RFC 2136 (each one gets every update).
+    Rfc2136 {
+        /// Their addresses.
+        primaries: Vec<SocketAddr>,
+    },
+    /// The built-in authoritative server.
+    Embedded {
+        /// Where it answers queries (UDP and TCP).
+        listen: SocketAddr,
+        /// Its zone database and journal.
+        state_dir: PathBuf,
+    },
+}
+
+/// A replicated service.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Service {
+    /// Its name.
+    pub id: ServiceId,
+    /// The name answered, lowercase with a trailing dot.
+    pub fqdn: String,
+    /// The service port.
+    pub port: u16,
+    /// How each instance is measured.
+    pub probes: Vec<Probe>,
+    /// How the global node chooses among farms and direct servers.
+    pub global: SelectorConfig,
+    /// How farm nodes choose among their servers, unless a farm overrides it.
+    pub local: SelectorConfig,
+}
+
+/// One probe of a service.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Probe {
+    /// Its name within the service.
+    pub id: ProbeId,
+    /// What it does.
+    pub kind: ProbeKind,
+    /// Time between the end of one run and the start of the next.
+    pub interval: Duration,
+    /// How long one run may take.
+    pub timeout: Duration,
+    /// Rise/fall thresholds.
+    pub thresholds: Thresholds,
+    /// Whether failing makes the instance down.
+    pub affects_health: bool,
+    /// The port probed, when not the service's.
+    pub port: Option<u16>,
+}
+
+impl Probe {
+    /// The schedule the core's monitor runs.
+    pub fn schedule(&self) -> ProbeSchedule {
+        ProbeSchedule {
+            id: self.id.clone(),
+            interval: self.interval,
+            thresholds: self.thresholds,
+            affects_health: self.affects_health,
+        }
+    }
+}
+
+/// What a probe does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProbeKind {
+    /// TCP connect; measures connect time.
+    Tcp,
+    /// HTTP request; measures response time.
+    Http(HttpCheck),
+    /// HTTPS request; measures response time.
+    Https(HttpCheck),
+    /// ICMP echo; measures round-trip time.
+    Icmp,
+    /// Hop count to the server.
+    Hops {
+        /// Give up beyond this many hops.
+        max_hops: u8,
+    },
+    /// Server load (pending requests, connections, or a metric).
+    Load(LoadSource),
+    /// A command printing one number (an application metric).
+    Command {
+        /// Program and arguments (not run through a shell).
+        argv: Vec<String>,
+        /// The metric name its output is recorded under.
+        metric: String,
+    },
+}
+
+impl ProbeKind {
+    /// The kind as written in the file.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProbeKind::Tcp => "tcp",
+            ProbeKind::Http(_) => "http",
+            ProbeKind::Https(_) => "https",
+            ProbeKind::Icmp => "icmp",
+            ProbeKind::Hops { .. } => "hops",
+            ProbeKind::Load(_) => "load",
+            ProbeKind::Command { .. } => "command",
+        }
+    }
+}
+
+/// An HTTP(S) check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpCheck {
+    /// Request path.
+    pub path: String,
+    /// Host header (default: the service FQDN without the trailing dot).
+    pub host: Option<String>,
+    /// The status that counts as success.
+    pub expect_status: u16,
+    /// A string the body must contain.
+    pub body_contains: Option<String>,
+    /// CA certificates to trust (https only; default: the system roots).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Where a load probe reads load.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LoadSource {
+    /// nginx `stub_status` page (active connections, writing = pending).
+    NginxStubStatus {
+        /// Its URL.
+        url: String,
+    },
+    /// One metric of a Prometheus text exposition.
+    Prometheus {
+        /// The exposition URL.
+        url: String,
+        /// The metric read (as pending requests).
+        metric: String,
+    },
+    /// Established connections to a local port, from `/proc/net/tcp{,6}` (intrusive mode).
+    ProcNetTcp {
+        /// The port counted.
+        port: u16,
+    },
+}
+
+/// A site: a farm node and its servers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Farm {
+    /// Its name (also the farm node's name).
+    pub id: FarmId,
+    /// The farm node's QUIC address (agents connect to it).
+    pub listen: SocketAddr,
+    /// The farm node's status endpoint.
+    pub status: SocketAddr,
+    /// Pinned distance from the global node, in milliseconds.
+    pub distance_ms: Option<f64>,
+    /// Where it stands.
+    pub location: Option<Location>,
+    /// Heartbeat of its summaries and of its servers' reports.
+    pub heartbeat: Heartbeat,
+    /// The local decision of every service offered here (service default + overrides).
+    pub local: BTreeMap<ServiceId, SelectorConfig>,
+    /// Its servers.
+    pub servers: BTreeMap<ServerId, Server>,
+}
+
+impl Farm {
+    /// The services at least one of its servers offers.
+    pub fn services(&self) -> BTreeSet<ServiceId> {
+        self.servers
+            .values()
+            .flat_map(|s| s.services.iter().cloned())
+            .collect()
+    }
+}
+
+/// A server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Server {
+    /// Its name.
+    pub id: ServerId,
+    /// Addresses answered when it is chosen.
+    pub addresses: Vec<IpAddr>,
+    /// Services it offers.
+    pub services: BTreeSet<ServiceId>,
+    /// Who runs its probes.
+    pub mode: Mode,
+    /// Relative capacity.
+    pub capacity: f64,
+    /// Probed at this address instead of its first answered one.
+    pub probe_address: Option<IpAddr>,
+    /// Direct servers only: pinned distance from the global node.
+    pub distance_ms: Option<f64>,
+    /// Direct servers only: where it stands.
+    pub location: Option<Location>,
+}
+
+impl Server {
+    /// The address its probes target.
+    pub fn probe_target(&self) -> IpAddr {
+        self.probe_address.unwrap_or(self.addresses[0])
+    }
+}
+
+/// Who runs a server's probes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Its farm node (or the global node, for a direct server) probes it over the network.
+    Remote,
+    /// An agent on the server probes it locally and reports upward.
+    Intrusive {
+        /// The agent's node name.
+        agent: String,
+    },
+}
+
+/// Where a server is attached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attachment {
+    /// Inside a farm.
+    Farm(FarmId),
+    /// Directly to the global node.
+    Global,
+}
+
+/// The role of a node.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// The global node.
+    Global,
+    /// A farm node.
+    Farm(FarmId),
+    /// An agent on intrusive servers.
+    Agent,
+}
+
+/// A node that runs: what `fedlb certs` issues a certificate for, and what `fedlb check`
+/// lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Its name (the certificate identity).
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// QUIC address it listens on (agents only dial out).
+    pub listen: Option<SocketAddr>,
+    /// Status endpoint.
+    pub status: Option<SocketAddr>,
+    /// The node it reports to (none for the global node).
+    pub reports_to: Option<String>,
+    /// Servers whose monitors it runs.
+    pub monitors: Vec<ServerId>,
+}
+
+impl Topology {
+    /// A server wherever it is attached.
+    pub fn server(&self, id: &ServerId) -> Option<(&Server, Attachment)> {
+        if let Some(s) = self.direct_servers.get(id) {
+            return Some((s, Attachment::Global));
+        }
+        self.farms.values().find_map(|f| {
+            f.servers
+                .get(id)
+                .map(|s| (s, Attachment::Farm(f.id.clone())))
+        })
+    }
+
+    /// Every server, with where it is attached.
+    pub fn servers(&self) -> impl Iterator<Item = (&Server, Attachment)> {
+        self.farms
+            .values()
+            .flat_map(|f| {
+                f.servers
+                    .values()
+                    .map(|s| (s, Attachment::Farm(f.id.clone())))
+            })
+            .chain(
+                self.direct_servers
+                    .values()
+                    .map(|s| (s, Attachment::Global)),
+            )
+    }
+
+    /// A farm's distance from the global node: pinned if given, else great-circle
+    /// kilometres between the two locations.
+    pub fn farm_distance(&self, farm: &Farm) -> Option<Distance> {
+        self.distance(farm.distance_ms, farm.location)
+    }
+
+    fn distance(&self, pinned: Option<f64>, location: Option<Location>) -> Option<Distance> {
+        if let Some(ms) = pinned {
+            return Some(Distance::Pinned(ms));
+        }
+        Some(Distance::Kilometres(
+            self.global.location?.km_to(&location?),
+        ))
+    }
+
+    /// What a farm node runs: per service offered in the farm, its local policy and the
+    /// servers offering it.
+    pub fn farm_config(&self, farm: &FarmId) -> Option<FarmConfig> {
+        let f = self.farms.get(farm)?;
+        let services = f
+            .local
+            .iter()
+            .map(|(service, selector)| {
+                let members = f
+                    .servers
+                    .values()
+                    .filter(|s| s.services.contains(service))
+                    .map(|s| MemberSpec {
+                        id: CandidateId::from(&s.id),
+                        addresses: s.addresses.clone(),
+                        capacity: s.capacity,
+                        distance: None,
+                        liveness: f.heartbeat.liveness(),
+                    })
+                    .collect();
+                (
+                    service.clone(),
+                    TierService {
+                        selector: selector.clone(),
+                        members,
+                    },
+                )
+            })
+            .collect();
+        Some(FarmConfig {
+            farm: f.id.clone(),
+            services,
+            heartbeat: f.heartbeat.interval,
+        })
+    }
+
+    /// What the global node runs: per service, the global policy over the farms offering
+    /// it and the direct servers offering it, with their distances. A farm's addresses
+    /// start as all its servers' (used only by fail-static `all` before its first
+    /// summary); its summaries replace them.
+    pub fn global_config(&self) -> GlobalConfig {
+        let services = self
+            .services
+            .values()
+            .map(|svc| {
+                let farms = self.farms.values().filter_map(|f| {
+                    let offering: Vec<&Server> = f
+                        .servers
+                        .values()
+                        .filter(|s| s.services.contains(&svc.id))
+                        .collect();
+                    if offering.is_empty() {
+                        return None;
+                    }
+                    Some(MemberSpec {
+                        id: CandidateId::from(&f.id),
+                        addresses: dedup(offering.iter().flat_map(|s| s.addresses.iter().copied())),
+                        capacity: offering.iter().map(|s| s.capacity).sum(),
+                        distance: self.farm_distance(f),
+                        liveness: f.heartbeat.liveness(),
+                    })
+                });
+                let direct = self
+                    .direct_servers
+                    .values()
+                    .filter(|s| s.services.contains(&svc.id))
+                    .map(|s| MemberSpec {
+                        id: CandidateId::from(&s.id),
+                        addresses: s.addresses.clone(),
+                        capacity: s.capacity,
+                        distance: self.distance(s.distance_ms, s.location),
+                        liveness: self.heartbeat.liveness(),
+                    });
+                (
+                    svc.id.clone(),
+                    TierService {
+                        selector: svc.global.clone(),
+                        members: farms.chain(direct).collect(),
+                    },
+                )
+            })
+            .collect();
+        GlobalConfig { services }
+    }
+
+    /// The monitors of one server: one per service it offers.
+    pub fn monitor_configs(&self, server: &ServerId) -> Vec<MonitorConfig> {
+        let Some((s, attachment)) = self.server(server) else {
+            return Vec::new();
+        };
+        let heartbeat = match attachment {
+            Attachment::Farm(f) => self.farms[&f].heartbeat.interval,
+            Attachment::Global => self.heartbeat.interval,
+        };
+        s.services
+            .iter()
+            .filter_map(|id| self.services.get(id))
+            .map(|svc| MonitorConfig {
+                service: svc.id.clone(),
+                server: s.id.clone(),
+                probes: svc.probes.iter().map(Probe::schedule).collect(),
+                heartbeat,
+            })
+            .collect()
+    }
+
+    /// The node that runs a server's monitors: its agent (intrusive), else its farm node,
+    /// else the global node.
+    pub fn monitored_by(&self, server: &ServerId) -> Option<String> {
+        let (s, attachment) = self.server(server)?;
+        Some(match (&s.mode, attachment) {
+            (Mode::Intrusive { agent }, _) => agent.clone(),
+            (Mode::Remote, Attachment::Farm(f)) => f.0,
+            (Mode::Remote, Attachment::Global) => self.global.name.clone(),
+        })
+    }
+
+    /// Every monitor a node runs.
+    pub fn monitors_run_by(&self, node: &str) -> Vec<MonitorConfig> {
+        self.servers()
+            .filter(|(s, _)| self.monitored_by(&s.id).as_deref() == Some(node))
+            .flat_map(|(s, _)| self.monitor_configs(&s.id))
+            .collect()
+    }
+
+    /// Every node that runs: the global node, each farm node, each agent.
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        let monitors = |node: &str| -> Vec<ServerId> {
+            self.servers()
+                .filter(|(s, _)| self.monitored_by(&s.id).as_deref() == Some(node))
+                .map(|(s, _)| s.id.clone())
+                .collect()
+        };
+        let mut out = vec![NodeInfo {
+            name: self.global.name.clone(),
+            role: Role::Global,
+            listen: Some(self.global.listen),
+            status: Some(self.global.status),
+            reports_to: None,
+            monitors: monitors(&self.global.name),
+        }];
+        for f in self.farms.values() {
+            out.push(NodeInfo {
+                name: f.id.0.clone(),
+                role: Role::Farm(f.id.clone()),
+                listen: Some(f.listen),
+                status: Some(f.status),
+                reports_to: Some(self.global.name.clone()),
+                monitors: monitors(f.id.as_str()),
+            });
+        }
+        let mut agents: BTreeMap<String, String> = BTreeMap::new();
+        for (s, attachment) in self.servers() {
+            if let Mode::Intrusive { agent } = &s.mode {
+                let parent = match attachment {
+                    Attachment::Farm(f) => f.0,
+                    Attachment::Global => self.global.name.clone(),
+                };
+                agents.insert(agent.clone(), parent);
+            }
+        }
+        for (agent, parent) in agents {
+            out.push(NodeInfo {
+                monitors: monitors(&agent),
+                name: agent,
+                role: Role::Agent,
+                listen: None,
+                status: None,
+                reports_to: Some(parent),
+            });
+        }
+        out
+    }
+
+    /// One node by name.
+    pub fn node(&self, name: &str) -> Option<NodeInfo> {
+        self.nodes().into_iter().find(|n| n.name == name)
+    }
+}
+
+fn dedup(addrs: impl Iterator<Item = IpAddr>) -> Vec<IpAddr> {
+    let mut seen = BTreeSet::new();
+    addrs.filter(|a| seen.insert(*a)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn great_circle_paris_new_york() {
+        let paris = Location {
+            lat: 48.8566,
+            lon: 2.3522,
+        };
+        let nyc = Location {
+            lat: 40.7128,
+            lon: -74.0060,
+        };
+        let km = paris.km_to(&nyc);
+        assert!((km - 5837.0).abs() < 10.0, "{km}");
+        assert_eq!(paris.km_to(&paris), 0.0);
+    }
+}

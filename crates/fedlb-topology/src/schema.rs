@@ -1,0 +1,431 @@
+//! # Topology file reference
+//!
+//! One file describes the whole deployment; every node reads the same file and finds its
+//! own part by name. TOML is the reference syntax; YAML and JSON with the same structure
+//! are accepted (by file extension). Any value can be overridden from the environment with
+//! the prefix `FEDLB` and `__` between levels: `FEDLB__DNS__TTL=30`,
+//! `FEDLB__GLOBAL__STATUS=127.0.0.1:9000`, `FEDLB__DNS__SERVERS=127.0.0.1:53,[::1]:53`
+//! (a comma-separated list), `FEDLB__FARMS__0__SERVERS__1__CAPACITY=2` (a number indexes
+//! an array, counting from 0 in file order). A problem in an overridden value names the
+//! variable. Variables with a single underscore (`FEDLB_LOG`) are not read, so unrelated variables
+//! cannot break start-up. Values from the environment are typed as TOML would type them
+//! (`30` is a number, `true` a boolean).
+//!
+//! Relative paths (key files, CA files, the embedded server's state directory) are relative
+//! to the directory of the topology file.
+//!
+//! ## Common value types
+//!
+//! - **name**: 1–63 characters, lowercase letters, digits and `-`, not starting or ending
+//!   with `-` (node names end up in certificates; service names in keys).
+//! - **duration**: a humane string — `"500ms"`, `"2s"`, `"1m30s"`, `"1h"`, `"1d"` — or a
+//!   number of seconds (`30`, `0.5`).
+//! - **socket address**: `"127.0.0.1:7400"`, `"[::1]:7400"`. Host names are not resolved.
+//! - **location**: `{ lat = 48.85, lon = 2.35 }` in degrees.
+//! - **policy**: a name, or a table with `kind` and its parameters:
+//!
+//! | policy | syntax |
+//! |---|---|
+//! | least loaded (pending requests, else connections, per capacity) | `"least_loaded"` |
+//! | fastest response | `"fastest_response"` |
+//! | closest | `"closest"` or `{ kind = "closest", by = "auto" \| "rtt" \| "hops" \| "declared" }` |
+//! | weighted by capacity | `"weighted"` |
+//! | fixed order | `{ kind = "failover", order = ["eu-west", "us-east"] }` |
+//! | round robin | `"round_robin"` |
+//! | random | `"random"` |
+//! | lowest application metric | `{ kind = "lowest_metric", metric = "dbms_users" }` |
+//! | composite | `{ kind = "composite", filters = [{ max_load = 0.8 }, { max_response_time = "200ms" }, { max_metric = { dbms_users = 100 } }], rank = "closest" }` |
+//!
+//!   A composite ranks by `rank` among the candidates that pass every filter, then the rest.
+//!   `max_load` is a fraction of capacity in `0..=1`. `closest` measures distance by
+//!   `auto` (declared distance, else measured RTT, else hops) unless `by` says otherwise.
+//!
+//! ## Top level
+//!
+//! ```toml
+//! name = "three-continents"   # optional; defaults to the file name without extension
+//! heartbeat = { interval = "1s", missed = 3 }   # optional; see "Defaults"
+//! [global]     # the global node                          (required)
+//! [dns]        # where answers are published              (required)
+//! [[services]] # replicated services                      (at least one)
+//! [[farms]]    # sites, each with a farm node             (any number)
+//! [[servers]]  # servers attached directly to the global node (any number)
+//! ```
+//!
+//! `heartbeat`: a report (monitor → farm or global node) and a summary (farm → global node)
+//! go out at least every `interval` even when nothing changed; a reporter silent for
+//! `missed` intervals is **stale** (not chosen), for `2 × missed` intervals **down**.
+//!
+//! ## `[global]`
+//!
+//! | field | type | |
+//! |---|---|---|
+//! | `name` | name | default `"global"`; its certificate identity |
+//! | `listen` | socket address | QUIC address farm nodes and agents connect to (required) |
+//! | `status` | socket address | status HTTP endpoint (required) |
+//! | `location` | location | optional; farms with a location get a great-circle distance from it |
+//!
+//! ## `[dns]`
+//!
+//! Either an external primary (BIND, Knot, PowerDNS) updated by RFC 2136:
+//!
+//! ```toml
+//! [dns]
+//! servers = ["127.0.0.1:53"]      # or server = "127.0.0.1:53"; several primaries allowed
+//! zone = "example.test."
+//! ttl = "30s"                     # TTL of published records (default 30s)
+//! answers = 1                     # addresses per name (default 1; a service may override)
+//! tsig = { key_file = "keys/fedlb-key.conf" }
+//! ```
+//!
+//! or the built-in server:
+//!
+//! ```toml
+//! [dns]
+//! zone = "example.test."
+//! embedded = { listen = "127.0.0.1:5353", state_dir = "/var/lib/fedlb/dns" }
+//! ```
+//!
+//! `tsig` (required with `servers`, optional with `embedded`): `key_file` is the file
+//! `tsig-keygen NAME > file` writes (`key "NAME" { algorithm hmac-sha256; secret "…"; };`)
+//! or a file holding only the base64 secret. With a keygen file, `name` selects one of
+//! several keys and `algorithm` must agree with the file if given. With a bare secret,
+//! `name` is required and `algorithm` defaults to `hmac-sha256`. Instead of `key_file`,
+//! `secret = "base64…"` gives the secret inline (handy from the environment:
+//! `FEDLB__DNS__TSIG__SECRET`). Algorithms: `hmac-sha256`, `hmac-sha384`, `hmac-sha512`.
+//!
+//! ## `[[services]]`
+//!
+//! | field | type | |
+//! |---|---|---|
+//! | `name` | name | required, unique |
+//! | `fqdn` | domain name | the name answered, inside `dns.zone` (required) |
+//! | `port` | 1–65535 | the service port, probed unless a probe says otherwise (required) |
+//! | `global` | tier | how the global node chooses among farms and direct servers |
+//! | `local` | tier | how each farm node chooses among its servers (farms may override) |
+//! | `probes` | array of probes | how every instance of the service is measured |
+//!
+//! A **tier** table: `policy` (default global `"closest"`, local `"least_loaded"`),
+//! `answers` (≥ 1; global default `dns.answers`, local default 1), `fail_static`
+//! (`"keep_last"` default, or `"all"`), `hysteresis = { margin = 0.2, dwell = "10s" }`
+//! (margin in `0..1`), `rotate_every` (how often round robin, random and weighted draw a
+//! new order; default `"30s"`).
+//!
+//! A **probe** (`[[services.probes]]`): `kind`, optional `name` (default: the kind; unique
+//! within the service), `interval`, `timeout`, `rise`, `fall` (≥ 1), `affects_health`
+//! (whether failing makes the instance down), `port` (default: the service port), and by kind:
+//!
+//! | kind | fields | default interval / timeout | affects health |
+//! |---|---|---|---|
+//! | `tcp` | — (connect) | 1s / 800ms | yes |
+//! | `http`, `https` | `path` (default `/`), `host` (Host header), `expect_status` (default 200), `body_contains`, `ca_file` (https only) | 1s / 800ms | yes |
+//! | `icmp` | — | 1s / 800ms | yes |
+//! | `hops` | `max_hops` (default 30) | 1h / 10s | no |
+//! | `load` | `source = "nginx_stub_status"` + `url`; `source = "prometheus"` + `url` + `metric`; `source = "proc_net_tcp"` (+ optional `port`) | 1s / 800ms | no |
+//! | `command` | `argv` (non-empty, run without a shell), `metric` (the number it prints) | 1s / 2s | no |
+//!
+//! A default timeout never exceeds the probe's interval. Probes run against the server's `probe_address` if it has one, else its first address.
+//!
+//! ## `[[farms]]`
+//!
+//! | field | type | |
+//! |---|---|---|
+//! | `name` | name | required; unique among farms, servers and nodes |
+//! | `listen` | socket address | the farm node's QUIC address (agents connect to it) |
+//! | `status` | socket address | the farm node's status endpoint |
+//! | `distance_ms` | number ≥ 0 | pinned distance from the global node |
+//! | `location` | location | used when `distance_ms` is absent (great-circle km to `global.location`) |
+//! | `heartbeat` | `{ interval, missed }` | overrides the top-level heartbeat for this farm's reports and summaries |
+//! | `local.<service>` | tier | per-service override of the service's `local` tier, field by field |
+//! | `servers` | array of servers | at least one |
+//!
+//! ## Servers (`[[farms.servers]]`, and `[[servers]]` for direct attachment)
+//!
+//! | field | type | |
+//! |---|---|---|
+//! | `name` | name | required, unique across the whole topology |
+//! | `address` / `addresses` | IP / array of IPs | answered when chosen (IPv4 → A, IPv6 → AAAA) |
+//! | `services` | array of service names | the services it offers (required, non-empty) |
+//! | `mode` | `"remote"` (default) or `"intrusive"` | remote: probed by its farm node (or the global node); intrusive: an agent on the server runs the probes |
+//! | `agent` | name | intrusive only: the agent's node name (default: the server's name); servers of one farm may share an agent |
+//! | `capacity` (alias `weight`) | number > 0 | requests (or connections) in flight at full load: load = pending ÷ capacity, so `max_load = 0.8` means 80 % of it; also the weight of `weighted` (default 100) |
+//! | `probe_address` | IP | probe this address instead of the answered one |
+//! | `distance_ms`, `location` | | direct servers only: distance from the global node |
+//!
+//! ## Defaults and why
+//!
+//! | setting | default | why |
+//! |---|---|---|
+//! | probe `interval` | 1s | detection time is `interval × fall`; 2 s failover detection at the cost of one tiny request per second per probe |
+//! | probe `timeout` | 800ms | below the interval, so a run never overlaps the next, and far above loopback/LAN latency |
+//! | `rise` / `fall` | 2 / 2 | one lost packet does not flap a server; two in a row do |
+//! | `hops` interval | 1h | routes change rarely and traceroute-style probes are costly |
+//! | heartbeat | 1s, `missed = 3` | a silent reporter is stale after 3 s and down after 6 s: one lost heartbeat is tolerated, a dead node is noticed within a few seconds |
+//! | hysteresis | margin 20 %, dwell 10s | a challenger must be clearly better for a while before a healthy choice changes: no flapping between near-equal candidates |
+//! | `answers` | 1 | the patent's single preferred server |
+//! | `fail_static` | `keep_last` | never publish an empty answer; the last good answer is the best guess |
+//! | `ttl` | 30s | resolvers honour it; failover then costs detection (≈ 2 s) plus at most 30 s of caching |
+//! | `rotate_every` | 30s | one TTL: a new rotation per cache lifetime |
+//!
+//! ## Checks
+//!
+//! Errors (the file is refused): unknown fields, wrong types, duplicate names, unknown
+//! services / policies / probe kinds, bad addresses and durations, out-of-range numbers,
+//! a farm with no servers, a service no server offers, an FQDN outside the zone, a missing
+//! or malformed TSIG key, failover orders naming non-members, two nodes on one address.
+//!
+//! Warnings (`fedlb check` prints them): a TTL far above the probe interval, rise or fall
+//! of 1 with sub-second intervals, a timeout not below its interval, a hop probe more often
+//! than every minute, a service with no probe that affects health, `closest` without
+//! declared distances, `lowest_metric` on a metric no probe measures, a short TSIG secret.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+
+/// A whole topology file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTopology {
+    pub name: Option<String>,
+    pub heartbeat: Option<RawHeartbeat>,
+    pub global: RawGlobal,
+    pub dns: RawDns,
+    pub services: Vec<RawService>,
+    #[serde(default)]
+    pub farms: Vec<RawFarm>,
+    #[serde(default)]
+    pub servers: Vec<RawServer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeartbeat {
+    pub interval: Option<RawDuration>,
+    pub missed: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGlobal {
+    pub name: Option<String>,
+    pub listen: String,
+    pub status: String,
+    pub location: Option<RawLocation>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLocation {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDns {
+    pub server: Option<String>,
+    pub servers: Option<Vec<String>>,
+    pub embedded: Option<RawEmbedded>,
+    pub zone: String,
+    pub ttl: Option<RawDuration>,
+    pub answers: Option<i64>,
+    pub tsig: Option<RawTsig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEmbedded {
+    pub listen: String,
+    pub state_dir: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTsig {
+    pub key_file: Option<String>,
+    pub secret: Option<String>,
+    pub name: Option<String>,
+    pub algorithm: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawService {
+    pub name: String,
+    pub fqdn: String,
+    pub port: i64,
+    pub global: Option<RawTier>,
+    pub local: Option<RawTier>,
+    #[serde(default)]
+    pub probes: Vec<RawProbe>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTier {
+    pub policy: Option<RawPolicy>,
+    pub answers: Option<i64>,
+    pub fail_static: Option<String>,
+    pub hysteresis: Option<RawHysteresis>,
+    pub rotate_every: Option<RawDuration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHysteresis {
+    pub margin: Option<f64>,
+    pub dwell: Option<RawDuration>,
+}
+
+/// A policy: a bare name or a table with `kind`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicyTable {
+    pub kind: String,
+    pub by: Option<String>,
+    pub order: Option<Vec<String>>,
+    pub metric: Option<String>,
+    pub filters: Option<Vec<RawFilter>>,
+    pub rank: Option<Box<RawPolicy>>,
+    /// Written as a bare name (`policy = "closest"`), not as a table.
+    #[serde(skip)]
+    pub short: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct RawPolicy(pub RawPolicyTable);
+
+impl<'de> Deserialize<'de> for RawPolicy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawPolicy;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a policy name or a table with `kind`")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawPolicy, E> {
+                Ok(RawPolicy(RawPolicyTable {
+                    kind: s.to_owned(),
+                    short: true,
+                    ..RawPolicyTable::default()
+                }))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawPolicy, A::Error> {
+                RawPolicyTable::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawPolicy)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFilter {
+    pub max_load: Option<f64>,
+    pub max_response_time: Option<RawDuration>,
+    pub max_metric: Option<BTreeMap<String, f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProbe {
+    pub name: Option<String>,
+    pub kind: String,
+    pub interval: Option<RawDuration>,
+    pub timeout: Option<RawDuration>,
+    pub rise: Option<i64>,
+    pub fall: Option<i64>,
+    pub affects_health: Option<bool>,
+    pub port: Option<i64>,
+    // http / https
+    pub path: Option<String>,
+    pub host: Option<String>,
+    pub expect_status: Option<i64>,
+    pub body_contains: Option<String>,
+    pub ca_file: Option<String>,
+    // hops
+    pub max_hops: Option<i64>,
+    // load
+    pub source: Option<String>,
+    pub url: Option<String>,
+    // load (prometheus) and command
+    pub metric: Option<String>,
+    // command
+    pub argv: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFarm {
+    pub name: String,
+    pub listen: String,
+    pub status: String,
+    pub distance_ms: Option<f64>,
+    pub location: Option<RawLocation>,
+    pub heartbeat: Option<RawHeartbeat>,
+    #[serde(default)]
+    pub local: BTreeMap<String, RawTier>,
+    #[serde(default)]
+    pub servers: Vec<RawServer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub name: String,
+    pub address: Option<String>,
+    pub addresses: Option<Vec<String>>,
+    pub services: Vec<String>,
+    pub mode: Option<String>,
+    pub agent: Option<String>,
+    #[serde(alias = "weight")]
+    pub capacity: Option<f64>,
+    pub probe_address: Option<String>,
+    pub distance_ms: Option<f64>,
+    pub location: Option<RawLocation>,
+}
+
+/// A duration as written: a humane string or a number of seconds.
+#[derive(Debug, Clone)]
+pub(crate) enum RawDuration {
+    Text(String),
+    Seconds(f64),
+}
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as \"500ms\" or \"2s\", or a number of seconds")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawDuration, E> {
+                Ok(RawDuration::Text(s.to_owned()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawDuration, E> {
+                Ok(RawDuration::Seconds(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawDuration, E> {
+                Ok(RawDuration::Seconds(v as f64))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawDuration, E> {
+                Ok(RawDuration::Seconds(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl fmt::Display for RawDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RawDuration::Text(s) => write!(f, "\"{s}\""),
+            RawDuration::Seconds(s) => write!(f, "{s}"),
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! `fedlb check` on the shipped examples and on broken files, through the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fedlb(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fedlb"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run fedlb");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_example_checks_and_describes_its_nodes() {
+    for entry in std::fs::read_dir(root().join("topologies")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let p = path.to_str().unwrap();
+        let (code, out, err) = fedlb(&["check", "--deny-warnings", p]);
+        assert_eq!(code, 0, "{p}: {err}");
+        assert!(out.contains("nodes:"), "{p}: {out}");
+        assert!(out.contains("(global node)"), "{p}: {out}");
+        assert!(out.trim_end().ends_with(": ok"), "{p}: {out}");
+    }
+}
+
+#[test]
+fn an_invalid_file_prints_every_error_with_its_path_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    let good = std::fs::read_to_string(root().join("topologies/two-sites.toml")).unwrap();
+    // break two unrelated things: a server address and a service's port
+    let bad = good
+        .replacen("address = \"127.0.0.", "address = \"127.0.0.300.", 1)
+        .replacen("port = ", "port = 70000 #", 1);
+    std::fs::write(&path, bad).unwrap();
+    let (code, out, err) = fedlb(&["check", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert!(errors.len() >= 2, "{err}");
+    assert!(err.contains(".address: "), "{err}");
+    assert!(err.contains(".port: "), "{err}");
+    assert!(err.contains("nothing would start"), "{err}");
+    assert!(
+        out.is_empty(),
+        "nothing described for an invalid file: {out}"
+    );
+}
+
+#[test]
+fn a_missing_file_is_a_clear_error() {
+    let (code, _, err) = fedlb(&["check", "no/such/topology.toml"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no/such/topology.toml: cannot read"), "{err}");
+}
