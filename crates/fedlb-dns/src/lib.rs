@@ -1,0 +1,170 @@
+//! fedlb publishers: they turn the global node's decisions (A/AAAA answers per name, with a
+//! TTL) into the outside world. This crate owns the RFC 2136 publisher (TSIG-signed dynamic
+//! updates to BIND, Knot, PowerDNS or the embedded server), the embedded authoritative DNS server,
+//! the file publisher and the command publisher, the pure diff between published and desired
+//! answers, and the TTL derivation helper. It never decides which servers answer (that is
+//! `fedlb-core`), never reads the topology file, never writes an empty answer for a name
+//! (fail-static) and never writes outside its configured zone.
+//!
+//! # Shape
+//!
+//! - [`DesiredZone`] / [`RecordSet`]: what the caller wants published for one zone.
+//! - [`diff()`] (pure): the RRset [`Change`]s from a [`ZoneState`] to a [`DesiredZone`].
+//! - [`Publisher`]: one enum over the publisher kinds, each with `publish`, `reconcile`,
+//!   `poll_timeout` / `handle_timeout` and `metrics`; [`run`] drives one from a `watch` channel.
+//! - [`EmbeddedServer`]: a zone served in-process, written to through [`Rfc2136Publisher`].
+//! - [`ttl_until_change`]: a TTL no longer than the time until the decision could change.
+
+mod answers;
+pub mod command;
+mod diff;
+pub mod embedded;
+mod error;
+pub mod file;
+mod render;
+mod report;
+pub mod rfc2136;
+mod tsig;
+mod ttl;
+mod wire;
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+pub use answers::{DesiredZone, Family, RecordSet, RrData, RrKey, ZoneState, fqdn};
+pub use command::{CommandConfig, CommandPublisher};
+pub use diff::{Change, accept, apply, diff};
+pub use embedded::{EmbeddedConfig, EmbeddedServer};
+pub use error::{Error, FailureClass};
+pub use file::{FileConfig, FilePublisher, write_atomic};
+pub use hickory_proto::rr::Name;
+pub use render::{to_json, to_zone_fragment};
+pub use report::{PublishReport, PublisherMetrics, Status, TargetMetrics, TargetReport};
+pub use rfc2136::{Rfc2136Config, Rfc2136Publisher};
+use tokio::{sync::watch, time::Instant};
+use tracing::debug;
+pub use tsig::{TsigAlgorithm, TsigKey, parse_tsig_key_file};
+pub use ttl::{TtlBounds, ttl_until_change};
+
+/// Any publisher. One per zone.
+pub enum Publisher {
+    /// RFC 2136 dynamic updates (also used for the embedded server).
+    Rfc2136(Rfc2136Publisher),
+    /// JSON / zone-fragment files.
+    File(FilePublisher),
+    /// A command fed JSON on stdin.
+    Command(CommandPublisher),
+}
+
+impl Publisher {
+    /// Takes new desired answers and writes what changed. Nothing is written when nothing
+    /// changed.
+    pub async fn publish(&mut self, desired: &DesiredZone) -> PublishReport {
+        match self {
+            Publisher::Rfc2136(p) => p.publish(desired).await,
+            Publisher::File(p) => p.publish(desired).await,
+            Publisher::Command(p) => p.publish(desired).await,
+        }
+    }
+
+    /// Compares the targets with the desired answers now and repairs drift. The command
+    /// publisher cannot read its target back; for it this retries a failed delivery.
+    pub async fn reconcile(&mut self) -> PublishReport {
+        match self {
+            Publisher::Rfc2136(p) => p.reconcile().await,
+            Publisher::File(p) => p.reconcile().await,
+            Publisher::Command(p) => p.handle_timeout().await,
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) has work (retry or periodic reconcile).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Publisher::Rfc2136(p) => p.poll_timeout(),
+            Publisher::File(p) => p.poll_timeout(),
+            Publisher::Command(p) => p.poll_timeout(),
+        }
+    }
+
+    /// Does the work that is due at [`poll_timeout`](Self::poll_timeout).
+    pub async fn handle_timeout(&mut self) -> PublishReport {
+        match self {
+            Publisher::Rfc2136(p) => p.handle_timeout().await,
+            Publisher::File(p) => p.reconcile().await,
+            Publisher::Command(p) => p.handle_timeout().await,
+        }
+    }
+
+    /// Counters per target.
+    pub fn metrics(&self) -> PublisherMetrics {
+        match self {
+            Publisher::Rfc2136(p) => p.metrics(),
+            Publisher::File(p) => p.metrics(),
+            Publisher::Command(p) => p.metrics(),
+        }
+    }
+}
+
+/// Drives a publisher: publishes the current answers, then every change of `desired`, and does
+/// retries and reconciles when they are due, until `shutdown` completes or the sender is
+/// dropped. Only the latest answers matter, so a slow target never queues stale ones.
+/// Failures are logged and counted by the publisher; they never stop the loop.
+pub async fn run(
+    publisher: &mut Publisher,
+    mut desired: watch::Receiver<DesiredZone>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let first = desired.borrow_and_update().clone();
+    publisher.publish(&first).await;
+    loop {
+        let deadline = publisher.poll_timeout();
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            changed = desired.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let answers = desired.borrow_and_update().clone();
+                let report = publisher.publish(&answers).await;
+                debug!(changes = report.changes(), ok = report.is_ok(), "publish pass done");
+            }
+            () = sleep_until_opt(deadline) => {
+                let report = publisher.handle_timeout().await;
+                debug!(changes = report.changes(), ok = report.is_ok(), "timed pass done");
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads the A and AAAA RRsets of `names` from `server` over TCP, as the RFC 2136 publisher's
+/// reconcile pass does (for status pages and tests).
+pub async fn query_rrsets<'a>(
+    server: SocketAddr,
+    zone: &Name,
+    names: impl IntoIterator<Item = &'a Name>,
+    timeout: Duration,
+) -> Result<ZoneState, Error> {
+    wire::read_state(server, zone, names, timeout)
+        .await
+        .map(|r| r.state)
+}
+
+/// Reads the zone's SOA serial from `server`; fails unless the server answers authoritatively.
+/// Useful as a readiness check.
+pub async fn query_serial(
+    server: SocketAddr,
+    zone: &Name,
+    timeout: Duration,
+) -> Result<u32, Error> {
+    wire::read_state(server, zone, [], timeout)
+        .await
+        .map(|r| r.serial)
+}

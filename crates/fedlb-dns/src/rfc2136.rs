@@ -1,0 +1,395 @@
+//! The RFC 2136 publisher: TSIG-signed dynamic updates over TCP to one or more primaries.
+//!
+//! Per primary it keeps what it believes the server holds for the managed names. A publish pass
+//! diffs the desired answers against that belief and sends nothing when they agree; otherwise
+//! all changes of the zone go in one UPDATE, each RRset replaced atomically (delete RRset + add)
+//! and guarded by a prerequisite on the RRset fedlb believes is there (compare-and-swap). When a
+//! prerequisite fails, someone else changed the records: fedlb logs it, re-reads the server and
+//! tries again on the fresh state. A reconcile pass re-reads the server on an interval, and
+//! before the next write after any error, and repairs drift.
+//!
+//! Several primaries are independent: each gets the same answers, its own state, counters,
+//! backoff and report entry.
+//!
+//! # Compare-and-swap on hickory's server is weaker
+//!
+//! RFC 2136 §3.2.5 compares a value-dependent prerequisite with the whole RRset; BIND, Knot and
+//! PowerDNS do so. hickory-server 0.26.3 (the embedded server) only checks that each listed record
+//! exists, so a record someone *added* next to the ones fedlb expects goes unnoticed there. fedlb
+//! stays correct on both because each change deletes the whole RRset before adding the desired
+//! records: whatever extra record someone added is removed by the same atomic update, and the
+//! reconcile pass compares whole RRsets.
+
+use std::{net::SocketAddr, time::Duration};
+
+use hickory_proto::rr::{Name, TSigner};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use crate::{
+    DesiredZone, Error, TsigKey,
+    answers::ZoneState,
+    diff::{Change, accept, apply, diff},
+    report::{Backoff, PublishReport, PublisherMetrics, Status, TargetMetrics, TargetReport},
+    wire,
+};
+
+/// Configuration of an [`Rfc2136Publisher`].
+#[derive(Debug, Clone)]
+pub struct Rfc2136Config {
+    /// The zone; one publisher per zone (RFC 2136 allows one zone per UPDATE).
+    pub zone: Name,
+    /// Primary servers to update; each is updated and reported separately.
+    pub primaries: Vec<SocketAddr>,
+    /// The TSIG key.
+    pub key: TsigKey,
+    /// Limit for one exchange (connect, update or read pass) with a server.
+    pub timeout: Duration,
+    /// Interval between reads of each server to repair drift.
+    pub reconcile_interval: Duration,
+    /// First retry delay after a failure; doubles per failure.
+    pub backoff_min: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+    /// How many compare-and-swap conflicts one pass resolves by re-reading before giving up.
+    pub conflict_retries: u32,
+}
+
+impl Rfc2136Config {
+    /// Defaults: 5 s timeout, reconcile every 60 s, backoff 1 s … 60 s, 2 conflict retries.
+    pub fn new(zone: Name, primaries: Vec<SocketAddr>, key: TsigKey) -> Self {
+        Self {
+            zone,
+            primaries,
+            key,
+            timeout: Duration::from_secs(5),
+            reconcile_interval: Duration::from_secs(60),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            conflict_retries: 2,
+        }
+    }
+}
+
+/// Why a primary is being synchronized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    Publish,
+    Reconcile,
+}
+
+struct Primary {
+    server: SocketAddr,
+    /// What fedlb believes the server holds for the managed names.
+    published: Option<ZoneState>,
+    /// The belief must be checked against the server before the next write.
+    must_read: bool,
+    serial: Option<u32>,
+    next_reconcile: Instant,
+    retry_at: Option<Instant>,
+    backoff: Backoff,
+    metrics: TargetMetrics,
+}
+
+struct Ctx<'a> {
+    zone: &'a Name,
+    desired: &'a DesiredZone,
+    signer: &'a TSigner,
+    config: &'a Rfc2136Config,
+}
+
+/// Publishes A/AAAA answers of one zone by RFC 2136 dynamic update with TSIG.
+pub struct Rfc2136Publisher {
+    config: Rfc2136Config,
+    signer: TSigner,
+    desired: DesiredZone,
+    primaries: Vec<Primary>,
+    metrics: PublisherMetrics,
+}
+
+impl Rfc2136Publisher {
+    /// A publisher with nothing to publish yet. Nothing is sent until the first
+    /// [`publish`](Self::publish).
+    pub fn new(mut config: Rfc2136Config) -> Result<Self, Error> {
+        if config.primaries.is_empty() {
+            return Err(Error::Config {
+                what: format!("rfc 2136 publisher for zone \"{}\"", config.zone),
+                reason: "no primary server configured".into(),
+            });
+        }
+        config.zone.set_fqdn(true);
+        config.zone = config.zone.to_lowercase();
+        let signer = config.key.signer()?;
+        let now = Instant::now();
+        let primaries = config
+            .primaries
+            .iter()
+            .map(|&server| Primary {
+                server,
+                published: None,
+                must_read: true,
+                serial: None,
+                next_reconcile: now + config.reconcile_interval,
+                retry_at: None,
+                backoff: Backoff::new(config.backoff_min, config.backoff_max),
+                metrics: TargetMetrics::new(server.to_string()),
+            })
+            .collect();
+        Ok(Self {
+            desired: DesiredZone::for_zone(&config.zone),
+            signer,
+            primaries,
+            metrics: PublisherMetrics::default(),
+            config,
+        })
+    }
+
+    /// The zone.
+    pub fn zone(&self) -> &Name {
+        &self.config.zone
+    }
+
+    /// The answers being published (the last accepted ones).
+    pub fn desired(&self) -> &DesiredZone {
+        &self.desired
+    }
+
+    /// Takes new desired answers and brings every primary to them (primaries that failed
+    /// recently are deferred until their retry time). Empty answers and names outside the zone
+    /// are refused and reported; for an empty answer the last good one stays.
+    pub async fn publish(&mut self, desired: &DesiredZone) -> PublishReport {
+        let (accepted, refused) = accept(&self.config.zone, &self.desired, desired);
+        for err in &refused {
+            error!(zone = %self.config.zone, error = %err, "answers refused");
+        }
+        self.metrics.record_refusals(&refused);
+        self.desired = accepted;
+        let now = Instant::now();
+        let mut report = self
+            .sync_where(|p| p.retry_at.is_none_or(|t| t <= now), Reason::Publish)
+            .await;
+        report.refused = refused;
+        report
+    }
+
+    /// Reads every primary now (ignoring backoff) and repairs whatever differs.
+    pub async fn reconcile(&mut self) -> PublishReport {
+        self.sync_where(|_| true, Reason::Reconcile).await
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) has work: the earliest retry or reconcile.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.primaries
+            .iter()
+            .map(|p| p.retry_at.unwrap_or(p.next_reconcile))
+            .min()
+    }
+
+    /// Retries failed primaries and reconciles the ones whose interval elapsed.
+    pub async fn handle_timeout(&mut self) -> PublishReport {
+        let now = Instant::now();
+        self.sync_where(
+            |p| p.retry_at.unwrap_or(p.next_reconcile) <= now,
+            Reason::Reconcile,
+        )
+        .await
+    }
+
+    /// Counters: UPDATEs sent, failures by class, last error, per primary.
+    pub fn metrics(&self) -> PublisherMetrics {
+        let mut m = self.metrics.clone();
+        m.targets = self.primaries.iter().map(|p| p.metrics.clone()).collect();
+        m
+    }
+
+    async fn sync_where(
+        &mut self,
+        due: impl Fn(&Primary) -> bool,
+        reason: Reason,
+    ) -> PublishReport {
+        let Self {
+            config,
+            signer,
+            desired,
+            primaries,
+            ..
+        } = self;
+        let ctx = Ctx {
+            zone: &config.zone,
+            desired,
+            signer,
+            config,
+        };
+        let passes = primaries.iter_mut().map(|p| {
+            let run = due(p);
+            let ctx = &ctx;
+            async move {
+                let status = if run {
+                    sync(ctx, p, reason).await
+                } else {
+                    Status::Deferred {
+                        until: p.retry_at.unwrap_or(p.next_reconcile),
+                    }
+                };
+                TargetReport {
+                    target: p.server.to_string(),
+                    status,
+                }
+            }
+        });
+        let targets = futures::future::join_all(passes).await;
+        PublishReport {
+            refused: Vec::new(),
+            targets,
+        }
+    }
+}
+
+/// Serial-number arithmetic (RFC 1982): is `a` before `b`?
+fn serial_before(a: u32, b: u32) -> bool {
+    a != b && b.wrapping_sub(a) < 0x8000_0000
+}
+
+/// The RRsets of `state` that belong to names of `desired` (the names a read covers).
+fn managed_part(state: &ZoneState, desired: &DesiredZone) -> ZoneState {
+    let mut part = ZoneState::default();
+    for (key, data) in state.iter() {
+        if desired.get(&key.name).is_some() {
+            part.insert(key.clone(), data.clone());
+        }
+    }
+    part
+}
+
+fn summary(changes: &[Change]) -> String {
+    changes
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+async fn sync(ctx: &Ctx<'_>, p: &mut Primary, reason: Reason) -> Status {
+    let mut conflicts = 0u32;
+    let mut read = reason == Reason::Reconcile || p.must_read || p.published.is_none();
+    loop {
+        if read {
+            p.metrics.reads += 1;
+            match wire::read_state(p.server, ctx.zone, ctx.desired.names(), ctx.config.timeout)
+                .await
+            {
+                Ok(back) => {
+                    if let Some(prev) = p.serial.filter(|&prev| serial_before(back.serial, prev)) {
+                        warn!(server = %p.server, zone = %ctx.zone, previous = prev, now = back.serial,
+                            "zone serial went back: server restarted from an older zone; repairing");
+                    }
+                    p.serial = Some(back.serial);
+                    let drifted = p
+                        .published
+                        .as_ref()
+                        .is_some_and(|believed| managed_part(believed, ctx.desired) != back.state);
+                    if drifted && conflicts == 0 {
+                        p.metrics.drift_repairs += 1;
+                        warn!(server = %p.server, zone = %ctx.zone,
+                            "records differ from what fedlb published (changed by hand or server restored); repairing");
+                    }
+                    p.published = Some(back.state);
+                    p.must_read = false;
+                }
+                Err(e) => return fail(ctx, p, e, false),
+            }
+        }
+        let changes = diff(
+            p.published.get_or_insert_with(ZoneState::default),
+            ctx.desired,
+        );
+        if changes.is_empty() {
+            succeed(ctx, p);
+            return if conflicts == 0 {
+                Status::InSync
+            } else {
+                Status::Updated {
+                    changes: 0,
+                    conflicts,
+                }
+            };
+        }
+        let msg = wire::build_update(ctx.zone, &changes);
+        p.metrics.updates_sent += 1;
+        match wire::send_update(p.server, ctx.zone, ctx.signer, msg, ctx.config.timeout).await {
+            Ok(()) => {
+                if let Some(published) = p.published.as_mut() {
+                    apply(published, &changes);
+                }
+                p.metrics.updates_applied += 1;
+                info!(server = %p.server, zone = %ctx.zone, changes = %summary(&changes), "update applied");
+                succeed(ctx, p);
+                return Status::Updated {
+                    changes: changes.len(),
+                    conflicts,
+                };
+            }
+            Err(e @ Error::Conflict { .. }) if conflicts < ctx.config.conflict_retries => {
+                conflicts += 1;
+                p.metrics.record_failure(&e);
+                warn!(server = %p.server, zone = %ctx.zone, error = %e, expected = %summary(&changes),
+                    "compare-and-swap failed: records changed by someone else; re-reading");
+                read = true;
+            }
+            Err(e) => {
+                let outcome_unknown = matches!(
+                    e,
+                    Error::Timeout { .. } | Error::Unreachable { .. } | Error::BadResponse { .. }
+                );
+                return fail(ctx, p, e, outcome_unknown);
+            }
+        }
+    }
+}
+
+fn succeed(ctx: &Ctx<'_>, p: &mut Primary) {
+    p.backoff.reset();
+    p.retry_at = None;
+    p.metrics.consecutive_failures = 0;
+    p.next_reconcile = Instant::now() + ctx.config.reconcile_interval;
+}
+
+fn fail(ctx: &Ctx<'_>, p: &mut Primary, err: Error, outcome_unknown: bool) -> Status {
+    p.metrics.record_failure(&err);
+    p.must_read = true;
+    if outcome_unknown {
+        p.published = None;
+    }
+    let delay = p.backoff.next_delay();
+    p.retry_at = Some(Instant::now() + delay);
+    error!(server = %p.server, zone = %ctx.zone, class = ?err.class(), retry_in = ?delay, error = %err,
+        "publishing failed");
+    Status::Failed(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_arithmetic() {
+        assert!(serial_before(1, 2));
+        assert!(!serial_before(2, 1));
+        assert!(!serial_before(5, 5));
+        assert!(serial_before(u32::MAX, 3), "wraps");
+        assert!(!serial_before(3, u32::MAX));
+    }
+
+    #[test]
+    fn needs_a_primary() {
+        let key = TsigKey::new("k", crate::TsigAlgorithm::HmacSha256, vec![1; 32]).unwrap();
+        let zone = crate::fqdn("example.test").unwrap();
+        let err = Rfc2136Publisher::new(Rfc2136Config::new(zone, vec![], key))
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "rfc 2136 publisher for zone \"example.test.\": no primary server configured"
+        );
+    }
+}

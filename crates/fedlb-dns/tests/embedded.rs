@@ -1,0 +1,196 @@
+//! The embedded server on its own: port 0, the initial zone file, the journal across restarts,
+//! and shutdown on a future.
+
+mod support;
+
+use std::time::Duration;
+
+use fedlb_dns::{EmbeddedConfig, EmbeddedServer, Rfc2136Publisher, query_serial};
+use support::{addrs, answers, key, test_config, zone};
+
+#[tokio::test]
+async fn journal_survives_restart_and_zone_file_is_created() {
+    support::init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let config = EmbeddedConfig::new(
+        zone(),
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path(),
+        vec![key()],
+    );
+    let server = EmbeddedServer::start(config.clone()).await.unwrap();
+    let addr = server.local_addr();
+    assert_ne!(addr.port(), 0, "the bound port is reported");
+    let zone_file = std::fs::read_to_string(dir.path().join("example.test.zone")).unwrap();
+    assert!(
+        zone_file.contains("IN\tSOA\tns1.example.test."),
+        "{zone_file}"
+    );
+    assert!(dir.path().join("example.test.jrnl.sqlite").exists());
+
+    // UDP answers on the same port.
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut query = hickory_proto::op::Message::query();
+    query.add_query(hickory_proto::op::Query::query(
+        zone(),
+        hickory_proto::rr::RecordType::SOA,
+    ));
+    udp.send_to(&query.to_vec().unwrap(), addr).await.unwrap();
+    let mut buf = [0u8; 512];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(2), udp.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
+    assert_eq!(answer.answers.len(), 1, "{answer:?}");
+
+    let mut p = Rfc2136Publisher::new(test_config(vec![addr], key())).unwrap();
+    let desired = answers(&[("www.example.test", 30, &["192.0.2.1", "2001:db8::1"])]);
+    assert!(p.publish(&desired).await.is_ok());
+    let serial = query_serial(addr, &zone(), Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(serial > 1, "the serial moves on update: {serial}");
+    server.shutdown().await.unwrap();
+    assert!(
+        query_serial(addr, &zone(), Duration::from_millis(300))
+            .await
+            .is_err(),
+        "stopped"
+    );
+
+    // Same directory, same port: the journal brings the records back, whatever the zone file says.
+    std::fs::write(
+        dir.path().join("example.test.zone"),
+        "garbage that is never read\n",
+    )
+    .unwrap();
+    let mut config = config;
+    config.listen = addr;
+    let server = EmbeddedServer::start(config).await.unwrap();
+    assert_eq!(
+        query_serial(addr, &zone(), Duration::from_secs(1))
+            .await
+            .unwrap(),
+        serial
+    );
+    let state = fedlb_dns::query_rrsets(
+        addr,
+        &zone(),
+        [&fedlb_dns::fqdn("www.example.test").unwrap()],
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        addrs(&state, "www.example.test"),
+        ["192.0.2.1", "2001:db8::1"]
+    );
+    // The old publisher's belief is still right: nothing to send.
+    assert!(matches!(
+        p.reconcile().await.targets[0].status,
+        fedlb_dns::Status::InSync
+    ));
+    assert_eq!(p.metrics().targets[0].updates_sent, 1);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn serve_stops_when_the_shutdown_future_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EmbeddedConfig::new(
+        zone(),
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path(),
+        vec![key()],
+    );
+    let server = EmbeddedServer::start(config).await.unwrap();
+    let addr = server.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(async {
+        let _ = stopped.await;
+    }));
+    assert!(
+        query_serial(addr, &zone(), Duration::from_secs(1))
+            .await
+            .is_ok()
+    );
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("server stops promptly")
+        .unwrap()
+        .unwrap();
+    assert!(
+        query_serial(addr, &zone(), Duration::from_millis(300))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn unsigned_or_keyless_updates_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // No key configured: the zone does not accept updates at all.
+    let config = EmbeddedConfig::new(zone(), "127.0.0.1:0".parse().unwrap(), dir.path(), vec![]);
+    let server = EmbeddedServer::start(config).await.unwrap();
+    let mut p = Rfc2136Publisher::new(test_config(vec![server.local_addr()], key())).unwrap();
+    let report = p
+        .publish(&answers(&[("www.example.test", 30, &["192.0.2.1"])]))
+        .await;
+    let err = report.errors().next().expect("refused");
+    assert!(
+        matches!(
+            err.class(),
+            fedlb_dns::FailureClass::Refused | fedlb_dns::FailureClass::Tsig
+        ),
+        "{err}"
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_name_no_longer_desired_is_left_alone_and_is_not_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EmbeddedConfig::new(
+        zone(),
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path(),
+        vec![key()],
+    );
+    let server = EmbeddedServer::start(config).await.unwrap();
+    let addr = server.local_addr();
+    let mut p = Rfc2136Publisher::new(test_config(vec![addr], key())).unwrap();
+    p.publish(&answers(&[
+        ("www.example.test", 30, &["192.0.2.1"]),
+        ("old.example.test", 30, &["192.0.2.2"]),
+    ]))
+    .await;
+    let report = p
+        .publish(&answers(&[("www.example.test", 30, &["192.0.2.1"])]))
+        .await;
+    assert!(
+        matches!(report.targets[0].status, fedlb_dns::Status::InSync),
+        "{report:?}"
+    );
+    let report = p.reconcile().await;
+    assert!(
+        matches!(report.targets[0].status, fedlb_dns::Status::InSync),
+        "{report:?}"
+    );
+    let m = p.metrics();
+    assert_eq!(
+        (m.targets[0].drift_repairs, m.targets[0].updates_sent),
+        (0, 1)
+    );
+    let old = fedlb_dns::fqdn("old.example.test").unwrap();
+    let state = fedlb_dns::query_rrsets(addr, &zone(), [&old], Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        addrs(&state, "old.example.test"),
+        ["192.0.2.2"],
+        "fail-static: never deleted"
+    );
+    server.shutdown().await.unwrap();
+}
