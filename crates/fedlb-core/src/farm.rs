@@ -133,6 +133,12 @@ impl FarmState {
         &self.config.farm
     }
 
+    /// Holds decisions back until `until` unless every member has been heard from (a node
+    /// that just started rebuilds its view from the next reports before it acts).
+    pub fn set_warmup(&mut self, until: Timestamp) {
+        self.tier.set_warmup(until);
+    }
+
     /// The tier, for status pages.
     pub fn tier(&self) -> &Tier {
         &self.tier

@@ -227,6 +227,11 @@ impl ServiceTier {
         self.selector.config()
     }
 
+    fn ready(&self, warmup_until: Option<Timestamp>, now: Timestamp) -> bool {
+        warmup_until.is_none_or(|t| now >= t)
+            || self.members.values().all(|m| m.last.is_some() || m.drained)
+    }
+
     fn recompute(&mut self, now: Timestamp, rng: &mut impl Rng) {
         let candidates = self.candidates(now);
         let d = self.selector.decide(&candidates, now, rng);
@@ -252,6 +257,9 @@ impl ServiceTier {
 #[derive(Clone, Debug, Default)]
 pub struct Tier {
     services: BTreeMap<ServiceId, ServiceTier>,
+    /// Until then, a service decides only once every member has been heard from: a node
+    /// that just (re)started must not act on the first few reports it gets.
+    warmup_until: Option<Timestamp>,
 }
 
 /// A service's config at one tier.
@@ -349,7 +357,9 @@ impl Tier {
             });
         }
         state.last = Some((update, now));
-        tier.recompute(now, rng);
+        if tier.ready(self.warmup_until, now) {
+            tier.recompute(now, rng);
+        }
         Ok(())
     }
 
@@ -364,7 +374,9 @@ impl Tier {
         for tier in self.services.values_mut() {
             if let Some(m) = tier.members.get_mut(member) {
                 m.rtt = Some(crate::candidate::Sample::new(rtt, now));
-                tier.recompute(now, rng);
+                if tier.ready(self.warmup_until, now) {
+                    tier.recompute(now, rng);
+                }
             }
         }
     }
@@ -382,7 +394,9 @@ impl Tier {
             if let Some(m) = tier.members.get_mut(member) {
                 m.drained = drained;
                 found = true;
-                tier.recompute(now, rng);
+                if tier.ready(self.warmup_until, now) {
+                    tier.recompute(now, rng);
+                }
             }
         }
         found
@@ -391,15 +405,25 @@ impl Tier {
     /// Re-decides every service (after time passed or a reload).
     pub fn recompute_all(&mut self, now: Timestamp, rng: &mut impl Rng) {
         for tier in self.services.values_mut() {
-            tier.recompute(now, rng);
+            if tier.ready(self.warmup_until, now) {
+                tier.recompute(now, rng);
+            }
         }
+    }
+
+    /// Holds decisions back until `until` unless every member has been heard from: for a
+    /// node that just started and rebuilds its view from the next reports.
+    pub fn set_warmup(&mut self, until: Timestamp) {
+        self.warmup_until = Some(until);
     }
 
     /// The next moment something changes with no new input.
     pub fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
+        let warmup = self.warmup_until.filter(|t| *t > now);
         self.services
             .values()
             .filter_map(|t| t.poll_timeout(now))
+            .chain(warmup)
             .min()
     }
 

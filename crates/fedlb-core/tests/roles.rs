@@ -568,3 +568,45 @@ fn latest(g: &GlobalState) -> Decision {
         .unwrap()
         .clone()
 }
+
+#[test]
+fn a_restarted_global_node_waits_for_every_farm_or_the_warmup() {
+    // us answers first after a restart; eu (closer) a moment later. Without warm-up the
+    // node would choose us and hold it for the dwell; with it, it waits and chooses eu.
+    let mut eu = farm("eu", Policy::LeastLoaded, &[("eu1", 1)]);
+    let mut us = farm("us", Policy::LeastLoaded, &[("us1", 11)]);
+    eu.handle_report(&report("eu1", 1, Health::Up, 1), at(0))
+        .unwrap();
+    us.handle_report(&report("us1", 1, Health::Up, 1), at(0))
+        .unwrap();
+    let (s_eu, s_us) = (summary_of(&mut eu), summary_of(&mut us));
+
+    let mut g = global(
+        Policy::Closest(ClosestBy::Auto),
+        &[("eu", 12.0), ("us", 85.0)],
+        &[],
+    );
+    g.set_warmup(at(3_000));
+    g.handle_summary(&s_us, at(100)).unwrap();
+    assert!(publishes(&mut g).is_empty(), "waiting for eu");
+    assert_eq!(g.poll_timeout(at(100)), Some(at(3_000)));
+    g.handle_summary(&s_eu, at(200)).unwrap();
+    assert_eq!(
+        publishes(&mut g).pop().unwrap().addresses,
+        vec![ip(1)],
+        "all heard: decide at once"
+    );
+
+    // a member that never speaks does not block forever
+    let mut g = global(
+        Policy::Closest(ClosestBy::Auto),
+        &[("eu", 12.0), ("us", 85.0)],
+        &[],
+    );
+    g.set_warmup(at(3_000));
+    g.handle_summary(&s_us, at(100)).unwrap();
+    g.handle_timeout(at(2_999));
+    assert!(publishes(&mut g).is_empty());
+    g.handle_summary(&s_us, at(3_000)).unwrap();
+    assert_eq!(publishes(&mut g).pop().unwrap().addresses, vec![ip(11)]);
+}
