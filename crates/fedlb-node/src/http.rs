@@ -2,6 +2,7 @@
 //! (Prometheus text), `GET /healthz`.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Router;
@@ -13,8 +14,9 @@ use axum::routing::get;
 use crate::metrics::Metrics;
 use crate::status::{Status, render_html};
 
-/// Where the endpoint gets a fresh status document.
-pub type StatusFn = Arc<dyn Fn() -> Status + Send + Sync>;
+/// Where the endpoint gets a fresh status document (`None` while the node shuts down).
+pub type StatusFn =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Option<Status>> + Send>> + Send + Sync>;
 
 #[derive(Clone)]
 struct AppState {
@@ -44,12 +46,18 @@ pub async fn serve(
         .await
 }
 
-async fn json(State(s): State<AppState>) -> Json<Status> {
-    Json((s.status)())
+async fn json(State(s): State<AppState>) -> Response {
+    match (s.status)().await {
+        Some(status) => Json(status).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
+    }
 }
 
-async fn page(State(s): State<AppState>) -> Html<String> {
-    Html(render_html(&(s.status)(), 2))
+async fn page(State(s): State<AppState>) -> Response {
+    match (s.status)().await {
+        Some(status) => Html(render_html(&status, 2)).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
+    }
 }
 
 async fn prometheus(State(s): State<AppState>) -> Response {

@@ -8,7 +8,17 @@
 //! metrics) and the demo backend used by `fedlb up` and the tests.
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod backend;
+pub mod clock;
+pub mod common;
+pub mod farm;
+pub mod global;
 pub mod http;
 pub mod metrics;
+pub mod monitors;
+pub mod probes;
+pub mod reload;
 pub mod status;
+
+pub use common::{NodeError, NodeOptions};

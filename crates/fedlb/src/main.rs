@@ -1,11 +1,17 @@
 //! `fedlb`: one binary for every role of a fedlb federation.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
+mod certs;
 mod check;
+mod roles;
+mod status;
+mod up;
 
 /// fedlb: a hierarchical, health- and load-aware DNS load balancer for replicated services
 /// spread over server farms in several sites.
@@ -14,15 +20,57 @@ mod check;
 /// site picks its best server by a local policy and reports the farm upward as one
 /// candidate; the global node picks among farms by a global policy and writes the answer
 /// into DNS by RFC 2136 dynamic update with TSIG.
+///
+/// Quick start: `fedlb up topologies/demo.toml`.
 #[derive(Parser, Debug)]
 #[command(name = "fedlb", version, about, long_about)]
 struct Cli {
+    #[command(flatten)]
+    log: LogArgs,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Args, Debug, Clone)]
+struct LogArgs {
+    /// Log as JSON lines instead of text (the level comes from RUST_LOG, default info).
+    #[arg(long, global = true)]
+    log_json: bool,
+}
+
+/// Where a node finds its topology and credentials.
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// The topology file every node of the federation reads.
+    topology: PathBuf,
+    /// This node's name in the topology.
+    #[arg(long)]
+    node: Option<String>,
+    /// The directory `fedlb certs` wrote (the CA certificate and this node's certificate and key).
+    #[arg(long, env = "FEDLB_CERTS", default_value = "certs")]
+    certs: PathBuf,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a whole topology on this machine: every node, the embedded DNS server and demo
+    /// backends for servers nothing listens for. The quick start.
+    Up {
+        /// The topology file (try topologies/demo.toml).
+        topology: PathBuf,
+        /// Where certificates and DNS state go (default: .fedlb/<topology name>).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Do not start demo backends.
+        #[arg(long)]
+        no_backends: bool,
+    },
+    /// Run the global node: global policy, publishing to DNS, status endpoint.
+    Global(NodeArgs),
+    /// Run a farm node: local policy, remote monitors, summaries to the global node.
+    Farm(NodeArgs),
+    /// Run an agent on a server (intrusive mode): its monitors report to the farm node.
+    Agent(NodeArgs),
     /// Validate a topology file and print what each node will run.
     ///
     /// Exits 0 for a valid file, 1 for an invalid one (every problem is printed as
@@ -38,15 +86,107 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Make a private CA and one certificate and key per node of a topology.
+    ///
+    /// Refuses to overwrite an existing CA unless --force. With --add NODE, issues one more
+    /// certificate from the existing CA.
+    Certs {
+        /// The topology file.
+        topology: PathBuf,
+        /// Output directory (keys are written mode 0600).
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+        /// Replace an existing CA and certificates.
+        #[arg(long)]
+        force: bool,
+        /// Only issue a certificate for this node, from the CA already in --out.
+        #[arg(long, value_name = "NODE")]
+        add: Option<String>,
+    },
+    /// Print a node's global and local choices, with the why of each, as a table.
+    Status {
+        /// The node's status URL (e.g. http://127.0.0.1:7480).
+        url: String,
+        /// Print the raw JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A tiny HTTP backend for demos and tests (latency, fail/recover on demand).
+    ///
+    /// GET / answers its name; POST /admin/fail, /admin/recover, /admin/latency?ms=N change
+    /// it; SIGUSR1 makes it fail, SIGUSR2 recover; GET /stub_status reports load like nginx.
+    Backend {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Name it answers with.
+        #[arg(long, default_value = "backend")]
+        name: String,
+        /// Latency added to every answer, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logs(&cli.log);
     match cli.command {
         Command::Check {
             topology,
             deny_warnings,
             quiet,
         } => check::run(&topology, deny_warnings, quiet),
+        Command::Certs {
+            topology,
+            out,
+            force,
+            add,
+        } => report(certs::run(&topology, &out, force, add.as_deref())),
+        Command::Status { url, json } => report(status::run(&url, json)),
+        Command::Global(args) => report(roles::run(roles::Role::Global, args)),
+        Command::Farm(args) => report(roles::run(roles::Role::Farm, args)),
+        Command::Agent(args) => report(roles::run(roles::Role::Agent, args)),
+        Command::Backend {
+            listen,
+            name,
+            latency_ms,
+        } => report(roles::backend(
+            listen,
+            name,
+            Duration::from_millis(latency_ms),
+        )),
+        Command::Up {
+            topology,
+            state,
+            no_backends,
+        } => report(up::run(&topology, state, !no_backends)),
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logs(args: &LogArgs) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    // hickory's server logs every query at info: too much for an operator's terminal
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn,quinn=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if args.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
     }
 }

@@ -1,0 +1,126 @@
+//! The agent (intrusive mode): runs the monitors of its server(s) on the server itself and
+//! pushes their reports to its farm node — or to the global node for a server attached
+//! directly. A health change goes at once; otherwise reports are heartbeats.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use fedlb_core::Report;
+use fedlb_net::{
+    Client, ClientConfig, ClientEndpoint, PeerIdentity, Role, TransportSettings, bind_udp,
+};
+use fedlb_probe::Prober;
+use fedlb_proto::{MAX_BATCH, Message, PROTOCOL_VERSION, WireReport};
+use fedlb_topology::Topology;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::clock::{Clock, new_epoch, sleep_until};
+use crate::common::{NodeError, NodeOptions, identity, known_nodes, load_tls, load_topology};
+use crate::metrics::Metrics;
+use crate::monitors::{MonitorSet, plan};
+use crate::reload;
+
+/// Where an agent reports.
+fn upstream(t: &Topology, node: &str) -> Result<(SocketAddr, PeerIdentity), NodeError> {
+    let info = t
+        .node(node)
+        .filter(|n| n.role == fedlb_topology::Role::Agent)
+        .ok_or_else(|| NodeError::UnknownNode {
+            file: t.file.clone(),
+            role: "agent",
+            node: node.to_owned(),
+            known: known_nodes(t),
+        })?;
+    let to = info.reports_to.unwrap_or_default();
+    if let Some(farm) = t.farms.values().find(|f| f.id.as_str() == to) {
+        return Ok((farm.listen, identity(Role::Farm, farm.id.as_str())?));
+    }
+    Ok((t.global.listen, identity(Role::Global, &t.global.name)?))
+}
+
+/// Runs an agent until `shutdown` is cancelled.
+pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), NodeError> {
+    let topology = load_topology(&opts.topology, false)?;
+    let (server_addr, server_id) = upstream(&topology, &opts.node)?;
+    let tls = load_tls(&opts.certs, Role::Agent, &opts.node)?;
+    let endpoint = ClientEndpoint::new(
+        bind_udp(unspecified_for(server_addr)).map_err(NodeError::Net)?,
+        &tls,
+        TransportSettings::default(),
+    )?;
+    let clock = Clock::start();
+    let metrics = Arc::new(Metrics::new());
+    let mut monitors = MonitorSet::new(Arc::new(Prober::default()), new_epoch(), true, metrics);
+    let mut client = start_client(&endpoint, server_addr, server_id.clone(), &shutdown);
+    let mut current = (server_addr, server_id);
+    let plan0 = plan(&topology, &opts.node).map_err(NodeError::Probe)?;
+    info!(node = %opts.node, upstream = %current.1, addr = %current.0, monitors = plan0.len(), "agent running");
+    let first = monitors.set_plan(plan0, clock.now());
+    send(&client, first, &clock);
+    let mut reloads = reload::spawn(opts.topology.clone(), false, shutdown.clone());
+
+    loop {
+        let deadline = monitors.poll_timeout();
+        let reports = tokio::select! {
+            () = shutdown.cancelled() => break,
+            ev = monitors.next() => monitors.handle(ev, clock.now()),
+            () = sleep_until(&clock, deadline) => monitors.handle_timeout(clock.now()),
+            Some(t) = reloads.recv() => {
+                match (upstream(&t, &opts.node), plan(&t, &opts.node)) {
+                    (Ok(up), Ok(p)) => {
+                        if up != current {
+                            info!(upstream = %up.1, addr = %up.0, "upstream changed; reconnecting");
+                            client = start_client(&endpoint, up.0, up.1.clone(), &shutdown);
+                            current = up;
+                        }
+                        monitors.set_plan(p, clock.now())
+                    }
+                    (Err(e), _) => { warn!(error = %e, "reload refused for this agent"); Vec::new() }
+                    (_, Err(e)) => { warn!(error = %e, "reload refused for this agent"); Vec::new() }
+                }
+            }
+        };
+        send(&client, reports, &clock);
+    }
+    client.stop().await;
+    info!(node = %opts.node, "agent stopped");
+    Ok(())
+}
+
+fn start_client(
+    endpoint: &ClientEndpoint,
+    addr: SocketAddr,
+    server: PeerIdentity,
+    shutdown: &CancellationToken,
+) -> Client<Message> {
+    Client::start(
+        endpoint,
+        ClientConfig::new(addr, server, PROTOCOL_VERSION),
+        shutdown.clone(),
+    )
+}
+
+/// Sends reports in batches (one message carries up to [`MAX_BATCH`]).
+pub(crate) fn send(client: &Client<Message>, reports: Vec<Report>, clock: &Clock) {
+    let now = clock.now();
+    for chunk in reports.chunks(MAX_BATCH) {
+        let msg = Message::Reports(
+            chunk
+                .iter()
+                .map(|r| WireReport::from_report(r, now))
+                .collect(),
+        );
+        if let Err(e) = client.send(&msg) {
+            warn!(error = %e, "report not sent");
+        }
+    }
+}
+
+/// The unspecified address of `addr`'s family, port 0.
+pub(crate) fn unspecified_for(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    }
+}

@@ -1,0 +1,120 @@
+//! What every role shares: errors, loading the topology and credentials, identities,
+//! the status request channel.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use fedlb_net::{NodeName, NodeTls, PeerIdentity, Role};
+use fedlb_topology::{Loader, Topology};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::status::Status;
+
+/// Why a node could not start (or had to stop).
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The topology file is invalid; every problem is listed.
+    #[error("{0}")]
+    Topology(#[from] fedlb_topology::LoadError),
+    /// The node name is not in the topology, or not in the role asked for.
+    #[error("{file}: no {role} named \"{node}\" (nodes: {known})")]
+    UnknownNode {
+        /// The topology file.
+        file: String,
+        /// The role asked for.
+        role: &'static str,
+        /// The name asked for.
+        node: String,
+        /// What the topology declares.
+        known: String,
+    },
+    /// Credentials could not be loaded.
+    #[error("certificates in {dir}: {source} (make them with `fedlb certs TOPOLOGY --out {dir}`)")]
+    Credentials {
+        /// The certificate directory.
+        dir: String,
+        /// Why.
+        #[source]
+        source: fedlb_net::NetError,
+    },
+    /// The transport could not start.
+    #[error("transport: {0}")]
+    Net(#[from] fedlb_net::NetError),
+    /// A socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A probe declaration cannot run.
+    #[error("{0}")]
+    Probe(String),
+    /// The DNS side could not start.
+    #[error("dns: {0}")]
+    Dns(#[from] fedlb_dns::Error),
+}
+
+/// Where a node's inputs are.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// The topology file.
+    pub topology: PathBuf,
+    /// The node's name in it.
+    pub node: String,
+    /// The directory `fedlb certs` wrote.
+    pub certs: PathBuf,
+}
+
+/// The topology as every task of a node sees it; replaced whole on reload.
+pub type SharedTopology = Arc<RwLock<Arc<Topology>>>;
+
+/// Loads the topology. Only the global node reads the TSIG key file.
+pub fn load_topology(path: &Path, read_keys: bool) -> Result<Topology, NodeError> {
+    let loaded = Loader::new().read_key_files(read_keys).load(path)?;
+    for w in &loaded.warnings {
+        tracing::warn!(%w, "topology warning");
+    }
+    Ok(loaded.topology)
+}
+
+/// The node's credentials.
+pub fn load_tls(certs: &Path, role: Role, node: &str) -> Result<NodeTls, NodeError> {
+    let identity = identity(role, node)?;
+    NodeTls::load(certs, &identity).map_err(|source| NodeError::Credentials {
+        dir: certs.display().to_string(),
+        source,
+    })
+}
+
+/// The transport identity of a node.
+pub fn identity(role: Role, node: &str) -> Result<PeerIdentity, NodeError> {
+    Ok(PeerIdentity::new(role, NodeName::new(node)?))
+}
+
+/// The names of the nodes a topology declares, for error messages.
+pub fn known_nodes(t: &Topology) -> String {
+    t.nodes()
+        .iter()
+        .map(|n| n.name.clone())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A request for a fresh status document, answered by the role's driver task.
+pub type StatusRequest = oneshot::Sender<Status>;
+
+/// The sending side used by the HTTP endpoint.
+pub fn status_fn(tx: mpsc::Sender<StatusRequest>) -> crate::http::StatusFn {
+    Arc::new(move || {
+        let tx = tx.clone();
+        Box::pin(async move {
+            let (reply, rx) = oneshot::channel();
+            tx.send(reply).await.ok()?;
+            rx.await.ok()
+        })
+    })
+}

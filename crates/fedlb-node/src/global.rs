@@ -1,0 +1,430 @@
+//! The global node (the patent's RMO): accepts farm nodes' summaries and the reports of
+//! agents on directly attached servers, runs the monitors of directly attached remote
+//! servers, feeds `GlobalState` (the global policy), and hands every answer change to the
+//! publisher. With `embedded` DNS it also runs the authoritative server.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use fedlb_core::{Decision, GlobalOutput, GlobalState, Report, ServiceId};
+use fedlb_dns::{
+    DesiredZone, EmbeddedConfig, EmbeddedServer, Name, Publisher, RecordSet, Rfc2136Config,
+    Rfc2136Publisher, TsigAlgorithm, TsigKey,
+};
+use fedlb_net::{FnAuthoriser, PeerIdentity, Role, Server, ServerConfig, ServerEvent, bind_udp};
+use fedlb_probe::Prober;
+use fedlb_proto::{Message, PROTOCOL_VERSION};
+use fedlb_topology::{DnsServer, Topology};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::clock::{Clock, new_epoch, sleep_until};
+use crate::common::{
+    NodeError, NodeOptions, SharedTopology, StatusRequest, load_tls, load_topology, status_fn,
+};
+use crate::farm::{agent_belongs, agent_may_report, earliest};
+use crate::metrics::{Metrics, labels};
+use crate::monitors::{MonitorSet, plan};
+use crate::status::{GlobalExtras, PublishStatus};
+use crate::{http, reload, status};
+
+/// The outcome of one publish pass, for status and metrics.
+#[derive(Debug)]
+struct Published {
+    desired: DesiredZone,
+    ok: bool,
+    summary: String,
+}
+
+/// Runs the global node until `shutdown` is cancelled.
+pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), NodeError> {
+    let topology = load_topology(&opts.topology, true)?;
+    if opts.node != topology.global.name {
+        return Err(NodeError::UnknownNode {
+            file: topology.file.clone(),
+            role: "global node",
+            node: opts.node.clone(),
+            known: topology.global.name.clone(),
+        });
+    }
+    let tls = load_tls(&opts.certs, Role::Global, &opts.node)?;
+    let shared: SharedTopology = Arc::new(RwLock::new(Arc::new(topology.clone())));
+    let metrics = Arc::new(Metrics::new());
+
+    let authoriser = {
+        let (t1, t2) = (shared.clone(), shared.clone());
+        FnAuthoriser {
+            peer: move |peer: &PeerIdentity| {
+                let t = t1.read().expect("topology lock").clone();
+                match peer.role {
+                    Role::Farm if t.farms.contains_key(&peer.node.as_str().into()) => Ok(()),
+                    Role::Farm => Err(format!("farm \"{}\" is not in the topology", peer.node)),
+                    Role::Agent if agent_belongs(&t, None, peer.node.as_str()) => Ok(()),
+                    Role::Agent => Err(format!(
+                        "agent \"{}\" monitors no server attached to the global node",
+                        peer.node
+                    )),
+                    Role::Global => {
+                        Err("a global node may not connect to a global node".to_owned())
+                    }
+                }
+            },
+            message: move |peer: &PeerIdentity, msg: &Message| {
+                msg.validate().map_err(|e| e.to_string())?;
+                let t = t2.read().expect("topology lock").clone();
+                match (peer.role, msg) {
+                    (Role::Farm, Message::Summaries(ss)) => ss.iter().try_for_each(|s| {
+                        if s.farm == peer.node.as_str() {
+                            Ok(())
+                        } else {
+                            Err(format!(
+                                "farm node \"{}\" sent a summary for farm \"{}\"",
+                                peer.node, s.farm
+                            ))
+                        }
+                    }),
+                    (Role::Agent, Message::Reports(rs)) => rs
+                        .iter()
+                        .try_for_each(|r| agent_may_report(&t, None, peer, &r.server)),
+                    (role, _) => Err(format!(
+                        "a {} may not send that message here",
+                        role.as_str()
+                    )),
+                }
+            },
+        }
+    };
+    let (server, mut events) = Server::start::<Message, _>(
+        bind_udp(topology.global.listen).map_err(NodeError::Net)?,
+        &tls,
+        ServerConfig::new(PROTOCOL_VERSION),
+        authoriser,
+        shutdown.clone(),
+    )?;
+
+    // DNS: the embedded server (if asked) and the publisher
+    let (publisher, embedded) = start_dns(&topology).await?;
+    let zone =
+        Name::from_ascii(&topology.dns.zone).map_err(|e| NodeError::Probe(format!("zone: {e}")))?;
+    let (desired_tx, desired_rx) = watch::channel(DesiredZone::for_zone(&zone));
+    let (published_tx, mut published_rx) = mpsc::channel::<Published>(16);
+    let publisher_task = tokio::spawn(publish_loop(
+        publisher,
+        desired_rx,
+        published_tx,
+        shutdown.clone(),
+    ));
+    let embedded_task = embedded.map(|e| {
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(err) = e.serve(token.cancelled_owned()).await {
+                error!(error = %err, "embedded dns server stopped");
+            }
+        })
+    });
+
+    // status endpoint
+    let (status_tx, mut status_rx) = mpsc::channel::<StatusRequest>(16);
+    let listener = tokio::net::TcpListener::bind(topology.global.status)
+        .await
+        .map_err(|source| NodeError::Bind {
+            addr: topology.global.status,
+            source,
+        })?;
+    let http_task = tokio::spawn(http::serve(
+        listener,
+        status_fn(status_tx),
+        metrics.clone(),
+        shutdown.clone().cancelled_owned(),
+    ));
+
+    let clock = Clock::start();
+    let mut state = GlobalState::new(topology.global_config(), rand::random());
+    state.set_warmup(clock.now() + topology.heartbeat.liveness().stale_after);
+    let mut monitors = MonitorSet::new(
+        Arc::new(Prober::default()),
+        new_epoch(),
+        false,
+        metrics.clone(),
+    );
+    let own = monitors.set_plan(
+        plan(&topology, &opts.node).map_err(NodeError::Probe)?,
+        clock.now(),
+    );
+    feed(&mut state, &own, &clock);
+    let mut extras = GlobalExtras {
+        fqdns: fqdns(&topology),
+        ..GlobalExtras::default()
+    };
+    let mut decisions: BTreeMap<ServiceId, Decision> = BTreeMap::new();
+    let mut current = Arc::new(topology);
+    let mut reloads = reload::spawn(opts.topology.clone(), true, shutdown.clone());
+    info!(node = %opts.node, quic = %server.local_addr(), status = %current.global.status, zone = %zone, "global node running");
+
+    loop {
+        let deadline = earliest(state.poll_timeout(clock.now()), monitors.poll_timeout());
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(ev) = events.recv() => {
+                let now = clock.now();
+                match ev {
+                    ServerEvent::Message { msg: Message::Summaries(ss), peer, .. } => {
+                        metrics.messages_received.get_or_create(&labels(&[("from", "farm")])).inc();
+                        for s in &ss {
+                            let summary = s.to_summary(now);
+                            match state.handle_summary(&summary, now) {
+                                Ok(()) => {
+                                    extras.summaries.insert((summary.service.clone(), summary.farm.clone()), (summary, now));
+                                }
+                                Err(e) => debug!(%peer, error = %e, "summary not taken"),
+                            }
+                        }
+                    }
+                    ServerEvent::Message { msg: Message::Reports(rs), peer, .. } => {
+                        metrics.messages_received.get_or_create(&labels(&[("from", "agent")])).inc();
+                        for r in &rs {
+                            if let Err(e) = state.handle_report(&r.to_report(now), now) {
+                                debug!(%peer, error = %e, "report not taken");
+                            }
+                        }
+                    }
+                    ServerEvent::Connected { peer, remote, .. } => {
+                        metrics.peers.inc();
+                        info!(%peer, %remote, "peer connected");
+                    }
+                    ServerEvent::Disconnected { peer, reason, .. } => {
+                        metrics.peers.dec();
+                        info!(%peer, %reason, "peer disconnected");
+                    }
+                    ServerEvent::Rejected { remote, peer, reason } => {
+                        metrics.refused.get_or_create(&labels(&[("what", "peer")])).inc();
+                        warn!(%remote, peer = ?peer.map(|p| p.to_string()), %reason, "peer refused");
+                    }
+                }
+            }
+            ev = monitors.next() => {
+                let reports = monitors.handle(ev, clock.now());
+                feed(&mut state, &reports, &clock);
+            }
+            () = sleep_until(&clock, deadline) => {
+                let now = clock.now();
+                let reports = monitors.handle_timeout(now);
+                feed(&mut state, &reports, &clock);
+                state.handle_timeout(now);
+            }
+            Some(p) = published_rx.recv() => {
+                let result = if p.ok { "ok".to_owned() } else { p.summary.clone() };
+                metrics.publishes.get_or_create(&labels(&[("result", if p.ok { "ok" } else { "error" })])).inc();
+                for (service, fqdn) in &extras.fqdns {
+                    let Ok(name) = Name::from_ascii(fqdn) else { continue };
+                    if let Some(set) = p.desired.get(&name) {
+                        extras.published.insert(service.clone(), PublishStatus {
+                            addresses: set.v4.iter().map(|a| (*a).into()).chain(set.v6.iter().map(|a| (*a).into())).collect(),
+                            ttl: set.ttl,
+                            result: result.clone(),
+                            at_s_ago: Some(0.0),
+                        });
+                    }
+                }
+            }
+            Some(reply) = status_rx.recv() => {
+                let _ = reply.send(status::global_status(&opts.node, &state, &extras, clock.uptime(), clock.now()));
+            }
+            Some(t) = reloads.recv() => {
+                let now = clock.now();
+                match plan(&t, &opts.node) {
+                    Ok(p) => {
+                        let reports = monitors.set_plan(p, now);
+                        feed(&mut state, &reports, &clock);
+                    }
+                    Err(e) => warn!(error = %e, "new probes refused; keeping the old ones"),
+                }
+                if t.dns != current.dns {
+                    warn!("dns settings changed; they take effect at the next restart of the global node");
+                }
+                state.set_config(t.global_config(), now);
+                extras.fqdns = fqdns(&t);
+                extras.summaries.retain(|(_, farm), _| t.farms.contains_key(farm));
+                *shared.write().expect("topology lock") = Arc::new(t.clone());
+                current = Arc::new(t);
+                info!("new topology in force");
+            }
+        }
+        // carry out what the core decided
+        let mut changed = false;
+        while let Some(GlobalOutput::Publish(service, d)) = state.poll_output() {
+            metrics
+                .decisions
+                .get_or_create(&labels(&[
+                    ("service", service.as_str()),
+                    ("tier", "global"),
+                ]))
+                .inc();
+            info!(%service, answer = ?d.addresses, degraded = d.degraded, why = %d.why, "global decision");
+            decisions.insert(service, d);
+            changed = true;
+        }
+        if changed {
+            let desired = desired_zone(&zone, &current, &decisions);
+            desired_tx.send_replace(desired);
+        }
+        let degraded = decisions.values().filter(|d| d.degraded).count();
+        metrics.degraded_services.set(degraded as i64);
+    }
+    let _ = publisher_task.await;
+    if let Some(t) = embedded_task {
+        let _ = t.await;
+    }
+    let _ = http_task.await;
+    server.closed().await;
+    info!(node = %opts.node, "global node stopped");
+    Ok(())
+}
+
+fn feed(state: &mut GlobalState, reports: &[Report], clock: &Clock) {
+    let now = clock.now();
+    for r in reports {
+        if let Err(e) = state.handle_report(r, now) {
+            warn!(error = %e, "own monitor's report not taken");
+        }
+    }
+}
+
+fn fqdns(t: &Topology) -> BTreeMap<ServiceId, String> {
+    t.services
+        .iter()
+        .map(|(id, s)| (id.clone(), s.fqdn.clone()))
+        .collect()
+}
+
+/// The answers to publish: every decided service under its FQDN with the zone's TTL.
+fn desired_zone(
+    zone: &Name,
+    t: &Topology,
+    decisions: &BTreeMap<ServiceId, Decision>,
+) -> DesiredZone {
+    let mut desired = DesiredZone::for_zone(zone);
+    let ttl = t.dns.ttl.as_secs().min(u64::from(u32::MAX)) as u32;
+    for (service, d) in decisions {
+        let Some(svc) = t.services.get(service) else {
+            continue;
+        };
+        if d.addresses.is_empty() {
+            continue;
+        }
+        match RecordSet::new(&svc.fqdn, ttl) {
+            Ok(set) => desired.insert(set.with_addrs(d.addresses.iter().copied())),
+            Err(e) => warn!(%service, error = %e, "cannot publish this name"),
+        }
+    }
+    desired
+}
+
+/// Starts the embedded DNS server if the topology asks for it, and builds the publisher.
+async fn start_dns(t: &Topology) -> Result<(Publisher, Option<EmbeddedServer>), NodeError> {
+    let zone = Name::from_ascii(&t.dns.zone)
+        .map_err(|e| NodeError::Probe(format!("zone {}: {e}", t.dns.zone)))?;
+    let key = match &t.dns.tsig {
+        Some(k) => Some(TsigKey::new(
+            &k.name,
+            algorithm(k.algorithm),
+            k.secret.clone(),
+        )?),
+        None => None,
+    };
+    match &t.dns.server {
+        DnsServer::Rfc2136 { primaries } => {
+            let Some(key) = key else {
+                return Err(NodeError::Probe(format!(
+                    "{}: dns: updates to {:?} need a tsig key",
+                    t.file, primaries
+                )));
+            };
+            let publisher =
+                Rfc2136Publisher::new(Rfc2136Config::new(zone, primaries.clone(), key))?;
+            Ok((Publisher::Rfc2136(publisher), None))
+        }
+        DnsServer::Embedded { listen, state_dir } => {
+            // The embedded server and this node share a key; without one in the topology,
+            // a fresh random key is made for this run.
+            let key = match key {
+                Some(k) => k,
+                None => {
+                    let secret: [u8; 32] = rand::random();
+                    TsigKey::new(
+                        "fedlb-embedded.",
+                        TsigAlgorithm::HmacSha256,
+                        secret.to_vec(),
+                    )?
+                }
+            };
+            let server = EmbeddedServer::start(EmbeddedConfig::new(
+                zone.clone(),
+                *listen,
+                state_dir,
+                vec![key.clone()],
+            ))
+            .await?;
+            let mut config = Rfc2136Config::new(zone, vec![server.local_addr()], key);
+            config.reconcile_interval = Duration::from_secs(30);
+            info!(addr = %server.local_addr(), dir = %state_dir.display(), "embedded dns server running");
+            Ok((
+                Publisher::Rfc2136(Rfc2136Publisher::new(config)?),
+                Some(server),
+            ))
+        }
+    }
+}
+
+fn algorithm(a: fedlb_topology::TsigAlgorithm) -> TsigAlgorithm {
+    match a {
+        fedlb_topology::TsigAlgorithm::HmacSha256 => TsigAlgorithm::HmacSha256,
+        fedlb_topology::TsigAlgorithm::HmacSha384 => TsigAlgorithm::HmacSha384,
+        fedlb_topology::TsigAlgorithm::HmacSha512 => TsigAlgorithm::HmacSha512,
+    }
+}
+
+/// Drives the publisher: the latest answers win; retries and reconciles when due.
+async fn publish_loop(
+    mut publisher: Publisher,
+    mut desired: watch::Receiver<DesiredZone>,
+    results: mpsc::Sender<Published>,
+    shutdown: CancellationToken,
+) {
+    let mut last = desired.borrow_and_update().clone();
+    loop {
+        let deadline = publisher.poll_timeout();
+        let report = tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = desired.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                last = desired.borrow_and_update().clone();
+                if last.is_empty() {
+                    continue;
+                }
+                publisher.publish(&last).await
+            }
+            () = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            } => publisher.handle_timeout().await,
+        };
+        let errors: Vec<String> = report.errors().map(|e| e.to_string()).collect();
+        for e in &errors {
+            warn!(error = %e, "publish failed; will retry");
+        }
+        let _ = results
+            .send(Published {
+                desired: last.clone(),
+                ok: errors.is_empty(),
+                summary: errors.join("; "),
+            })
+            .await;
+    }
+}

@@ -1,0 +1,297 @@
+//! The monitors a node runs (an agent's, or a farm or global node's for remote servers):
+//! one core `Monitor` per service instance, its probes run as tasks, crash hints turned
+//! into immediate re-probes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fedlb_core::{
+    Monitor, MonitorConfig, MonitorOutput, ProbeId, ProbeResult, Report, ServerId, ServiceId,
+    Timestamp,
+};
+use fedlb_probe::{ListenEvent, ListenWatcher, ProbeSpec, Prober};
+use fedlb_topology::Topology;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::metrics::{Metrics, labels};
+
+type Key = (ServiceId, ServerId);
+
+/// A probe run that finished.
+#[derive(Debug)]
+pub struct ProbeDone {
+    key: Key,
+    probe: ProbeId,
+    kind: &'static str,
+    result: ProbeResult,
+    elapsed: Duration,
+    crash_hint: bool,
+}
+
+struct Entry {
+    monitor: Monitor,
+    probes: BTreeMap<ProbeId, (ProbeSpec, Duration, &'static str)>,
+}
+
+/// Every monitor of one node.
+pub struct MonitorSet {
+    entries: BTreeMap<Key, Entry>,
+    prober: Arc<Prober>,
+    epoch: u64,
+    done_tx: mpsc::Sender<ProbeDone>,
+    done_rx: mpsc::Receiver<ProbeDone>,
+    watchers: BTreeMap<u16, (ListenWatcher, Vec<Key>)>,
+    watch_local: bool,
+    metrics: Arc<Metrics>,
+}
+
+/// What a node's monitors must watch, from the topology.
+pub fn plan(
+    topology: &Topology,
+    node: &str,
+) -> Result<
+    Vec<(
+        MonitorConfig,
+        BTreeMap<ProbeId, (ProbeSpec, Duration, &'static str)>,
+    )>,
+    String,
+> {
+    let mut out = Vec::new();
+    for config in topology.monitors_run_by(node) {
+        let (server, _) = topology
+            .server(&config.server)
+            .ok_or_else(|| format!("server \"{}\" is not in the topology", config.server))?;
+        let service = &topology.services[&config.service];
+        let mut probes = BTreeMap::new();
+        for p in &service.probes {
+            let spec = crate::probes::spec(service, p, server).map_err(|e| {
+                format!(
+                    "service \"{}\" probe \"{}\" for server \"{}\": {e}",
+                    service.id, p.id, server.id
+                )
+            })?;
+            probes.insert(p.id.clone(), (spec, p.timeout, p.kind.as_str()));
+        }
+        out.push((config, probes));
+    }
+    Ok(out)
+}
+
+impl MonitorSet {
+    /// Monitors for `plan`, all probes due at `now`. With `watch_local`, a watcher on each
+    /// probed TCP port re-probes at once when the service's listening socket disappears
+    /// (intrusive agents only: the socket tables are this machine's).
+    pub fn new(prober: Arc<Prober>, epoch: u64, watch_local: bool, metrics: Arc<Metrics>) -> Self {
+        let (done_tx, done_rx) = mpsc::channel(1024);
+        MonitorSet {
+            entries: BTreeMap::new(),
+            prober,
+            epoch,
+            done_tx,
+            done_rx,
+            watchers: BTreeMap::new(),
+            watch_local,
+            metrics,
+        }
+    }
+
+    /// Applies a plan (at start and on reload): monitors that stay keep their state; their
+    /// probe sets are swapped with the monitor paused, as the patent describes.
+    pub fn set_plan(
+        &mut self,
+        plan: Vec<(
+            MonitorConfig,
+            BTreeMap<ProbeId, (ProbeSpec, Duration, &'static str)>,
+        )>,
+        now: Timestamp,
+    ) -> Vec<Report> {
+        let mut old = std::mem::take(&mut self.entries);
+        for (config, probes) in plan {
+            let key = (config.service.clone(), config.server.clone());
+            let entry = match old.remove(&key) {
+                Some(mut e) => {
+                    if e.monitor.config() != &config || e.probes != probes {
+                        e.monitor.pause();
+                        e.monitor.set_config(config, now);
+                        e.probes = probes;
+                        e.monitor.resume(now);
+                        info!(service = %key.0, server = %key.1, "monitor probes changed");
+                    }
+                    e
+                }
+                None => {
+                    debug!(service = %key.0, server = %key.1, "monitor started");
+                    Entry {
+                        monitor: Monitor::new(config, self.epoch, now),
+                        probes,
+                    }
+                }
+            };
+            self.entries.insert(key, entry);
+        }
+        for key in old.keys() {
+            info!(service = %key.0, server = %key.1, "monitor removed");
+        }
+        self.rewatch();
+        self.drain(now)
+    }
+
+    fn rewatch(&mut self) {
+        if !self.watch_local {
+            return;
+        }
+        let mut ports: BTreeMap<u16, Vec<Key>> = BTreeMap::new();
+        for (key, e) in &self.entries {
+            for (spec, _, _) in e.probes.values() {
+                let port = match spec {
+                    ProbeSpec::Tcp { target } => target.port(),
+                    ProbeSpec::Http(c) => c.target.addr.port(),
+                    _ => continue,
+                };
+                ports.entry(port).or_default().push(key.clone());
+            }
+        }
+        self.watchers.retain(|p, _| ports.contains_key(p));
+        for (port, keys) in ports {
+            match self.watchers.get_mut(&port) {
+                Some((_, k)) => *k = keys,
+                None => {
+                    self.watchers.insert(
+                        port,
+                        (ListenWatcher::spawn(port, Duration::from_millis(50)), keys),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Every monitor's current report (for status and for a fresh upstream connection).
+    pub fn current_reports(&self) -> Vec<Report> {
+        self.entries
+            .values()
+            .map(|e| e.monitor.current_report())
+            .collect()
+    }
+
+    /// The next moment a monitor has work.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.entries
+            .values()
+            .filter_map(|e| e.monitor.poll_timeout())
+            .min()
+    }
+
+    /// Time passed: starts due probes; returns reports due.
+    pub fn handle_timeout(&mut self, now: Timestamp) -> Vec<Report> {
+        for e in self.entries.values_mut() {
+            e.monitor.handle_timeout(now);
+        }
+        self.drain(now)
+    }
+
+    /// Waits for the next finished probe or listener event (cancel-safe).
+    pub async fn next(&mut self) -> MonitorEvent {
+        let watchers = &mut self.watchers;
+        let listen = async {
+            if watchers.is_empty() {
+                return std::future::pending().await;
+            }
+            let futs = watchers.iter_mut().map(|(port, (w, _))| {
+                let port = *port;
+                Box::pin(async move { (port, w.changed().await) })
+            });
+            let ((port, ev), _, _) = futures_select_all(futs).await;
+            MonitorEvent::Listen(port, ev)
+        };
+        tokio::select! {
+            Some(done) = self.done_rx.recv() => MonitorEvent::Done(done),
+            ev = listen => ev,
+        }
+    }
+
+    /// Takes an event from [`MonitorSet::next`]; returns reports due.
+    pub fn handle(&mut self, event: MonitorEvent, now: Timestamp) -> Vec<Report> {
+        match event {
+            MonitorEvent::Done(done) => {
+                self.metrics
+                    .probe_seconds
+                    .get_or_create(&labels(&[("kind", done.kind)]))
+                    .observe(done.elapsed.as_secs_f64());
+                if let Some(e) = self.entries.get_mut(&done.key) {
+                    let before = e.monitor.health();
+                    e.monitor.handle_probe_result(done.result, now);
+                    if done.crash_hint && e.monitor.health() == before {
+                        debug!(service = %done.key.0, server = %done.key.1, probe = %done.probe, "connection refused or reset; re-probing at once");
+                        e.monitor.handle_trigger(now);
+                    }
+                }
+            }
+            MonitorEvent::Listen(port, Some(ListenEvent::Vanished { .. })) => {
+                if let Some((_, keys)) = self.watchers.get(&port) {
+                    for key in keys.clone() {
+                        warn!(port, service = %key.0, server = %key.1, "listening socket vanished; re-probing at once");
+                        if let Some(e) = self.entries.get_mut(&key) {
+                            e.monitor.handle_trigger(now);
+                        }
+                    }
+                }
+            }
+            MonitorEvent::Listen(port, None) => {
+                self.watchers.remove(&port);
+            }
+            MonitorEvent::Listen(_, Some(ListenEvent::Listening { .. })) => {}
+        }
+        self.drain(now)
+    }
+
+    fn drain(&mut self, now: Timestamp) -> Vec<Report> {
+        let _ = now;
+        let mut reports = Vec::new();
+        for (key, e) in &mut self.entries {
+            while let Some(out) = e.monitor.poll_output() {
+                match out {
+                    MonitorOutput::Report(r) => reports.push(r),
+                    MonitorOutput::RunProbe(probe) => {
+                        let Some((spec, timeout, kind)) = e.probes.get(&probe).cloned() else {
+                            continue;
+                        };
+                        let prober = self.prober.clone();
+                        let tx = self.done_tx.clone();
+                        let key = key.clone();
+                        tokio::spawn(async move {
+                            let outcome = prober.probe(&spec, timeout).await;
+                            let done = ProbeDone {
+                                result: outcome.to_probe_result(&probe),
+                                crash_hint: outcome.suggests_crash(),
+                                elapsed: outcome.elapsed,
+                                key,
+                                probe,
+                                kind,
+                            };
+                            let _ = tx.send(done).await;
+                        });
+                    }
+                }
+            }
+        }
+        reports
+    }
+}
+
+/// Something a monitor set must handle.
+#[derive(Debug)]
+pub enum MonitorEvent {
+    /// A probe finished.
+    Done(ProbeDone),
+    /// A watched port changed (None: the watcher stopped).
+    Listen(u16, Option<ListenEvent>),
+}
+
+async fn futures_select_all<F, T>(futs: impl IntoIterator<Item = F>) -> (T, usize, Vec<F>)
+where
+    F: std::future::Future<Output = T> + Unpin,
+{
+    futures::future::select_all(futs).await
+}
