@@ -111,6 +111,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What-if: compare policies on a topology with simulated clients, resolvers that cache
+    /// for the TTL, queueing servers and faults — driving the real decision core on a
+    /// simulated clock. Prints a table; --out also writes CSV files and an SVG plot.
+    Simulate {
+        /// The topology file.
+        topology: PathBuf,
+        /// The scenario file (regions, rates, servers, faults, policies to compare).
+        #[arg(long)]
+        scenario: PathBuf,
+        /// Only these policies (names from the scenario; repeat or comma-separate).
+        #[arg(long, value_delimiter = ',')]
+        policy: Vec<String>,
+        /// Random seed (default: the scenario's); the same seed gives byte-identical output.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Directory for table.txt, the CSV files and response.svg.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Policies simulated in parallel (the output does not depend on it).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// A tiny HTTP backend for demos and tests (latency, fail/recover on demand).
     ///
     /// GET / answers its name; POST /admin/fail, /admin/recover, /admin/latency?ms=N change
@@ -161,6 +183,33 @@ fn main() -> ExitCode {
             state,
             no_backends,
         } => report(up::run(&topology, state, !no_backends)),
+        Command::Simulate {
+            topology,
+            scenario,
+            policy,
+            seed,
+            out,
+            threads,
+        } => {
+            let mut args: Vec<std::ffi::OsString> = vec![topology.into(), "--scenario".into(), scenario.into()];
+            if !policy.is_empty() {
+                args.extend(["--policy".into(), policy.join(",").into()]);
+            }
+            if let Some(seed) = seed {
+                args.extend(["--seed".into(), seed.to_string().into()]);
+            }
+            if let Some(out) = out {
+                args.extend(["--out".into(), out.into()]);
+            }
+            if let Some(threads) = threads {
+                args.extend(["--threads".into(), threads.to_string().into()]);
+            }
+            report(
+                fedlb_sim::run_cli(args, &mut std::io::stdout())
+                    .map(|_| ())
+                    .map_err(anyhow::Error::from),
+            )
+        }
     }
 }
 

@@ -1,0 +1,498 @@
+//! The connecting side: an agent reporting to its farm node, a farm node to the global node.
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use quinn::{Connection, Endpoint, EndpointConfig, ReadError, ReadToEndError};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::{info, warn};
+
+use crate::close::{clip, describe};
+use crate::socket::enlarge_buffers;
+use crate::wire::{HELLO_LEN, Hello, encode};
+use crate::{CloseCode, NetError, NodeTls, PeerIdentity, TransportSettings};
+
+/// Reconnect delays: exponential from `min` to `max`, each delay drawn uniformly from its
+/// upper half ("equal jitter") so that a fleet that lost its server at the same instant does
+/// not come back at the same instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first delay's upper bound.
+    pub min: Duration,
+    /// The cap.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            min: Duration::from_millis(200),
+            max: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay after `failures` consecutive failures (0 = the first), with `jitter` in
+    /// `[0, 1)` picking a point in `[d/2, d]`.
+    pub fn delay(&self, failures: u32, jitter: f64) -> Duration {
+        let max = self.max.max(self.min);
+        let exp = self
+            .min
+            .checked_mul(1u32.checked_shl(failures.min(31)).unwrap_or(u32::MAX))
+            .unwrap_or(max)
+            .min(max);
+        exp / 2 + exp.mul_f64(jitter.clamp(0.0, 1.0) / 2.0)
+    }
+}
+
+/// Where a client is, for status pages and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnState {
+    /// Connecting; `attempt` counts consecutive failures so far plus one.
+    Connecting { attempt: u32 },
+    /// Connected and past the hello; messages flow.
+    Connected { remote: SocketAddr },
+    /// The last attempt failed or the connection ended; the next one starts after `retry_in`.
+    Disconnected { reason: String, retry_in: Duration },
+    /// Shut down; the client will not connect again.
+    Stopped,
+}
+
+/// What [`Client::send`] did with a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Queued {
+    /// Queued.
+    Queued,
+    /// Queued; the queue was full, so its oldest message was dropped ("latest wins").
+    DroppedOldest,
+}
+
+/// Client settings.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// The server's address.
+    pub server_addr: SocketAddr,
+    /// Who the server must be: its certificate must carry this identity's name.
+    pub server: PeerIdentity,
+    /// The application protocol version sent in the hello.
+    pub protocol_version: u16,
+    /// Reconnect delays.
+    pub backoff: Backoff,
+    /// Messages held while disconnected or while the server is slow.
+    pub queue_capacity: usize,
+}
+
+impl ClientConfig {
+    /// Defaults for connecting to `server` at `server_addr`.
+    pub fn new(server_addr: SocketAddr, server: PeerIdentity, protocol_version: u16) -> Self {
+        ClientConfig {
+            server_addr,
+            server,
+            protocol_version,
+            backoff: Backoff::default(),
+            queue_capacity: 64,
+        }
+    }
+}
+
+/// One UDP socket with this node's client credentials, shared by any number of [`Client`]s.
+#[derive(Clone, Debug)]
+pub struct ClientEndpoint {
+    endpoint: Endpoint,
+    identity: PeerIdentity,
+    transport: TransportSettings,
+}
+
+impl ClientEndpoint {
+    /// An endpoint on `socket` (bound by the caller, e.g. to `0.0.0.0:0`). Must be called
+    /// inside a tokio runtime.
+    pub fn new(
+        socket: UdpSocket,
+        tls: &NodeTls,
+        transport: TransportSettings,
+    ) -> Result<Self, NetError> {
+        let config = tls.client_config(&transport)?;
+        let addr = socket.local_addr().map_err(|source| NetError::Socket {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+        enlarge_buffers(&socket);
+        let mut endpoint = Endpoint::new(
+            EndpointConfig::default(),
+            None,
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|source| NetError::Socket { addr, source })?;
+        endpoint.set_default_client_config(config);
+        Ok(ClientEndpoint {
+            endpoint,
+            identity: tls.identity().clone(),
+            transport,
+        })
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.endpoint.local_addr().ok()
+    }
+
+    /// Closes every connection on this endpoint and waits, at most `grace`, for the servers
+    /// to acknowledge.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.endpoint
+            .close(CloseCode::Shutdown.varint(), b"client shutting down");
+        if tokio::time::timeout(grace, self.endpoint.wait_idle())
+            .await
+            .is_err()
+        {
+            warn!(identity = %self.identity, ?grace, "servers did not acknowledge the close in time");
+        }
+    }
+}
+
+struct Queue {
+    items: Mutex<QueueInner>,
+    capacity: usize,
+    readable: Notify,
+    writable: Notify,
+}
+
+struct QueueInner {
+    items: VecDeque<Bytes>,
+    dropped: u64,
+    stopped: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueInner> {
+        self.items.lock().expect("client queue poisoned")
+    }
+
+    /// Takes the oldest message; cancel-safe (removes only when it returns).
+    async fn pop(&self) -> Bytes {
+        loop {
+            let notified = self.readable.notified();
+            if let Some(b) = self.lock().items.pop_front() {
+                self.writable.notify_one();
+                return b;
+            }
+            notified.await;
+        }
+    }
+
+    /// Puts back a message whose stream never got written, unless newer ones fill the queue.
+    fn requeue(&self, b: Bytes) {
+        let mut q = self.lock();
+        if q.items.len() < self.capacity {
+            q.items.push_front(b);
+        } else {
+            q.dropped += 1;
+        }
+    }
+}
+
+/// A connection to one server that keeps itself up: it reconnects with [`Backoff`] and sends
+/// queued messages, each on its own stream, whenever it is connected.
+///
+/// Delivery is at most once: a message whose stream was written when the connection died is
+/// lost, and the queue drops its oldest message when full. That suits status reports, where
+/// the next report supersedes the last; use [`Client::send_wait`] where nothing may be
+/// dropped from the queue. Dropping the `Client` stops it.
+pub struct Client<M> {
+    queue: Arc<Queue>,
+    state: watch::Receiver<ConnState>,
+    server: PeerIdentity,
+    task: JoinHandle<()>,
+    stop: DropGuard,
+    _msg: PhantomData<fn(&M)>,
+}
+
+impl<M: Serialize> Client<M> {
+    /// Starts connecting to `config.server` through `endpoint`. Must be called inside a
+    /// tokio runtime. Cancelling `shutdown` closes the connection and stops the client.
+    pub fn start(
+        endpoint: &ClientEndpoint,
+        config: ClientConfig,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let queue = Arc::new(Queue {
+            items: Mutex::new(QueueInner {
+                items: VecDeque::new(),
+                dropped: 0,
+                stopped: false,
+            }),
+            capacity: config.queue_capacity.max(1),
+            readable: Notify::new(),
+            writable: Notify::new(),
+        });
+        let (state_tx, state) = watch::channel(ConnState::Connecting { attempt: 1 });
+        let token = shutdown.child_token();
+        let server = config.server.clone();
+        let task = tokio::spawn(run(
+            endpoint.clone(),
+            config,
+            queue.clone(),
+            state_tx,
+            token.clone(),
+        ));
+        Client {
+            queue,
+            state,
+            server,
+            task,
+            stop: token.drop_guard(),
+            _msg: PhantomData,
+        }
+    }
+
+    fn encode(&self, msg: &M) -> Result<Bytes, NetError> {
+        if self.queue.lock().stopped {
+            return Err(NetError::ClientStopped {
+                server: self.server.to_string(),
+            });
+        }
+        Ok(Bytes::from(encode(msg)?))
+    }
+
+    /// Queues a message without waiting; when the queue is full the oldest queued message
+    /// is dropped. Fails only if the message is too large or the client has stopped.
+    pub fn send(&self, msg: &M) -> Result<Queued, NetError> {
+        let bytes = self.encode(msg)?;
+        let mut q = self.queue.lock();
+        let outcome = if q.items.len() >= self.queue.capacity {
+            q.items.pop_front();
+            q.dropped += 1;
+            Queued::DroppedOldest
+        } else {
+            Queued::Queued
+        };
+        q.items.push_back(bytes);
+        drop(q);
+        self.queue.readable.notify_one();
+        Ok(outcome)
+    }
+
+    /// Queues a message, waiting while the queue is full.
+    pub async fn send_wait(&self, msg: &M) -> Result<(), NetError> {
+        let bytes = self.encode(msg)?;
+        loop {
+            let room = self.queue.writable.notified();
+            {
+                let mut q = self.queue.lock();
+                if q.stopped {
+                    return Err(NetError::ClientStopped {
+                        server: self.server.to_string(),
+                    });
+                }
+                if q.items.len() < self.queue.capacity {
+                    q.items.push_back(bytes);
+                    drop(q);
+                    self.queue.readable.notify_one();
+                    return Ok(());
+                }
+            }
+            room.await;
+        }
+    }
+
+    /// The connection state; `changed()`/`wait_for()` on it to follow it.
+    pub fn state(&self) -> watch::Receiver<ConnState> {
+        self.state.clone()
+    }
+
+    /// How many messages the queue has dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.queue.lock().dropped
+    }
+
+    /// Stops the client and waits until its connection is closed.
+    pub async fn stop(self) {
+        let Client { task, stop, .. } = self;
+        drop(stop);
+        let _ = task.await;
+    }
+}
+
+async fn run(
+    endpoint: ClientEndpoint,
+    config: ClientConfig,
+    queue: Arc<Queue>,
+    state: watch::Sender<ConnState>,
+    token: CancellationToken,
+) {
+    let server = &config.server;
+    let addr = config.server_addr;
+    // Jitter only has to differ between nodes and attempts, not be unpredictable.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ u64::from(endpoint.local_addr().map_or(0, |a| a.port())) << 48;
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut failures: u32 = 0;
+    loop {
+        state.send_replace(ConnState::Connecting {
+            attempt: failures + 1,
+        });
+        let attempt = tokio::select! {
+            _ = token.cancelled() => break,
+            r = connect(&endpoint, &config) => r,
+        };
+        let reason = match attempt {
+            Ok(conn) => {
+                let remote = conn.remote_address();
+                info!(%server, %remote, "connected");
+                state.send_replace(ConnState::Connected { remote });
+                let since = Instant::now();
+                let Some(reason) = pump(&conn, &queue, &token).await else {
+                    conn.close(CloseCode::Shutdown.varint(), b"client shutting down");
+                    break;
+                };
+                // A connection that stayed up resets the backoff; one that a server drops
+                // right after the hello (say, for each message it refuses) does not.
+                if since.elapsed() >= config.backoff.max {
+                    failures = 0;
+                }
+                reason
+            }
+            Err(reason) => reason,
+        };
+        let retry_in = config.backoff.delay(failures, rng.random::<f64>());
+        failures = failures.saturating_add(1);
+        warn!(%server, %addr, %reason, ?retry_in, "not connected; will retry");
+        state.send_replace(ConnState::Disconnected { reason, retry_in });
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = tokio::time::sleep(retry_in) => {}
+        }
+    }
+    queue.lock().stopped = true;
+    queue.writable.notify_waiters();
+    state.send_replace(ConnState::Stopped);
+    info!(%server, "client stopped");
+}
+
+/// Handshake plus hello; the error is an operator-readable reason.
+async fn connect(endpoint: &ClientEndpoint, config: &ClientConfig) -> Result<Connection, String> {
+    let limit = endpoint.transport.connect_timeout;
+    let connecting = endpoint
+        .endpoint
+        .connect(config.server_addr, &config.server.dns_name())
+        .map_err(|e| format!("cannot start connecting to {}: {e}", config.server_addr))?;
+    let attempt = async {
+        let conn = connecting.await.map_err(|e| describe(&e))?;
+        // A server that refuses us closes right after the handshake; prefer its reason to
+        // whatever our own half-finished hello ran into.
+        let why = |conn: &Connection, e: String| conn.close_reason().map_or(e, |c| describe(&c));
+        match hello(&conn, config, &endpoint.identity).await {
+            Ok(()) => Ok(conn),
+            Err(HelloError::Io(e)) => Err(why(&conn, e)),
+            Err(HelloError::Refused(e)) => {
+                warn!(server = %config.server, reason = %e, "closing connection");
+                conn.close(CloseCode::BadHello.varint(), clip(&e).as_bytes());
+                Err(e)
+            }
+        }
+    };
+    tokio::time::timeout(limit, attempt)
+        .await
+        .map_err(|_| format!("no answer from {} within {limit:?}", config.server_addr))?
+}
+
+enum HelloError {
+    Io(String),
+    Refused(String),
+}
+
+async fn hello(
+    conn: &Connection,
+    config: &ClientConfig,
+    us: &PeerIdentity,
+) -> Result<(), HelloError> {
+    let ours = Hello {
+        version: config.protocol_version,
+        role: us.role,
+    };
+    let io = |e: &dyn std::fmt::Display| HelloError::Io(format!("hello: {e}"));
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| io(&e))?;
+    send.write_all(&ours.to_bytes()).await.map_err(|e| io(&e))?;
+    send.finish().map_err(|e| io(&e))?;
+    let bytes = match recv.read_to_end(HELLO_LEN).await {
+        Ok(bytes) => bytes,
+        Err(ReadToEndError::Read(ReadError::ConnectionLost(e))) => {
+            return Err(HelloError::Io(describe(&e)));
+        }
+        Err(e) => return Err(io(&e)),
+    };
+    let theirs = Hello::from_bytes(&bytes).map_err(|e| HelloError::Refused(e.to_string()))?;
+    if theirs.version != ours.version {
+        return Err(HelloError::Refused(format!(
+            "peer speaks protocol {}, this node speaks {}",
+            theirs.version, ours.version
+        )));
+    }
+    if theirs.role != config.server.role {
+        return Err(HelloError::Refused(format!(
+            "server hello claims role {}, expected {}",
+            theirs.role, config.server.role
+        )));
+    }
+    Ok(())
+}
+
+/// Sends queued messages until the connection ends (returns why) or shutdown (`None`).
+async fn pump(conn: &Connection, queue: &Queue, token: &CancellationToken) -> Option<String> {
+    loop {
+        let bytes = tokio::select! {
+            _ = token.cancelled() => return None,
+            e = conn.closed() => return Some(describe(&e)),
+            b = queue.pop() => b,
+        };
+        let sent = async {
+            let mut stream = conn.open_uni().await.map_err(|e| e.to_string())?;
+            stream.write_all(&bytes).await.map_err(|e| e.to_string())?;
+            stream.finish().map_err(|e| e.to_string())
+        };
+        let sent = tokio::select! {
+            _ = token.cancelled() => return None,
+            r = sent => r,
+        };
+        if let Err(e) = sent {
+            queue.requeue(bytes);
+            return Some(conn.close_reason().map_or(e, |c| describe(&c)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_caps() {
+        let b = Backoff {
+            min: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        assert_eq!(b.delay(0, 0.0), Duration::from_millis(50));
+        let top = b.delay(0, 0.999_999);
+        assert!(top > Duration::from_micros(99_990) && top <= Duration::from_millis(100));
+        assert_eq!(b.delay(1, 0.0), Duration::from_millis(100));
+        assert_eq!(b.delay(3, 0.0), Duration::from_millis(400));
+        assert_eq!(b.delay(4, 0.0), Duration::from_millis(500));
+        assert_eq!(b.delay(40, 1.0), Duration::from_secs(1));
+        assert_eq!(b.delay(u32::MAX, 0.5), Duration::from_millis(750));
+    }
+}

@@ -1,0 +1,299 @@
+//! rustls and quinn configurations: TLS 1.3 only, ring only, mutual authentication against
+//! the federation CA.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{IdleTimeout, TransportConfig, VarInt};
+use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+
+use crate::pki::{ca_cert_path, node_cert_path, node_key_path, read_file};
+use crate::wire::MAX_MESSAGE_LEN;
+use crate::{NetError, PeerIdentity};
+
+/// The ALPN protocol id; the protocol version is negotiated in the hello, not here, so that
+/// a mismatch gets a message naming both versions instead of a bare TLS alert.
+pub const ALPN: &[u8] = b"fedlb";
+
+/// Connection-level settings shared by servers and clients.
+#[derive(Clone, Debug)]
+pub struct TransportSettings {
+    /// How often a quiet connection sends a keep-alive. Must be well under `idle_timeout`.
+    pub keep_alive_interval: Duration,
+    /// A connection with no packets for this long is dead (the smaller of both ends' values).
+    pub idle_timeout: Duration,
+    /// Concurrently open message streams a peer may have; one message is one stream.
+    pub max_concurrent_uni_streams: u32,
+    /// Receive window per stream. The default, [`MAX_MESSAGE_LEN`], lets any message
+    /// arrive without waiting for window credit.
+    pub stream_receive_window: u32,
+    /// Receive window per connection: the bound on unread data buffered for one peer.
+    pub receive_window: u32,
+    /// How long the server waits for a client's hello after the TLS handshake.
+    pub hello_timeout: Duration,
+    /// How long a client waits for the handshake and the server's hello.
+    pub connect_timeout: Duration,
+}
+
+impl Default for TransportSettings {
+    fn default() -> Self {
+        TransportSettings {
+            keep_alive_interval: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(15),
+            max_concurrent_uni_streams: 256,
+            stream_receive_window: MAX_MESSAGE_LEN as u32,
+            receive_window: 1024 * 1024,
+            hello_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A node's credentials: the federation CA it trusts, its own certificate and key, and the
+/// identity read from that certificate.
+pub struct NodeTls {
+    identity: PeerIdentity,
+    roots: Arc<RootCertStore>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    not_after: SystemTime,
+}
+
+impl Clone for NodeTls {
+    fn clone(&self) -> Self {
+        NodeTls {
+            identity: self.identity.clone(),
+            roots: self.roots.clone(),
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+            not_after: self.not_after,
+        }
+    }
+}
+
+impl std::fmt::Debug for NodeTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeTls")
+            .field("identity", &self.identity)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+impl NodeTls {
+    /// Builds credentials from PEM text, and checks now that the certificate chains to the
+    /// CA, is currently valid and carries the EKUs of its role: a bad file fails at start,
+    /// not at the first connection.
+    pub fn from_pem(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<NodeTls, NetError> {
+        let bad = |what: &str, why: &dyn std::fmt::Display| NetError::Certificate {
+            what: what.to_owned(),
+            why: why.to_string(),
+        };
+        let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes())
+            .map_err(|e| bad("CA", &e))?
+            .into_owned();
+        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad("node", &e))?;
+        let leaf = chain
+            .first()
+            .ok_or_else(|| bad("node", &"no certificate in PEM"))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| bad("key", &e))?;
+        let identity = PeerIdentity::from_certificate(leaf.as_ref())?;
+        let what = format!("for {identity}");
+        let mut roots = RootCertStore::empty();
+        roots.add(ca).map_err(|e| bad("CA", &e))?;
+
+        let ee = webpki::EndEntityCert::try_from(leaf).map_err(|e| bad(&what, &e))?;
+        let algs = provider().signature_verification_algorithms.all;
+        let mut usages = Vec::new();
+        if identity.role.can_serve() {
+            usages.push(webpki::KeyUsage::server_auth());
+        }
+        if identity.role.can_connect() {
+            usages.push(webpki::KeyUsage::client_auth());
+        }
+        for usage in usages {
+            ee.verify_for_usage(
+                algs,
+                &roots.roots,
+                &chain[1..],
+                UnixTime::now(),
+                usage,
+                None,
+                None,
+            )
+            .map_err(|e| bad(&what, &format!("does not verify against the CA: {e}")))?;
+        }
+        let (_, x509) =
+            x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|e| bad(&what, &e))?;
+        let secs = u64::try_from(x509.validity().not_after.timestamp()).unwrap_or(0);
+        Ok(NodeTls {
+            identity,
+            roots: Arc::new(roots),
+            chain,
+            key,
+            not_after: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+        })
+    }
+
+    /// Loads `ca.pem`, `<node>.<role>.pem` and `<node>.<role>.key` from `dir`.
+    pub fn load(dir: &std::path::Path, identity: &PeerIdentity) -> Result<NodeTls, NetError> {
+        let tls = NodeTls::from_pem(
+            &read_file(&ca_cert_path(dir))?,
+            &read_file(&node_cert_path(dir, identity))?,
+            &read_file(&node_key_path(dir, identity))?,
+        )?;
+        if &tls.identity != identity {
+            return Err(NetError::Identity(format!(
+                "{} holds a certificate for {}, not {identity}",
+                node_cert_path(dir, identity).display(),
+                tls.identity
+            )));
+        }
+        Ok(tls)
+    }
+
+    /// This node's identity, from its own certificate.
+    pub fn identity(&self) -> &PeerIdentity {
+        &self.identity
+    }
+
+    /// When this node's certificate expires.
+    pub fn not_after(&self) -> SystemTime {
+        self.not_after
+    }
+
+    fn tls_err(&self, why: impl std::fmt::Display) -> NetError {
+        NetError::Tls {
+            identity: self.identity.to_string(),
+            why: why.to_string(),
+        }
+    }
+
+    /// The rustls server configuration: client certificate required and verified against
+    /// the CA. Which identities may connect is the server's authoriser's business.
+    pub fn server_tls_config(&self) -> Result<rustls::ServerConfig, NetError> {
+        if !self.identity.role.can_serve() {
+            return Err(NetError::WrongRole {
+                identity: self.identity.to_string(),
+                role: self.identity.role,
+                what: "accept connections",
+            });
+        }
+        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider())
+            .build()
+            .map_err(|e| self.tls_err(e))?;
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| self.tls_err(e))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| self.tls_err(e))?;
+        cfg.alpn_protocols = vec![ALPN.to_vec()];
+        Ok(cfg)
+    }
+
+    /// The rustls client configuration: presents this node's certificate and trusts only
+    /// the federation CA.
+    pub fn client_tls_config(&self) -> Result<rustls::ClientConfig, NetError> {
+        if !self.identity.role.can_connect() {
+            return Err(NetError::WrongRole {
+                identity: self.identity.to_string(),
+                role: self.identity.role,
+                what: "connect to another node",
+            });
+        }
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| self.tls_err(e))?
+            .with_root_certificates(self.roots.clone())
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| self.tls_err(e))?;
+        cfg.alpn_protocols = vec![ALPN.to_vec()];
+        Ok(cfg)
+    }
+
+    /// The quinn server configuration for `settings`.
+    pub fn server_config(
+        &self,
+        settings: &TransportSettings,
+    ) -> Result<quinn::ServerConfig, NetError> {
+        let crypto =
+            QuicServerConfig::try_from(self.server_tls_config()?).map_err(|e| self.tls_err(e))?;
+        let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        // Peers may open one bidirectional stream at a time: the hello.
+        cfg.transport_config(Arc::new(transport_config(
+            settings,
+            1,
+            settings.max_concurrent_uni_streams,
+        )?));
+        Ok(cfg)
+    }
+
+    /// The quinn client configuration for `settings`.
+    pub fn client_config(
+        &self,
+        settings: &TransportSettings,
+    ) -> Result<quinn::ClientConfig, NetError> {
+        let crypto =
+            QuicClientConfig::try_from(self.client_tls_config()?).map_err(|e| self.tls_err(e))?;
+        let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+        // The server never opens streams towards a client.
+        cfg.transport_config(Arc::new(transport_config(settings, 0, 0)?));
+        Ok(cfg)
+    }
+}
+
+fn transport_config(
+    s: &TransportSettings,
+    bidi: u32,
+    uni: u32,
+) -> Result<TransportConfig, NetError> {
+    let idle = IdleTimeout::try_from(s.idle_timeout).map_err(|_| {
+        NetError::Settings(format!("idle timeout {:?} is too large", s.idle_timeout))
+    })?;
+    if s.keep_alive_interval >= s.idle_timeout {
+        return Err(NetError::Settings(format!(
+            "keep-alive interval {:?} is not shorter than idle timeout {:?}",
+            s.keep_alive_interval, s.idle_timeout
+        )));
+    }
+    let mut t = TransportConfig::default();
+    t.max_idle_timeout(Some(idle))
+        .keep_alive_interval(Some(s.keep_alive_interval))
+        .max_concurrent_bidi_streams(VarInt::from_u32(bidi))
+        .max_concurrent_uni_streams(VarInt::from_u32(uni))
+        .stream_receive_window(VarInt::from_u32(s.stream_receive_window))
+        .receive_window(VarInt::from_u32(s.receive_window))
+        .datagram_receive_buffer_size(None);
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_alive_must_be_shorter_than_idle_timeout() {
+        let s = TransportSettings {
+            keep_alive_interval: Duration::from_secs(15),
+            ..TransportSettings::default()
+        };
+        let e = transport_config(&s, 1, 1).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "transport settings: keep-alive interval 15s is not shorter than idle timeout 15s"
+        );
+        transport_config(&TransportSettings::default(), 1, 256).unwrap();
+    }
+}

@@ -1,0 +1,800 @@
+//! Real QUIC with mutual TLS on loopback: good peers deliver with their certificate
+//! identity; each kind of bad peer is refused and logged while a good peer on the same
+//! server keeps flowing.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fedlb_net::wire::{Hello, MAX_MESSAGE_LEN, encode};
+use fedlb_net::{
+    Backoff, Ca, Client, ClientConfig, ClientEndpoint, ConnId, ConnState, FnAuthoriser, NodeName,
+    NodeTls, PeerIdentity, Role, Server, ServerConfig, ServerEvent, TransportSettings, bind_udp,
+};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+const VERSION: u16 = 1;
+const WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+enum Report {
+    Status { server: String, seq: u64, load: u32 },
+}
+
+fn status(server: &str, seq: u64) -> Report {
+    Report::Status {
+        server: server.to_owned(),
+        seq,
+        load: 42,
+    }
+}
+
+/// Captures this test's log lines: `#[tokio::test]` runs every task on the test's thread,
+/// so a thread-local subscriber sees the server's logs and no other test's.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Log {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Log {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let me = self.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || me.clone())
+            .finish();
+        tracing::subscriber::set_default(sub)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Seen {
+    Connected(ConnId, PeerIdentity),
+    Message(ConnId, PeerIdentity, Report),
+    Disconnected(ConnId, PeerIdentity, String),
+    Rejected(Option<PeerIdentity>, String),
+}
+
+struct Fed {
+    ca: Ca,
+}
+
+impl Fed {
+    fn new() -> Self {
+        Fed {
+            ca: Ca::generate("test").unwrap(),
+        }
+    }
+    fn tls(&self, role: Role, node: &str) -> NodeTls {
+        let c = self.ca.issue(&NodeName::new(node).unwrap(), role).unwrap();
+        NodeTls::from_pem(self.ca.cert_pem(), c.cert_pem(), c.key_pem()).unwrap()
+    }
+}
+
+fn farm_id() -> PeerIdentity {
+    PeerIdentity::new(Role::Farm, NodeName::new("f1").unwrap())
+}
+
+fn fast_settings() -> TransportSettings {
+    TransportSettings {
+        connect_timeout: Duration::from_millis(500),
+        hello_timeout: Duration::from_secs(2),
+        ..TransportSettings::default()
+    }
+}
+
+/// A farm node server that admits the agents in `allowed` and lets each report only for
+/// the server of its own name, with its events collected.
+struct Farm {
+    server: Option<Server>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    shutdown: CancellationToken,
+}
+
+fn start_farm(fed: &Fed, socket: std::net::UdpSocket, allowed: &[&str]) -> Farm {
+    let allowed: BTreeSet<String> = allowed.iter().map(|s| s.to_string()).collect();
+    let auth = FnAuthoriser {
+        peer: move |p: &PeerIdentity| {
+            if p.role == Role::Agent && allowed.contains(p.node.as_str()) {
+                Ok(())
+            } else {
+                Err("not in topology".to_owned())
+            }
+        },
+        message: |p: &PeerIdentity, m: &Report| {
+            let Report::Status { server, .. } = m;
+            if server == p.node.as_str() {
+                Ok(())
+            } else {
+                Err(format!("{p} may not report for server {server}"))
+            }
+        },
+    };
+    let shutdown = CancellationToken::new();
+    let mut config = ServerConfig::new(VERSION);
+    config.transport = fast_settings();
+    let (server, mut events) = Server::start::<Report, _>(
+        socket,
+        &fed.tls(Role::Farm, "f1"),
+        config,
+        auth,
+        shutdown.clone(),
+    )
+    .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            let s = match ev {
+                ServerEvent::Connected { conn, peer, .. } => Seen::Connected(conn, peer),
+                ServerEvent::Message { conn, peer, msg } => Seen::Message(conn, peer, msg),
+                ServerEvent::Disconnected { conn, peer, reason } => {
+                    Seen::Disconnected(conn, peer, reason)
+                }
+                ServerEvent::Rejected { peer, reason, .. } => Seen::Rejected(peer, reason),
+            };
+            sink.lock().unwrap().push(s);
+        }
+    });
+    Farm {
+        server: Some(server),
+        seen,
+        shutdown,
+    }
+}
+
+impl Farm {
+    fn addr(&self) -> SocketAddr {
+        self.server.as_ref().unwrap().local_addr()
+    }
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+    /// The highest `seq` received from agent `node`.
+    fn last_seq(&self, node: &str) -> Option<u64> {
+        self.seen()
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Message(_, p, Report::Status { seq, .. }) if p.node.as_str() == node => {
+                    Some(*seq)
+                }
+                _ => None,
+            })
+            .max()
+    }
+    async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(s) = self.server.take() {
+            s.closed().await;
+        }
+    }
+}
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn agent_client(
+    fed: &Fed,
+    name: &str,
+    server: SocketAddr,
+    version: u16,
+    shutdown: &CancellationToken,
+) -> Client<Report> {
+    agent_client_with(&fed.tls(Role::Agent, name), server, version, shutdown)
+}
+
+fn agent_client_with(
+    tls: &NodeTls,
+    server: SocketAddr,
+    version: u16,
+    shutdown: &CancellationToken,
+) -> Client<Report> {
+    let ep = ClientEndpoint::new(
+        bind_udp("127.0.0.1:0".parse().unwrap()).unwrap(),
+        tls,
+        fast_settings(),
+    )
+    .unwrap();
+    let mut cfg = ClientConfig::new(server, farm_id(), version);
+    cfg.backoff = Backoff {
+        min: Duration::from_millis(20),
+        max: Duration::from_millis(200),
+    };
+    Client::start(&ep, cfg, shutdown.clone())
+}
+
+/// A good agent reporting every 10 ms for as long as the returned token is not cancelled.
+fn good_agent(fed: &Fed, farm: &Farm) -> (Client<Report>, CancellationToken) {
+    let stop = CancellationToken::new();
+    let client = agent_client(fed, "good", farm.addr(), VERSION, &stop);
+    (client, stop)
+}
+
+fn spawn_reports(client: Client<Report>, node: &'static str, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut seq = 0;
+        while !stop.is_cancelled() {
+            seq += 1;
+            client.send(&status(node, seq)).unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+}
+
+/// Runs one bad case against a farm node that also serves a good agent; `bad` does the
+/// damage, `refusal` is the text the server's log and events must carry. Afterwards the
+/// good agent is still on its first connection and its reports still arrive.
+async fn refused_while_good_flows<F, Fut>(refusal: &str, bad: F) -> Seen
+where
+    F: FnOnce(Arc<Fed>, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let log = Log::default();
+    let _guard = log.install();
+    let fed = Arc::new(Fed::new());
+    let mut farm = start_farm(
+        &fed,
+        bind_udp("127.0.0.1:0".parse().unwrap()).unwrap(),
+        &["good", "raw", "liar", "old"],
+    );
+    let (good, stop) = good_agent(&fed, &farm);
+    spawn_reports(good, "good", stop.clone());
+    until("the good agent's first reports", || {
+        farm.last_seq("good").is_some_and(|s| s >= 3)
+    })
+    .await;
+
+    bad(fed.clone(), farm.addr()).await;
+
+    let refused = |s: &Seen| match s {
+        Seen::Rejected(_, r) | Seen::Disconnected(_, _, r) => r.contains(refusal),
+        _ => false,
+    };
+    until(&format!("a refusal with {refusal:?} in events"), || {
+        farm.seen().iter().any(refused)
+    })
+    .await;
+    let event = farm.seen().into_iter().find(refused).unwrap();
+    until(&format!("a WARN log line with {refusal:?}"), || {
+        log.text()
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains(refusal))
+    })
+    .await;
+    let after = farm.last_seq("good").unwrap();
+    until("good reports after the refusal", || {
+        farm.last_seq("good").unwrap() >= after + 5
+    })
+    .await;
+    let good_conns: BTreeSet<ConnId> = farm
+        .seen()
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Connected(c, p) if p.node.as_str() == "good" => Some(*c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        good_conns.len(),
+        1,
+        "the good agent was disconnected: {:?}",
+        farm.seen()
+    );
+    assert!(
+        !farm
+            .seen()
+            .iter()
+            .any(|s| matches!(s, Seen::Disconnected(_, p, _) if p.node.as_str() == "good")),
+        "{:?}",
+        farm.seen()
+    );
+    stop.cancel();
+    farm.stop().await;
+    if std::env::var_os("FEDLB_TEST_LOG").is_some() {
+        eprintln!("{}", log.text());
+    }
+    event
+}
+
+/// A quinn connection made by hand with `tls`, past the hello, for sending raw bytes.
+async fn raw_connection(tls: &NodeTls, server: SocketAddr) -> quinn::Connection {
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(tls.client_config(&fast_settings()).unwrap());
+    let conn = ep
+        .connect(server, &farm_id().dns_name())
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let hello = Hello {
+        version: VERSION,
+        role: tls.identity().role,
+    };
+    send.write_all(&hello.to_bytes()).await.unwrap();
+    send.finish().unwrap();
+    let answer = recv.read_to_end(64).await.unwrap();
+    assert_eq!(Hello::from_bytes(&answer).unwrap().role, Role::Farm);
+    conn
+}
+
+async fn send_raw(conn: &quinn::Connection, bytes: &[u8]) {
+    let mut s = conn.open_uni().await.unwrap();
+    // The server may close the connection before all is written.
+    let _ = s.write_all(bytes).await;
+    let _ = s.finish();
+}
+
+async fn closed_reason(conn: &quinn::Connection) -> String {
+    conn.closed().await.to_string()
+}
+
+async fn state_reason(client: &Client<Report>) -> String {
+    let mut st = client.state();
+    let s = tokio::time::timeout(
+        WAIT,
+        st.wait_for(|s| matches!(s, ConnState::Disconnected { .. })),
+    )
+    .await
+    .expect("client never disconnected")
+    .unwrap()
+    .clone();
+    match s {
+        ConnState::Disconnected { reason, .. } => reason,
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn good_agent_delivers_with_identity_from_its_certificate() {
+    let log = Log::default();
+    let _guard = log.install();
+    let fed = Fed::new();
+    let mut farm = start_farm(
+        &fed,
+        bind_udp("127.0.0.1:0".parse().unwrap()).unwrap(),
+        &["good"],
+    );
+    let stop = CancellationToken::new();
+    let client = agent_client(&fed, "good", farm.addr(), VERSION, &stop);
+    for seq in 1..=20 {
+        client.send(&status("good", seq)).unwrap();
+    }
+    let mut st = client.state();
+    tokio::time::timeout(
+        WAIT,
+        st.wait_for(|s| matches!(s, ConnState::Connected { .. })),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    until("20 reports", || farm.last_seq("good") == Some(20)).await;
+    let seen = farm.seen();
+    let Seen::Connected(conn, peer) = &seen[0] else {
+        panic!("first event is not Connected: {seen:?}")
+    };
+    assert_eq!(peer.to_string(), "agent/good");
+    let msgs: BTreeSet<u64> = seen
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Message(c, p, Report::Status { seq, .. }) => {
+                assert_eq!((c, p), (conn, peer));
+                Some(*seq)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(msgs, (1..=20).collect());
+    assert!(log.text().contains("peer connected"), "{}", log.text());
+
+    client.stop().await;
+    until("Disconnected after the client stops", || {
+        farm.seen().iter().any(|s| matches!(s, Seen::Disconnected(c, _, r) if c == conn && r.contains("client shutting down")))
+    })
+    .await;
+    farm.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_bytes_are_refused() {
+    refused_while_good_flows("undecodable message of 21 bytes", |fed, addr| async move {
+        let conn = raw_connection(&fed.tls(Role::Agent, "raw"), addr).await;
+        send_raw(&conn, b"\xff\xfe\xfd garbage garbage!!").await;
+        let reason = closed_reason(&conn).await;
+        assert!(reason.contains("undecodable message"), "{reason}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn oversize_message_is_refused() {
+    refused_while_good_flows(
+        &format!("message exceeds {MAX_MESSAGE_LEN} bytes"),
+        |fed, addr| async move {
+            let conn = raw_connection(&fed.tls(Role::Agent, "raw"), addr).await;
+            send_raw(&conn, &vec![0u8; MAX_MESSAGE_LEN + 1]).await;
+            let reason = closed_reason(&conn).await;
+            assert!(reason.contains("message exceeds"), "{reason}");
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_message_variant_is_refused() {
+    refused_while_good_flows("undecodable message of 4 bytes", |fed, addr| async move {
+        let conn = raw_connection(&fed.tls(Role::Agent, "raw"), addr).await;
+        // A valid encoding of a variant this server does not know: index 7, then fields.
+        let mut bytes = encode(&7u32).unwrap();
+        bytes.extend_from_slice(&encode(&(1u8, 2u8, 3u8)).unwrap());
+        send_raw(&conn, &bytes).await;
+        let reason = closed_reason(&conn).await;
+        assert!(reason.contains("variant"), "{reason}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn old_protocol_version_is_refused_with_both_versions_named() {
+    refused_while_good_flows("client speaks 0, server speaks 1", |fed, addr| async move {
+        let stop = CancellationToken::new();
+        let old = agent_client(&fed, "old", addr, 0, &stop);
+        old.send(&status("old", 1)).unwrap();
+        let reason = state_reason(&old).await;
+        assert_eq!(
+            reason,
+            "rejected by peer: protocol version mismatch: client speaks 0, server speaks 1"
+        );
+        stop.cancel();
+    })
+    .await;
+    // The server-side wording, checked separately as it is a log line only.
+    let log = Log::default();
+    let _guard = log.install();
+    let fed = Fed::new();
+    let mut farm = start_farm(
+        &fed,
+        bind_udp("127.0.0.1:0".parse().unwrap()).unwrap(),
+        &["old"],
+    );
+    let stop = CancellationToken::new();
+    let old = agent_client(&fed, "old", farm.addr(), 2, &stop);
+    state_reason(&old).await;
+    until("the version log line", || {
+        log.text()
+            .contains("peer speaks protocol 2, this node speaks 1")
+    })
+    .await;
+    stop.cancel();
+    farm.stop().await;
+}
+
+#[tokio::test]
+async fn client_without_certificate_is_refused() {
+    let event = refused_while_good_flows("peer sent no certificates", |fed, addr| async move {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(fed.ca.cert_pem().as_bytes()).unwrap())
+            .unwrap();
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tls.alpn_protocols = vec![fedlb_net::ALPN.to_vec()];
+        let cfg = quinn::ClientConfig::new(Arc::new(
+            quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
+        ));
+        let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        // As with any rejected QUIC client, connect() itself succeeds.
+        let conn = ep
+            .connect_with(cfg, addr, &farm_id().dns_name())
+            .unwrap()
+            .await
+            .unwrap();
+        let reason = closed_reason(&conn).await;
+        assert!(reason.contains("certificate"), "{reason}");
+    })
+    .await;
+    assert!(matches!(event, Seen::Rejected(None, _)), "{event:?}");
+}
+
+#[tokio::test]
+async fn certificate_from_another_ca_is_refused() {
+    refused_while_good_flows("invalid peer certificate", |_fed, addr| async move {
+        // Same federation name, same agent name, different CA key.
+        let rogue = Fed::new();
+        let stop = CancellationToken::new();
+        let client = agent_client(&rogue, "good", addr, VERSION, &stop);
+        let reason = state_reason(&client).await;
+        // The rogue client does not trust the real server either; whichever side stops
+        // first, the attempt fails on a certificate.
+        assert!(reason.contains("certificate"), "{reason}");
+        stop.cancel();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn identity_the_authoriser_refuses_is_refused() {
+    let event = refused_while_good_flows(
+        "agent/intruder not authorised: not in topology",
+        |fed, addr| async move {
+            let stop = CancellationToken::new();
+            let client = agent_client(&fed, "intruder", addr, VERSION, &stop);
+            let reason = state_reason(&client).await;
+            assert_eq!(
+                reason,
+                "rejected by peer: agent/intruder not authorised: not in topology"
+            );
+            stop.cancel();
+        },
+    )
+    .await;
+    let Seen::Rejected(Some(peer), _) = event else {
+        panic!("{event:?}")
+    };
+    assert_eq!(peer.to_string(), "agent/intruder");
+}
+
+#[tokio::test]
+async fn message_for_someone_else_is_refused_and_disconnects_the_sender() {
+    let event = refused_while_good_flows(
+        "message refused: agent/liar may not report for server good",
+        |fed, addr| async move {
+            let stop = CancellationToken::new();
+            let liar = agent_client(&fed, "liar", addr, VERSION, &stop);
+            let mut st = liar.state();
+            tokio::time::timeout(
+                WAIT,
+                st.wait_for(|s| matches!(s, ConnState::Connected { .. })),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            liar.send(&status("good", 999_999)).unwrap();
+            let reason = state_reason(&liar).await;
+            assert_eq!(
+                reason,
+                "rejected by peer: message refused: agent/liar may not report for server good"
+            );
+            stop.cancel();
+        },
+    )
+    .await;
+    assert!(
+        matches!(&event, Seen::Disconnected(_, p, _) if p.node.as_str() == "liar"),
+        "{event:?}"
+    );
+}
+
+#[tokio::test]
+async fn client_refuses_a_server_with_another_identity() {
+    let fed = Fed::new();
+    let mut farm = start_farm(
+        &fed,
+        bind_udp("127.0.0.1:0".parse().unwrap()).unwrap(),
+        &["good"],
+    );
+    let stop = CancellationToken::new();
+    let ep = ClientEndpoint::new(
+        bind_udp("127.0.0.1:0".parse().unwrap()).unwrap(),
+        &fed.tls(Role::Agent, "good"),
+        fast_settings(),
+    )
+    .unwrap();
+    let expected = PeerIdentity::new(Role::Farm, NodeName::new("f2").unwrap());
+    let client: Client<Report> = Client::start(
+        &ep,
+        ClientConfig::new(farm.addr(), expected, VERSION),
+        stop.clone(),
+    );
+    let reason = state_reason(&client).await;
+    assert!(
+        reason.starts_with("handshake failed") && reason.contains("f2.farm.fedlb.invalid"),
+        "{reason}"
+    );
+    assert!(farm.last_seq("good").is_none());
+    stop.cancel();
+    farm.stop().await;
+}
+
+#[tokio::test]
+async fn newer_connection_of_the_same_identity_replaces_the_old() {
+    let fed = Fed::new();
+    let mut farm = start_farm(
+        &fed,
+        bind_udp("127.0.0.1:0".parse().unwrap()).unwrap(),
+        &["good"],
+    );
+    let stop = CancellationToken::new();
+    let first = agent_client(&fed, "good", farm.addr(), VERSION, &stop);
+    first.send(&status("good", 1)).unwrap();
+    until("the first connection's report", || {
+        farm.last_seq("good") == Some(1)
+    })
+    .await;
+    // The second instance (say, a restarted agent) takes over; the first is told why. It
+    // would reconnect and take over in turn, so stop it once it has been replaced.
+    let second = agent_client(&fed, "good", farm.addr(), VERSION, &stop);
+    let reason = state_reason(&first).await;
+    assert_eq!(
+        reason,
+        "closed by peer: replaced by a newer connection from the same identity"
+    );
+    first.stop().await;
+    second.send(&status("good", 2)).unwrap();
+    until("the second connection's report", || {
+        farm.last_seq("good") == Some(2)
+    })
+    .await;
+    stop.cancel();
+    farm.stop().await;
+}
+
+#[tokio::test]
+async fn client_reconnects_with_backoff_to_a_restarted_server() {
+    let log = Log::default();
+    let _guard = log.install();
+    let fed = Fed::new();
+    let socket = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let mut farm = start_farm(&fed, socket, &["good"]);
+    let stop = CancellationToken::new();
+    let client = agent_client(&fed, "good", addr, VERSION, &stop);
+    let mut st = client.state();
+    client.send(&status("good", 1)).unwrap();
+    until("report 1", || farm.last_seq("good") == Some(1)).await;
+
+    farm.stop().await;
+    state_reason(&client).await;
+    until("the client's log of the close", || {
+        log.text().contains("closed by peer: server shutting down")
+    })
+    .await;
+    // While the server is down, attempts fail and the delays grow.
+    let mut delays = Vec::new();
+    while delays.len() < 4 {
+        st.changed().await.unwrap();
+        if let ConnState::Disconnected { retry_in, reason } = &*st.borrow_and_update() {
+            // "no answer", or, while the old endpoint drains, "refused to accept".
+            assert!(!reason.is_empty());
+            delays.push(*retry_in);
+        }
+    }
+    assert!(delays[3] > delays[0], "{delays:?}");
+    assert!(
+        delays.iter().all(|d| *d <= Duration::from_millis(200)),
+        "{delays:?}"
+    );
+    client.send(&status("good", 2)).unwrap();
+
+    let farm = start_farm(&fed, bind_udp(addr).unwrap(), &["good"]);
+    until("report 2 on the restarted server", || {
+        farm.last_seq("good") == Some(2)
+    })
+    .await;
+    assert!(matches!(
+        *client.state().borrow(),
+        ConnState::Connected { .. }
+    ));
+    stop.cancel();
+    let mut farm = farm;
+    farm.stop().await;
+}
+
+#[tokio::test]
+async fn queue_keeps_the_latest_reports_while_disconnected() {
+    let fed = Fed::new();
+    // The server's socket exists but nobody answers on it yet.
+    let socket = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let ep = ClientEndpoint::new(
+        bind_udp("127.0.0.1:0".parse().unwrap()).unwrap(),
+        &fed.tls(Role::Agent, "good"),
+        fast_settings(),
+    )
+    .unwrap();
+    let mut cfg = ClientConfig::new(addr, farm_id(), VERSION);
+    cfg.queue_capacity = 2;
+    cfg.backoff = Backoff {
+        min: Duration::from_millis(20),
+        max: Duration::from_millis(100),
+    };
+    let client: Client<Report> = Client::start(&ep, cfg, stop.clone());
+    assert_eq!(
+        client.send(&status("good", 1)).unwrap(),
+        fedlb_net::Queued::Queued
+    );
+    assert_eq!(
+        client.send(&status("good", 2)).unwrap(),
+        fedlb_net::Queued::Queued
+    );
+    assert_eq!(
+        client.send(&status("good", 3)).unwrap(),
+        fedlb_net::Queued::DroppedOldest
+    );
+    assert_eq!(client.dropped(), 1);
+    let reason = state_reason(&client).await;
+    assert!(reason.starts_with("no answer from 127.0.0.1:"), "{reason}");
+
+    let mut farm = start_farm(&fed, socket, &["good"]);
+    until("reports 2 and 3", || farm.last_seq("good") == Some(3)).await;
+    let seqs: Vec<u64> = farm
+        .seen()
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Message(_, _, Report::Status { seq, .. }) => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        seqs.iter().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from([2, 3])
+    );
+    client.stop().await;
+    let e = client_stopped_error(&fed, &stop).await;
+    assert!(e.starts_with("client for farm/f1: stopped"), "{e}");
+    farm.stop().await;
+}
+
+/// A stopped client refuses new messages with an error naming its server.
+async fn client_stopped_error(fed: &Fed, stop: &CancellationToken) -> String {
+    let client = agent_client(fed, "good", "127.0.0.1:9".parse().unwrap(), VERSION, stop);
+    stop.cancel();
+    let mut st = client.state();
+    st.wait_for(|s| *s == ConnState::Stopped).await.unwrap();
+    client.send(&status("good", 1)).unwrap_err().to_string()
+}
+
+#[tokio::test]
+async fn ipv6_loopback_works() {
+    let fed = Fed::new();
+    let mut farm = start_farm(
+        &fed,
+        bind_udp("[::1]:0".parse().unwrap()).unwrap(),
+        &["good"],
+    );
+    let stop = CancellationToken::new();
+    let ep = ClientEndpoint::new(
+        bind_udp("[::1]:0".parse().unwrap()).unwrap(),
+        &fed.tls(Role::Agent, "good"),
+        fast_settings(),
+    )
+    .unwrap();
+    let client: Client<Report> = Client::start(
+        &ep,
+        ClientConfig::new(farm.addr(), farm_id(), VERSION),
+        stop.clone(),
+    );
+    client.send(&status("good", 7)).unwrap();
+    until("the report over IPv6", || farm.last_seq("good") == Some(7)).await;
+    stop.cancel();
+    farm.stop().await;
+}
