@@ -131,14 +131,18 @@ impl ServerConfig {
 pub struct Server {
     local_addr: SocketAddr,
     task: JoinHandle<()>,
+    live: LiveMap,
 }
+
+/// Connections by peer, shared between the accept loop and the [`Server`] handle.
+type LiveMap = Arc<Mutex<HashMap<PeerIdentity, (ConnId, Connection)>>>;
 
 struct Shared<M, A> {
     config: ServerConfig,
     identity: PeerIdentity,
     authoriser: A,
     events: mpsc::Sender<ServerEvent<M>>,
-    live: Mutex<HashMap<PeerIdentity, (ConnId, Connection)>>,
+    live: LiveMap,
     next_id: AtomicU64,
     shutdown: CancellationToken,
     _msg: PhantomData<fn() -> M>,
@@ -176,24 +180,41 @@ impl Server {
             source,
         })?;
         let (tx, rx) = mpsc::channel(config.event_capacity.max(1));
+        let live: LiveMap = Arc::new(Mutex::new(HashMap::new()));
         let shared = Arc::new(Shared {
             config,
             identity: tls.identity().clone(),
             authoriser,
             events: tx,
-            live: Mutex::new(HashMap::new()),
+            live: live.clone(),
             next_id: AtomicU64::new(1),
             shutdown,
             _msg: PhantomData,
         });
         info!(identity = %shared.identity, %local_addr, version = shared.config.protocol_version, "server listening");
         let task = tokio::spawn(accept_loop(shared, endpoint));
-        Ok((Server { local_addr, task }, rx))
+        Ok((
+            Server {
+                local_addr,
+                task,
+                live,
+            },
+            rx,
+        ))
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The current round-trip time to every connected peer, as QUIC estimates it (for
+    /// "closest" policies that measure distance by RTT).
+    pub fn peer_rtts(&self) -> Vec<(PeerIdentity, Duration)> {
+        let live = self.live.lock().expect("live-connection map poisoned");
+        live.iter()
+            .map(|(peer, (_, conn))| (peer.clone(), conn.rtt()))
+            .collect()
     }
 
     /// Waits until the server has shut down (after its token is cancelled).

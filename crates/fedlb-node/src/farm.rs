@@ -199,6 +199,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                 ServerEvent::Message { .. } => {}
                 ServerEvent::Connected { peer, remote, .. } => {
                     metrics.peers.inc();
+                    metrics.peer_connects.inc();
                     info!(%peer, %remote, "agent connected");
                 }
                 ServerEvent::Disconnected { peer, reason, .. } => {

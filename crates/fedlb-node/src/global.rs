@@ -163,10 +163,20 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     let mut reloads = reload::spawn(opts.topology.clone(), true, shutdown.clone());
     info!(node = %opts.node, quic = %server.local_addr(), status = %current.global.status, zone = %zone, "global node running");
 
+    // QUIC's RTT estimate to each farm node feeds "closest by rtt"
+    let mut rtt_tick = tokio::time::interval(current.heartbeat.interval);
     loop {
         let deadline = earliest(state.poll_timeout(clock.now()), monitors.poll_timeout());
         tokio::select! {
             () = shutdown.cancelled() => break,
+            _ = rtt_tick.tick() => {
+                let now = clock.now();
+                for (peer, rtt) in server.peer_rtts() {
+                    if peer.role == Role::Farm {
+                        state.handle_rtt(&peer.node.as_str().into(), rtt, now);
+                    }
+                }
+            }
             Some(ev) = events.recv() => {
                 let now = clock.now();
                 match ev {
@@ -192,6 +202,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                     }
                     ServerEvent::Connected { peer, remote, .. } => {
                         metrics.peers.inc();
+                        metrics.peer_connects.inc();
                         info!(%peer, %remote, "peer connected");
                     }
                     ServerEvent::Disconnected { peer, reason, .. } => {

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub stale_members: Gauge,
     /// Connected peers.
     pub peers: Gauge,
+    /// Peer connections accepted since start (a reconnect counts again).
+    pub peer_connects: Counter,
     /// Publish attempts, by publisher and result.
     pub publishes: Family<Labels, Counter>,
     /// Probe run time in seconds, by probe kind.
@@ -49,6 +51,7 @@ impl Metrics {
             health_changes: Family::default(),
             stale_members: Gauge::default(),
             peers: Gauge::default(),
+            peer_connects: Counter::default(),
             publishes: Family::default(),
             probe_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 14))
@@ -74,6 +77,11 @@ impl Metrics {
             m.stale_members.clone(),
         );
         registry.register("peers", "Connected peers", m.peers.clone());
+        registry.register(
+            "peer_connects",
+            "Peer connections accepted since start",
+            m.peer_connects.clone(),
+        );
         registry.register(
             "publishes",
             "Publish attempts by result",

@@ -444,18 +444,27 @@ h1{{font-size:1.3em}} h2{{font-size:1.1em;margin-top:1.5em}}
 .tree li{{margin:.35em 0}}
 .node{{display:inline-block;padding:.25em .6em;border:1px solid #bbb;border-radius:6px;background:#fafafa}}
 .chosen>.node{{border:2px solid #1a7f37;background:#e6f4ea;font-weight:600}}
-.chosen{{border-left-color:#1a7f37!important}}
+.tree li.chosen>ul{{border-left-color:#1a7f37}}
+.tree li:not(.chosen)>ul>li.chosen>.node{{border:2px dashed #7bbf8e;background:#f3faf5;font-weight:400}}
 .down .node,.stale .node{{background:#fde8e8;border-color:#d33}}
 .why{{color:#555;font-size:.9em;margin-left:.5em}}
 .badge{{font-size:.8em;padding:0 .4em;border-radius:4px;background:#eee;margin-left:.4em}}
 .degraded{{color:#b00;font-weight:700}}
+.legend{{color:#555;font-size:.9em}} .legend .node{{margin:0 .3em}}
+.legend .sample-local{{border:2px dashed #7bbf8e;background:#f3faf5}}
 </style></head><body>
 <h1>fedlb {role} node “{node}”</h1>
 <p>up {up:.0} s · refreshes every {refresh_s} s · <a href="/status">JSON</a> · <a href="/metrics">metrics</a></p>
+<p class="legend">legend:<span class="chosen"><span class="node">chosen path</span></span>{local_sample}<span class="down"><span class="node">down or stale</span></span></p>
 "#,
         node = esc(&s.node),
         role = esc(&s.role),
         up = s.uptime_s,
+        local_sample = if s.role == "global" {
+            r#"<span class="node sample-local">a farm's own choice, farm not chosen</span>"#
+        } else {
+            ""
+        },
     );
     for svc in &s.services {
         let name = svc.fqdn.as_deref().unwrap_or(&svc.service);
@@ -468,7 +477,7 @@ h1{{font-size:1.3em}} h2{{font-size:1.1em;margin-top:1.5em}}
         if let Some(p) = &svc.published {
             let _ = write!(
                 h,
-                r#"<p>DNS: <b class="published">{}</b> TTL {} — {}</p>"#,
+                r#"<p>DNS: <b class="published">{}</b> TTL {} s — {}</p>"#,
                 esc(&join_ips(&p.addresses)),
                 p.ttl,
                 esc(&p.result)
@@ -503,14 +512,14 @@ h1{{font-size:1.3em}} h2{{font-size:1.1em;margin-top:1.5em}}
                     let farm = svc.farms.iter().find(|f| f.farm == c.id);
                     let _ = write!(
                         h,
-                        r#"<li class="{} {}" data-id="{}"><span class="node">{} {}<span class="badge">{}</span><span class="badge">{}</span></span><span class="why">{}</span>"#,
+                        r#"<li class="{} {}" data-id="{}"><span class="node">{} {}<span class="badge">{}</span>{}</span><span class="why">{}</span>"#,
                         if c.chosen { "chosen" } else { "" },
                         esc(&c.health),
                         esc(&c.id),
                         esc(&c.kind),
                         esc(&c.id),
                         esc(&c.health),
-                        esc(&c.shown),
+                        shown_badge(c),
                         esc(&farm.map_or(c.reason.clone(), |f| format!("local: {}", f.local.why)))
                     );
                     if let Some(f) = farm {
@@ -547,15 +556,24 @@ h1{{font-size:1.3em}} h2{{font-size:1.1em;margin-top:1.5em}}
 fn server_li(c: &CandidateStatus, h: &mut String) {
     let _ = write!(
         h,
-        r#"<li class="{} {}" data-id="{}"><span class="node">server {} <span class="badge">{}</span><span class="badge">{}</span></span><span class="why">{}</span></li>"#,
+        r#"<li class="{} {}" data-id="{}"><span class="node">server {} <span class="badge">{}</span>{}</span><span class="why">{}</span></li>"#,
         if c.chosen { "chosen" } else { "" },
         esc(&c.health),
         esc(&c.id),
         esc(&c.id),
         esc(&c.health),
-        esc(&c.shown),
+        shown_badge(c),
         esc(&c.reason)
     );
+}
+
+/// The policy's view of a candidate as a badge, unless it only repeats the health.
+fn shown_badge(c: &CandidateStatus) -> String {
+    if c.shown.is_empty() || c.shown == c.health {
+        String::new()
+    } else {
+        format!(r#"<span class="badge">{}</span>"#, esc(&c.shown))
+    }
 }
 
 /// Whether any service is degraded (fail-static): for health checks and exit codes.
