@@ -222,6 +222,13 @@ impl ServiceTier {
         self.decision.as_ref()
     }
 
+    /// When the decision could next change with no new input: the end of a challenger's
+    /// dwell, or a rotating policy's next turn. `None`: only a health change can change it.
+    /// A publisher can derive its TTL from this.
+    pub fn next_change(&self) -> Option<Timestamp> {
+        self.selector.poll_timeout()
+    }
+
     /// The selector's config.
     pub fn selector_config(&self) -> &SelectorConfig {
         self.selector.config()

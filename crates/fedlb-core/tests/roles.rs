@@ -610,3 +610,28 @@ fn a_restarted_global_node_waits_for_every_farm_or_the_warmup() {
     g.handle_summary(&s_us, at(3_000)).unwrap();
     assert_eq!(publishes(&mut g).pop().unwrap().addresses, vec![ip(11)]);
 }
+
+#[test]
+fn next_change_is_the_end_of_a_challengers_dwell() {
+    let mut eu = farm("eu", Policy::LeastLoaded, &[("eu1", 1)]);
+    let mut us = farm("us", Policy::LeastLoaded, &[("us1", 11)]);
+    let mut g = global(
+        Policy::Closest(ClosestBy::Auto),
+        &[("eu", 12.0), ("us", 85.0)],
+        &[],
+    );
+    us.handle_report(&report("us1", 1, Health::Up, 1), at(0))
+        .unwrap();
+    g.handle_summary(&summary_of(&mut us), at(0)).unwrap();
+    let www = ServiceId::from("www");
+    assert_eq!(
+        g.tier().services()[&www].next_change(),
+        None,
+        "nothing pending"
+    );
+    // eu appears, closer: it must wait out the 10 s dwell
+    eu.handle_report(&report("eu1", 1, Health::Up, 1), at(1_000))
+        .unwrap();
+    g.handle_summary(&summary_of(&mut eu), at(1_000)).unwrap();
+    assert_eq!(g.tier().services()[&www].next_change(), Some(at(11_000)));
+}

@@ -159,6 +159,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
         ..GlobalExtras::default()
     };
     let mut decisions: BTreeMap<ServiceId, Decision> = BTreeMap::new();
+    let mut next_changes: BTreeMap<ServiceId, Option<fedlb_core::Timestamp>> = BTreeMap::new();
     let mut current = Arc::new(topology);
     let mut reloads = reload::spawn(opts.topology.clone(), true, shutdown.clone());
     info!(node = %opts.node, quic = %server.local_addr(), status = %current.global.status, zone = %zone, "global node running");
@@ -277,8 +278,19 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
             decisions.insert(service, d);
             changed = true;
         }
+        if current.dns.derive_ttl {
+            // a derived TTL follows the moments the answers could next change
+            let next: BTreeMap<ServiceId, Option<fedlb_core::Timestamp>> = state
+                .tier()
+                .services()
+                .iter()
+                .map(|(id, tier)| (id.clone(), tier.next_change()))
+                .collect();
+            changed |= next != next_changes;
+            next_changes = next;
+        }
         if changed {
-            let desired = desired_zone(&zone, &current, &decisions);
+            let desired = desired_zone(&zone, &current, &state, &decisions, clock.now());
             desired_tx.send_replace(desired);
         }
         let degraded = decisions.values().filter(|d| d.degraded).count();
@@ -310,14 +322,16 @@ fn fqdns(t: &Topology) -> BTreeMap<ServiceId, String> {
         .collect()
 }
 
-/// The answers to publish: every decided service under its FQDN with the zone's TTL.
+/// The answers to publish: every decided service under its FQDN, with its TTL — fixed, or
+/// derived from the time until the answer could next change (`derive_ttl`).
 fn desired_zone(
     zone: &Name,
     t: &Topology,
+    state: &GlobalState,
     decisions: &BTreeMap<ServiceId, Decision>,
+    now: fedlb_core::Timestamp,
 ) -> DesiredZone {
     let mut desired = DesiredZone::for_zone(zone);
-    let ttl = t.dns.ttl.as_secs().min(u64::from(u32::MAX)) as u32;
     for (service, d) in decisions {
         let Some(svc) = t.services.get(service) else {
             continue;
@@ -325,6 +339,21 @@ fn desired_zone(
         if d.addresses.is_empty() {
             continue;
         }
+        let secs = |d: Duration| d.as_secs().min(u64::from(u32::MAX)) as u32;
+        let max = secs(svc.ttl.unwrap_or(t.dns.ttl));
+        let ttl = if t.dns.derive_ttl {
+            let until = state
+                .tier()
+                .services()
+                .get(service)
+                .and_then(|tier| tier.next_change())
+                .map(|at| at - now);
+            let bounds =
+                fedlb_dns::TtlBounds::new(secs(t.dns.ttl_min).min(max), max).expect("min ≤ max");
+            fedlb_dns::ttl_until_change(until, bounds)
+        } else {
+            max
+        };
         match RecordSet::new(&svc.fqdn, ttl) {
             Ok(set) => desired.insert(set.with_addrs(d.addresses.iter().copied())),
             Err(e) => warn!(%service, error = %e, "cannot publish this name"),
@@ -427,6 +456,13 @@ async fn publish_loop(
             } => publisher.handle_timeout().await,
         };
         let errors: Vec<String> = report.errors().map(|e| e.to_string()).collect();
+        if report.changes() > 0 {
+            info!(
+                changes = report.changes(),
+                ok = errors.is_empty(),
+                "update acknowledged"
+            );
+        }
         for e in &errors {
             warn!(error = %e, "publish failed; will retry");
         }

@@ -103,6 +103,11 @@ pub struct DnsTarget {
     pub zone: String,
     /// TTL of published records.
     pub ttl: Duration,
+    /// Derive the TTL from the time until the answer could next change, between
+    /// `ttl_min` and `ttl`.
+    pub derive_ttl: bool,
+    /// Lower bound of a derived TTL.
+    pub ttl_min: Duration,
     /// Default number of addresses per name (a service's global tier may override).
     pub answers: usize,
     /// The server.
@@ -140,6 +145,8 @@ pub struct Service {
     pub fqdn: String,
     /// The service port.
     pub port: u16,
+    /// TTL of its records, when not the zone's.
+    pub ttl: Option<Duration>,
     /// How each instance is measured.
     pub probes: Vec<Probe>,
     /// How the global node chooses among farms and direct servers.

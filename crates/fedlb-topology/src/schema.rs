@@ -74,6 +74,9 @@
 //! servers = ["127.0.0.1:53"]      # or server = "127.0.0.1:53"; several primaries allowed
 //! zone = "example.test."
 //! ttl = "30s"                     # TTL of published records (default 30s)
+//! derive_ttl = false              # true: TTL = time until the answer could next change
+//!                                 # (a challenger's dwell), between ttl_min and ttl, as gdnsd does
+//! ttl_min = "5s"                  # lower bound of a derived TTL (default 5s)
 //! answers = 1                     # addresses per name (default 1; a service may override)
 //! tsig = { key_file = "keys/fedlb-key.conf" }
 //! ```
@@ -101,6 +104,7 @@
 //! | `name` | name | required, unique |
 //! | `fqdn` | domain name | the name answered, inside `dns.zone` (required) |
 //! | `port` | 1–65535 | the service port, probed unless a probe says otherwise (required) |
+//! | `ttl` | duration | TTL of this name's records (default: `dns.ttl`) |
 //! | `global` | tier | how the global node chooses among farms and direct servers |
 //! | `local` | tier | how each farm node chooses among its servers (farms may override) |
 //! | `probes` | array of probes | how every instance of the service is measured |
@@ -231,6 +235,8 @@ pub(crate) struct RawDns {
     pub embedded: Option<RawEmbedded>,
     pub zone: String,
     pub ttl: Option<RawDuration>,
+    pub ttl_min: Option<RawDuration>,
+    pub derive_ttl: Option<bool>,
     pub answers: Option<i64>,
     pub tsig: Option<RawTsig>,
 }
@@ -257,6 +263,7 @@ pub(crate) struct RawService {
     pub name: String,
     pub fqdn: String,
     pub port: i64,
+    pub ttl: Option<RawDuration>,
     pub global: Option<RawTier>,
     pub local: Option<RawTier>,
     #[serde(default)]

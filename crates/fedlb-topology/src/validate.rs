@@ -38,6 +38,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(800);
 pub const DEFAULT_HOPS_INTERVAL: Duration = Duration::from_secs(3600);
 /// The default TTL of published records: 30 s.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+/// Default lower bound of a derived TTL.
+pub const DEFAULT_TTL_MIN: Duration = Duration::from_secs(5);
 /// Default server capacity: requests (or connections) in flight at full load.
 pub const DEFAULT_CAPACITY: f64 = 100.0;
 
@@ -446,6 +448,18 @@ impl Ctx<'_> {
                 "ttl 0 disables caching: every client query reaches the DNS server",
             );
         }
+        let ttl_min = match &raw.ttl_min {
+            Some(d) => self.duration("dns.ttl_min", d),
+            None => Some(DEFAULT_TTL_MIN.min(ttl.unwrap_or(DEFAULT_TTL))),
+        };
+        if let (Some(min), Some(max)) = (ttl_min, ttl)
+            && min > max
+        {
+            self.err(
+                "dns.ttl_min",
+                format!("ttl_min {} is above ttl {}", human(min), human(max)),
+            );
+        }
         let answers = match raw.answers {
             Some(a) => self.int("dns.answers", a, 1, 64).map(|a| a as usize),
             None => Some(1),
@@ -516,6 +530,8 @@ impl Ctx<'_> {
         Some(DnsTarget {
             zone: zone?,
             ttl: ttl?,
+            derive_ttl: raw.derive_ttl.unwrap_or(false),
+            ttl_min: ttl_min?,
             answers: answers?,
             server: server?,
             tsig,
@@ -769,6 +785,10 @@ impl Ctx<'_> {
             return None;
         }
         let port = port?;
+        let ttl = match &raw.ttl {
+            Some(d) => Some(self.duration(&format!("{path}.ttl"), d)?),
+            None => None,
+        };
         for probe in &mut probes {
             if let ProbeKind::Load(LoadSource::ProcNetTcp { port: p }) = &mut probe.kind {
                 *p = probe.port.unwrap_or(port);
@@ -778,6 +798,7 @@ impl Ctx<'_> {
             id,
             fqdn: fqdn?,
             port,
+            ttl,
             probes,
             global: global?,
             local: local?,
