@@ -382,8 +382,9 @@ async fn start_dns(t: &Topology) -> Result<(Publisher, Option<EmbeddedServer>), 
                     t.file, primaries
                 )));
             };
-            let publisher =
-                Rfc2136Publisher::new(Rfc2136Config::new(zone, primaries.clone(), key))?;
+            let mut config = Rfc2136Config::new(zone, primaries.clone(), key);
+            config.reconcile_interval = reconcile_interval(config.reconcile_interval);
+            let publisher = Rfc2136Publisher::new(config)?;
             Ok((Publisher::Rfc2136(publisher), None))
         }
         DnsServer::Embedded { listen, state_dir } => {
@@ -408,7 +409,7 @@ async fn start_dns(t: &Topology) -> Result<(Publisher, Option<EmbeddedServer>), 
             ))
             .await?;
             let mut config = Rfc2136Config::new(zone, vec![server.local_addr()], key);
-            config.reconcile_interval = Duration::from_secs(30);
+            config.reconcile_interval = reconcile_interval(Duration::from_secs(30));
             info!(addr = %server.local_addr(), dir = %state_dir.display(), "embedded dns server running");
             Ok((
                 Publisher::Rfc2136(Rfc2136Publisher::new(config)?),
@@ -416,6 +417,17 @@ async fn start_dns(t: &Topology) -> Result<(Publisher, Option<EmbeddedServer>), 
             ))
         }
     }
+}
+
+/// How often the publisher re-reads the DNS server to repair drift: `default`, unless the
+/// environment variable `FEDLB_DNS_RECONCILE` gives a number of seconds (`2`, `0.5`) — for
+/// tests and demos that change records by hand and cannot wait a minute for the repair.
+fn reconcile_interval(default: Duration) -> Duration {
+    std::env::var("FEDLB_DNS_RECONCILE")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(default, Duration::from_secs_f64)
 }
 
 fn algorithm(a: fedlb_topology::TsigAlgorithm) -> TsigAlgorithm {
@@ -433,7 +445,11 @@ async fn publish_loop(
     results: mpsc::Sender<Published>,
     shutdown: CancellationToken,
 ) {
-    let mut last = desired.borrow_and_update().clone();
+    // The first decision may be sent before this task first runs (reports queued during
+    // start-up, warm-up already over): treat whatever is there as new, or it is never
+    // published until the answer changes again.
+    desired.mark_changed();
+    let mut last = desired.borrow().clone();
     loop {
         let deadline = publisher.poll_timeout();
         let report = tokio::select! {

@@ -32,7 +32,7 @@ pub struct ProbeDone {
 
 struct Entry {
     monitor: Monitor,
-    probes: BTreeMap<ProbeId, (ProbeSpec, Duration, &'static str)>,
+    probes: ProbeSet,
 }
 
 /// Every monitor of one node.
@@ -47,17 +47,14 @@ pub struct MonitorSet {
     metrics: Arc<Metrics>,
 }
 
+/// Each probe of a monitor: what to run, its timeout, its kind (for metrics).
+pub type ProbeSet = BTreeMap<ProbeId, (ProbeSpec, Duration, &'static str)>;
+
+/// What a node's monitors must watch: one monitor per service instance, with its probes.
+pub type Plan = Vec<(MonitorConfig, ProbeSet)>;
+
 /// What a node's monitors must watch, from the topology.
-pub fn plan(
-    topology: &Topology,
-    node: &str,
-) -> Result<
-    Vec<(
-        MonitorConfig,
-        BTreeMap<ProbeId, (ProbeSpec, Duration, &'static str)>,
-    )>,
-    String,
-> {
+pub fn plan(topology: &Topology, node: &str) -> Result<Plan, String> {
     let mut out = Vec::new();
     for config in topology.monitors_run_by(node) {
         let (server, _) = topology
@@ -99,14 +96,7 @@ impl MonitorSet {
 
     /// Applies a plan (at start and on reload): monitors that stay keep their state; their
     /// probe sets are swapped with the monitor paused, as the patent describes.
-    pub fn set_plan(
-        &mut self,
-        plan: Vec<(
-            MonitorConfig,
-            BTreeMap<ProbeId, (ProbeSpec, Duration, &'static str)>,
-        )>,
-        now: Timestamp,
-    ) -> Vec<Report> {
+    pub fn set_plan(&mut self, plan: Plan, now: Timestamp) -> Vec<Report> {
         let mut old = std::mem::take(&mut self.entries);
         for (config, probes) in plan {
             let key = (config.service.clone(), config.server.clone());
@@ -222,6 +212,9 @@ impl MonitorSet {
                 if let Some(e) = self.entries.get_mut(&done.key) {
                     let before = e.monitor.health();
                     e.monitor.handle_probe_result(done.result, now);
+                    if e.monitor.health() != before {
+                        info!(service = %done.key.0, server = %done.key.1, health = ?e.monitor.health(), "health changed");
+                    }
                     if done.crash_hint && e.monitor.health() == before {
                         debug!(service = %done.key.0, server = %done.key.1, probe = %done.probe, "connection refused or reset; re-probing at once");
                         e.monitor.handle_trigger(now);

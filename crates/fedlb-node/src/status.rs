@@ -549,7 +549,7 @@ h1{{font-size:1.3em}} h2{{font-size:1.1em;margin-top:1.5em}}
         }
         let _ = write!(h, "</div>");
     }
-    let _ = write!(h, "</body></html>\n");
+    let _ = writeln!(h, "</body></html>");
     h
 }
 

@@ -165,7 +165,7 @@
 //! | `rise` / `fall` | 2 / 2 | one lost packet does not flap a server; two in a row do |
 //! | `hops` interval | 1h | routes change rarely and traceroute-style probes are costly |
 //! | heartbeat | 1s, `missed = 3` | a silent reporter is stale after 3 s and down after 6 s: one lost heartbeat is tolerated, a dead node is noticed within a few seconds |
-//! | hysteresis | margin 20 %, dwell 10s | a challenger must be clearly better for a while before a healthy choice changes: no flapping between near-equal candidates |
+//! | hysteresis | global: margin 20 %, dwell 10s; local: none | global: a challenger must be clearly better for a while before a healthy choice changes, so a recovered farm does not take traffic back at once and near-equal farms do not flap; local: off, because a least-loaded choice held for a dwell herds every resolver that refreshes onto one server (`fedlb simulate` on `scenarios/three-regions`: 600 ms mean response with local hysteresis, 87 ms without) |
 //! | `answers` | 1 | the patent's single preferred server |
 //! | `fail_static` | `keep_last` | never publish an empty answer; the last good answer is the best guess |
 //! | `ttl` | 30s | resolvers honour it; failover then costs detection (≈ 2 s) plus at most 30 s of caching |

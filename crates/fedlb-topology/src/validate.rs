@@ -777,7 +777,13 @@ impl Ctx<'_> {
         let local = self.tier(
             &format!("{path}.local"),
             raw.local.as_ref(),
-            SelectorConfig::new(Policy::LeastLoaded),
+            // No hysteresis by default inside a farm: with DNS caching, holding a
+            // least-loaded choice for a dwell sends every refreshing resolver to the same
+            // server until it drowns (see the simulation in the README).
+            SelectorConfig {
+                hysteresis: Hysteresis::NONE,
+                ..SelectorConfig::new(Policy::LeastLoaded)
+            },
             &local_use,
             orders,
         );

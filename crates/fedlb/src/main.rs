@@ -191,7 +191,8 @@ fn main() -> ExitCode {
             out,
             threads,
         } => {
-            let mut args: Vec<std::ffi::OsString> = vec![topology.into(), "--scenario".into(), scenario.into()];
+            let mut args: Vec<std::ffi::OsString> =
+                vec![topology.into(), "--scenario".into(), scenario.into()];
             if !policy.is_empty() {
                 args.extend(["--policy".into(), policy.join(",").into()]);
             }
