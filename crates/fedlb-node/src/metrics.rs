@@ -20,8 +20,6 @@ pub struct Metrics {
     pub decisions: Family<Labels, Counter>,
     /// Health changes seen, by service and new health.
     pub health_changes: Family<Labels, Counter>,
-    /// Members currently stale or down for silence.
-    pub stale_members: Gauge,
     /// Connected peers.
     pub peers: Gauge,
     /// Peer connections accepted since start (a reconnect counts again).
@@ -49,7 +47,6 @@ impl Metrics {
             refused: Family::default(),
             decisions: Family::default(),
             health_changes: Family::default(),
-            stale_members: Gauge::default(),
             peers: Gauge::default(),
             peer_connects: Counter::default(),
             publishes: Family::default(),
@@ -70,11 +67,6 @@ impl Metrics {
             "health_changes",
             "Health changes seen",
             m.health_changes.clone(),
-        );
-        registry.register(
-            "stale_members",
-            "Members silent past their heartbeat window",
-            m.stale_members.clone(),
         );
         registry.register("peers", "Connected peers", m.peers.clone());
         registry.register(

@@ -212,8 +212,16 @@ impl MonitorSet {
                 if let Some(e) = self.entries.get_mut(&done.key) {
                     let before = e.monitor.health();
                     e.monitor.handle_probe_result(done.result, now);
-                    if e.monitor.health() != before {
-                        info!(service = %done.key.0, server = %done.key.1, health = ?e.monitor.health(), "health changed");
+                    let after = e.monitor.health();
+                    if after != before {
+                        self.metrics
+                            .health_changes
+                            .get_or_create(&labels(&[
+                                ("service", done.key.0.as_str()),
+                                ("health", &after.to_string()),
+                            ]))
+                            .inc();
+                        info!(service = %done.key.0, server = %done.key.1, health = %after, "health changed");
                     }
                     if done.crash_hint && e.monitor.health() == before {
                         debug!(service = %done.key.0, server = %done.key.1, probe = %done.probe, "connection refused or reset; re-probing at once");
