@@ -383,7 +383,7 @@ async fn start_dns(t: &Topology) -> Result<(Publisher, Option<EmbeddedServer>), 
                 )));
             };
             let mut config = Rfc2136Config::new(zone, primaries.clone(), key);
-            config.reconcile_interval = reconcile_interval(config.reconcile_interval);
+            config.reconcile_interval = reconcile_interval(t.dns.reconcile);
             let publisher = Rfc2136Publisher::new(config)?;
             Ok((Publisher::Rfc2136(publisher), None))
         }
@@ -409,7 +409,7 @@ async fn start_dns(t: &Topology) -> Result<(Publisher, Option<EmbeddedServer>), 
             ))
             .await?;
             let mut config = Rfc2136Config::new(zone, vec![server.local_addr()], key);
-            config.reconcile_interval = reconcile_interval(Duration::from_secs(30));
+            config.reconcile_interval = reconcile_interval(t.dns.reconcile);
             info!(addr = %server.local_addr(), dir = %state_dir.display(), "embedded dns server running");
             Ok((
                 Publisher::Rfc2136(Rfc2136Publisher::new(config)?),

@@ -108,6 +108,8 @@ pub struct DnsTarget {
     pub derive_ttl: bool,
     /// Lower bound of a derived TTL.
     pub ttl_min: Duration,
+    /// How often the publisher re-reads the DNS server to repair drift.
+    pub reconcile: Duration,
     /// Default number of addresses per name (a service's global tier may override).
     pub answers: usize,
     /// The server.

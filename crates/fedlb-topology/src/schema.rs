@@ -77,6 +77,7 @@
 //! derive_ttl = false              # true: TTL = time until the answer could next change
 //!                                 # (a challenger's dwell), between ttl_min and ttl, as gdnsd does
 //! ttl_min = "5s"                  # lower bound of a derived TTL (default 5s)
+//! reconcile = "60s"               # re-read the server this often and repair drift (default 60s)
 //! answers = 1                     # addresses per name (default 1; a service may override)
 //! tsig = { key_file = "keys/fedlb-key.conf" }
 //! ```
@@ -237,6 +238,7 @@ pub(crate) struct RawDns {
     pub ttl: Option<RawDuration>,
     pub ttl_min: Option<RawDuration>,
     pub derive_ttl: Option<bool>,
+    pub reconcile: Option<RawDuration>,
     pub answers: Option<i64>,
     pub tsig: Option<RawTsig>,
 }

@@ -38,6 +38,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(800);
 pub const DEFAULT_HOPS_INTERVAL: Duration = Duration::from_secs(3600);
 /// The default TTL of published records: 30 s.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+/// Default interval between reads of the DNS server to repair drift.
+pub const DEFAULT_RECONCILE: Duration = Duration::from_secs(60);
 /// Default lower bound of a derived TTL.
 pub const DEFAULT_TTL_MIN: Duration = Duration::from_secs(5);
 /// Default server capacity: requests (or connections) in flight at full load.
@@ -460,6 +462,13 @@ impl Ctx<'_> {
                 format!("ttl_min {} is above ttl {}", human(min), human(max)),
             );
         }
+        let reconcile = match &raw.reconcile {
+            Some(d) => self.duration("dns.reconcile", d),
+            None => Some(DEFAULT_RECONCILE),
+        };
+        if reconcile == Some(Duration::ZERO) {
+            self.err("dns.reconcile", "reconcile interval must be above 0");
+        }
         let answers = match raw.answers {
             Some(a) => self.int("dns.answers", a, 1, 64).map(|a| a as usize),
             None => Some(1),
@@ -532,6 +541,7 @@ impl Ctx<'_> {
             ttl: ttl?,
             derive_ttl: raw.derive_ttl.unwrap_or(false),
             ttl_min: ttl_min?,
+            reconcile: reconcile?,
             answers: answers?,
             server: server?,
             tsig,
