@@ -259,7 +259,14 @@ impl FarmState {
             self.outputs
                 .push_back(FarmOutput::Decision(service, decision));
         }
-        let services: Vec<ServiceId> = self.tier.services().keys().cloned().collect();
+        // Only a service decided since the last flush can have a new summary (a heartbeat
+        // sends them all): the check stays cheap when thousands of reports arrive.
+        let recomputed = self.tier.take_recomputed();
+        let services: Vec<ServiceId> = if heartbeat {
+            self.tier.services().keys().cloned().collect()
+        } else {
+            recomputed
+        };
         let mut any = false;
         for service in services {
             // A cheap check first: a summary is built only when one is sent.

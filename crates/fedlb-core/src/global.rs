@@ -124,6 +124,7 @@ impl GlobalState {
     }
 
     fn flush(&mut self) {
+        self.tier.take_recomputed();
         for (service, decision) in self.tier.take_changed() {
             if !decision.addresses.is_empty() {
                 self.outputs

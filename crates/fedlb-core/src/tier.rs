@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -144,6 +145,11 @@ pub struct ServiceTier {
     decision: Option<Decision>,
     /// Last time the answer changed (for outputs).
     changed: bool,
+    /// Since when an update waits to be taken into a decision (readings only: health
+    /// changes are decided at once).
+    dirty_since: Option<Timestamp>,
+    /// Whether a decision was made since the last `take_recomputed`.
+    recomputed: bool,
 }
 
 impl ServiceTier {
@@ -153,6 +159,8 @@ impl ServiceTier {
             selector: Selector::new(selector),
             decision: None,
             changed: false,
+            dirty_since: None,
+            recomputed: false,
         };
         t.set_members(members);
         t
@@ -240,6 +248,8 @@ impl ServiceTier {
     }
 
     fn recompute(&mut self, now: Timestamp, rng: &mut impl Rng) {
+        self.dirty_since = None;
+        self.recomputed = true;
         let candidates = self.candidates(now);
         let d = self.selector.decide(&candidates, now, rng);
         let changed = self
@@ -261,12 +271,14 @@ impl ServiceTier {
 }
 
 /// Every service of one tier.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Tier {
     services: BTreeMap<ServiceId, ServiceTier>,
     /// Until then, a service decides only once every member has been heard from: a node
     /// that just (re)started must not act on the first few reports it gets.
     warmup_until: Option<Timestamp>,
+    /// How long a change of readings may wait before it is decided on.
+    coalesce: Duration,
 }
 
 /// A service's config at one tier.
@@ -304,7 +316,34 @@ pub enum Refused {
     },
 }
 
+impl Default for Tier {
+    fn default() -> Self {
+        Tier {
+            services: BTreeMap::new(),
+            warmup_until: None,
+            coalesce: Tier::DEFAULT_COALESCE,
+        }
+    }
+}
+
 impl Tier {
+    /// How long a change of readings alone may wait before it is decided on, by default.
+    pub const DEFAULT_COALESCE: Duration = Duration::from_millis(100);
+
+    /// Sets how long a change of readings alone may wait before it is decided on (zero:
+    /// decide on every update). Health changes are always decided at once.
+    pub fn set_coalesce(&mut self, coalesce: Duration) {
+        self.coalesce = coalesce;
+    }
+
+    /// Services decided since the last call (their summaries may have changed).
+    pub fn take_recomputed(&mut self) -> Vec<ServiceId> {
+        self.services
+            .iter_mut()
+            .filter_map(|(id, t)| std::mem::take(&mut t.recomputed).then(|| id.clone()))
+            .collect()
+    }
+
     /// A tier with the given services.
     pub fn new(services: BTreeMap<ServiceId, TierService>) -> Self {
         let mut t = Tier::default();
@@ -363,9 +402,23 @@ impl Tier {
                 last: last.seq,
             });
         }
+        // Health and answer changes are decided at once; a change of readings only waits
+        // up to `coalesce`, so that a node taking thousands of reports a second decides a
+        // few times a second instead of once per report.
+        let before = state.health(now);
+        let material = match &state.last {
+            None => true,
+            Some((last, _)) => last.addresses != update.addresses || last.members != update.members,
+        };
         state.last = Some((update, now));
-        if tier.ready(self.warmup_until, now) {
+        let material = material || state.health(now) != before || tier.decision.is_none();
+        if !tier.ready(self.warmup_until, now) {
+            return Ok(());
+        }
+        if material || self.coalesce.is_zero() {
             tier.recompute(now, rng);
+        } else {
+            tier.dirty_since.get_or_insert(now);
         }
         Ok(())
     }
@@ -382,7 +435,11 @@ impl Tier {
             if let Some(m) = tier.members.get_mut(member) {
                 m.rtt = Some(crate::candidate::Sample::new(rtt, now));
                 if tier.ready(self.warmup_until, now) {
-                    tier.recompute(now, rng);
+                    if self.coalesce.is_zero() {
+                        tier.recompute(now, rng);
+                    } else {
+                        tier.dirty_since.get_or_insert(now);
+                    }
                 }
             }
         }
@@ -427,9 +484,15 @@ impl Tier {
     /// The next moment something changes with no new input.
     pub fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
         let warmup = self.warmup_until.filter(|t| *t > now);
+        let coalesce = self.coalesce;
         self.services
             .values()
             .filter_map(|t| t.poll_timeout(now))
+            .chain(
+                self.services
+                    .values()
+                    .filter_map(|t| t.dirty_since.map(|d| d + coalesce)),
+            )
             .chain(warmup)
             .min()
     }

@@ -272,6 +272,11 @@ fn farm_marks_silent_servers_stale_then_down() {
     for t in (1..=3).map(|i| i * 1_000) {
         f.handle_report(&report("s2", 1 + t / 1000, Health::Up, 50), at(t))
             .unwrap();
+        // a change of readings only is decided within the coalescing window
+        if t < 3_000 {
+            assert_eq!(f.tier().poll_timeout(at(t)), Some(at(t + 100)));
+            f.handle_timeout(at(t + 100));
+        }
     }
     assert_eq!(f.tier().poll_timeout(at(2_999)), Some(at(3_000)));
     f.handle_timeout(at(3_000));
@@ -531,6 +536,9 @@ fn mixed_mode_direct_servers_compete_with_farms() {
             .unwrap();
         g.handle_summary(&summary_of_heartbeat(&mut eu, now), now)
             .unwrap();
+        // as a shell does: wake up when the core asks (readings are decided on within 100 ms)
+        assert!(g.poll_timeout(now) <= Some(now + Duration::from_millis(100)));
+        g.handle_timeout(now + Duration::from_millis(100));
         if t < 10 {
             assert!(publishes(&mut g).is_empty(), "t={t}: inside the dwell");
         }
@@ -634,4 +642,32 @@ fn next_change_is_the_end_of_a_challengers_dwell() {
         .unwrap();
     g.handle_summary(&summary_of(&mut eu), at(1_000)).unwrap();
     assert_eq!(g.tier().services()[&www].next_change(), Some(at(11_000)));
+}
+
+#[test]
+fn readings_are_coalesced_but_health_changes_are_decided_at_once() {
+    let mut f = farm("eu", Policy::LeastLoaded, &[("s1", 1), ("s2", 2)]);
+    f.handle_report(&report("s1", 1, Health::Up, 10), at(0))
+        .unwrap();
+    f.handle_report(&report("s2", 1, Health::Up, 20), at(0))
+        .unwrap();
+    summaries(&mut f);
+    let www = ServiceId::from("www");
+    let chosen = |f: &FarmState| f.tier().services()[&www].decision().unwrap().chosen.clone();
+    assert_eq!(chosen(&f), vec![CandidateId::from("s1")]);
+    // s1 gets busy: many load reports inside one window make no decision yet…
+    for i in 0..50 {
+        f.handle_report(&report("s1", 2 + i, Health::Up, 90), at(10 + i))
+            .unwrap();
+    }
+    assert_eq!(chosen(&f), vec![CandidateId::from("s1")]);
+    assert_eq!(f.tier().poll_timeout(at(60)), Some(at(110)));
+    // …one decision when the window ends
+    f.handle_timeout(at(110));
+    assert_eq!(chosen(&f), vec![CandidateId::from("s2")]);
+    // a health change is decided at once
+    f.handle_report(&report("s2", 2, Health::Down, 20), at(200))
+        .unwrap();
+    assert_eq!(chosen(&f), vec![CandidateId::from("s1")]);
+    assert_eq!(summaries(&mut f).pop().unwrap().addresses, vec![ip(1)]);
 }

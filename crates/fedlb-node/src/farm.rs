@@ -181,6 +181,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     let mut reloads = reload::spawn(opts.topology.clone(), false, shutdown.clone());
     info!(farm = %farm_id, quic = %server.local_addr(), status = %farm.status, "farm node running");
 
+    let mut agent_heard = false;
     loop {
         let deadline = earliest(state.poll_timeout(clock.now()), monitors.poll_timeout());
         tokio::select! {
@@ -189,6 +190,12 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                 ServerEvent::Message { msg: Message::Reports(rs), peer, .. } => {
                     metrics.messages_received.get_or_create(&labels(&[("from", "agent")])).inc();
                     let now = clock.now();
+                    // agents come back after a restart only when their transport notices:
+                    // count the warm-up again from the first one heard (as the global node)
+                    if !agent_heard {
+                        agent_heard = true;
+                        state.set_warmup(now + farm.heartbeat.liveness().stale_after);
+                    }
                     for r in &rs {
                         let report = r.to_report(now);
                         if let Err(e) = state.handle_report(&report, now) {

@@ -164,6 +164,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     let mut reloads = reload::spawn(opts.topology.clone(), true, shutdown.clone());
     info!(node = %opts.node, quic = %server.local_addr(), status = %current.global.status, zone = %zone, "global node running");
 
+    let mut peer_heard = false;
     // QUIC's RTT estimate to each farm node feeds "closest by rtt"
     let mut rtt_tick = tokio::time::interval(current.heartbeat.interval);
     loop {
@@ -180,6 +181,14 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
             }
             Some(ev) = events.recv() => {
                 let now = clock.now();
+                // After a restart, farm nodes and agents come back only when their transport
+                // notices (up to its idle timeout), long after a warm-up counted from our own
+                // start: count it again from the first peer heard, so that the first one
+                // back does not decide alone.
+                if !peer_heard && matches!(ev, ServerEvent::Message { .. }) {
+                    peer_heard = true;
+                    state.set_warmup(now + current.heartbeat.liveness().stale_after);
+                }
                 match ev {
                     ServerEvent::Message { msg: Message::Summaries(ss), peer, .. } => {
                         metrics.messages_received.get_or_create(&labels(&[("from", "farm")])).inc();
