@@ -106,6 +106,11 @@ fn global_restart(scenario: &str, bind: bool) {
     );
     let svc = global_service_status(&topo);
     assert_eq!(strings(&svc["global"]["chosen"]), ["near"], "{svc}");
+    // the farm nodes learnt of the restart from a QUIC stateless reset (the restarted node
+    // derives its reset key from its own credentials), not from their idle timeout
+    wait_for("the farm node to see the reset", PATIENCE, || {
+        fed.log("near").contains("reset by peer").then_some(())
+    });
     record_timing(
         scenario,
         "global-restart-decided",

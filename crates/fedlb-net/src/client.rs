@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use quinn::{Connection, Endpoint, EndpointConfig, ReadError, ReadToEndError};
+use quinn::{Connection, Endpoint, ReadError, ReadToEndError};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -129,7 +129,7 @@ impl ClientEndpoint {
         })?;
         enlarge_buffers(&socket);
         let mut endpoint = Endpoint::new(
-            EndpointConfig::default(),
+            tls.endpoint_config(),
             None,
             socket,
             Arc::new(quinn::TokioRuntime),

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use quinn::crypto::rustls::HandshakeData;
-use quinn::{Connection, Endpoint, EndpointConfig, ReadToEndError, RecvStream};
+use quinn::{Connection, Endpoint, ReadToEndError, RecvStream};
 use rustls::pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -170,7 +170,7 @@ impl Server {
         })?;
         enlarge_buffers(&socket);
         let endpoint = Endpoint::new(
-            EndpointConfig::default(),
+            tls.endpoint_config(),
             Some(quinn_config),
             socket,
             Arc::new(quinn::TokioRuntime),

@@ -163,6 +163,28 @@ impl NodeTls {
         Ok(tls)
     }
 
+    /// The endpoint config of this node: its QUIC stateless-reset key is derived from its
+    /// private key, so a node restarted with the same credentials resets its peers' old
+    /// connections at their next packet. They notice the restart at once and reconnect,
+    /// instead of waiting out the idle timeout.
+    pub fn endpoint_config(&self) -> quinn::EndpointConfig {
+        let mut seed = ring::digest::Context::new(&ring::digest::SHA256);
+        seed.update(b"fedlb quic stateless reset key v1");
+        seed.update(self.key.secret_der());
+        let seed = seed.finish();
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, seed.as_ref());
+        let mut config = quinn::EndpointConfig::new(Arc::new(key));
+        // The connection IDs must validate in the restarted process too, or it drops the
+        // old connections' packets instead of resetting them.
+        let mut cid_key = [0u8; 8];
+        cid_key.copy_from_slice(&seed.as_ref()[..8]);
+        let cid_key = u64::from_le_bytes(cid_key);
+        config.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
+        config
+    }
+
     /// This node's identity, from its own certificate.
     pub fn identity(&self) -> &PeerIdentity {
         &self.identity
