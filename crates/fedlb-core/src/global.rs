@@ -54,6 +54,13 @@ impl GlobalState {
         self.tier.set_warmup(until);
     }
 
+    /// How long a change that cannot have made the answer wrong (readings, a member
+    /// appearing, a spare going down) may wait before it is decided on; zero decides on
+    /// every update. Default [`Tier::DEFAULT_COALESCE`].
+    pub fn set_coalesce(&mut self, coalesce: std::time::Duration) {
+        self.tier.set_coalesce(coalesce);
+    }
+
     /// The tier, for status pages.
     pub fn tier(&self) -> &Tier {
         &self.tier

@@ -150,6 +150,9 @@ pub struct ServiceTier {
     dirty_since: Option<Timestamp>,
     /// Whether a decision was made since the last `take_recomputed`.
     recomputed: bool,
+    /// No member's liveness changes before this (a lower bound, refreshed on every
+    /// timeout), so that finding the next timeout does not visit every member.
+    liveness_floor: Option<Timestamp>,
 }
 
 impl ServiceTier {
@@ -161,12 +164,17 @@ impl ServiceTier {
             changed: false,
             dirty_since: None,
             recomputed: false,
+            liveness_floor: None,
         };
         t.set_members(members);
         t
     }
 
     fn set_members(&mut self, specs: &[MemberSpec]) {
+        // members known before changed: ask for a timeout at once, which recomputes the floor
+        if self.members.values().any(|m| m.last.is_some()) {
+            self.liveness_floor = Some(Timestamp::ZERO);
+        }
         let mut old = std::mem::take(&mut self.members);
         for spec in specs {
             let state = match old.remove(&spec.id) {
@@ -260,13 +268,24 @@ impl ServiceTier {
         self.decision = Some(d);
     }
 
-    fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
-        let liveness = self.members.values().filter_map(|m| {
-            m.last
-                .as_ref()
-                .and_then(|(_, at)| m.spec.liveness.next_change(*at, now))
-        });
-        liveness.chain(self.selector.poll_timeout()).min()
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        self.liveness_floor
+            .into_iter()
+            .chain(self.selector.poll_timeout())
+            .min()
+    }
+
+    /// Recomputes the exact next liveness change of any member.
+    fn refresh_liveness(&mut self, now: Timestamp) {
+        self.liveness_floor = self
+            .members
+            .values()
+            .filter_map(|m| {
+                m.last
+                    .as_ref()
+                    .and_then(|(_, at)| m.spec.liveness.next_change(*at, now))
+            })
+            .min();
     }
 }
 
@@ -405,13 +424,31 @@ impl Tier {
         // Health and answer changes are decided at once; a change of readings only waits
         // up to `coalesce`, so that a node taking thousands of reports a second decides a
         // few times a second instead of once per report.
+        // Urgent: the answer may be wrong now — the chosen member's health or answer
+        // changed, or a member came up while nothing healthy was answered. Anything else (a
+        // member appearing, a spare going down, a count) waits up to `coalesce`.
         let before = state.health(now);
-        let material = match &state.last {
-            None => true,
-            Some((last, _)) => last.addresses != update.addresses || last.members != update.members,
-        };
+        let moved = state
+            .last
+            .as_ref()
+            .is_none_or(|(last, _)| last.addresses != update.addresses);
+        let deadline = state
+            .spec
+            .liveness
+            .next_change(now, now.saturating_sub(Duration::from_nanos(1)));
         state.last = Some((update, now));
-        let material = material || state.health(now) != before || tier.decision.is_none();
+        let after = state.health(now);
+        tier.liveness_floor = match (tier.liveness_floor, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let (chosen, degraded) = match &tier.decision {
+            Some(d) => (d.chosen.contains(member), d.degraded),
+            None => (false, true),
+        };
+        let material = tier.decision.is_none()
+            || (chosen && (after != before || moved))
+            || (degraded && after.is_up() && before != after);
         if !tier.ready(self.warmup_until, now) {
             return Ok(());
         }
@@ -469,6 +506,7 @@ impl Tier {
     /// Re-decides every service (after time passed or a reload).
     pub fn recompute_all(&mut self, now: Timestamp, rng: &mut impl Rng) {
         for tier in self.services.values_mut() {
+            tier.refresh_liveness(now);
             if tier.ready(self.warmup_until, now) {
                 tier.recompute(now, rng);
             }
@@ -487,7 +525,7 @@ impl Tier {
         let coalesce = self.coalesce;
         self.services
             .values()
-            .filter_map(|t| t.poll_timeout(now))
+            .filter_map(|t| t.poll_timeout())
             .chain(
                 self.services
                     .values()

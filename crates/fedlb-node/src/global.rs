@@ -33,6 +33,8 @@ use crate::{http, reload, status};
 /// The outcome of one publish pass, for status and metrics.
 #[derive(Debug)]
 struct Published {
+    /// `dns`, `file` or `command`.
+    publisher: &'static str,
     desired: DesiredZone,
     ok: bool,
     summary: String,
@@ -110,12 +112,25 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
         Name::from_ascii(&topology.dns.zone).map_err(|e| NodeError::Probe(format!("zone: {e}")))?;
     let (desired_tx, desired_rx) = watch::channel(DesiredZone::for_zone(&zone));
     let (published_tx, mut published_rx) = mpsc::channel::<Published>(16);
-    let publisher_task = tokio::spawn(publish_loop(
+    // the DNS publisher, plus the files and the command the topology may ask for (the
+    // patent's "specialized objects"): each follows the same answers on its own
+    let mut publisher_tasks = vec![tokio::spawn(publish_loop(
+        "dns",
         publisher,
-        desired_rx,
-        published_tx,
+        desired_rx.clone(),
+        published_tx.clone(),
         shutdown.clone(),
-    ));
+    ))];
+    for (kind, extra) in extra_publishers(&topology, &zone) {
+        publisher_tasks.push(tokio::spawn(publish_loop(
+            kind,
+            extra,
+            desired_rx.clone(),
+            published_tx.clone(),
+            shutdown.clone(),
+        )));
+    }
+    drop((desired_rx, published_tx));
     let embedded_task = embedded.map(|e| {
         let token = shutdown.clone();
         tokio::spawn(async move {
@@ -237,7 +252,13 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
             }
             Some(p) = published_rx.recv() => {
                 let result = if p.ok { "ok".to_owned() } else { p.summary.clone() };
-                metrics.publishes.get_or_create(&labels(&[("result", if p.ok { "ok" } else { "error" })])).inc();
+                metrics
+                    .publishes
+                    .get_or_create(&labels(&[("publisher", p.publisher), ("result", if p.ok { "ok" } else { "error" })]))
+                    .inc();
+                if p.publisher != "dns" {
+                    continue;
+                }
                 for (service, fqdn) in &extras.fqdns {
                     let Ok(name) = Name::from_ascii(fqdn) else { continue };
                     if let Some(set) = p.desired.get(&name) {
@@ -305,7 +326,9 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
         let degraded = decisions.values().filter(|d| d.degraded).count();
         metrics.degraded_services.set(degraded as i64);
     }
-    let _ = publisher_task.await;
+    for task in publisher_tasks {
+        let _ = task.await;
+    }
     if let Some(t) = embedded_task {
         let _ = t.await;
     }
@@ -447,8 +470,33 @@ fn algorithm(a: fedlb_topology::TsigAlgorithm) -> TsigAlgorithm {
     }
 }
 
+/// The file and command publishers the topology asks for, besides DNS.
+fn extra_publishers(t: &Topology, zone: &Name) -> Vec<(&'static str, Publisher)> {
+    let mut out = Vec::new();
+    if let Some(f) = &t.dns.file {
+        let mut config = fedlb_dns::FileConfig::new(zone.clone(), &f.json);
+        config.zone_fragment_path = f.zone_fragment.clone();
+        config.reconcile_interval = t.dns.reconcile;
+        out.push((
+            "file",
+            Publisher::File(fedlb_dns::FilePublisher::new(config)),
+        ));
+    }
+    if let Some(c) = &t.dns.command {
+        let mut config =
+            fedlb_dns::CommandConfig::new(zone.clone(), &c.argv[0], c.argv[1..].to_vec());
+        config.timeout = c.timeout;
+        out.push((
+            "command",
+            Publisher::Command(fedlb_dns::CommandPublisher::new(config)),
+        ));
+    }
+    out
+}
+
 /// Drives the publisher: the latest answers win; retries and reconciles when due.
 async fn publish_loop(
+    kind: &'static str,
     mut publisher: Publisher,
     mut desired: watch::Receiver<DesiredZone>,
     results: mpsc::Sender<Published>,
@@ -489,10 +537,11 @@ async fn publish_loop(
             );
         }
         for e in &errors {
-            warn!(error = %e, "publish failed; will retry");
+            warn!(publisher = kind, error = %e, "publish failed; will retry");
         }
         let _ = results
             .send(Published {
+                publisher: kind,
                 desired: last.clone(),
                 ok: errors.is_empty(),
                 summary: errors.join("; "),

@@ -23,8 +23,9 @@ use std::fmt;
 use std::path::Path;
 
 pub use model::{
-    Attachment, DnsServer, DnsTarget, Farm, GlobalNode, Heartbeat, HttpCheck, LoadSource, Location,
-    Mode, NodeInfo, Probe, ProbeKind, Role, Server, Service, Topology,
+    Attachment, CommandOutput, DnsServer, DnsTarget, Farm, FileOutput, GlobalNode, Heartbeat,
+    HttpCheck, LoadSource, Location, Mode, NodeInfo, Probe, ProbeKind, Role, Server, Service,
+    Topology,
 };
 pub use tsig::{TsigAlgorithm, TsigKey};
 pub use validate::{

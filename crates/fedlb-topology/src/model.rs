@@ -110,6 +110,10 @@ pub struct DnsTarget {
     pub ttl_min: Duration,
     /// How often the publisher re-reads the DNS server to repair drift.
     pub reconcile: Duration,
+    /// Also write the answers to files (the patent's "specialized object").
+    pub file: Option<FileOutput>,
+    /// Also hand the answers to a command.
+    pub command: Option<CommandOutput>,
     /// Default number of addresses per name (a service's global tier may override).
     pub answers: usize,
     /// The server.
@@ -119,6 +123,24 @@ pub struct DnsTarget {
     pub tsig: Option<TsigKey>,
     /// The key file, when the key comes from one.
     pub tsig_file: Option<PathBuf>,
+}
+
+/// Files the answers are also written to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileOutput {
+    /// The answers as JSON.
+    pub json: PathBuf,
+    /// The answers as a zone-file fragment.
+    pub zone_fragment: Option<PathBuf>,
+}
+
+/// A command the answers are also handed to (JSON on stdin), when they change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommandOutput {
+    /// Program and arguments (not run through a shell).
+    pub argv: Vec<String>,
+    /// How long one run may take before it is killed.
+    pub timeout: Duration,
 }
 
 /// The DNS server updated.

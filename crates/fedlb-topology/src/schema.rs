@@ -78,6 +78,10 @@
 //!                                 # (a challenger's dwell), between ttl_min and ttl, as gdnsd does
 //! ttl_min = "5s"                  # lower bound of a derived TTL (default 5s)
 //! reconcile = "60s"               # re-read the server this often and repair drift (default 60s)
+//! file = { json = "answers.json", zone_fragment = "answers.zone" }   # also write the answers
+//!                                 # to files (atomically, on change), for non-DNS routing
+//! command = { argv = ["/usr/local/bin/apply-answers"], timeout = "10s" }   # also run a
+//!                                 # command with the answers as JSON on stdin, on change
 //! answers = 1                     # addresses per name (default 1; a service may override)
 //! tsig = { key_file = "keys/fedlb-key.conf" }
 //! ```
@@ -239,8 +243,24 @@ pub(crate) struct RawDns {
     pub ttl_min: Option<RawDuration>,
     pub derive_ttl: Option<bool>,
     pub reconcile: Option<RawDuration>,
+    pub file: Option<RawFileOutput>,
+    pub command: Option<RawCommandOutput>,
     pub answers: Option<i64>,
     pub tsig: Option<RawTsig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFileOutput {
+    pub json: String,
+    pub zone_fragment: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCommandOutput {
+    pub argv: Vec<String>,
+    pub timeout: Option<RawDuration>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,8 +14,8 @@ use fedlb_core::{
 use crate::Problem;
 use crate::duration::{parse_duration, seconds_to_duration};
 use crate::model::{
-    DnsServer, DnsTarget, Farm, GlobalNode, Heartbeat, HttpCheck, LoadSource, Location, Mode,
-    Probe, ProbeKind, Server, Service, Topology,
+    CommandOutput, DnsServer, DnsTarget, Farm, FileOutput, GlobalNode, Heartbeat, HttpCheck,
+    LoadSource, Location, Mode, Probe, ProbeKind, Server, Service, Topology,
 };
 use crate::schema::{
     RawDns, RawDuration, RawFarm, RawHeartbeat, RawLocation, RawPolicyTable, RawProbe, RawServer,
@@ -469,6 +469,34 @@ impl Ctx<'_> {
         if reconcile == Some(Duration::ZERO) {
             self.err("dns.reconcile", "reconcile interval must be above 0");
         }
+        let file = match &raw.file {
+            Some(f) if f.json.trim().is_empty() => {
+                self.err("dns.file.json", "must not be empty");
+                None
+            }
+            Some(f) => Some(FileOutput {
+                json: self.file_path(&f.json),
+                zone_fragment: f.zone_fragment.as_deref().map(|z| self.file_path(z)),
+            }),
+            None => None,
+        };
+        let command = match &raw.command {
+            Some(c) if c.argv.is_empty() || c.argv[0].trim().is_empty() => {
+                self.err("dns.command.argv", "must name a program");
+                None
+            }
+            Some(c) => {
+                let timeout = match &c.timeout {
+                    Some(d) => self.duration("dns.command.timeout", d),
+                    None => Some(Duration::from_secs(10)),
+                };
+                timeout.map(|timeout| CommandOutput {
+                    argv: c.argv.clone(),
+                    timeout,
+                })
+            }
+            None => None,
+        };
         let answers = match raw.answers {
             Some(a) => self.int("dns.answers", a, 1, 64).map(|a| a as usize),
             None => Some(1),
@@ -542,6 +570,8 @@ impl Ctx<'_> {
             derive_ttl: raw.derive_ttl.unwrap_or(false),
             ttl_min: ttl_min?,
             reconcile: reconcile?,
+            file,
+            command,
             answers: answers?,
             server: server?,
             tsig,
