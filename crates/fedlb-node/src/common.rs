@@ -118,3 +118,31 @@ pub fn status_fn(tx: mpsc::Sender<StatusRequest>) -> crate::http::StatusFn {
         })
     })
 }
+
+/// Counts and logs a peer's arrival, departure or refusal (every event but a message).
+pub(crate) fn peer_event<M>(ev: &fedlb_net::ServerEvent<M>, metrics: &crate::metrics::Metrics) {
+    use fedlb_net::ServerEvent;
+    match ev {
+        ServerEvent::Message { .. } => {}
+        ServerEvent::Connected { peer, remote, .. } => {
+            metrics.peers.inc();
+            metrics.peer_connects.inc();
+            tracing::info!(%peer, %remote, "peer connected");
+        }
+        ServerEvent::Disconnected { peer, reason, .. } => {
+            metrics.peers.dec();
+            tracing::info!(%peer, %reason, "peer disconnected");
+        }
+        ServerEvent::Rejected {
+            remote,
+            peer,
+            reason,
+        } => {
+            metrics
+                .refused
+                .get_or_create(&crate::metrics::labels(&[("what", "peer")]))
+                .inc();
+            tracing::warn!(%remote, peer = ?peer.as_ref().map(|p| p.to_string()), %reason, "peer refused");
+        }
+    }
+}

@@ -20,7 +20,7 @@ use crate::agent::unspecified_for;
 use crate::clock::{Clock, new_epoch, sleep_until};
 use crate::common::{
     NodeError, NodeOptions, SharedTopology, StatusRequest, identity, known_nodes, load_tls,
-    load_topology, status_fn,
+    load_topology, peer_event, status_fn,
 };
 use crate::metrics::{Metrics, labels};
 use crate::monitors::{MonitorSet, plan};
@@ -203,20 +203,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                         }
                     }
                 }
-                ServerEvent::Message { .. } => {}
-                ServerEvent::Connected { peer, remote, .. } => {
-                    metrics.peers.inc();
-                    metrics.peer_connects.inc();
-                    info!(%peer, %remote, "agent connected");
-                }
-                ServerEvent::Disconnected { peer, reason, .. } => {
-                    metrics.peers.dec();
-                    info!(%peer, %reason, "agent disconnected");
-                }
-                ServerEvent::Rejected { remote, peer, reason } => {
-                    metrics.refused.get_or_create(&labels(&[("what", "peer")])).inc();
-                    warn!(%remote, peer = ?peer.map(|p| p.to_string()), %reason, "peer refused");
-                }
+                other => peer_event(&other, &metrics),
             },
             ev = monitors.next() => {
                 let reports = monitors.handle(ev, clock.now());

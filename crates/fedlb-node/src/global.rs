@@ -22,7 +22,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::clock::{Clock, new_epoch, sleep_until};
 use crate::common::{
-    NodeError, NodeOptions, SharedTopology, StatusRequest, load_tls, load_topology, status_fn,
+    NodeError, NodeOptions, SharedTopology, StatusRequest, load_tls, load_topology, peer_event,
+    status_fn,
 };
 use crate::farm::{agent_belongs, agent_may_report, earliest};
 use crate::metrics::{Metrics, labels};
@@ -225,19 +226,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                             }
                         }
                     }
-                    ServerEvent::Connected { peer, remote, .. } => {
-                        metrics.peers.inc();
-                        metrics.peer_connects.inc();
-                        info!(%peer, %remote, "peer connected");
-                    }
-                    ServerEvent::Disconnected { peer, reason, .. } => {
-                        metrics.peers.dec();
-                        info!(%peer, %reason, "peer disconnected");
-                    }
-                    ServerEvent::Rejected { remote, peer, reason } => {
-                        metrics.refused.get_or_create(&labels(&[("what", "peer")])).inc();
-                        warn!(%remote, peer = ?peer.map(|p| p.to_string()), %reason, "peer refused");
-                    }
+                    other => peer_event(&other, &metrics),
                 }
             }
             ev = monitors.next() => {
