@@ -246,15 +246,12 @@ async fn drift_repaired(kind: Kind) {
 
     // By hand: replace the A RRset and drop the AAAA RRset.
     let mut hand = server.publisher(keys().remove(2));
-    hand.publish(&answers(&[("www.example.test", 30, &["192.0.2.66"])]))
+    let report = hand
+        .publish(&answers(&[("www.example.test", 30, &["192.0.2.66"])]))
         .await;
-    assert_eq!(
-        addrs(
-            &server.read(&["www.example.test"]).await,
-            "www.example.test"
-        ),
-        ["192.0.2.66"]
-    );
+    // (not read back here: the 200 ms reconcile may already have repaired it; the
+    // publisher's drift counter below says it did)
+    assert!(report.is_ok() && report.changes() > 0, "{report:?}");
 
     wait_for(&server, "www.example.test", &["192.0.2.1", "2001:db8::1"]).await;
     stop.send(()).unwrap();
