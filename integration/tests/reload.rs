@@ -38,7 +38,7 @@ fn count(log: &str, what: &str) -> usize {
 fn connections(fed: &Fed, topo: &Topo) -> Vec<(String, usize, usize)> {
     let mut out = vec![(
         "global".to_owned(),
-        count(&fed.log("global"), "fedlb_node::global: peer connected"),
+        count(&fed.log("global"), "fedlb_node::common: peer connected"),
         count(&fed.log("global"), "peer disconnected"),
     )];
     for f in &topo.farms {
