@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use super::bind::{Bind, write_key};
-use super::propagation::Target;
-use super::{Dns, farm, header, http_probe, server, settle, updates_since};
+use super::propagation::{Target, dns_target};
+use super::{farm, header, http_probe, server, settle, updates_since};
 use crate::dns::Poller;
 use crate::output::Output;
 use crate::procfs::cpu_time;
@@ -81,27 +80,7 @@ pub fn run(trials: usize, secs: u64, targets: &[Target], smoke: bool) -> anyhow:
         };
         println!("-- DNS: {tname}");
         let dir = work_dir(&format!("dns-qps-{tname}-dns"))?;
-        let (dns, bind) = match target {
-            Target::Embedded => (
-                Dns::Embedded {
-                    listen: SocketAddr::new(ip(0, 1), 15353),
-                },
-                None,
-            ),
-            Target::Bind => {
-                // BIND listens only on addresses of its interfaces: 127.0.0.1, a port of our own
-                let addr = SocketAddr::from(([127, 0, 0, 1], 15300 + u16::from(BLOCK)));
-                let (_, secret) = write_key(&dir)?;
-                let b = Bind::start(&dir, addr, &secret)?;
-                (
-                    Dns::Rfc2136 {
-                        server: addr,
-                        key_file: dir.join("tsig.key").display().to_string(),
-                    },
-                    Some(b),
-                )
-            }
-        };
+        let (dns, bind) = dns_target(target, &dir, BLOCK)?;
         let mut toml = header(
             BLOCK,
             Duration::from_secs(1),

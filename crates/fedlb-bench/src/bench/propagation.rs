@@ -29,6 +29,36 @@ pub enum Target {
     Bind,
 }
 
+/// Where a benchmark publishes: the embedded server on `127.<block>.0.1:15353`, or a BIND
+/// started in `dir` on `127.0.0.1:<15300 + block>` (BIND listens only on addresses of its
+/// interfaces) with a fresh TSIG key. The `Bind` guard stops it when dropped.
+pub fn dns_target(
+    target: Target,
+    dir: &std::path::Path,
+    block: u8,
+) -> anyhow::Result<(Dns, Option<Bind>)> {
+    Ok(match target {
+        Target::Embedded => (
+            Dns::Embedded {
+                listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, block, 0, 1)), 15353),
+            },
+            None,
+        ),
+        Target::Bind => {
+            let addr = SocketAddr::from(([127, 0, 0, 1], 15300 + u16::from(block)));
+            let (_, secret) = write_key(dir)?;
+            let bind = Bind::start(dir, addr, &secret)?;
+            (
+                Dns::Rfc2136 {
+                    server: addr,
+                    key_file: dir.join("tsig.key").display().to_string(),
+                },
+                Some(bind),
+            )
+        }
+    })
+}
+
 /// Runs `trials` fail/recover pairs against each target.
 pub fn run(trials: usize, targets: &[Target], smoke: bool) -> anyhow::Result<Output> {
     let block = BLOCK;
@@ -52,27 +82,7 @@ pub fn run(trials: usize, targets: &[Target], smoke: bool) -> anyhow::Result<Out
         };
         println!("-- DNS: {tname}");
         let dir = crate::world::work_dir(&format!("propagation-{tname}-dns"))?;
-        let (dns, _bind) = match target {
-            Target::Embedded => (
-                Dns::Embedded {
-                    listen: SocketAddr::new(ip(0, 1), 15353),
-                },
-                None,
-            ),
-            Target::Bind => {
-                // BIND listens only on addresses of its interfaces: 127.0.0.1, a port of our own
-                let addr = SocketAddr::from(([127, 0, 0, 1], 15300 + u16::from(BLOCK)));
-                let (_, secret) = write_key(&dir)?;
-                let bind = Bind::start(&dir, addr, &secret)?;
-                (
-                    Dns::Rfc2136 {
-                        server: addr,
-                        key_file: dir.join("tsig.key").display().to_string(),
-                    },
-                    Some(bind),
-                )
-            }
-        };
+        let (dns, _bind) = dns_target(target, &dir, BLOCK)?;
         let mut toml = header(
             block,
             Duration::from_secs(1),
