@@ -15,9 +15,14 @@
 //! status endpoint) minus the requests the healthy backends answered (their own
 //! `fedlb_backend_requests_total`); connects/s = the machine's `Tcp: ActiveOpens`
 //! (/proc/net/snmp) minus the healthy backends' requests (one connection per probe) minus
-//! the benchmark's own scrapes. ActiveOpens counts every TCP connection opened in this
-//! network namespace, so the figure is exact only while this benchmark is the only thing
-//! opening connections; `Tcp: AttemptFails` (refused connects) is printed beside it.
+//! the benchmark's own scrapes. ActiveOpens counts every TCP connection opened in a
+//! network namespace, so the benchmark runs itself in a network namespace of its own
+//! (`unshare --net`, loopback only) when it can (as root): then the figure counts this
+//! benchmark's connections only. Otherwise it is exact only while nothing else on the
+//! machine opens connections. `Tcp: AttemptFails` (refused connects) is printed beside it.
+//!
+//! CPU is the sum of the node's threads' `se.sum_exec_runtime` (nanoseconds) where the
+//! kernel exposes it, else /proc/PID/stat's 10 ms ticks.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -29,9 +34,12 @@ use serde_json::{Value, json};
 use super::{Dns, FQDN, farm, header, server, settle};
 use crate::dns::Poller;
 use crate::output::Output;
-use crate::procfs::{cpu_time, http_get, metric, rss_kib};
+use crate::procfs::{cpu_time, cpu_time_precise, http_get, metric, rss_kib};
 use crate::stats::num;
-use crate::world::World;
+use crate::world::{World, fedlb_bin};
+
+/// Set in the copy of the benchmark that runs in its own network namespace.
+const ISOLATED: &str = "FEDLB_BENCH_FAULT_COST_ISOLATED";
 
 const BLOCK: u8 = 79;
 
@@ -47,6 +55,8 @@ pub struct Params {
     pub phase: Duration,
     /// Smoke mode.
     pub smoke: bool,
+    /// Run in a network namespace of its own when possible (exact connect counts).
+    pub isolate: bool,
 }
 
 fn ip(c: u8, d: u8) -> IpAddr {
@@ -93,8 +103,8 @@ fn tcp_counters() -> anyhow::Result<Tcp> {
 struct Snap {
     at: Instant,
     tcp: Tcp,
-    /// CPU time per node process.
-    cpu: Vec<Duration>,
+    /// CPU time per node process: 10 ms ticks, and nanoseconds where available.
+    cpu: Vec<(Duration, Option<Duration>)>,
     /// Probe runs of the farm node so far.
     probes: f64,
     /// Requests answered so far per healthy backend (name → count).
@@ -119,7 +129,10 @@ impl Bench {
         let at = Instant::now();
         let mut cpu = Vec::new();
         for (name, pid) in &self.nodes {
-            cpu.push(cpu_time(pid).with_context(|| format!("cpu time of {name}"))?);
+            cpu.push((
+                cpu_time(pid).with_context(|| format!("cpu time of {name}"))?,
+                cpu_time_precise(pid),
+            ));
         }
         let mut own = 1;
         let m = http_get(self.farm_status, "/metrics").context("farm node metrics")?;
@@ -183,7 +196,13 @@ fn measure(b: &Bench, healthy: &[&str], window: Duration) -> anyhow::Result<Phas
             .cpu
             .iter()
             .zip(&s0.cpu)
-            .map(|(c1, c0)| (*c1 - *c0).as_secs_f64() / secs * 100.0)
+            .map(|((t1, p1), (t0, p0))| {
+                let used = match (p1, p0) {
+                    (Some(p1), Some(p0)) => p1.saturating_sub(*p0),
+                    _ => t1.saturating_sub(*t0),
+                };
+                used.as_secs_f64() / secs * 100.0
+            })
             .collect(),
         rss_mib: rss,
         probes_per_s: probes / secs,
@@ -277,8 +296,42 @@ fn topology(n: usize) -> (String, Dns) {
     (toml, dns)
 }
 
-/// Runs the benchmark.
-pub fn run(p: &Params) -> anyhow::Result<Output> {
+/// Runs this benchmark again in a network namespace of its own with only a loopback
+/// interface. `Ok(false)`: not possible here (not root, no `unshare`), run in place.
+fn run_isolated() -> anyhow::Result<bool> {
+    let can = std::process::Command::new("unshare")
+        .args(["--net", "true"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !can {
+        return Ok(false);
+    }
+    let me = std::env::current_exe()?;
+    let status = std::process::Command::new("unshare")
+        .args(["--net", "--", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+        .arg(me)
+        .args(std::env::args_os().skip(1))
+        .env(ISOLATED, "1")
+        .env("FEDLB_BIN", fedlb_bin()?)
+        .status()
+        .context("running the benchmark under unshare --net")?;
+    anyhow::ensure!(status.success(), "fault-cost (in its own network namespace) failed: {status}");
+    Ok(true)
+}
+
+/// Runs the benchmark (`None`: a copy in its own network namespace ran it and wrote the
+/// result).
+pub fn run(p: &Params) -> anyhow::Result<Option<Output>> {
+    let isolated = std::env::var_os(ISOLATED).is_some();
+    if p.isolate && !isolated && run_isolated()? {
+        return Ok(None);
+    }
+    run_here(p, isolated).map(Some)
+}
+
+fn run_here(p: &Params, isolated: bool) -> anyhow::Result<Output> {
     anyhow::ensure!(
         (2..=200).contains(&p.servers),
         "--servers {}: between 2 and 200",
@@ -294,14 +347,25 @@ pub fn run(p: &Params) -> anyhow::Result<Output> {
             "phases": "all up (baseline); s1 SIGKILLed; s1 restarted, then SIGSTOPped",
             "dns": "embedded, on the global node",
             "goal": format!("every ratio to the baseline ≤ {GOAL_RATIO}"),
+            "own_network_namespace": isolated,
         }),
     );
+    if isolated {
+        out.note(
+            "ran in a network namespace of its own (loopback only): connects/s from its \
+             Tcp: ActiveOpens count this benchmark's connections only",
+        );
+    } else {
+        out.note(
+            "connects/s come from this network namespace's Tcp: ActiveOpens (/proc/net/snmp), \
+             less the healthy backends' requests and the benchmark's own scrapes: exact only \
+             while nothing else on the machine opens TCP connections (run as root to isolate)",
+        );
+    }
     out.note(
-        "connects/s come from this network namespace's Tcp: ActiveOpens (/proc/net/snmp), \
-         less the healthy backends' requests and the benchmark's own scrapes: exact only \
-         while nothing else on the machine opens TCP connections",
+        "CPU: the node threads' se.sum_exec_runtime (ns) where the kernel has it, else \
+         /proc/<pid>/stat ticks (10 ms: ±0.03 % of a core over 30 s)",
     );
-    out.note("CPU from /proc/<pid>/stat has 10 ms resolution: over a 30 s phase that is ±0.03 % of a core");
     let (toml, dns) = topology(p.servers);
     let mut world = World::new("fault-cost", &toml)?;
     let mut backends = Vec::new();

@@ -149,6 +149,10 @@ enum Cmd {
         /// Seconds per phase (default 30; 3 in smoke mode).
         #[arg(long)]
         seconds: Option<u64>,
+        /// Stay in the machine's network namespace (by default, as root, the benchmark
+        /// runs in one of its own so that its connection counts are its own).
+        #[arg(long)]
+        shared_net: bool,
     },
     /// Checks result files (for the smoke test): each parses and holds numbers.
     Check {
@@ -269,11 +273,18 @@ fn run(cmd: Cmd) -> anyhow::Result<Option<Output>> {
             common,
             servers,
             seconds,
-        } => fault_cost::run(&fault_cost::Params {
-            servers,
-            phase: Duration::from_secs(seconds.unwrap_or(if common.smoke { 3 } else { 30 })),
-            smoke: common.smoke,
-        })?,
+            shared_net,
+        } => {
+            match fault_cost::run(&fault_cost::Params {
+                servers,
+                phase: Duration::from_secs(seconds.unwrap_or(if common.smoke { 3 } else { 30 })),
+                smoke: common.smoke,
+                isolate: !shared_net,
+            })? {
+                Some(out) => out,
+                None => return Ok(None),
+            }
+        }
         Cmd::Check { files } => {
             for f in files {
                 let n = check(&f)?;
