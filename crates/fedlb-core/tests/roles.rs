@@ -44,6 +44,7 @@ fn result(probe: &str, ok: bool, m: Vec<Measurement>) -> ProbeResult {
         ok,
         measurements: m,
         error: (!ok).then(|| "connection refused".to_owned()),
+        crash_hint: false,
     }
 }
 

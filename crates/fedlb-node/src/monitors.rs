@@ -1,6 +1,6 @@
 //! The monitors a node runs (an agent's, or a farm or global node's for remote servers):
-//! one core `Monitor` per service instance, its probes run as tasks, crash hints turned
-//! into immediate re-probes.
+//! one core `Monitor` per service instance, its probes run as tasks, listen-watcher events
+//! handed to the monitor (which decides whether and when to re-probe).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,11 +23,9 @@ type Key = (ServiceId, ServerId);
 #[derive(Debug)]
 pub struct ProbeDone {
     key: Key,
-    probe: ProbeId,
     kind: &'static str,
     result: ProbeResult,
     elapsed: Duration,
-    crash_hint: bool,
 }
 
 struct Entry {
@@ -223,10 +221,6 @@ impl MonitorSet {
                             .inc();
                         info!(service = %done.key.0, server = %done.key.1, health = %after, "health changed");
                     }
-                    if done.crash_hint && e.monitor.health() == before {
-                        debug!(service = %done.key.0, server = %done.key.1, probe = %done.probe, "connection refused or reset; re-probing at once");
-                        e.monitor.handle_trigger(now);
-                    }
                 }
             }
             MonitorEvent::Listen(port, Some(ListenEvent::Vanished { .. })) => {
@@ -265,10 +259,8 @@ impl MonitorSet {
                             let outcome = prober.probe(&spec, timeout).await;
                             let done = ProbeDone {
                                 result: outcome.to_probe_result(&probe),
-                                crash_hint: outcome.suggests_crash(),
                                 elapsed: outcome.elapsed,
                                 key,
-                                probe,
                                 kind,
                             };
                             let _ = tx.send(done).await;
