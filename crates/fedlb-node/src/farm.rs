@@ -166,7 +166,8 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     let clock = Clock::start();
     let config = topology.farm_config(&farm_id).expect("the farm exists");
     let mut state = FarmState::new(config, new_epoch(), rand::random(), clock.now());
-    state.set_warmup(clock.now() + farm.heartbeat.liveness().stale_after);
+    // the core holds decisions back after a start or a pause until every member is heard
+    state.set_warmup_window(farm.heartbeat.liveness().stale_after);
     let mut monitors = MonitorSet::new(
         Arc::new(Prober::default()),
         new_epoch(),
@@ -181,7 +182,6 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     let mut reloads = reload::spawn(opts.topology.clone(), false, shutdown.clone());
     info!(farm = %farm_id, quic = %server.local_addr(), status = %farm.status, "farm node running");
 
-    let mut agent_heard = false;
     loop {
         let deadline = earliest(state.poll_timeout(clock.now()), monitors.poll_timeout());
         tokio::select! {
@@ -190,12 +190,6 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                 ServerEvent::Message { msg: Message::Reports(rs), peer, .. } => {
                     metrics.messages_received.get_or_create(&labels(&[("from", "agent")])).inc();
                     let now = clock.now();
-                    // agents come back after a restart only when their transport notices:
-                    // count the warm-up again from the first one heard (as the global node)
-                    if !agent_heard {
-                        agent_heard = true;
-                        state.set_warmup(now + farm.heartbeat.liveness().stale_after);
-                    }
                     for r in &rs {
                         let report = r.to_report(now);
                         if let Err(e) = state.handle_report(&report, now) {
@@ -230,6 +224,9 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                             Err(e) => warn!(error = %e, "new probes refused; keeping the old ones"),
                         }
                         state.set_config(config, now);
+                        if let Some(f) = t.farms.get(&farm_id) {
+                            state.set_warmup_window(f.heartbeat.liveness().stale_after);
+                        }
                         *shared.write().expect("topology lock") = Arc::new(t);
                         info!(farm = %farm_id, "new topology in force");
                     }

@@ -158,7 +158,8 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
 
     let clock = Clock::start();
     let mut state = GlobalState::new(topology.global_config(), rand::random());
-    state.set_warmup(clock.now() + topology.heartbeat.liveness().stale_after);
+    // the core holds decisions back after a start or a pause until every member is heard
+    state.set_warmup_window(topology.heartbeat.liveness().stale_after);
     let mut monitors = MonitorSet::new(
         Arc::new(Prober::default()),
         new_epoch(),
@@ -180,7 +181,6 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     let mut reloads = reload::spawn(opts.topology.clone(), true, shutdown.clone());
     info!(node = %opts.node, quic = %server.local_addr(), status = %current.global.status, zone = %zone, "global node running");
 
-    let mut peer_heard = false;
     // QUIC's RTT estimate to each farm node feeds "closest by rtt"
     let mut rtt_tick = tokio::time::interval(current.heartbeat.interval);
     loop {
@@ -197,14 +197,6 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
             }
             Some(ev) = events.recv() => {
                 let now = clock.now();
-                // After a restart, farm nodes and agents come back only when their transport
-                // notices (up to its idle timeout), long after a warm-up counted from our own
-                // start: count it again from the first peer heard, so that the first one
-                // back does not decide alone.
-                if !peer_heard && matches!(ev, ServerEvent::Message { .. }) {
-                    peer_heard = true;
-                    state.set_warmup(now + current.heartbeat.liveness().stale_after);
-                }
                 match ev {
                     ServerEvent::Message { msg: Message::Summaries(ss), peer, .. } => {
                         metrics.messages_received.get_or_create(&labels(&[("from", "farm")])).inc();
@@ -276,6 +268,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                     warn!("dns settings changed; they take effect at the next restart of the global node");
                 }
                 state.set_config(t.global_config(), now);
+                state.set_warmup_window(t.heartbeat.liveness().stale_after);
                 extras.fqdns = fqdns(&t);
                 extras.summaries.retain(|(_, farm), _| t.farms.contains_key(farm));
                 *shared.write().expect("topology lock") = Arc::new(t.clone());
