@@ -15,6 +15,7 @@ pub mod common;
 pub mod farm;
 pub mod global;
 pub mod http;
+pub mod logs;
 pub mod metrics;
 pub mod monitors;
 pub mod probes;
