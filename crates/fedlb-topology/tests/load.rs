@@ -292,7 +292,7 @@ fn a_bad_override_names_the_variable() {
 
     let err = load_with_env(&path, [("FEDLB__DNS__TLL", "30")]).unwrap_err();
     assert!(
-        matches!(&err, LoadError::Parse(p) if p.path == "dns.TLL".to_lowercase()),
+        matches!(&err, LoadError::Invalid(ps) if ps.len() == 1 && ps[0].path == "dns.tll"),
         "{err}"
     );
     assert!(err.to_string().contains("unknown field `tll`"), "{err}");
