@@ -665,7 +665,17 @@ fn to_json(v: config::Value, path: &str, early: &mut EarlyProblems) -> Option<se
         K::Float(f) => match serde_json::Number::from_f64(f) {
             Some(n) => J::Number(n),
             None => {
-                early.flag(path.to_owned(), format!("{f} is not a number: give a finite value"));
+                let shown = if f.is_nan() {
+                    "nan"
+                } else if f > 0.0 {
+                    "inf"
+                } else {
+                    "-inf"
+                };
+                early.flag(
+                    path.to_owned(),
+                    format!("{shown} is not a number: give a finite value"),
+                );
                 return None;
             }
         },

@@ -70,7 +70,7 @@ pub(crate) fn parse(text: &str, format: Format) -> Result<Parsed, (String, Strin
     let root = match format {
         Format::Toml => {
             let table = toml::de::DeTable::parse(text)
-                .map_err(|e| (String::new(), one_line(&e.to_string())))?;
+                .map_err(|e| (String::new(), toml_error(&e.to_string())))?;
             cx.toml_table(table.into_inner(), "", 0)?
         }
         Format::Json => {
@@ -98,8 +98,21 @@ pub(crate) fn parse(text: &str, format: Format) -> Result<Parsed, (String, Strin
     })
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+/// The toml crate's message without the quoted source line (which may be megabytes):
+/// "TOML parse error at line 1, column 85: cannot recurse further".
+fn toml_error(s: &str) -> String {
+    let first = s.lines().next().unwrap_or_default().trim();
+    let what = s
+        .lines()
+        .rev()
+        .find_map(|l| l.split_once('^').map(|(_, w)| w.trim_start_matches('^').trim()))
+        .unwrap_or_default();
+    let what: String = what.chars().take(200).collect();
+    if what.is_empty() {
+        first.to_owned()
+    } else {
+        format!("{first}: {what}")
+    }
 }
 
 pub(crate) fn join(path: &str, key: &str) -> String {
