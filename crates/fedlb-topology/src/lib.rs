@@ -301,7 +301,7 @@ impl Loader {
         // every problem found before validation, in order, with the paths it covers
         let mut early = EarlyProblems::default();
         for (path, message) in parsed.problems {
-            early.flag(path, message);
+            early.replaced(path, message);
         }
         // a variable may change an array entry, never add one: `config` would pad the
         // array with empty entries up to the index, reported as "invalid type: null"
@@ -450,20 +450,32 @@ impl Loader {
 #[derive(Default)]
 struct EarlyProblems {
     found: Vec<(String, String)>,
+    /// values taken out
     paths: BTreeSet<String>,
+    /// values replaced by a stand-in of their type
+    replaced: BTreeSet<String>,
 }
 
 /// [`EarlyProblems`] named after their file.
 struct Early {
     problems: Vec<Problem>,
     paths: BTreeSet<String>,
+    replaced: BTreeSet<String>,
 }
 
 impl EarlyProblems {
     /// Notes a problem whose value is taken out (one problem per path: what follows from
     /// taking it out is not reported again).
     fn flag(&mut self, path: String, message: String) {
-        if self.paths.insert(path.clone()) {
+        if self.paths.insert(path.clone()) && !self.replaced.contains(&path) {
+            let message = redact(&path, &message);
+            self.found.push((path, message));
+        }
+    }
+
+    /// Notes a problem whose value was replaced by a stand-in of its type.
+    fn replaced(&mut self, path: String, message: String) {
+        if self.replaced.insert(path.clone()) && !self.paths.contains(&path) {
             let message = redact(&path, &message);
             self.found.push((path, message));
         }
@@ -481,6 +493,7 @@ impl EarlyProblems {
                 .map(|(path, message)| Problem::new(file, path, message))
                 .collect(),
             paths: self.paths,
+            replaced: self.replaced,
         }
     }
 }
@@ -490,7 +503,11 @@ impl Early {
     /// the path itself, inside it, or its parent (`server needs an address` once the
     /// misspelt `adress` is gone).
     fn covers(&self, path: &str) -> bool {
-        self.paths.iter().any(|r| {
+        let inside = |r: &String| {
+            r == path || path.starts_with(&format!("{r}.")) || path.starts_with(&format!("{r}["))
+        };
+        self.replaced.iter().any(inside)
+            || self.paths.iter().any(|r| {
             r == path
                 || r.starts_with(&format!("{path}."))
                     && !r[path.len() + 1..].contains(['.', '['])
@@ -651,15 +668,21 @@ fn to_json(v: config::Value, path: &str, early: &mut EarlyProblems) -> Option<se
         K::I128(i) => match i64::try_from(i) {
             Ok(i) => J::from(i),
             Err(_) => {
-                early.flag(path.to_owned(), format!("integer {i} is too large (the limit is {})", i64::MAX));
-                return None;
+                early.replaced(
+                    path.to_owned(),
+                    format!("integer {i} is too large (the limit is {})", i64::MAX),
+                );
+                J::from(i64::MAX)
             }
         },
         K::U128(u) => match u64::try_from(u) {
             Ok(u) => J::from(u),
             Err(_) => {
-                early.flag(path.to_owned(), format!("integer {u} is too large (the limit is {})", i64::MAX));
-                return None;
+                early.replaced(
+                    path.to_owned(),
+                    format!("integer {u} is too large (the limit is {})", i64::MAX),
+                );
+                J::from(i64::MAX)
             }
         },
         K::Float(f) => match serde_json::Number::from_f64(f) {
@@ -672,11 +695,12 @@ fn to_json(v: config::Value, path: &str, early: &mut EarlyProblems) -> Option<se
                 } else {
                     "-inf"
                 };
-                early.flag(
+                early.replaced(
                     path.to_owned(),
                     format!("{shown} is not a number: give a finite value"),
                 );
-                return None;
+                // a stand-in of the right type, so the rest is still checked
+                J::from(0.0)
             }
         },
         K::String(s) => J::String(s),

@@ -4,7 +4,7 @@
 //! problem with its path instead of a pathless parse failure, and so that a YAML alias bomb
 //! is refused before it is expanded (`yaml-rust2`'s loader clones every alias).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
@@ -57,7 +57,8 @@ pub(crate) fn read_capped(path: &Path) -> Result<String, ReadError> {
 }
 
 /// A parsed file: its top-level table, and the values it holds that could not be kept
-/// (each a problem at its path; the key is left out of the table).
+/// (each a problem at its path; the value is replaced by the largest integer so that the
+/// rest of the file is still checked).
 pub(crate) struct Parsed {
     pub table: Map<String, Value>,
     pub problems: Vec<(String, String)>,
@@ -183,7 +184,7 @@ impl Convert {
                 Ok(n) => value(n),
                 Err(_) => {
                     self.problems.push((path.to_owned(), too_large(i.as_str())));
-                    return Ok(None);
+                    value(i64::MAX)
                 }
             },
             DeValue::Float(f) => match f.as_str().parse::<f64>() {
@@ -229,7 +230,7 @@ impl Convert {
                     value(i)
                 } else if let Some(u) = n.as_u64() {
                     self.problems.push((path.to_owned(), too_large(&u.to_string())));
-                    return Ok(None);
+                    value(i64::MAX)
                 } else {
                     value(n.as_f64().unwrap_or(f64::NAN))
                 }
@@ -297,7 +298,6 @@ struct Yaml<'p> {
     root: Option<Value>,
     documents: usize,
     problems: &'p mut Vec<(String, String)>,
-    flagged: BTreeSet<String>,
 }
 
 impl<'p> Yaml<'p> {
@@ -312,7 +312,6 @@ impl<'p> Yaml<'p> {
             root: None,
             documents: 0,
             problems,
-            flagged: BTreeSet::new(),
         };
         let mut parser = Parser::new_from_str(text);
         loop {
@@ -449,9 +448,7 @@ impl<'p> Yaml<'p> {
                 weight.add(w);
                 match key.take() {
                     Some(k) => {
-                        if !self.flagged.contains(&join(path, &k)) {
-                            map.insert(k, v);
-                        }
+                        map.insert(k, v);
                     }
                     None => {
                         let k = match v.kind {
@@ -493,8 +490,7 @@ impl<'p> Yaml<'p> {
                 if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
                     // an integer beyond 64 bits, which yaml-rust2 would read as a float
                     self.problems.push((path.to_owned(), too_large(&text)));
-                    self.flagged.insert(path.to_owned());
-                    Value::default()
+                    value(i64::MAX)
                 } else {
                     value(real.as_f64().unwrap_or(f64::NAN))
                 }
