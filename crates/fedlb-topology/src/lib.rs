@@ -118,7 +118,9 @@ impl LoadError {
             LoadError::TooLarge { file, size, limit } => vec![Problem::new(
                 file,
                 "",
-                format!("the file is {size} bytes, above the limit of {limit} bytes for a topology"),
+                format!(
+                    "the file is {size} bytes, above the limit of {limit} bytes for a topology"
+                ),
             )],
             LoadError::UnknownFormat { file } => vec![Problem::new(
                 file,
@@ -287,8 +289,9 @@ impl Loader {
             }
             p
         };
-        let parse_error =
-            |path: String, message: String| LoadError::Parse(annotate(Problem::new(file, path, message)));
+        let parse_error = |path: String, message: String| {
+            LoadError::Parse(annotate(Problem::new(file, path, message)))
+        };
         if text.len() as u64 > MAX_FILE_BYTES {
             return Err(LoadError::TooLarge {
                 file: file.to_owned(),
@@ -383,7 +386,9 @@ impl Loader {
         }
         let errors = early.into_problems(file);
         let Some(raw) = raw else {
-            return Err(LoadError::Invalid(errors.problems.into_iter().map(annotate).collect()));
+            return Err(LoadError::Invalid(
+                errors.problems.into_iter().map(annotate).collect(),
+            ));
         };
         let opts = validate::Options {
             file,
@@ -508,16 +513,16 @@ impl Early {
         };
         self.replaced.iter().any(inside)
             || self.paths.iter().any(|r| {
-            r == path
-                || r.starts_with(&format!("{path}."))
-                    && !r[path.len() + 1..].contains(['.', '['])
-                || r.starts_with(&format!("{path}["))
-                    && !r[path.len()..].contains('.')
-                    && r.ends_with(']')
-                    && r[path.len()..].matches('[').count() == 1
-                || path.starts_with(&format!("{r}."))
-                || path.starts_with(&format!("{r}["))
-        })
+                r == path
+                    || r.starts_with(&format!("{path}."))
+                        && !r[path.len() + 1..].contains(['.', '['])
+                    || r.starts_with(&format!("{path}["))
+                        && !r[path.len()..].contains('.')
+                        && r.ends_with(']')
+                        && r[path.len()..].matches('[').count() == 1
+                    || path.starts_with(&format!("{r}."))
+                    || path.starts_with(&format!("{r}["))
+            })
     }
 }
 
@@ -581,10 +586,7 @@ fn tidy(message: &str) -> String {
 
 /// The field a "missing field `x`" message names.
 fn missing_field(message: &str) -> Option<&str> {
-    message
-        .strip_prefix("missing field `")?
-        .split('`')
-        .next()
+    message.strip_prefix("missing field `")?.split('`').next()
 }
 
 /// Takes the value at `segments` out of the tree (a map entry); false when it cannot be

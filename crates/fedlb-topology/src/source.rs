@@ -106,7 +106,10 @@ fn toml_error(s: &str) -> String {
     let what = s
         .lines()
         .rev()
-        .find_map(|l| l.split_once('^').map(|(_, w)| w.trim_start_matches('^').trim()))
+        .find_map(|l| {
+            l.split_once('^')
+                .map(|(_, w)| w.trim_start_matches('^').trim())
+        })
         .unwrap_or_default();
     let what: String = what.chars().take(200).collect();
     if what.is_empty() {
@@ -132,10 +135,7 @@ fn too_deep(path: &str) -> (String, String) {
 }
 
 fn too_large(text: &str) -> String {
-    format!(
-        "integer {text} is too large (the limit is {})",
-        i64::MAX
-    )
+    format!("integer {text} is too large (the limit is {})", i64::MAX)
 }
 
 fn value(kind: impl Into<ValueKind>) -> Value {
@@ -205,7 +205,10 @@ impl Convert {
                 for (i, v) in a.into_iter().enumerate() {
                     let p = format!("{path}[{i}]");
                     // an element cannot be left out without moving the next ones
-                    list.push(self.toml(v.into_inner(), &p, depth + 1)?.unwrap_or_default());
+                    list.push(
+                        self.toml(v.into_inner(), &p, depth + 1)?
+                            .unwrap_or_default(),
+                    );
                 }
                 value(list)
             }
@@ -229,7 +232,8 @@ impl Convert {
                 if let Some(i) = n.as_i64() {
                     value(i)
                 } else if let Some(u) = n.as_u64() {
-                    self.problems.push((path.to_owned(), too_large(&u.to_string())));
+                    self.problems
+                        .push((path.to_owned(), too_large(&u.to_string())));
                     value(i64::MAX)
                 } else {
                     value(n.as_f64().unwrap_or(f64::NAN))
@@ -327,7 +331,9 @@ impl<'p> Yaml<'p> {
                     if y.documents > 1 {
                         return Err((
                             String::new(),
-                            format!("a second yaml document at line {line}: a topology is one document"),
+                            format!(
+                                "a second yaml document at line {line}: a topology is one document"
+                            ),
                         ));
                     }
                 }
@@ -406,8 +412,7 @@ impl<'p> Yaml<'p> {
     /// Counts a copy against the budget before it is made.
     fn copy(&mut self, w: Weight, path: &str, line: usize) -> Result<(), (String, String)> {
         self.copied.add(w);
-        if self.copied.nodes > MAX_YAML_ALIAS_NODES || self.copied.bytes > MAX_YAML_ALIAS_BYTES
-        {
+        if self.copied.nodes > MAX_YAML_ALIAS_NODES || self.copied.bytes > MAX_YAML_ALIAS_BYTES {
             return Err((
                 path.to_owned(),
                 format!(
@@ -424,7 +429,9 @@ impl<'p> Yaml<'p> {
         Ok(match self.stack.last() {
             None => String::new(),
             Some(Frame::Seq { items, path, .. }) => format!("{path}[{}]", items.len()),
-            Some(Frame::Map { key: None, path, .. }) => path.clone(),
+            Some(Frame::Map {
+                key: None, path, ..
+            }) => path.clone(),
             Some(Frame::Map {
                 key: Some(k), path, ..
             }) => join(path, k),

@@ -1669,7 +1669,8 @@ impl Ctx<'_> {
                     }
                     Some(_) => {}
                     None => {
-                        self.answered.insert((*a, port), (id.clone(), apath.clone()));
+                        self.answered
+                            .insert((*a, port), (id.clone(), apath.clone()));
                     }
                 }
             }
