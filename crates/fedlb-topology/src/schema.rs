@@ -135,6 +135,17 @@
 //!
 //! A default timeout never exceeds the probe's interval. Probes run against the server's `probe_address` if it has one, else its first address.
 //!
+//! **Re-probing.** A probe runs once per `interval`, whatever its result, with one
+//! exception: a failure that hints at a crash (connection refused or reset) on a probe that
+//! is not down yet is re-run at once, once per failure episode (until the next success). If
+//! that re-run is refused too, the crash is confirmed and the probe is down without waiting
+//! for the rest of `fall`. An intrusive agent's listen watcher (the service's listening
+//! socket vanished) earns the same one re-run. So a dead server costs one probe per
+//! interval, like a live one: a server refusing for 10 s at a 1 s interval is probed 11 or
+//! 12 times. There is no separate, slower interval for down servers: at one tiny request per
+//! interval a dead server already costs no more than a live one, and a slower interval would
+//! only delay its recovery.
+//!
 //! ## `[[farms]]`
 //!
 //! | field | type | |
