@@ -41,6 +41,7 @@ fn upstream(t: &Topology, node: &str) -> Result<(SocketAddr, PeerIdentity), Node
 
 /// Runs an agent until `shutdown` is cancelled.
 pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), NodeError> {
+    crate::fds::raise_nofile_limit();
     let topology = load_topology(&opts.topology, false)?;
     let (server_addr, server_id) = upstream(&topology, &opts.node)?;
     let tls = load_tls(&opts.certs, Role::Agent, &opts.node)?;

@@ -72,6 +72,7 @@ pub(crate) fn agent_belongs(t: &Topology, farm: Option<&FarmId>, name: &str) -> 
 
 /// Runs a farm node until `shutdown` is cancelled.
 pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), NodeError> {
+    crate::fds::raise_nofile_limit();
     let topology = load_topology(&opts.topology, false)?;
     let farm_id = FarmId::from(opts.node.as_str());
     let Some(farm) = topology.farms.get(&farm_id).cloned() else {

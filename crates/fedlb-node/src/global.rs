@@ -43,6 +43,7 @@ struct Published {
 
 /// Runs the global node until `shutdown` is cancelled.
 pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), NodeError> {
+    crate::fds::raise_nofile_limit();
     let topology = load_topology(&opts.topology, true)?;
     if opts.node != topology.global.name {
         return Err(NodeError::UnknownNode {
