@@ -167,7 +167,8 @@ fn item4_a_probe_not_run_for_want_of_descriptors_leaves_health_alone() {
         m.handle_probe_not_run(&ProbeId::from("http"), now);
         assert_eq!(m.health(), Health::Up, "not run is not a failure");
         assert_eq!(
-            m.poll_timeout().map(|t| t <= now + Duration::from_millis(1_000)),
+            m.poll_timeout()
+                .map(|t| t <= now + Duration::from_millis(1_000)),
             Some(true)
         );
     }

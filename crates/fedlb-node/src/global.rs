@@ -22,8 +22,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::clock::{Clock, new_epoch, sleep_until};
 use crate::common::{
-    NodeError, NodeOptions, SharedTopology, StatusRequest, load_tls, load_topology, peer_event,
-    status_fn,
+    NodeError, NodeOptions, SharedTopology, StatusRequest, load_tls, load_topology,
+    own_address_changed, peer_event, status_fn,
 };
 use crate::farm::{agent_belongs, agent_may_report, earliest};
 use crate::metrics::{Metrics, labels};
@@ -181,6 +181,8 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     let mut reloads = reload::spawn(opts.topology.clone(), true, shutdown.clone());
     info!(node = %opts.node, quic = %server.local_addr(), status = %current.global.status, zone = %zone, "global node running");
 
+    // the addresses this node is bound to; a reload does not move them
+    let bound = (current.global.listen, current.global.status);
     let mut peer_heard = false;
     // what the DNS primaries serve after the last publish pass, and when it ended
     let mut dns_primaries: Option<(Vec<fedlb_dns::PrimaryView>, fedlb_core::Timestamp)> = None;
@@ -264,6 +266,8 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                     }
                     Err(e) => warn!(error = %e, "new probes refused; keeping the old ones"),
                 }
+                own_address_changed("global.listen", bound.0, t.global.listen);
+                own_address_changed("global.status", bound.1, t.global.status);
                 if t.dns != current.dns {
                     warn!("dns settings changed; they take effect at the next restart of the global node");
                 }

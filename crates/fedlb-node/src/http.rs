@@ -135,7 +135,13 @@ pub async fn serve_with(
         };
         match why {
             Ok(permits) => {
-                conns.spawn(connection(stream, app.clone(), limits, stop.clone(), permits));
+                conns.spawn(connection(
+                    stream,
+                    app.clone(),
+                    limits,
+                    stop.clone(),
+                    permits,
+                ));
             }
             Err(why) => {
                 // dropping the stream closes it at once

@@ -215,7 +215,11 @@ impl MonitorSet {
                     .fd_shortages
                     .get_or_create(&labels(&[("during", "probe")]))
                     .inc();
-                let error = done.result.error.as_deref().unwrap_or("out of file descriptors");
+                let error = done
+                    .result
+                    .error
+                    .as_deref()
+                    .unwrap_or("out of file descriptors");
                 self.shortage.note("running a probe", &error);
                 if let Some(e) = self.entries.get_mut(&done.key) {
                     e.monitor.handle_probe_not_run(&done.probe, now);
@@ -280,7 +284,8 @@ impl MonitorSet {
                         let key = key.clone();
                         tokio::spawn(async move {
                             let outcome = prober.probe(&spec, timeout).await;
-                            let not_run = outcome.result.as_ref().is_err_and(|e| e.is_node_shortage());
+                            let not_run =
+                                outcome.result.as_ref().is_err_and(|e| e.is_node_shortage());
                             let done = ProbeDone {
                                 not_run,
                                 result: outcome.to_probe_result(&probe),

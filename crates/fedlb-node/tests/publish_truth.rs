@@ -94,7 +94,11 @@ tsig = {{ name = "fedlb-key", secret = "{SECRET}" }}"#
     assert_eq!(p["addresses"], serde_json::json!([a1]), "{p}");
     assert_eq!(p["pending"], serde_json::json!([a2]), "{p}");
     assert_eq!(p["desired"], serde_json::json!([a2]), "{p}");
-    assert_eq!(p["primaries"][0]["addresses"], serde_json::json!([a1]), "{p}");
+    assert_eq!(
+        p["primaries"][0]["addresses"],
+        serde_json::json!([a1]),
+        "{p}"
+    );
     assert!(
         p["result"].as_str().unwrap().contains("tsig key"),
         "the result names the failure: {p}"

@@ -69,7 +69,11 @@ async fn item4_slowloris_and_idle_status_connections_are_closed_after_the_header
         .unwrap();
     let trickle = tokio::spawn(async move {
         for i in 0..50 {
-            if slow.write_all(format!("X-{i}: y\r\n").as_bytes()).await.is_err() {
+            if slow
+                .write_all(format!("X-{i}: y\r\n").as_bytes())
+                .await
+                .is_err()
+            {
                 return (slow, true);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

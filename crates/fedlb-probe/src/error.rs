@@ -159,7 +159,8 @@ impl ProbeError {
     pub(crate) fn from_io(target: &str, e: io::Error) -> Self {
         let target = target.to_owned();
         if let Some(code) = e.raw_os_error()
-            && (code == nix::errno::Errno::EMFILE as i32 || code == nix::errno::Errno::ENFILE as i32)
+            && (code == nix::errno::Errno::EMFILE as i32
+                || code == nix::errno::Errno::ENFILE as i32)
         {
             return ProbeError::NoDescriptors {
                 target,
