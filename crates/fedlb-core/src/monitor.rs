@@ -309,6 +309,17 @@ impl Monitor {
         self.handle_timeout(now);
     }
 
+    /// A probe could not run for a reason of the node's own (it had no file descriptor
+    /// left): the run says nothing about the instance, so its health and readings stay as
+    /// they were, and the probe is due again after its interval.
+    pub fn handle_probe_not_run(&mut self, probe: &ProbeId, now: Timestamp) {
+        let Some(slot) = self.probes.get_mut(probe) else {
+            return;
+        };
+        slot.next_run = Some(now + slot.schedule.interval);
+        self.handle_timeout(now);
+    }
+
     /// Time passed: start due probes and send a due heartbeat.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         if !self.paused {

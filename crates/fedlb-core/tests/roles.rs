@@ -152,6 +152,34 @@ fn monitor_pause_swap_resume_keeps_state_of_kept_probes() {
     assert_eq!(m.health(), Health::Up, "http kept its up state");
 }
 
+#[test]
+fn item4_a_probe_not_run_for_want_of_descriptors_leaves_health_alone() {
+    let mut m = monitor();
+    drain(&mut m);
+    m.handle_probe_result(result("http", true, vec![]), at(1));
+    m.handle_probe_result(result("http", true, vec![]), at(2));
+    drain(&mut m);
+    assert_eq!(m.health(), Health::Up);
+    // the node has no file descriptor left: many runs in a row cannot open a socket
+    for i in 1..=5u64 {
+        let now = at(2 + i * 1_000);
+        m.handle_timeout(now);
+        assert_eq!(drain(&mut m).0, ["http"], "due again after its interval");
+        m.handle_probe_not_run(&ProbeId::from("http"), now);
+        assert_eq!(m.health(), Health::Up, "not run is not a failure");
+        assert_eq!(
+            m.poll_timeout()
+                .map(|t| t <= now + Duration::from_millis(1_000)),
+            Some(true)
+        );
+    }
+    // one real failure still counts as one (fall is 2)
+    m.handle_probe_result(result("http", false, vec![]), at(7_000));
+    assert_eq!(m.health(), Health::Up);
+    m.handle_probe_result(result("http", false, vec![]), at(8_000));
+    assert_eq!(m.health(), Health::Down);
+}
+
 fn member(name: &str, last: u8) -> MemberSpec {
     MemberSpec {
         id: name.into(),

@@ -13,6 +13,7 @@ pub mod backend;
 pub mod clock;
 pub mod common;
 pub mod farm;
+pub mod fds;
 pub mod global;
 pub mod http;
 pub mod logs;
