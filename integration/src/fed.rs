@@ -19,9 +19,6 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-/// Log filter for every fedlb process the suite starts.
-const RUST_LOG: &str = "info,hickory_server=warn,quinn=warn";
-
 /// The `fedlb` binary (see the crate docs for how it is found).
 pub fn fedlb_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -240,7 +237,8 @@ impl Fed {
         let child = Command::new(&p.program)
             .args(&p.args)
             .envs(p.envs.iter().map(|(k, v)| (k, v)))
-            .env("RUST_LOG", RUST_LOG)
+            // every process runs with the log filter an operator gets by default
+            .env_remove("RUST_LOG")
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(log)

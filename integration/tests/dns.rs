@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use fedlb_integration::{
     Bind, DnsTarget, FarmSpec, Fed, PATIENCE, ServerSpec, Topo, bring_up, global_service_status,
-    ip_of, nsupdate_replace, record_timing, require_tool, status, strings, wait_for,
+    ip_of, nsupdate_replace, query_a, record_timing, require_tool, status, strings, wait_for,
 };
 
 /// near (10 ms): n1, n2 by failover order; far (80 ms): f1. With BIND when asked (and
@@ -143,6 +143,65 @@ fn global_restart_keeps_the_answer_embedded() {
 #[test]
 fn global_restart_keeps_the_answer_bind() {
     global_restart("global-restart-bind", true);
+}
+
+/// Issue 11, item 3: a global node paused for 10 s (SIGSTOP: a VM migration, CPU
+/// starvation) heard nobody for longer than the stale window. On waking it must not publish
+/// whichever farm speaks first: the core re-enters its warm-up and the closest farm stays.
+#[test]
+fn item3_a_paused_global_node_keeps_the_closest_farm() {
+    let Some((mut fed, topo, _bind)) = setup("global-paused", false) else {
+        return;
+    };
+    let dns = bring_up(&mut fed, &topo, &[]);
+    let n1 = ip_of(&topo, "n1");
+    dns.wait_answer(&[n1], Instant::now());
+    wait_for("a successful publish", PATIENCE, || {
+        publish_result(&topo).filter(|r| r == "ok")
+    });
+    fed.freeze("global");
+    std::thread::sleep(Duration::from_secs(10));
+    fed.thaw("global");
+    // the embedded server lives in the paused process: every answer it gives from now on,
+    // through the warm-up and the 10 s dwell a wrong choice would be held for, is near's
+    dns.hold(&[n1], Duration::from_secs(6));
+    let svc = global_service_status(&topo);
+    assert_eq!(strings(&svc["global"]["chosen"]), ["near"], "{svc}");
+    let log = fed.log("global");
+    let others: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("global decision") && !l.contains(&n1.to_string()))
+        .collect();
+    assert!(others.is_empty(), "only near was ever decided: {others:?}");
+}
+
+/// Issue 11, item 1: anyone who can query an authoritative server must not be able to fill
+/// its disk. 500 queries with a positive answer (hickory warned on each) and 500 for a name
+/// that does not exist add no log line at the default filter.
+#[test]
+fn item1_the_embedded_dns_server_logs_nothing_per_query() {
+    let Some((mut fed, topo, _bind)) = setup("dns-quiet", false) else {
+        return;
+    };
+    let dns = bring_up(&mut fed, &topo, &[]);
+    let n1 = ip_of(&topo, "n1");
+    dns.wait_answer(&[n1], Instant::now());
+    std::thread::sleep(Duration::from_secs(1));
+    let before = fed.log("global").lines().count();
+    for _ in 0..500 {
+        assert_eq!(dns.answer().expect("an answer"), vec![n1]);
+    }
+    for i in 0..500 {
+        let _ = query_a(dns.server, &format!("nothing-{i}.{}", topo.zone));
+    }
+    let after = fed.log("global");
+    let added: Vec<&str> = after.lines().skip(before).collect();
+    assert!(
+        added.len() < 10,
+        "{} log lines for 1,000 queries: {:?}",
+        added.len(),
+        &added[..added.len().min(5)]
+    );
 }
 
 #[test]

@@ -139,6 +139,13 @@ impl FarmState {
         self.tier.set_warmup(until);
     }
 
+    /// After a silence of every member for `window` (and at start), holds decisions back
+    /// until every member is heard again or `window` has passed: see
+    /// [`Tier::set_warmup_window`](crate::tier::Tier::set_warmup_window).
+    pub fn set_warmup_window(&mut self, window: Duration) {
+        self.tier.set_warmup_window(window);
+    }
+
     /// How long a change that cannot have made the answer wrong (readings, a member
     /// appearing, a spare going down) may wait before it is decided on; zero decides on
     /// every update. Default [`Tier::DEFAULT_COALESCE`].

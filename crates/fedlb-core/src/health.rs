@@ -55,6 +55,12 @@ impl ProbeHealth {
         self.thresholds = thresholds;
     }
 
+    /// A failure that needs no fall count (a confirmed crash): down at once.
+    pub fn force_down(&mut self) {
+        self.state = Health::Down;
+        self.streak = 0;
+    }
+
     /// Records one probe result; returns true if the state changed.
     pub fn observe(&mut self, ok: bool) -> bool {
         let target = if ok { Health::Up } else { Health::Down };

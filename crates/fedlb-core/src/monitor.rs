@@ -68,6 +68,10 @@ pub struct ProbeResult {
     pub measurements: Vec<Measurement>,
     /// Why it failed, for operators.
     pub error: Option<String>,
+    /// The failure hints at a crash (connection refused or reset): see
+    /// [`Monitor::handle_probe_result`] for the confirmation re-probe it may earn.
+    #[serde(default)]
+    pub crash_hint: bool,
 }
 
 /// A monitor's report: health and readings of one service instance.
@@ -100,12 +104,28 @@ pub enum MonitorOutput {
     Report(Report),
 }
 
+/// Where a probe stands in its current failure episode (from the first failure after a
+/// success to the next success). A crash hint may earn one immediate re-probe per episode,
+/// never more: once a server is down every re-probe would be refused too, and re-probing on
+/// each refusal turns a dead server into thousands of connects a second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Confirm {
+    /// No confirmation re-probe spent in this episode.
+    Armed,
+    /// A crash hint (or a listen-watcher event) asked for a re-probe: the next crash-hinted
+    /// failure confirms the crash.
+    Pending,
+    /// This episode's re-probe is spent: the normal interval applies until a success.
+    Spent,
+}
+
 #[derive(Clone, Debug)]
 struct ProbeSlot {
     schedule: ProbeSchedule,
     health: ProbeHealth,
     next_run: Option<Timestamp>,
     last_error: Option<String>,
+    confirm: Confirm,
 }
 
 /// The monitor state machine of one service instance.
@@ -175,6 +195,7 @@ impl Monitor {
                     health: ProbeHealth::new(schedule.thresholds),
                     next_run: Some(now),
                     last_error: None,
+                    confirm: Confirm::Armed,
                 },
             };
             probes.insert(schedule.id.clone(), slot);
@@ -204,11 +225,17 @@ impl Monitor {
         self.handle_timeout(now);
     }
 
-    /// Something suggests the instance just failed (its listening socket vanished, a
-    /// connection was reset): every health probe not already running is due now.
+    /// Something outside the probes suggests the instance just failed (an intrusive agent
+    /// saw its listening socket vanish): every health probe not already running is due now,
+    /// once per call, and a crash hint in its result confirms the crash at once (the event
+    /// was the first sign, the refused probe the second).
     pub fn handle_trigger(&mut self, now: Timestamp) {
         for slot in self.probes.values_mut() {
-            if slot.schedule.affects_health && slot.next_run.is_some() {
+            if !slot.schedule.affects_health || slot.health.state() == Health::Down {
+                continue;
+            }
+            slot.confirm = Confirm::Pending;
+            if slot.next_run.is_some() {
                 slot.next_run = Some(now);
             }
         }
@@ -216,12 +243,48 @@ impl Monitor {
     }
 
     /// A probe finished.
+    ///
+    /// Re-probe rule: a failure with a crash hint (refused, reset) on a probe that is not
+    /// down yet earns one immediate re-probe per failure episode; if that re-probe fails
+    /// with a crash hint too, the crash is confirmed and the probe goes down at once,
+    /// without waiting for the rest of its fall count (a refused connection is an answer
+    /// from the host, not a lost packet). Every other result waits for the probe's
+    /// interval. So a server that refuses for 10 s at a 1 s interval is probed 11 or 12
+    /// times, and a crash is confirmed one re-probe after it is first seen.
     pub fn handle_probe_result(&mut self, result: ProbeResult, now: Timestamp) {
         let Some(slot) = self.probes.get_mut(&result.probe) else {
             return; // a probe removed while it ran
         };
-        slot.next_run = Some(now + slot.schedule.interval);
-        slot.health.observe(result.ok);
+        let mut next_run = now + slot.schedule.interval;
+        if result.ok {
+            slot.confirm = Confirm::Armed;
+            slot.health.observe(true);
+        } else if !result.crash_hint || slot.health.state() == Health::Down {
+            if slot.confirm == Confirm::Pending {
+                slot.confirm = Confirm::Spent;
+            }
+            slot.health.observe(false);
+        } else {
+            match slot.confirm {
+                Confirm::Armed => {
+                    slot.health.observe(false);
+                    if slot.health.state() != Health::Down {
+                        slot.confirm = Confirm::Pending;
+                        next_run = now;
+                    } else {
+                        slot.confirm = Confirm::Spent;
+                    }
+                }
+                Confirm::Pending => {
+                    slot.confirm = Confirm::Spent;
+                    slot.health.force_down();
+                }
+                Confirm::Spent => {
+                    slot.health.observe(false);
+                }
+            }
+        }
+        slot.next_run = Some(next_run);
         slot.last_error = if result.ok {
             None
         } else {
@@ -243,6 +306,17 @@ impl Monitor {
             }
         }
         self.recompute_health(now);
+        self.handle_timeout(now);
+    }
+
+    /// A probe could not run for a reason of the node's own (it had no file descriptor
+    /// left): the run says nothing about the instance, so its health and readings stay as
+    /// they were, and the probe is due again after its interval.
+    pub fn handle_probe_not_run(&mut self, probe: &ProbeId, now: Timestamp) {
+        let Some(slot) = self.probes.get_mut(probe) else {
+            return;
+        };
+        slot.next_run = Some(now + slot.schedule.interval);
         self.handle_timeout(now);
     }
 

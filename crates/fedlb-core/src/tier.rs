@@ -250,9 +250,14 @@ impl ServiceTier {
         self.selector.config()
     }
 
-    fn ready(&self, warmup_until: Option<Timestamp>, now: Timestamp) -> bool {
-        warmup_until.is_none_or(|t| now >= t)
-            || self.members.values().all(|m| m.last.is_some() || m.drained)
+    fn ready(&self, warmup: Warmup, now: Timestamp) -> bool {
+        warmup.until.is_none_or(|t| now >= t)
+            || self.members.values().all(|m| {
+                m.drained
+                    || m.last
+                        .as_ref()
+                        .is_some_and(|(_, at)| warmup.since.is_none_or(|s| *at >= s))
+            })
     }
 
     fn recompute(&mut self, now: Timestamp, rng: &mut impl Rng) {
@@ -289,13 +294,26 @@ impl ServiceTier {
     }
 }
 
+/// When a tier holds its decisions back: until `until`, unless every member has been heard
+/// from since `since`.
+#[derive(Clone, Copy, Debug, Default)]
+struct Warmup {
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+}
+
 /// Every service of one tier.
 #[derive(Clone, Debug)]
 pub struct Tier {
     services: BTreeMap<ServiceId, ServiceTier>,
     /// Until then, a service decides only once every member has been heard from: a node
     /// that just (re)started must not act on the first few reports it gets.
-    warmup_until: Option<Timestamp>,
+    warmup: Warmup,
+    /// With a window set, the first update after the tier heard nobody for that long (or
+    /// ever) starts a warm-up of that length: see [`Tier::set_warmup_window`].
+    warmup_window: Option<Duration>,
+    /// When any member of any service was last heard from.
+    last_heard: Option<Timestamp>,
     /// How long a change of readings may wait before it is decided on.
     coalesce: Duration,
 }
@@ -339,7 +357,9 @@ impl Default for Tier {
     fn default() -> Self {
         Tier {
             services: BTreeMap::new(),
-            warmup_until: None,
+            warmup: Warmup::default(),
+            warmup_window: None,
+            last_heard: None,
             coalesce: Tier::DEFAULT_COALESCE,
         }
     }
@@ -400,6 +420,7 @@ impl Tier {
         now: Timestamp,
         rng: &mut impl Rng,
     ) -> Result<(), Refused> {
+        let warmup = self.note_heard(now);
         let tier = self
             .services
             .get_mut(service)
@@ -449,7 +470,7 @@ impl Tier {
         let material = tier.decision.is_none()
             || (chosen && (after != before || moved))
             || (degraded && after.is_up() && before != after);
-        if !tier.ready(self.warmup_until, now) {
+        if !tier.ready(warmup, now) {
             return Ok(());
         }
         if material || self.coalesce.is_zero() {
@@ -471,7 +492,7 @@ impl Tier {
         for tier in self.services.values_mut() {
             if let Some(m) = tier.members.get_mut(member) {
                 m.rtt = Some(crate::candidate::Sample::new(rtt, now));
-                if tier.ready(self.warmup_until, now) {
+                if tier.ready(self.warmup, now) {
                     if self.coalesce.is_zero() {
                         tier.recompute(now, rng);
                     } else {
@@ -495,7 +516,7 @@ impl Tier {
             if let Some(m) = tier.members.get_mut(member) {
                 m.drained = drained;
                 found = true;
-                if tier.ready(self.warmup_until, now) {
+                if tier.ready(self.warmup, now) {
                     tier.recompute(now, rng);
                 }
             }
@@ -507,7 +528,7 @@ impl Tier {
     pub fn recompute_all(&mut self, now: Timestamp, rng: &mut impl Rng) {
         for tier in self.services.values_mut() {
             tier.refresh_liveness(now);
-            if tier.ready(self.warmup_until, now) {
+            if tier.ready(self.warmup, now) {
                 tier.recompute(now, rng);
             }
         }
@@ -516,12 +537,43 @@ impl Tier {
     /// Holds decisions back until `until` unless every member has been heard from: for a
     /// node that just started and rebuilds its view from the next reports.
     pub fn set_warmup(&mut self, until: Timestamp) {
-        self.warmup_until = Some(until);
+        self.warmup.until = Some(until);
+    }
+
+    /// Re-enters the warm-up by itself: the first update after the tier heard from no
+    /// member at all for `window` (or since it started) holds decisions back for `window`,
+    /// unless every member is heard again sooner.
+    ///
+    /// Why: a node that heard nobody for a whole stale window — it was just started, its
+    /// process was paused (SIGSTOP, a VM migration, CPU starvation) or it was cut off — has
+    /// an empty view, exactly like a node that just restarted. Deciding on the first voice
+    /// back would publish whichever member happens to speak first (often not the best) and
+    /// hysteresis would then hold it for the dwell. A quiet spell shorter than the window
+    /// changes nothing; time passing without input still marks members stale and down.
+    pub fn set_warmup_window(&mut self, window: Duration) {
+        self.warmup_window = Some(window).filter(|w| !w.is_zero());
+    }
+
+    /// Records that a member was heard at `now`, entering a warm-up after a silence; returns
+    /// the warm-up in force.
+    fn note_heard(&mut self, now: Timestamp) -> Warmup {
+        if let Some(window) = self.warmup_window
+            && self
+                .last_heard
+                .is_none_or(|last| now.saturating_since(last) >= window)
+        {
+            self.warmup = Warmup {
+                since: Some(now),
+                until: Some(now + window),
+            };
+        }
+        self.last_heard = Some(self.last_heard.map_or(now, |l| l.max(now)));
+        self.warmup
     }
 
     /// The next moment something changes with no new input.
     pub fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
-        let warmup = self.warmup_until.filter(|t| *t > now);
+        let warmup = self.warmup.until.filter(|t| *t > now);
         let coalesce = self.coalesce;
         self.services
             .values()

@@ -44,6 +44,7 @@ fn result(probe: &str, ok: bool, m: Vec<Measurement>) -> ProbeResult {
         ok,
         measurements: m,
         error: (!ok).then(|| "connection refused".to_owned()),
+        crash_hint: false,
     }
 }
 
@@ -149,6 +150,34 @@ fn monitor_pause_swap_resume_keeps_state_of_kept_probes() {
     assert_eq!(runs, ["http", "tcp"]);
     m.handle_probe_result(result("tcp", true, vec![]), at(10_010));
     assert_eq!(m.health(), Health::Up, "http kept its up state");
+}
+
+#[test]
+fn item4_a_probe_not_run_for_want_of_descriptors_leaves_health_alone() {
+    let mut m = monitor();
+    drain(&mut m);
+    m.handle_probe_result(result("http", true, vec![]), at(1));
+    m.handle_probe_result(result("http", true, vec![]), at(2));
+    drain(&mut m);
+    assert_eq!(m.health(), Health::Up);
+    // the node has no file descriptor left: many runs in a row cannot open a socket
+    for i in 1..=5u64 {
+        let now = at(2 + i * 1_000);
+        m.handle_timeout(now);
+        assert_eq!(drain(&mut m).0, ["http"], "due again after its interval");
+        m.handle_probe_not_run(&ProbeId::from("http"), now);
+        assert_eq!(m.health(), Health::Up, "not run is not a failure");
+        assert_eq!(
+            m.poll_timeout()
+                .map(|t| t <= now + Duration::from_millis(1_000)),
+            Some(true)
+        );
+    }
+    // one real failure still counts as one (fall is 2)
+    m.handle_probe_result(result("http", false, vec![]), at(7_000));
+    assert_eq!(m.health(), Health::Up);
+    m.handle_probe_result(result("http", false, vec![]), at(8_000));
+    assert_eq!(m.health(), Health::Down);
 }
 
 fn member(name: &str, last: u8) -> MemberSpec {
@@ -671,4 +700,59 @@ fn readings_are_coalesced_but_health_changes_are_decided_at_once() {
         .unwrap();
     assert_eq!(chosen(&f), vec![CandidateId::from("s1")]);
     assert_eq!(summaries(&mut f).pop().unwrap().addresses, vec![ip(1)]);
+}
+
+#[test]
+fn item3_a_paused_global_node_does_not_publish_the_first_farm_heard_after_the_pause() {
+    // eu (closest) is answered; the node is then paused for 10 s (SIGSTOP, a VM migration).
+    // On waking it hears us first. Deciding then would publish us and hold it for the
+    // 10 s dwell; the warm-up is re-entered instead, and eu stays the answer.
+    let mut eu = farm("eu", Policy::LeastLoaded, &[("eu1", 1)]);
+    let mut us = farm("us", Policy::LeastLoaded, &[("us1", 11)]);
+    let mut g = global(
+        Policy::Closest(ClosestBy::Auto),
+        &[("eu", 12.0), ("us", 85.0)],
+        &[],
+    );
+    g.set_warmup_window(Duration::from_secs(3));
+    eu.handle_report(&report("eu1", 1, Health::Up, 1), at(0))
+        .unwrap();
+    us.handle_report(&report("us1", 1, Health::Up, 1), at(0))
+        .unwrap();
+    let (s_eu, s_us) = (summary_of(&mut eu), summary_of(&mut us));
+    g.handle_summary(&s_us, at(0)).unwrap();
+    assert!(publishes(&mut g).is_empty(), "start: waiting for eu");
+    g.handle_summary(&s_eu, at(10)).unwrap();
+    for t in (1_000..=5_000).step_by(1_000) {
+        g.handle_summary(&s_us, at(t)).unwrap();
+        g.handle_summary(&s_eu, at(t + 10)).unwrap();
+    }
+    assert_eq!(publishes(&mut g).pop().unwrap().addresses, vec![ip(1)]);
+
+    // paused from 5 s to 15 s: the late timer fires first, then us speaks first
+    g.handle_timeout(at(15_000));
+    g.handle_summary(&s_us, at(15_001)).unwrap();
+    assert!(
+        publishes(&mut g).iter().all(|d| d.addresses == vec![ip(1)]),
+        "us alone must not be published after the pause"
+    );
+    assert_eq!(
+        g.poll_timeout(at(15_001)),
+        Some(at(18_001)),
+        "warm-up again"
+    );
+    g.handle_summary(&s_eu, at(15_200)).unwrap();
+    publishes(&mut g);
+    let www = ServiceId::from("www");
+    let d = g.tier().services()[&www].decision().unwrap();
+    assert_eq!(d.addresses, vec![ip(1)], "{}", d.why);
+    assert!(!d.degraded);
+
+    // a quiet spell shorter than the window is no pause: the next update decides at once
+    g.handle_summary(&s_us, at(17_000)).unwrap();
+    g.handle_summary(&s_eu, at(17_010)).unwrap();
+    assert_eq!(
+        g.poll_timeout(at(17_010)),
+        g.tier().poll_timeout(at(17_010))
+    );
 }

@@ -39,7 +39,7 @@ pub use file::{FileConfig, FilePublisher, write_atomic};
 pub use hickory_proto::rr::Name;
 pub use render::{to_json, to_zone_fragment};
 pub use report::{PublishReport, PublisherMetrics, Status, TargetMetrics, TargetReport};
-pub use rfc2136::{Rfc2136Config, Rfc2136Publisher};
+pub use rfc2136::{PrimaryView, Rfc2136Config, Rfc2136Publisher};
 use tokio::{sync::watch, time::Instant};
 use tracing::debug;
 pub use tsig::{TsigAlgorithm, TsigKey, parse_tsig_key_file};
@@ -91,6 +91,15 @@ impl Publisher {
             Publisher::Rfc2136(p) => p.handle_timeout().await,
             Publisher::File(p) => p.reconcile().await,
             Publisher::Command(p) => p.handle_timeout().await,
+        }
+    }
+
+    /// What each DNS primary serves as far as the publisher knows (empty for the file and
+    /// command publishers, which are not DNS servers).
+    pub fn primaries(&self) -> Vec<PrimaryView> {
+        match self {
+            Publisher::Rfc2136(p) => p.primaries(),
+            Publisher::File(_) | Publisher::Command(_) => Vec::new(),
         }
     }
 

@@ -71,6 +71,20 @@ impl Rfc2136Config {
     }
 }
 
+/// What one primary serves as far as the publisher knows: the truth to show operators,
+/// which may lag the desired answers while updates fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrimaryView {
+    /// The server.
+    pub server: SocketAddr,
+    /// The managed RRsets the server last confirmed (by acknowledging an update or by
+    /// answering a read); `None` while unknown (never read yet, or an update whose outcome
+    /// is unknown).
+    pub serves: Option<ZoneState>,
+    /// The last error, while the server is failing (cleared by the next success).
+    pub failing: Option<String>,
+}
+
 /// Why a primary is being synchronized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reason {
@@ -193,6 +207,20 @@ impl Rfc2136Publisher {
             Reason::Reconcile,
         )
         .await
+    }
+
+    /// What each primary serves as far as the publisher knows, in configuration order.
+    pub fn primaries(&self) -> Vec<PrimaryView> {
+        self.primaries
+            .iter()
+            .map(|p| PrimaryView {
+                server: p.server,
+                serves: p.published.clone(),
+                failing: (p.metrics.consecutive_failures > 0)
+                    .then(|| p.metrics.last_error.clone())
+                    .flatten(),
+            })
+            .collect()
     }
 
     /// Counters: UPDATEs sent, failures by class, last error, per primary.

@@ -41,10 +41,11 @@ fn upstream(t: &Topology, node: &str) -> Result<(SocketAddr, PeerIdentity), Node
 
 /// Runs an agent until `shutdown` is cancelled.
 pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), NodeError> {
+    crate::fds::raise_nofile_limit();
     let topology = load_topology(&opts.topology, false)?;
     let (server_addr, server_id) = upstream(&topology, &opts.node)?;
     let tls = load_tls(&opts.certs, Role::Agent, &opts.node)?;
-    let endpoint = ClientEndpoint::new(
+    let mut endpoint = ClientEndpoint::new(
         bind_udp(unspecified_for(server_addr)).map_err(NodeError::Net)?,
         &tls,
         TransportSettings::default(),
@@ -71,6 +72,13 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                     (Ok(up), Ok(p)) => {
                         if up != current {
                             info!(upstream = %up.1, addr = %up.0, "upstream changed; reconnecting");
+                            if endpoint.local_addr().is_some_and(|a| a.is_ipv4() != up.0.is_ipv4()) {
+                                match bind_udp(unspecified_for(up.0)).map_err(NodeError::Net).and_then(|s| Ok(ClientEndpoint::new(s, &tls, TransportSettings::default())?)) {
+                                    Ok(e) => endpoint = e,
+                                    Err(e) => warn!(error = %e, "no socket for the new upstream's address family"),
+                                }
+                            }
+                            // dropping the old client closes its connection
                             client = start_client(&endpoint, up.0, up.1.clone(), &shutdown);
                             current = up;
                         }

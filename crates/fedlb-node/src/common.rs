@@ -119,6 +119,22 @@ pub fn status_fn(tx: mpsc::Sender<StatusRequest>) -> crate::http::StatusFn {
     })
 }
 
+/// Checks, on reload, one address a node is bound to (`field`: `global.listen`,
+/// `farm "eu-west": status`). A node does not rebind its own sockets: a changed address is
+/// logged as needing a restart and the node keeps the old one, while the rest of the new
+/// topology is applied. Returns whether it changed.
+pub(crate) fn own_address_changed(field: &str, bound: SocketAddr, new: SocketAddr) -> bool {
+    if bound == new {
+        return false;
+    }
+    tracing::error!(
+        %bound,
+        new = %new,
+        "{field} changed: restart the node to apply (it keeps {bound} until then; the rest of the topology is in force)"
+    );
+    true
+}
+
 /// Counts and logs a peer's arrival, departure or refusal (every event but a message).
 pub(crate) fn peer_event<M>(ev: &fedlb_net::ServerEvent<M>, metrics: &crate::metrics::Metrics) {
     use fedlb_net::ServerEvent;

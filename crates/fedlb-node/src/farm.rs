@@ -14,13 +14,13 @@ use fedlb_proto::{MAX_BATCH, Message, PROTOCOL_VERSION, WireSummary};
 use fedlb_topology::{Mode, Topology};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::agent::unspecified_for;
 use crate::clock::{Clock, new_epoch, sleep_until};
 use crate::common::{
     NodeError, NodeOptions, SharedTopology, StatusRequest, identity, known_nodes, load_tls,
-    load_topology, peer_event, status_fn,
+    load_topology, own_address_changed, peer_event, status_fn,
 };
 use crate::metrics::{Metrics, labels};
 use crate::monitors::{MonitorSet, plan};
@@ -72,6 +72,7 @@ pub(crate) fn agent_belongs(t: &Topology, farm: Option<&FarmId>, name: &str) -> 
 
 /// Runs a farm node until `shutdown` is cancelled.
 pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), NodeError> {
+    crate::fds::raise_nofile_limit();
     let topology = load_topology(&opts.topology, false)?;
     let farm_id = FarmId::from(opts.node.as_str());
     let Some(farm) = topology.farms.get(&farm_id).cloned() else {
@@ -133,16 +134,17 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     )?;
 
     // the global node
-    let endpoint = ClientEndpoint::new(
+    let mut endpoint = ClientEndpoint::new(
         bind_udp(unspecified_for(topology.global.listen)).map_err(NodeError::Net)?,
         &tls,
         TransportSettings::default(),
     )?;
-    let upstream: Client<Message> = Client::start(
+    let mut global_at = (topology.global.listen, topology.global.name.clone());
+    let mut upstream: Client<Message> = Client::start(
         &endpoint,
         ClientConfig::new(
-            topology.global.listen,
-            identity(Role::Global, &topology.global.name)?,
+            global_at.0,
+            identity(Role::Global, &global_at.1)?,
             PROTOCOL_VERSION,
         ),
         shutdown.clone(),
@@ -166,7 +168,8 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     let clock = Clock::start();
     let config = topology.farm_config(&farm_id).expect("the farm exists");
     let mut state = FarmState::new(config, new_epoch(), rand::random(), clock.now());
-    state.set_warmup(clock.now() + farm.heartbeat.liveness().stale_after);
+    // the core holds decisions back after a start or a pause until every member is heard
+    state.set_warmup_window(farm.heartbeat.liveness().stale_after);
     let mut monitors = MonitorSet::new(
         Arc::new(Prober::default()),
         new_epoch(),
@@ -181,7 +184,6 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     let mut reloads = reload::spawn(opts.topology.clone(), false, shutdown.clone());
     info!(farm = %farm_id, quic = %server.local_addr(), status = %farm.status, "farm node running");
 
-    let mut agent_heard = false;
     loop {
         let deadline = earliest(state.poll_timeout(clock.now()), monitors.poll_timeout());
         tokio::select! {
@@ -190,12 +192,6 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                 ServerEvent::Message { msg: Message::Reports(rs), peer, .. } => {
                     metrics.messages_received.get_or_create(&labels(&[("from", "agent")])).inc();
                     let now = clock.now();
-                    // agents come back after a restart only when their transport notices:
-                    // count the warm-up again from the first one heard (as the global node)
-                    if !agent_heard {
-                        agent_heard = true;
-                        state.set_warmup(now + farm.heartbeat.liveness().stale_after);
-                    }
                     for r in &rs {
                         let report = r.to_report(now);
                         if let Err(e) = state.handle_report(&report, now) {
@@ -222,6 +218,25 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                 match t.farm_config(&farm_id) {
                     Some(config) => {
                         let now = clock.now();
+                        let me = &t.farms[&farm_id];
+                        own_address_changed(&format!("farm \"{farm_id}\": listen"), farm.listen, me.listen);
+                        own_address_changed(&format!("farm \"{farm_id}\": status"), farm.status, me.status);
+                        // the global node moved (or was renamed): dial it where it is now
+                        let global_now = (t.global.listen, t.global.name.clone());
+                        if global_now != global_at {
+                            match follow_global(&tls, &endpoint, &global_now, &shutdown) {
+                                Ok((new_endpoint, client)) => {
+                                    info!(from = %global_at.0, to = %global_now.0, global = %global_now.1, "global node address changed; reconnecting");
+                                    if let Some(e) = new_endpoint {
+                                        endpoint = e;
+                                    }
+                                    // dropping the old client closes its connection
+                                    upstream = client;
+                                    global_at = global_now;
+                                }
+                                Err(e) => error!(error = %e, to = %global_now.0, "cannot dial the global node's new address; keeping the old one"),
+                            }
+                        }
                         match plan(&t, &opts.node) {
                             Ok(p) => {
                                 let reports = monitors.set_plan(p, now);
@@ -230,6 +245,9 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                             Err(e) => warn!(error = %e, "new probes refused; keeping the old ones"),
                         }
                         state.set_config(config, now);
+                        if let Some(f) = t.farms.get(&farm_id) {
+                            state.set_warmup_window(f.heartbeat.liveness().stale_after);
+                        }
                         *shared.write().expect("topology lock") = Arc::new(t);
                         info!(farm = %farm_id, "new topology in force");
                     }
@@ -263,6 +281,34 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     server.closed().await;
     info!(farm = %farm_id, "farm node stopped");
     Ok(())
+}
+
+/// A client for the global node at `to`; a new endpoint too when the address family changed.
+fn follow_global(
+    tls: &fedlb_net::NodeTls,
+    endpoint: &ClientEndpoint,
+    to: &(std::net::SocketAddr, String),
+    shutdown: &CancellationToken,
+) -> Result<(Option<ClientEndpoint>, Client<Message>), NodeError> {
+    let server = identity(Role::Global, &to.1)?;
+    let fresh = if endpoint
+        .local_addr()
+        .is_some_and(|a| a.is_ipv4() == to.0.is_ipv4())
+    {
+        None
+    } else {
+        Some(ClientEndpoint::new(
+            bind_udp(unspecified_for(to.0)).map_err(NodeError::Net)?,
+            tls,
+            TransportSettings::default(),
+        )?)
+    };
+    let client = Client::start(
+        fresh.as_ref().unwrap_or(endpoint),
+        ClientConfig::new(to.0, server, PROTOCOL_VERSION),
+        shutdown.clone(),
+    );
+    Ok((fresh, client))
 }
 
 fn feed(state: &mut FarmState, reports: &[Report], clock: &Clock, metrics: &Metrics) {

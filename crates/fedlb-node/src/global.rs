@@ -22,8 +22,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::clock::{Clock, new_epoch, sleep_until};
 use crate::common::{
-    NodeError, NodeOptions, SharedTopology, StatusRequest, load_tls, load_topology, peer_event,
-    status_fn,
+    NodeError, NodeOptions, SharedTopology, StatusRequest, load_tls, load_topology,
+    own_address_changed, peer_event, status_fn,
 };
 use crate::farm::{agent_belongs, agent_may_report, earliest};
 use crate::metrics::{Metrics, labels};
@@ -36,13 +36,14 @@ use crate::{http, reload, status};
 struct Published {
     /// `dns`, `file` or `command`.
     publisher: &'static str,
-    desired: DesiredZone,
     ok: bool,
-    summary: String,
+    /// What each DNS primary serves after the pass.
+    primaries: Vec<fedlb_dns::PrimaryView>,
 }
 
 /// Runs the global node until `shutdown` is cancelled.
 pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), NodeError> {
+    crate::fds::raise_nofile_limit();
     let topology = load_topology(&opts.topology, true)?;
     if opts.node != topology.global.name {
         return Err(NodeError::UnknownNode {
@@ -158,7 +159,8 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
 
     let clock = Clock::start();
     let mut state = GlobalState::new(topology.global_config(), rand::random());
-    state.set_warmup(clock.now() + topology.heartbeat.liveness().stale_after);
+    // the core holds decisions back after a start or a pause until every member is heard
+    state.set_warmup_window(topology.heartbeat.liveness().stale_after);
     let mut monitors = MonitorSet::new(
         Arc::new(Prober::default()),
         new_epoch(),
@@ -180,7 +182,10 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     let mut reloads = reload::spawn(opts.topology.clone(), true, shutdown.clone());
     info!(node = %opts.node, quic = %server.local_addr(), status = %current.global.status, zone = %zone, "global node running");
 
-    let mut peer_heard = false;
+    // the addresses this node is bound to; a reload does not move them
+    let bound = (current.global.listen, current.global.status);
+    // what the DNS primaries serve after the last publish pass, and when it ended
+    let mut dns_primaries: Option<(Vec<fedlb_dns::PrimaryView>, fedlb_core::Timestamp)> = None;
     // QUIC's RTT estimate to each farm node feeds "closest by rtt"
     let mut rtt_tick = tokio::time::interval(current.heartbeat.interval);
     loop {
@@ -197,14 +202,6 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
             }
             Some(ev) = events.recv() => {
                 let now = clock.now();
-                // After a restart, farm nodes and agents come back only when their transport
-                // notices (up to its idle timeout), long after a warm-up counted from our own
-                // start: count it again from the first peer heard, so that the first one
-                // back does not decide alone.
-                if !peer_heard && matches!(ev, ServerEvent::Message { .. }) {
-                    peer_heard = true;
-                    state.set_warmup(now + current.heartbeat.liveness().stale_after);
-                }
                 match ev {
                     ServerEvent::Message { msg: Message::Summaries(ss), peer, .. } => {
                         metrics.messages_received.get_or_create(&labels(&[("from", "farm")])).inc();
@@ -240,27 +237,16 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                 state.handle_timeout(now);
             }
             Some(p) = published_rx.recv() => {
-                let result = if p.ok { "ok".to_owned() } else { p.summary.clone() };
                 metrics
                     .publishes
                     .get_or_create(&labels(&[("publisher", p.publisher), ("result", if p.ok { "ok" } else { "error" })]))
                     .inc();
-                if p.publisher != "dns" {
-                    continue;
-                }
-                for (service, fqdn) in &extras.fqdns {
-                    let Ok(name) = Name::from_ascii(fqdn) else { continue };
-                    if let Some(set) = p.desired.get(&name) {
-                        extras.published.insert(service.clone(), PublishStatus {
-                            addresses: set.v4.iter().map(|a| (*a).into()).chain(set.v6.iter().map(|a| (*a).into())).collect(),
-                            ttl: set.ttl,
-                            result: result.clone(),
-                            at_s_ago: Some(0.0),
-                        });
-                    }
+                if p.publisher == "dns" {
+                    dns_primaries = Some((p.primaries, clock.now()));
                 }
             }
             Some(reply) = status_rx.recv() => {
+                extras.published = publish_statuses(&extras.fqdns, &desired_tx.borrow(), dns_primaries.as_ref(), clock.now());
                 let _ = reply.send(status::global_status(&opts.node, &state, &extras, clock.uptime(), clock.now()));
             }
             Some(t) = reloads.recv() => {
@@ -272,10 +258,13 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                     }
                     Err(e) => warn!(error = %e, "new probes refused; keeping the old ones"),
                 }
+                own_address_changed("global.listen", bound.0, t.global.listen);
+                own_address_changed("global.status", bound.1, t.global.status);
                 if t.dns != current.dns {
                     warn!("dns settings changed; they take effect at the next restart of the global node");
                 }
                 state.set_config(t.global_config(), now);
+                state.set_warmup_window(t.heartbeat.liveness().stale_after);
                 extras.fqdns = fqdns(&t);
                 extras.summaries.retain(|(_, farm), _| t.farms.contains_key(farm));
                 *shared.write().expect("topology lock") = Arc::new(t.clone());
@@ -312,7 +301,19 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
             let desired = desired_zone(&zone, &current, &state, &decisions, clock.now());
             desired_tx.send_replace(desired);
         }
-        let degraded = decisions.values().filter(|d| d.degraded).count();
+        // degraded: answering fail-static, or DNS behind the decision with updates failing
+        let published = publish_statuses(
+            &extras.fqdns,
+            &desired_tx.borrow(),
+            dns_primaries.as_ref(),
+            clock.now(),
+        );
+        let degraded = decisions
+            .iter()
+            .filter(|(service, d)| {
+                d.degraded || published.get(*service).is_some_and(|p| p.degraded)
+            })
+            .count();
         metrics.degraded_services.set(degraded as i64);
     }
     for task in publisher_tasks {
@@ -325,6 +326,35 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     server.closed().await;
     info!(node = %opts.node, "global node stopped");
     Ok(())
+}
+
+/// What DNS serves for each service next to what the decisions want (`null` for a service
+/// before the first publish pass).
+fn publish_statuses(
+    fqdns: &BTreeMap<ServiceId, String>,
+    desired: &DesiredZone,
+    primaries: Option<&(Vec<fedlb_dns::PrimaryView>, fedlb_core::Timestamp)>,
+    now: fedlb_core::Timestamp,
+) -> BTreeMap<ServiceId, PublishStatus> {
+    let Some((primaries, at)) = primaries else {
+        return BTreeMap::new();
+    };
+    fqdns
+        .iter()
+        .filter_map(|(service, fqdn)| {
+            let name = fedlb_dns::fqdn(fqdn).ok()?;
+            let age = (now - *at).as_secs_f64();
+            Some((
+                service.clone(),
+                PublishStatus::new(
+                    &name,
+                    desired.get(&name),
+                    primaries,
+                    Some((age * 1000.0).round() / 1000.0),
+                ),
+            ))
+        })
+        .collect()
 }
 
 fn feed(state: &mut GlobalState, reports: &[Report], clock: &Clock) {
@@ -495,7 +525,6 @@ async fn publish_loop(
     // start-up, warm-up already over): treat whatever is there as new, or it is never
     // published until the answer changes again.
     desired.mark_changed();
-    let mut last = desired.borrow().clone();
     loop {
         let deadline = publisher.poll_timeout();
         let report = tokio::select! {
@@ -504,7 +533,7 @@ async fn publish_loop(
                 if changed.is_err() {
                     return;
                 }
-                last = desired.borrow_and_update().clone();
+                let last = desired.borrow_and_update().clone();
                 if last.is_empty() {
                     continue;
                 }
@@ -531,9 +560,8 @@ async fn publish_loop(
         let _ = results
             .send(Published {
                 publisher: kind,
-                desired: last.clone(),
                 ok: errors.is_empty(),
-                summary: errors.join("; "),
+                primaries: publisher.primaries(),
             })
             .await;
     }

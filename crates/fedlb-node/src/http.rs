@@ -1,9 +1,20 @@
 //! The status endpoint: `GET /status` (JSON), `GET /` (HTML page), `GET /metrics`
 //! (Prometheus text), `GET /healthz`.
+//!
+//! The endpoint shares the node's file descriptors with its probes and QUIC socket, so it
+//! must never hold an unbounded number of them: connections are capped (in all and per
+//! source address; excess ones are closed at once), a client has [`Limits::header_timeout`]
+//! to send its request headers, a connection serves one request (no keep-alive: the page
+//! refreshes every few seconds and scrapers are rare) and lives at most
+//! [`Limits::connection_timeout`].
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -11,7 +22,16 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
 
-use crate::metrics::Metrics;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::fds::{ShortageLog, Throttle, is_fd_shortage};
+use crate::metrics::{Metrics, labels};
 use crate::status::{Status, render_html};
 
 /// Where the endpoint gets a fresh status document (`None` while the node shuts down).
@@ -34,16 +54,173 @@ pub fn router(status: StatusFn, metrics: Arc<Metrics>) -> Router {
         .with_state(AppState { status, metrics })
 }
 
-/// Serves the endpoint on `listener` until `shutdown` completes.
+/// What the endpoint allows its clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections open at once, in all.
+    pub max_connections: usize,
+    /// Connections open at once from one source address.
+    pub per_source: usize,
+    /// Time a client has, from connecting, to send its request headers.
+    pub header_timeout: Duration,
+    /// Longest life of a connection (request, handling and response).
+    pub connection_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// 256 connections, 32 per source address, 5 s for the headers, 30 s in all.
+    fn default() -> Self {
+        Limits {
+            max_connections: 256,
+            per_source: 32,
+            header_timeout: Duration::from_secs(5),
+            connection_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves the endpoint on `listener` with the default [`Limits`] until `shutdown` completes.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: TcpListener,
     status: StatusFn,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(status, metrics))
-        .with_graceful_shutdown(shutdown)
-        .await
+) -> io::Result<()> {
+    let app = router(status, metrics.clone());
+    serve_with(listener, app, Limits::default(), metrics, shutdown).await;
+    Ok(())
+}
+
+/// Serves `app` on `listener` within `limits` until `shutdown` completes, then gives open
+/// connections a moment to finish.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let sources: Sources = Arc::default();
+    let stop = CancellationToken::new();
+    let mut conns = JoinSet::new();
+    let shortage = ShortageLog::default();
+    let refusals = Throttle::new(Duration::from_secs(10));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) if is_fd_shortage(&e) => {
+                    metrics.fd_shortages.get_or_create(&labels(&[("during", "accept")])).inc();
+                    shortage.note("accepting a status connection", &e);
+                    // the connection stays in the backlog; try again once some are closed
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(e) => {
+                    debug!(error = %e, "status connection not accepted");
+                    continue;
+                }
+            }
+        };
+        let why = match slots.clone().try_acquire_owned() {
+            Err(_) => Err("too many status connections"),
+            Ok(slot) => match SourceSlot::take(&sources, remote.ip(), limits.per_source) {
+                Some(source) => Ok((slot, source)),
+                None => Err("too many status connections from one address"),
+            },
+        };
+        match why {
+            Ok(permits) => {
+                conns.spawn(connection(
+                    stream,
+                    app.clone(),
+                    limits,
+                    stop.clone(),
+                    permits,
+                ));
+            }
+            Err(why) => {
+                // dropping the stream closes it at once
+                metrics.status_refused.inc();
+                if let Some(count) = refusals.hit() {
+                    warn!(%remote, count, max = limits.max_connections, per_source = limits.per_source, "{why}; closed at once");
+                }
+            }
+        }
+    }
+    stop.cancel();
+    let drain = async { while conns.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+    conns.abort_all();
+}
+
+type Sources = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One connection counted against its source address until dropped.
+struct SourceSlot {
+    sources: Sources,
+    ip: IpAddr,
+}
+
+impl SourceSlot {
+    fn take(sources: &Sources, ip: IpAddr, max: usize) -> Option<SourceSlot> {
+        let mut map = sources.lock().expect("sources lock");
+        let n = map.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            sources: sources.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut map = self.sources.lock().expect("sources lock");
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    app: Router,
+    limits: Limits,
+    stop: CancellationToken,
+    _permits: (OwnedSemaphorePermit, SourceSlot),
+) {
+    let _ = stream.set_nodelay(true);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                debug!(error = %e, "status connection ended");
+            }
+        }
+        () = tokio::time::sleep(limits.connection_timeout) => {
+            debug!(after = ?limits.connection_timeout, "status connection closed: too long");
+        }
+        () = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+        }
+    }
 }
 
 async fn json(State(s): State<AppState>) -> Response {

@@ -30,6 +30,10 @@ pub struct Metrics {
     pub probe_seconds: Family<Labels, Histogram>,
     /// Degraded (fail-static) services right now.
     pub degraded_services: Gauge,
+    /// Times the node ran out of file descriptors, by what it was doing.
+    pub fd_shortages: Family<Labels, Counter>,
+    /// Status connections closed at once (over the cap).
+    pub status_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -54,6 +58,8 @@ impl Metrics {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 14))
             }),
             degraded_services: Gauge::default(),
+            fd_shortages: Family::default(),
+            status_refused: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -84,6 +90,16 @@ impl Metrics {
             "degraded_services",
             "Services answering fail-static",
             m.degraded_services.clone(),
+        );
+        registry.register(
+            "fd_shortages",
+            "Times the node ran out of file descriptors",
+            m.fd_shortages.clone(),
+        );
+        registry.register(
+            "status_refused",
+            "Status connections closed at once over the cap",
+            m.status_refused.clone(),
         );
         Metrics { registry, ..m }
     }

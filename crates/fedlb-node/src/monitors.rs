@@ -1,6 +1,6 @@
 //! The monitors a node runs (an agent's, or a farm or global node's for remote servers):
-//! one core `Monitor` per service instance, its probes run as tasks, crash hints turned
-//! into immediate re-probes.
+//! one core `Monitor` per service instance, its probes run as tasks, listen-watcher events
+//! handed to the monitor (which decides whether and when to re-probe).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use fedlb_topology::Topology;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::fds::ShortageLog;
 use crate::metrics::{Metrics, labels};
 
 type Key = (ServiceId, ServerId);
@@ -23,11 +24,12 @@ type Key = (ServiceId, ServerId);
 #[derive(Debug)]
 pub struct ProbeDone {
     key: Key,
+    /// The probe could not run for want of file descriptors on this node.
+    not_run: bool,
     probe: ProbeId,
     kind: &'static str,
     result: ProbeResult,
     elapsed: Duration,
-    crash_hint: bool,
 }
 
 struct Entry {
@@ -45,6 +47,7 @@ pub struct MonitorSet {
     watchers: BTreeMap<u16, (ListenWatcher, Vec<Key>)>,
     watch_local: bool,
     metrics: Arc<Metrics>,
+    shortage: ShortageLog,
 }
 
 /// Each probe of a monitor: what to run, its timeout, its kind (for metrics).
@@ -91,6 +94,7 @@ impl MonitorSet {
             watchers: BTreeMap::new(),
             watch_local,
             metrics,
+            shortage: ShortageLog::default(),
         }
     }
 
@@ -204,6 +208,22 @@ impl MonitorSet {
     /// Takes an event from [`MonitorSet::next`]; returns reports due.
     pub fn handle(&mut self, event: MonitorEvent, now: Timestamp) -> Vec<Report> {
         match event {
+            // the node, not the server, lacked something: the run says nothing about it
+            MonitorEvent::Done(done) if done.not_run => {
+                self.metrics
+                    .fd_shortages
+                    .get_or_create(&labels(&[("during", "probe")]))
+                    .inc();
+                let error = done
+                    .result
+                    .error
+                    .as_deref()
+                    .unwrap_or("out of file descriptors");
+                self.shortage.note("running a probe", &error);
+                if let Some(e) = self.entries.get_mut(&done.key) {
+                    e.monitor.handle_probe_not_run(&done.probe, now);
+                }
+            }
             MonitorEvent::Done(done) => {
                 self.metrics
                     .probe_seconds
@@ -222,10 +242,6 @@ impl MonitorSet {
                             ]))
                             .inc();
                         info!(service = %done.key.0, server = %done.key.1, health = %after, "health changed");
-                    }
-                    if done.crash_hint && e.monitor.health() == before {
-                        debug!(service = %done.key.0, server = %done.key.1, probe = %done.probe, "connection refused or reset; re-probing at once");
-                        e.monitor.handle_trigger(now);
                     }
                 }
             }
@@ -263,9 +279,11 @@ impl MonitorSet {
                         let key = key.clone();
                         tokio::spawn(async move {
                             let outcome = prober.probe(&spec, timeout).await;
+                            let not_run =
+                                outcome.result.as_ref().is_err_and(|e| e.is_node_shortage());
                             let done = ProbeDone {
+                                not_run,
                                 result: outcome.to_probe_result(&probe),
-                                crash_hint: outcome.suggests_crash(),
                                 elapsed: outcome.elapsed,
                                 key,
                                 probe,

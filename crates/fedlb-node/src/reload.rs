@@ -1,5 +1,11 @@
 //! Topology reloads: on SIGHUP, and when the file changes (checked every second). An
 //! invalid file is refused and logged; the node keeps running on the old topology.
+//!
+//! Addresses on reload: a node follows its upstream wherever the new topology puts it (a
+//! farm node dials the global node's new `listen`, an agent its farm node's or the global
+//! node's), but never rebinds its own sockets: a changed own `listen` or `status` is logged
+//! as an error naming the field ("global.listen changed: restart the node to apply") and
+//! the node keeps the old address until restarted, while the rest of the topology applies.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};

@@ -134,17 +134,104 @@ pub struct FarmStatus {
     pub local: TierStatus,
 }
 
-/// The publisher's last result.
+/// What DNS serves for a service, next to what the decision wants it to serve.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PublishStatus {
-    /// Addresses in DNS as far as the publisher knows.
+    /// The addresses DNS serves: what the (first) primary last confirmed, by acknowledging
+    /// an update or answering a read. Empty while unknown.
     pub addresses: Vec<IpAddr>,
-    /// TTL published.
+    /// Their TTL (0 while unknown).
     pub ttl: u32,
-    /// `ok`, or the error.
+    /// `ok`, or the error of the last attempt.
     pub result: String,
     /// Seconds since the last attempt.
     pub at_s_ago: Option<f64>,
+    /// The addresses the decision wants DNS to serve.
+    pub desired: Vec<IpAddr>,
+    /// The desired addresses while some primary does not serve them yet; `null` when every
+    /// primary serves the decision.
+    pub pending: Option<Vec<IpAddr>>,
+    /// True when DNS is behind the decision and the last update failed: clients are sent
+    /// to an answer the decision has left.
+    pub degraded: bool,
+    /// Each primary DNS server.
+    pub primaries: Vec<PrimaryStatus>,
+}
+
+/// What one primary DNS server serves for a service.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrimaryStatus {
+    /// The server.
+    pub server: String,
+    /// The addresses it last confirmed; `null` while unknown.
+    pub addresses: Option<Vec<IpAddr>>,
+    /// `ok`, or the error it is failing with.
+    pub result: String,
+}
+
+impl PublishStatus {
+    /// The publish status of `name`: `desired` is what the decision wants published (its
+    /// addresses), `primaries` what each DNS server serves, `at_s_ago` the age of the last
+    /// publish attempt.
+    pub fn new(
+        name: &fedlb_dns::Name,
+        desired: Option<&fedlb_dns::RecordSet>,
+        primaries: &[fedlb_dns::PrimaryView],
+        at_s_ago: Option<f64>,
+    ) -> Self {
+        let desired: Vec<IpAddr> = desired.map_or_else(Vec::new, |set| {
+            set.v4
+                .iter()
+                .map(|a| IpAddr::from(*a))
+                .chain(set.v6.iter().map(|a| IpAddr::from(*a)))
+                .collect()
+        });
+        let per: Vec<PrimaryStatus> = primaries
+            .iter()
+            .map(|p| PrimaryStatus {
+                server: p.server.to_string(),
+                addresses: p
+                    .serves
+                    .as_ref()
+                    .map(|z| z.addrs(name).into_iter().collect()),
+                result: p.failing.clone().unwrap_or_else(|| "ok".to_owned()),
+            })
+            .collect();
+        let behind = |p: &PrimaryStatus| {
+            !desired.is_empty() && p.addresses.as_ref().is_none_or(|a| a != &desired)
+        };
+        let pending = per.iter().any(behind);
+        let degraded = primaries
+            .iter()
+            .zip(&per)
+            .any(|(view, p)| behind(p) && view.failing.is_some());
+        let first = primaries.first();
+        let ttl = first
+            .and_then(|p| p.serves.as_ref())
+            .and_then(|z| {
+                fedlb_dns::Family::ALL
+                    .iter()
+                    .find_map(|f| z.get(&fedlb_dns::RrKey::new(name.clone(), *f)))
+            })
+            .map_or(0, |d| d.ttl);
+        let result = per
+            .iter()
+            .find(|p| p.result != "ok")
+            .map_or_else(|| "ok".to_owned(), |p| p.result.clone());
+        PublishStatus {
+            addresses: per
+                .first()
+                .and_then(|p| p.addresses.clone())
+                .unwrap_or_default(),
+            ttl,
+            result,
+            at_s_ago,
+            pending: pending.then(|| desired.clone()),
+            desired,
+            degraded,
+            primaries: per,
+        }
+    }
 }
 
 fn secs(d: Duration) -> f64 {
@@ -379,11 +466,15 @@ pub fn render_table(s: &Status) -> String {
         if let Some(p) = &svc.published {
             let _ = writeln!(
                 out,
-                "  dns     {} ttl {} — {}",
+                "  dns     {} ttl {} — {}{}",
                 join_ips(&p.addresses),
                 p.ttl,
-                p.result
+                p.result,
+                if p.degraded { "  DEGRADED" } else { "" }
             );
+            if let Some(pending) = &p.pending {
+                let _ = writeln!(out, "          pending: {}", join_ips(pending));
+            }
         }
         for f in &svc.farms {
             let _ = writeln!(
@@ -477,10 +568,19 @@ h1{{font-size:1.3em}} h2{{font-size:1.1em;margin-top:1.5em}}
         if let Some(p) = &svc.published {
             let _ = write!(
                 h,
-                r#"<p>DNS: <b class="published">{}</b> TTL {} s — {}</p>"#,
+                r#"<p>DNS: <b class="published">{}</b> TTL {} s — {}{}{}</p>"#,
                 esc(&join_ips(&p.addresses)),
                 p.ttl,
-                esc(&p.result)
+                esc(&p.result),
+                p.pending.as_ref().map_or_else(String::new, |a| format!(
+                    r#" · pending <b class="pending">{}</b>"#,
+                    esc(&join_ips(a))
+                )),
+                if p.degraded {
+                    r#" <span class="degraded">DEGRADED: DNS is behind the decision</span>"#
+                } else {
+                    ""
+                }
             );
         }
         let _ = write!(
@@ -576,10 +676,12 @@ fn shown_badge(c: &CandidateStatus) -> String {
     }
 }
 
-/// Whether any service is degraded (fail-static): for health checks and exit codes.
+/// Whether any service is degraded (fail-static, or DNS behind the decision): for health
+/// checks and exit codes.
 pub fn any_degraded(s: &Status) -> bool {
     s.services.iter().any(|svc| {
         svc.global.as_ref().is_some_and(|g| g.degraded)
             || svc.farms.iter().any(|f| f.local.degraded)
+            || svc.published.as_ref().is_some_and(|p| p.degraded)
     })
 }

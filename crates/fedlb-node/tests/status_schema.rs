@@ -100,6 +100,14 @@ fn world() -> (FarmState, GlobalState, GlobalExtras, Timestamp) {
             ttl: 30,
             result: "ok".into(),
             at_s_ago: Some(0.5),
+            desired: vec![ip(12)],
+            pending: None,
+            degraded: false,
+            primaries: vec![status::PrimaryStatus {
+                server: "127.0.0.1:53".into(),
+                addresses: Some(vec![ip(12)]),
+                result: "ok".into(),
+            }],
         },
     );
     (farm, global, extras, now)
@@ -184,7 +192,20 @@ fn global_status_has_the_documented_shape() {
     assert_eq!(servers[1]["readings"]["pending"]["age_s"], 0.5);
     assert_eq!(
         keys(&svc["published"]),
-        ["addresses", "at_s_ago", "result", "ttl"]
+        [
+            "addresses",
+            "at_s_ago",
+            "degraded",
+            "desired",
+            "pending",
+            "primaries",
+            "result",
+            "ttl"
+        ]
+    );
+    assert_eq!(
+        keys(&svc["published"]["primaries"][0]),
+        ["addresses", "result", "server"]
     );
 
     // and it reads back

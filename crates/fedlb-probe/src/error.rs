@@ -101,6 +101,15 @@ pub enum ProbeError {
         /// What is wrong with the specification.
         reason: String,
     },
+    /// The node running the probe has no file descriptor left (EMFILE, ENFILE): the probe
+    /// could not run, and its failure says nothing about the target.
+    #[error("{target}: not run, this node is out of file descriptors: {reason}")]
+    NoDescriptors {
+        /// What was probed.
+        target: String,
+        /// The operating system's words.
+        reason: String,
+    },
     /// Any other I/O error.
     #[error("{target}: {source}")]
     Io {
@@ -128,6 +137,7 @@ impl ProbeError {
             | ProbeError::BadResponse { target, .. }
             | ProbeError::Exit { target, .. }
             | ProbeError::Invalid { target, .. }
+            | ProbeError::NoDescriptors { target, .. }
             | ProbeError::Io { target, .. } => target,
         }
     }
@@ -138,9 +148,25 @@ impl ProbeError {
         matches!(self, ProbeError::Refused { .. } | ProbeError::Reset { .. })
     }
 
+    /// Whether the run failed for want of something on the node that runs it (file
+    /// descriptors), not because of the target: such a run must not count against the
+    /// target's health.
+    pub fn is_node_shortage(&self) -> bool {
+        matches!(self, ProbeError::NoDescriptors { .. })
+    }
+
     /// Classifies an I/O error of a connection to `target`.
     pub(crate) fn from_io(target: &str, e: io::Error) -> Self {
         let target = target.to_owned();
+        if let Some(code) = e.raw_os_error()
+            && (code == nix::errno::Errno::EMFILE as i32
+                || code == nix::errno::Errno::ENFILE as i32)
+        {
+            return ProbeError::NoDescriptors {
+                target,
+                reason: e.to_string().to_lowercase(),
+            };
+        }
         match e.kind() {
             io::ErrorKind::ConnectionRefused => ProbeError::Refused { target },
             io::ErrorKind::ConnectionReset

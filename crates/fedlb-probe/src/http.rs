@@ -175,9 +175,10 @@ fn from_hyper(target: &str, e: hyper::Error) -> ProbeError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            let io = match io.get_ref() {
-                Some(inner) => std::io::Error::new(io.kind(), inner.to_string()),
-                None => std::io::Error::from(io.kind()),
+            let io = match (io.raw_os_error(), io.get_ref()) {
+                (Some(code), _) => std::io::Error::from_raw_os_error(code),
+                (None, Some(inner)) => std::io::Error::new(io.kind(), inner.to_string()),
+                (None, None) => std::io::Error::from(io.kind()),
             };
             return ProbeError::from_io(target, io);
         }

@@ -244,12 +244,14 @@ impl Outcome {
                 ok: true,
                 measurements: measurements.clone(),
                 error: None,
+                crash_hint: false,
             },
             Err(e) => ProbeResult {
                 probe: probe.clone(),
                 ok: false,
                 measurements: Vec::new(),
                 error: Some(e.to_string()),
+                crash_hint: e.suggests_crash(),
             },
         }
     }

@@ -1117,6 +1117,7 @@ impl<'a> World<'a> {
             ok,
             measurements,
             error: (!ok).then(|| "timed out".to_owned()),
+            crash_hint: false,
         };
         self.monitors[m]
             .monitor

@@ -135,6 +135,17 @@
 //!
 //! A default timeout never exceeds the probe's interval. Probes run against the server's `probe_address` if it has one, else its first address.
 //!
+//! **Re-probing.** A probe runs once per `interval`, whatever its result, with one
+//! exception: a failure that hints at a crash (connection refused or reset) on a probe that
+//! is not down yet is re-run at once, once per failure episode (until the next success). If
+//! that re-run is refused too, the crash is confirmed and the probe is down without waiting
+//! for the rest of `fall`. An intrusive agent's listen watcher (the service's listening
+//! socket vanished) earns the same one re-run. So a dead server costs one probe per
+//! interval, like a live one: a server refusing for 10 s at a 1 s interval is probed 11 or
+//! 12 times. There is no separate, slower interval for down servers: at one tiny request per
+//! interval a dead server already costs no more than a live one, and a slower interval would
+//! only delay its recovery.
+//!
 //! ## `[[farms]]`
 //!
 //! | field | type | |
@@ -178,14 +189,25 @@
 //!
 //! ## Checks
 //!
-//! Errors (the file is refused): unknown fields, wrong types, duplicate names, unknown
-//! services / policies / probe kinds, bad addresses and durations, out-of-range numbers,
-//! a farm with no servers, a service no server offers, an FQDN outside the zone, a missing
-//! or malformed TSIG key, failover orders naming non-members, two nodes on one address.
+//! Errors (the file is refused; every one is reported, an unknown field does not stop the
+//! rest): unknown fields, wrong types, duplicate names, unknown services / policies / probe
+//! kinds, bad addresses and durations, out-of-range numbers, `nan`/`inf` in any number,
+//! integers beyond 64 bits, a farm with no servers, a service no server offers, an FQDN
+//! outside the zone, a missing or malformed TSIG key, failover orders naming non-members,
+//! two nodes on one address, two servers answering one address for one port, a server
+//! named like a farm, a load-probe URL whose host is a name (not an IP or `server`), a
+//! `proc_net_tcp` or `command` probe on a remotely probed server (it would measure the
+//! farm or global node), an environment variable indexing past the end of an array.
+//!
+//! Limits: a topology file is at most 4 MiB and nested at most 64 levels; in YAML,
+//! anchors and aliases may copy at most 100,000 values or 4 MiB in all (an alias bomb is
+//! refused before it is expanded). Values of `tsig` (and any field named like a secret)
+//! are never shown in an error.
 //!
 //! Warnings (`fedlb check` prints them): a TTL far above the probe interval, rise or fall
 //! of 1 with sub-second intervals, a timeout not below its interval, a hop probe more often
-//! than every minute, a service with no probe that affects health, `closest` without
+//! than every minute, a hop probe on a remotely probed server (it counts hops from the
+//! farm or global node), a service with no probe that affects health, `closest` without
 //! declared distances, `lowest_metric` on a metric no probe measures, a short TSIG secret.
 
 use std::collections::BTreeMap;

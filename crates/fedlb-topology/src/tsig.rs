@@ -99,7 +99,20 @@ pub fn decode_secret(text: &str) -> Result<Vec<u8>, String> {
     );
     engine
         .decode(compact.as_bytes())
-        .map_err(|e| format!("secret is not valid base64 ({e})"))
+        // never the offending character: it is part of a secret
+        .map_err(|e| {
+            let why = match e {
+                base64::DecodeError::InvalidByte(at, _) => {
+                    format!("a character that is not base64 at offset {at}")
+                }
+                base64::DecodeError::InvalidLastSymbol(at, _) => {
+                    format!("a bad last character at offset {at}")
+                }
+                base64::DecodeError::InvalidLength(_) => "a length that is not base64".to_owned(),
+                base64::DecodeError::InvalidPadding => "bad padding".to_owned(),
+            };
+            format!("secret is not valid base64 ({why})")
+        })
 }
 
 /// What a key file holds: named keys (tsig-keygen format) or one bare secret.

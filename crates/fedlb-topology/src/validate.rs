@@ -52,6 +52,8 @@ struct Ctx<'a> {
     opts: &'a Options<'a>,
     errors: Vec<Problem>,
     warnings: Vec<Problem>,
+    /// (answered address, service port) → (server, path of the address), in file order
+    answered: BTreeMap<(IpAddr, u16), (ServerId, String)>,
 }
 
 /// A failover order to check once members are known.
@@ -117,6 +119,7 @@ pub(crate) fn validate(
         opts,
         errors: Vec::new(),
         warnings: Vec::new(),
+        answered: BTreeMap::new(),
     };
     let topology = cx.topology(raw);
     if cx.errors.is_empty() {
@@ -220,6 +223,19 @@ impl Ctx<'_> {
                 farms.insert(f.id.clone(), f);
             }
         }
+        // farm and server names share one namespace in ids, reports and status
+        for f in farms.values() {
+            for sid in f.servers.keys() {
+                if let Some(fpath) = farm_paths.get(&FarmId(sid.0.clone())) {
+                    self.err(
+                        format!("{}.name", server_paths[sid]),
+                        format!(
+                            "server \"{sid}\" has the name of the farm at {fpath}: farms and servers share one namespace"
+                        ),
+                    );
+                }
+            }
+        }
         let mut direct: BTreeMap<ServerId, Server> = BTreeMap::new();
         let mut direct_paths = BTreeMap::new();
         for (i, rs) in raw.servers.into_iter().enumerate() {
@@ -249,6 +265,7 @@ impl Ctx<'_> {
             }
         }
         self.check_orders(&orders, &index);
+        self.check_remote_probes(&services, &service_paths, &farms, &direct, &server_paths);
 
         let (Some(listen), Some(status), Some(dns)) = (global_listen, global_status, dns) else {
             return None;
@@ -1033,7 +1050,15 @@ impl Ctx<'_> {
         };
         let url = |cx: &mut Self| -> Option<String> {
             match &raw.url {
-                Some(u) if u.starts_with("http://") || u.starts_with("https://") => Some(u.clone()),
+                Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                    match url_host_problem(u) {
+                        None => Some(u.clone()),
+                        Some(why) => {
+                            cx.err(p("url"), format!("\"{u}\": {why}"));
+                            None
+                        }
+                    }
+                }
                 Some(u) => {
                     cx.err(
                         p("url"),
@@ -1619,6 +1644,43 @@ impl Ctx<'_> {
         if !ok {
             return None;
         }
+        // two servers answering the same address for one port are one server to clients
+        // and to probes: their health and load would mix
+        for (i, a) in addresses.iter().enumerate() {
+            let apath = if raw.address.is_some() {
+                p("address")
+            } else {
+                format!("{path}.addresses[{i}]")
+            };
+            let ports: BTreeSet<(u16, &ServiceId)> = offered
+                .iter()
+                .filter_map(|sid| services.get(sid).map(|s| (s.port, sid)))
+                .collect();
+            let mut reported = false;
+            for (port, sid) in ports {
+                match self.answered.get(&(*a, port)) {
+                    Some((other, first)) if other != &id && !reported => {
+                        let msg = format!(
+                            "server \"{id}\" and server \"{other}\" (at {first}) both answer {} for port {port} (service \"{sid}\"): give each server its own address",
+                            SocketAddr::new(*a, port)
+                        );
+                        self.err(apath.clone(), msg);
+                        reported = true;
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.answered
+                            .insert((*a, port), (id.clone(), apath.clone()));
+                    }
+                }
+            }
+            if reported {
+                ok = false;
+            }
+        }
+        if !ok {
+            return None;
+        }
         Some(Server {
             id,
             addresses,
@@ -1632,6 +1694,74 @@ impl Ctx<'_> {
     }
 
     // ---- cross checks
+
+    /// Probes that read the machine they run on (`/proc/net/tcp`, a command) measure the
+    /// farm or global node when the server is probed remotely: an error. A hop count from
+    /// the probing node is at least a measurement, but not the server's distance: a warning.
+    fn check_remote_probes(
+        &mut self,
+        services: &BTreeMap<ServiceId, Service>,
+        service_paths: &BTreeMap<ServiceId, String>,
+        farms: &BTreeMap<FarmId, Farm>,
+        direct: &BTreeMap<ServerId, Server>,
+        server_paths: &BTreeMap<ServerId, String>,
+    ) {
+        // probe path → (kind, remote servers running it)
+        let mut hits: BTreeMap<String, (&'static str, ProbeId, Vec<String>)> = BTreeMap::new();
+        let all = farms
+            .values()
+            .flat_map(|f| f.servers.values())
+            .chain(direct.values());
+        for server in all {
+            if !matches!(server.mode, Mode::Remote) {
+                continue;
+            }
+            for sid in &server.services {
+                let (Some(svc), Some(spath)) = (services.get(sid), service_paths.get(sid)) else {
+                    continue;
+                };
+                for (j, probe) in svc.probes.iter().enumerate() {
+                    let kind = match probe.kind {
+                        ProbeKind::Load(LoadSource::ProcNetTcp { .. }) => "proc_net_tcp",
+                        ProbeKind::Command { .. } => "command",
+                        ProbeKind::Hops { .. } => "hops",
+                        _ => continue,
+                    };
+                    let shown = match server_paths.get(&server.id) {
+                        Some(p) => format!("\"{}\" ({p})", server.id),
+                        None => format!("\"{}\"", server.id),
+                    };
+                    hits.entry(format!("{spath}.probes[{j}]"))
+                        .or_insert_with(|| (kind, probe.id.clone(), Vec::new()))
+                        .2
+                        .push(shown);
+                }
+            }
+        }
+        for (path, (kind, id, servers)) in hits {
+            let servers = servers.join(", ");
+            match kind {
+                "proc_net_tcp" => self.err(
+                    path,
+                    format!(
+                        "probe \"{id}\" reads /proc/net/tcp of the node that runs it, and remotely probed servers {servers} are probed by their farm node (or the global node): it would count that node's connections, not the server's; make these servers intrusive (an agent runs the probe on the server) or use another load source"
+                    ),
+                ),
+                "command" => self.err(
+                    path,
+                    format!(
+                        "probe \"{id}\" runs its command on the node that runs it, and remotely probed servers {servers} are probed by their farm node (or the global node): it would measure that node, not the server; make these servers intrusive (an agent runs the command on the server)"
+                    ),
+                ),
+                _ => self.warn(
+                    path,
+                    format!(
+                        "probe \"{id}\" of remotely probed servers {servers} counts hops from their farm node (or the global node), not from the server"
+                    ),
+                ),
+            }
+        }
+    }
 
     fn check_orders(&mut self, orders: &[OrderCheck], index: &RawIndex) {
         for check in orders {
@@ -1869,6 +1999,45 @@ impl Ctx<'_> {
             }
         }
     }
+}
+
+/// Why the host of a load probe's URL cannot be used: probes never resolve names, so the
+/// host must be an IP address or `server` (the server's probe address), as the node reads
+/// it when it starts.
+fn url_host_problem(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Some("user information in the URL is not supported".to_owned());
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let Some((h, after)) = v6.split_once(']') else {
+            return Some("unclosed '[' in the host".to_owned());
+        };
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return Some(format!("host \"[{h}]\" is not an IPv6 address"));
+        }
+        (None, after.strip_prefix(':'))
+    } else {
+        match authority.split_once(':') {
+            Some((h, port)) => (Some(h), Some(port)),
+            None => (Some(authority), None),
+        }
+    };
+    if let Some(h) = host
+        && h != "server"
+        && h.parse::<std::net::Ipv4Addr>().is_err()
+    {
+        return Some(format!(
+            "host \"{h}\" is not an IP address (probes do not resolve names; `server` stands for the server's probe address)"
+        ));
+    }
+    if let Some(port) = port
+        && port.parse::<u16>().map_or(true, |p| p == 0)
+    {
+        return Some(format!("port \"{port}\" is not a port number"));
+    }
+    None
 }
 
 fn metrics_of_probes(probes: &[Probe]) -> BTreeSet<String> {

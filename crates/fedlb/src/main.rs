@@ -226,10 +226,8 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 
 fn init_logs(args: &LogArgs) {
     use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    // hickory's server logs every query at info: too much for an operator's terminal
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn,quinn=warn"));
+    // no log line per query or packet unless asked for by name: see fedlb_node::logs
+    let filter = fedlb_node::logs::filter(std::env::var("RUST_LOG").ok().as_deref());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

@@ -65,3 +65,45 @@ fn a_missing_file_is_a_clear_error() {
     assert_eq!(code, 1);
     assert!(err.contains("no/such/topology.toml: cannot read"), "{err}");
 }
+
+#[test]
+fn item9_check_reports_an_unknown_field_and_a_bad_address_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    let good = std::fs::read_to_string(root().join("topologies/two-sites.toml")).unwrap();
+    let bad = good
+        .replacen("distance_ms = 4", "distanse_ms = 4", 1)
+        .replacen("address = \"127.0.0.22\"", "address = \"127.0.0.300\"", 1);
+    assert_ne!(bad, good);
+    std::fs::write(&path, bad).unwrap();
+    let (code, _, err) = fedlb(&["check", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("farms[0].distanse_ms: unknown field `distanse_ms`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("farms[0].servers[1].address: invalid ip address \"127.0.0.300\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn item6_check_refuses_a_yaml_alias_bomb_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.yaml");
+    let mut bomb = String::from(
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .iter()
+        .zip(["b", "c", "d", "e", "f", "g", "h", "i"])
+    {
+        let refs = vec![format!("*{prev}"); 9].join(",");
+        bomb.push_str(&format!("{name}: &{name} [{refs}]\n"));
+    }
+    std::fs::write(&path, bomb).unwrap();
+    let (code, out, err) = fedlb(&["check", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("alias bomb"), "{err}");
+}
