@@ -310,14 +310,23 @@ fn run_isolated() -> anyhow::Result<bool> {
     }
     let me = std::env::current_exe()?;
     let status = std::process::Command::new("unshare")
-        .args(["--net", "--", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+        .args([
+            "--net",
+            "--",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ])
         .arg(me)
         .args(std::env::args_os().skip(1))
         .env(ISOLATED, "1")
         .env("FEDLB_BIN", fedlb_bin()?)
         .status()
         .context("running the benchmark under unshare --net")?;
-    anyhow::ensure!(status.success(), "fault-cost (in its own network namespace) failed: {status}");
+    anyhow::ensure!(
+        status.success(),
+        "fault-cost (in its own network namespace) failed: {status}"
+    );
     Ok(true)
 }
 

@@ -53,7 +53,7 @@ fn parse_ms(s: &str) -> Result<Duration, String> {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// 1. Failover with remote probing: SIGKILL / SIGSTOP the answered backend; then the
-    /// same side by side with PowerDNS LUA records (`ifurlup`, `ifportup`).
+    ///    same side by side with PowerDNS LUA records (`ifurlup`, `ifportup`).
     FailoverRemote {
         #[command(flatten)]
         common: Common,
@@ -139,7 +139,7 @@ enum Cmd {
         no_bind: bool,
     },
     /// 9. Cost of a fault: CPU, probes/s and connects/s with one backend dead or frozen,
-    /// against the all-up baseline.
+    ///    against the all-up baseline.
     FaultCost {
         #[command(flatten)]
         common: Common,
