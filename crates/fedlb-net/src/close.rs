@@ -22,12 +22,15 @@ pub enum CloseCode {
     MessageTooLarge,
     /// The per-message authoriser refused a message.
     MessageRefused,
-    /// A newer connection from the same identity took over.
+    /// A newer connection from the same identity took over (the old one did not answer).
     Replaced,
+    /// Another connection with the same identity is connected and alive: two processes
+    /// run with one node's credentials.
+    DuplicateIdentity,
 }
 
 impl CloseCode {
-    const ALL: [CloseCode; 9] = [
+    const ALL: [CloseCode; 10] = [
         CloseCode::Shutdown,
         CloseCode::Unauthorised,
         CloseCode::BadIdentity,
@@ -37,6 +40,7 @@ impl CloseCode {
         CloseCode::MessageTooLarge,
         CloseCode::MessageRefused,
         CloseCode::Replaced,
+        CloseCode::DuplicateIdentity,
     ];
 
     /// The code on the wire.
@@ -51,6 +55,7 @@ impl CloseCode {
             CloseCode::MessageTooLarge => 6,
             CloseCode::MessageRefused => 7,
             CloseCode::Replaced => 8,
+            CloseCode::DuplicateIdentity => 9,
         }
     }
 
@@ -82,6 +87,12 @@ pub(crate) fn clip(reason: &str) -> &str {
         end -= 1;
     }
     &reason[..end]
+}
+
+/// Whether the peer closed because another process with our identity is connected.
+pub(crate) fn is_duplicate_identity(e: &ConnectionError) -> bool {
+    matches!(e, ConnectionError::ApplicationClosed(close)
+        if CloseCode::from_u64(close.error_code.into_inner()) == Some(CloseCode::DuplicateIdentity))
 }
 
 /// One line for an operator saying why a connection ended, from this node's point of view.

@@ -14,6 +14,7 @@
 //! [`Client::send`]. `M` is any `Serialize + DeserializeOwned` type, encoded with
 //! [`wire::encode`] / [`wire::decode`].
 
+mod admission;
 mod client;
 mod close;
 mod error;
@@ -24,6 +25,7 @@ mod socket;
 mod tls;
 pub mod wire;
 
+pub use admission::AdmissionLimits;
 pub use client::{Backoff, Client, ClientConfig, ClientEndpoint, ConnState, Queued};
 pub use close::CloseCode;
 pub use error::NetError;
