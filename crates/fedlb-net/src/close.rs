@@ -2,6 +2,8 @@
 
 use quinn::{ConnectionError, VarInt};
 
+use crate::verify::tidy;
+
 /// The application error code a fedlb node closes a connection with. The reason text
 /// travels with it and is what the other side logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -111,8 +113,8 @@ pub(crate) fn describe(e: &ConnectionError) -> String {
         }
         // A transport-level close from the peer during the handshake: almost always the TLS
         // layer refusing our certificate.
-        ConnectionError::ConnectionClosed(close) => format!("rejected by peer: {close}"),
-        ConnectionError::TransportError(te) => format!("handshake failed: {te}"),
+        ConnectionError::ConnectionClosed(close) => tidy(format!("rejected by peer: {close}")),
+        ConnectionError::TransportError(te) => tidy(format!("handshake failed: {te}")),
         ConnectionError::TimedOut => "timed out: no packets within the idle timeout".to_owned(),
         other => other.to_string(),
     }

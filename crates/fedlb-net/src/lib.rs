@@ -23,6 +23,7 @@ pub mod pki;
 mod server;
 mod socket;
 mod tls;
+mod verify;
 pub mod wire;
 
 pub use admission::AdmissionLimits;

@@ -543,9 +543,11 @@ async fn certificate_from_another_ca_is_refused() {
         let stop = CancellationToken::new();
         let client = agent_client(&rogue, "good", addr, VERSION, &stop);
         let reason = state_reason(&client).await;
-        // The rogue client does not trust the real server either; whichever side stops
-        // first, the attempt fails on a certificate.
-        assert!(reason.contains("certificate"), "{reason}");
+        // The rogue client does not trust the real server either, and checks it first.
+        assert!(
+            reason.contains("certificate of farm/f1 is signed by a different CA than the CA \"fedlb CA test\""),
+            "{reason}"
+        );
         stop.cancel();
     })
     .await;
@@ -1091,4 +1093,76 @@ async fn item2_handshake_flood_from_one_source_does_not_keep_out_a_node_from_ano
     stop_flood.cancel();
     stop.cancel();
     farm.stop().await;
+}
+
+/// A quinn client presenting `cert_pem`/`key_pem` and trusting `ca_pem`, made without
+/// `NodeTls` (which would refuse to load such a certificate in the first place).
+fn raw_client_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> quinn::ClientConfig {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let chain = vec![CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .unwrap();
+    tls.alpn_protocols = vec![fedlb_net::ALPN.to_vec()];
+    quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
+    ))
+}
+
+/// Connects with `cfg` and returns how the attempt ended, as the client sees it.
+async fn raw_attempt(cfg: quinn::ClientConfig, addr: SocketAddr) -> String {
+    let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    match ep.connect_with(cfg, addr, &farm_id().dns_name()).unwrap().await {
+        Ok(conn) => closed_reason(&conn).await,
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn item10_client_certificate_from_another_ca_is_refused_naming_the_ca() {
+    let text = "certificate of agent/good is signed by a different CA than the CA \"fedlb CA test\"";
+    let event = refused_while_good_flows(text, |fed, addr| async move {
+        // Trusts the real CA, so it gets as far as presenting its own certificate.
+        let rogue = Ca::generate("test").unwrap();
+        let cert = rogue.issue(&NodeName::new("good").unwrap(), Role::Agent).unwrap();
+        let cfg = raw_client_config(fed.ca.cert_pem(), cert.cert_pem(), cert.key_pem());
+        let seen_by_client = raw_attempt(cfg, addr).await;
+        assert!(seen_by_client.contains(text), "{seen_by_client}");
+    })
+    .await;
+    let Seen::Rejected(None, reason) = &event else {
+        panic!("{event:?}")
+    };
+    assert!(!reason.contains("BadSignature") && !reason.contains("OtherError"), "{reason}");
+}
+
+#[tokio::test]
+async fn item10_expired_client_certificate_is_refused_with_its_date() {
+    let text = "certificate of agent/old expired on 2025-06-01 12:00:00 UTC";
+    refused_while_good_flows(text, |fed, addr| async move {
+        let at = |s| std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let old = fed
+            .ca
+            .issue_with_validity(
+                &NodeName::new("old").unwrap(),
+                Role::Agent,
+                at(1_735_689_600),
+                at(1_748_779_200),
+            )
+            .unwrap();
+        let cfg = raw_client_config(fed.ca.cert_pem(), old.cert_pem(), old.key_pem());
+        let seen_by_client = raw_attempt(cfg, addr).await;
+        assert!(seen_by_client.contains(text), "{seen_by_client}");
+    })
+    .await;
 }
