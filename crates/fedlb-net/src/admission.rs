@@ -297,12 +297,10 @@ mod tests {
         a.finished(src("10.0.0.1"));
         a.admit(src("10.0.0.2"), t0).unwrap();
         // Full, and neither is idle yet (10.0.0.1's bucket is not full again; .2 in flight).
-        assert_eq!(
-            a.admit(src("10.0.0.3"), t0),
-            Err(Refusal::TooManySources)
-        );
+        assert_eq!(a.admit(src("10.0.0.3"), t0), Err(Refusal::TooManySources));
         // After its bucket refilled, 10.0.0.1 is idle and makes room.
-        a.admit(src("10.0.0.3"), t0 + Duration::from_secs(1)).unwrap();
+        a.admit(src("10.0.0.3"), t0 + Duration::from_secs(1))
+            .unwrap();
         assert_eq!(a.tracked(), 2);
     }
 

@@ -307,11 +307,15 @@ where
         let refusal = match admitted {
             Err(refusal) => Some((GateKey::Source(source), refusal.to_string())),
             Ok(()) => {
-                let slot = handshakes.clone().try_acquire_owned().ok().map(|permit| Slot {
-                    admission: shared.admission.clone(),
-                    source,
-                    _permit: permit,
-                });
+                let slot = handshakes
+                    .clone()
+                    .try_acquire_owned()
+                    .ok()
+                    .map(|permit| Slot {
+                        admission: shared.admission.clone(),
+                        source,
+                        _permit: permit,
+                    });
                 match slot {
                     Some(slot) => {
                         tracker.spawn(connection(shared.clone(), incoming, slot));
@@ -513,7 +517,9 @@ where
             reason,
         );
     }
-    if let Err((code, reason)) = answer_hello(answer, shared.config.protocol_version, &shared.identity).await {
+    if let Err((code, reason)) =
+        answer_hello(answer, shared.config.protocol_version, &shared.identity).await
+    {
         return refuse_early(&shared, &conn, remote, Some(peer), code, reason);
     }
     info!(%peer, conn = %id, %remote, "peer connected");
@@ -682,7 +688,10 @@ async fn claim<M: Send + 'static, A>(
             ));
         }
         let mut live = shared.live.lock().expect("live-connection map poisoned");
-        if live.get(peer).is_some_and(|(live_id, _)| *live_id == old_id) {
+        if live
+            .get(peer)
+            .is_some_and(|(live_id, _)| *live_id == old_id)
+        {
             info!(%peer, old = %old_id, new = %id, old_remote = %old.remote_address(),
                 "the old connection of this identity did not answer; replacing it");
             old.close(

@@ -7,10 +7,10 @@ use std::time::{Duration, SystemTime};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 use rustls::RootCertStore;
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
-use rustls::client::WebPkiServerVerifier;
 use rustls::server::WebPkiClientVerifier;
 
 use crate::pki::{ca_cert_path, check_key_permissions, node_cert_path, node_key_path, read_file};

@@ -81,7 +81,10 @@ impl Problem {
             (Problem::Expired, Some((_, end))) => format!("expired on {}", utc(end)),
             (Problem::Expired, None) => "has expired".to_owned(),
             (Problem::NotYetValid, Some((start, _))) => {
-                format!("is not valid before {} (check this host's clock)", utc(start))
+                format!(
+                    "is not valid before {} (check this host's clock)",
+                    utc(start)
+                )
             }
             (Problem::NotYetValid, None) => "is not valid yet".to_owned(),
         }

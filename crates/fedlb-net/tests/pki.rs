@@ -337,10 +337,16 @@ fn item10_node_and_ca_expiry_are_read_from_the_certificates() {
     let now = std::time::SystemTime::now();
     let until = now + std::time::Duration::from_secs(86_400);
     let cert = ca
-        .issue_with_validity(&NodeName::new("a").unwrap(), Role::Agent, now - std::time::Duration::from_secs(60), until)
+        .issue_with_validity(
+            &NodeName::new("a").unwrap(),
+            Role::Agent,
+            now - std::time::Duration::from_secs(60),
+            until,
+        )
         .unwrap();
     let tls = NodeTls::from_pem(ca.cert_pem(), cert.cert_pem(), cert.key_pem()).unwrap();
-    let secs = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let secs =
+        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     assert_eq!(secs(tls.not_after()), secs(until));
     let ca_left = tls.ca_not_after().duration_since(now).unwrap();
     assert!(

@@ -545,7 +545,9 @@ async fn certificate_from_another_ca_is_refused() {
         let reason = state_reason(&client).await;
         // The rogue client does not trust the real server either, and checks it first.
         assert!(
-            reason.contains("certificate of farm/f1 is signed by a different CA than the CA \"fedlb CA test\""),
+            reason.contains(
+                "certificate of farm/f1 is signed by a different CA than the CA \"fedlb CA test\""
+            ),
             "{reason}"
         );
         stop.cancel();
@@ -723,7 +725,11 @@ async fn item11_second_live_process_with_the_same_identity_is_refused_and_the_fi
         "{} ERROR lines:\n{text}",
         errors.len()
     );
-    assert!(errors[0].contains("already connected from"), "{}", errors[0]);
+    assert!(
+        errors[0].contains("already connected from"),
+        "{}",
+        errors[0]
+    );
     let refusals = farm
         .seen()
         .iter()
@@ -1040,7 +1046,10 @@ async fn item2_handshake_flood_from_one_source_does_not_keep_out_a_node_from_ano
     let stop_flood = CancellationToken::new();
     let (sent, retries) = half_open_flood(farm.addr(), 300, stop_flood.clone()).await;
     // 300 first Initials, then (with Retry) 300 more carrying the token.
-    until("the flood under way", || sent.load(Ordering::Relaxed) >= 300).await;
+    until("the flood under way", || {
+        sent.load(Ordering::Relaxed) >= 300
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // A node with a good certificate on another loopback address gets in at once.
@@ -1057,7 +1066,10 @@ async fn item2_handshake_flood_from_one_source_does_not_keep_out_a_node_from_ano
     .unwrap();
     let took = started.elapsed();
     good.send(&status("good", 1)).unwrap();
-    until("the good node's report", || farm.last_seq("good") == Some(1)).await;
+    until("the good node's report", || {
+        farm.last_seq("good") == Some(1)
+    })
+    .await;
     // Every flooding client had to prove its address first.
     until("a Retry for each flooding client", || {
         retries.load(Ordering::Relaxed) >= 300
@@ -1122,7 +1134,11 @@ fn raw_client_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> quinn::Clie
 /// Connects with `cfg` and returns how the attempt ended, as the client sees it.
 async fn raw_attempt(cfg: quinn::ClientConfig, addr: SocketAddr) -> String {
     let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    match ep.connect_with(cfg, addr, &farm_id().dns_name()).unwrap().await {
+    match ep
+        .connect_with(cfg, addr, &farm_id().dns_name())
+        .unwrap()
+        .await
+    {
         Ok(conn) => closed_reason(&conn).await,
         Err(e) => e.to_string(),
     }
@@ -1130,11 +1146,14 @@ async fn raw_attempt(cfg: quinn::ClientConfig, addr: SocketAddr) -> String {
 
 #[tokio::test]
 async fn item10_client_certificate_from_another_ca_is_refused_naming_the_ca() {
-    let text = "certificate of agent/good is signed by a different CA than the CA \"fedlb CA test\"";
+    let text =
+        "certificate of agent/good is signed by a different CA than the CA \"fedlb CA test\"";
     let event = refused_while_good_flows(text, |fed, addr| async move {
         // Trusts the real CA, so it gets as far as presenting its own certificate.
         let rogue = Ca::generate("test").unwrap();
-        let cert = rogue.issue(&NodeName::new("good").unwrap(), Role::Agent).unwrap();
+        let cert = rogue
+            .issue(&NodeName::new("good").unwrap(), Role::Agent)
+            .unwrap();
         let cfg = raw_client_config(fed.ca.cert_pem(), cert.cert_pem(), cert.key_pem());
         let seen_by_client = raw_attempt(cfg, addr).await;
         assert!(seen_by_client.contains(text), "{seen_by_client}");
@@ -1143,7 +1162,10 @@ async fn item10_client_certificate_from_another_ca_is_refused_naming_the_ca() {
     let Seen::Rejected(None, reason) = &event else {
         panic!("{event:?}")
     };
-    assert!(!reason.contains("BadSignature") && !reason.contains("OtherError"), "{reason}");
+    assert!(
+        !reason.contains("BadSignature") && !reason.contains("OtherError"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]

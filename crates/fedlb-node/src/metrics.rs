@@ -30,6 +30,8 @@ pub struct Metrics {
     pub probe_seconds: Family<Labels, Histogram>,
     /// Degraded (fail-static) services right now.
     pub degraded_services: Gauge,
+    /// Expiry of this node's certificate and of the CA (Unix seconds), by `cert`.
+    pub certificate_expiry: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -54,6 +56,7 @@ impl Metrics {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 14))
             }),
             degraded_services: Gauge::default(),
+            certificate_expiry: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -85,7 +88,24 @@ impl Metrics {
             "Services answering fail-static",
             m.degraded_services.clone(),
         );
+        registry.register(
+            "certificate_expiry_seconds",
+            "Expiry of this node's certificate (cert=node) and of the CA (cert=ca), Unix seconds",
+            m.certificate_expiry.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Records when the node's credentials expire.
+    pub fn set_certificate_expiry(&self, expiry: crate::status::CertificateExpiry) {
+        for (cert, at) in [
+            ("node", expiry.node_expires_at),
+            ("ca", expiry.ca_expires_at),
+        ] {
+            self.certificate_expiry
+                .get_or_create(&labels(&[("cert", cert)]))
+                .set(i64::try_from(at).unwrap_or(i64::MAX));
+        }
     }
 
     /// The metrics in Prometheus text format.
