@@ -341,7 +341,7 @@ where
         };
         if let Some((key, reason)) = refusal {
             shared.gated(key, |held_back| {
-                warn!(%remote, %source, %reason, held_back, "handshake refused; further refusals like it are counted and logged at most every {:?}", shared.config.admission.log_interval);
+                warn!(%remote, %source, %reason, held_back, log_every = ?shared.config.admission.log_interval, "handshake refused");
             });
             shared.rejected(remote, None, reason);
             incoming.refuse();
@@ -446,7 +446,7 @@ where
         Ok(conn) => conn,
         Err(reason) => {
             shared.gated(GateKey::Source(source), |held_back| {
-                warn!(%remote, %reason, held_back, "handshake failed; connection refused (further failures from this source are counted and logged at most every {:?})", shared.config.admission.log_interval);
+                warn!(%remote, %reason, held_back, log_every = ?shared.config.admission.log_interval, "handshake failed; connection refused");
             });
             shared.rejected(remote, None, reason);
             return;

@@ -1102,6 +1102,9 @@ async fn item2_handshake_flood_from_one_source_does_not_keep_out_a_node_from_ano
         "{}",
         lines[0]
     );
+    if std::env::var_os("FEDLB_TEST_LOG").is_some() {
+        eprintln!("{text}");
+    }
     stop_flood.cancel();
     stop.cancel();
     farm.stop().await;
