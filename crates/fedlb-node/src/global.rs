@@ -56,6 +56,8 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     let tls = load_tls(&opts.certs, Role::Global, &opts.node)?;
     let shared: SharedTopology = Arc::new(RwLock::new(Arc::new(topology.clone())));
     let metrics = Arc::new(Metrics::new());
+    let certificates = status::CertificateExpiry::of(&tls);
+    metrics.set_certificate_expiry(certificates);
 
     let authoriser = {
         let (t1, t2) = (shared.clone(), shared.clone());
@@ -245,8 +247,14 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                 }
             }
             Some(reply) = status_rx.recv() => {
+<<<<<<< HEAD
                 extras.published = publish_statuses(&extras.fqdns, &desired_tx.borrow(), dns_primaries.as_ref(), clock.now());
                 let _ = reply.send(status::global_status(&opts.node, &state, &extras, clock.uptime(), clock.now()));
+=======
+                let mut s = status::global_status(&opts.node, &state, &extras, clock.uptime(), clock.now());
+                s.certificates = Some(certificates);
+                let _ = reply.send(s);
+>>>>>>> h-net
             }
             Some(t) = reloads.recv() => {
                 let now = clock.now();
