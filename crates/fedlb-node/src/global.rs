@@ -247,14 +247,10 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                 }
             }
             Some(reply) = status_rx.recv() => {
-<<<<<<< HEAD
                 extras.published = publish_statuses(&extras.fqdns, &desired_tx.borrow(), dns_primaries.as_ref(), clock.now());
-                let _ = reply.send(status::global_status(&opts.node, &state, &extras, clock.uptime(), clock.now()));
-=======
                 let mut s = status::global_status(&opts.node, &state, &extras, clock.uptime(), clock.now());
                 s.certificates = Some(certificates);
                 let _ = reply.send(s);
->>>>>>> h-net
             }
             Some(t) = reloads.recv() => {
                 let now = clock.now();

@@ -30,15 +30,12 @@ pub struct Metrics {
     pub probe_seconds: Family<Labels, Histogram>,
     /// Degraded (fail-static) services right now.
     pub degraded_services: Gauge,
-<<<<<<< HEAD
     /// Times the node ran out of file descriptors, by what it was doing.
     pub fd_shortages: Family<Labels, Counter>,
     /// Status connections closed at once (over the cap).
     pub status_refused: Counter,
-=======
     /// Expiry of this node's certificate and of the CA (Unix seconds), by `cert`.
     pub certificate_expiry: Family<Labels, Gauge>,
->>>>>>> h-net
 }
 
 impl Default for Metrics {
@@ -63,12 +60,9 @@ impl Metrics {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 14))
             }),
             degraded_services: Gauge::default(),
-<<<<<<< HEAD
             fd_shortages: Family::default(),
             status_refused: Counter::default(),
-=======
             certificate_expiry: Family::default(),
->>>>>>> h-net
             registry: Registry::default(),
         };
         registry.register(
@@ -101,7 +95,6 @@ impl Metrics {
             m.degraded_services.clone(),
         );
         registry.register(
-<<<<<<< HEAD
             "fd_shortages",
             "Times the node ran out of file descriptors",
             m.fd_shortages.clone(),
@@ -110,11 +103,11 @@ impl Metrics {
             "status_refused",
             "Status connections closed at once over the cap",
             m.status_refused.clone(),
-=======
+        );
+        registry.register(
             "certificate_expiry_seconds",
             "Expiry of this node's certificate (cert=node) and of the CA (cert=ca), Unix seconds",
             m.certificate_expiry.clone(),
->>>>>>> h-net
         );
         Metrics { registry, ..m }
     }
