@@ -14,6 +14,7 @@ use crate::id::{CandidateId, ServiceId};
 use crate::monitor::Report;
 use crate::tier::{Refused, Tier, TierService};
 use crate::time::Timestamp;
+use crate::ttl::TtlRule;
 
 /// What the global node runs: per service, the global policy and its members (farms and
 /// directly attached servers).
@@ -21,19 +22,50 @@ use crate::time::Timestamp;
 pub struct GlobalConfig {
     /// Services by name.
     pub services: BTreeMap<ServiceId, TierService>,
+    /// How each service's TTL is chosen (a service not listed: [`TtlRule::default`]).
+    #[serde(default)]
+    pub ttl: BTreeMap<ServiceId, TtlRule>,
+}
+
+impl GlobalConfig {
+    /// Services with the default TTL rule.
+    pub fn new(services: BTreeMap<ServiceId, TierService>) -> Self {
+        GlobalConfig {
+            services,
+            ttl: BTreeMap::new(),
+        }
+    }
+}
+
+/// Everything a publisher needs to write one service's answer: the decision (its addresses
+/// are the answer), the TTL and when the answer could next change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Publish {
+    /// The service.
+    pub service: ServiceId,
+    /// The decision; never an empty answer.
+    pub decision: Decision,
+    /// The TTL, in seconds, from the service's [`TtlRule`].
+    pub ttl: u32,
+    /// When the decision could next change with no new input (the end of a challenger's
+    /// dwell, a rotation); `None`: only a health change can change it.
+    pub next_change: Option<Timestamp>,
 }
 
 /// What the global node's shell carries out.
 #[derive(Clone, Debug, PartialEq)]
 pub enum GlobalOutput {
-    /// The answer for a service changed: publish it.
-    Publish(ServiceId, Decision),
+    /// The answer for a service changed, or its derived TTL did: publish it.
+    Publish(Publish),
 }
 
 /// The global node state machine.
 #[derive(Clone, Debug)]
 pub struct GlobalState {
     tier: Tier,
+    ttl: BTreeMap<ServiceId, TtlRule>,
+    /// What was last handed out per service, to publish again only on a change.
+    published: BTreeMap<ServiceId, Publish>,
     rng: SmallRng,
     outputs: VecDeque<GlobalOutput>,
 }
@@ -43,6 +75,8 @@ impl GlobalState {
     pub fn new(config: GlobalConfig, seed: u64) -> Self {
         GlobalState {
             tier: Tier::new(config.services),
+            ttl: config.ttl,
+            published: BTreeMap::new(),
             rng: SmallRng::seed_from_u64(seed),
             outputs: VecDeque::new(),
         }
@@ -76,8 +110,11 @@ impl GlobalState {
     /// Applies a new config (a reload), keeping what is known of members that remain.
     pub fn set_config(&mut self, config: GlobalConfig, now: Timestamp) {
         self.tier.set_services(config.services);
+        self.ttl = config.ttl;
+        self.published
+            .retain(|service, _| self.tier.services().contains_key(service));
         self.tier.recompute_all(now, &mut self.rng);
-        self.flush();
+        self.flush(now);
     }
 
     /// A farm node's summary.
@@ -90,7 +127,7 @@ impl GlobalState {
             now,
             &mut self.rng,
         )?;
-        self.flush();
+        self.flush(now);
         Ok(())
     }
 
@@ -104,27 +141,27 @@ impl GlobalState {
             now,
             &mut self.rng,
         )?;
-        self.flush();
+        self.flush(now);
         Ok(())
     }
 
     /// A measured round-trip time to a farm node (or a direct server).
     pub fn handle_rtt(&mut self, member: &CandidateId, rtt: Duration, now: Timestamp) {
         self.tier.handle_rtt(member, rtt, now, &mut self.rng);
-        self.flush();
+        self.flush(now);
     }
 
     /// Drains or undrains a member; false if no service has it.
     pub fn set_drained(&mut self, member: &CandidateId, drained: bool, now: Timestamp) -> bool {
         let found = self.tier.set_drained(member, drained, now, &mut self.rng);
-        self.flush();
+        self.flush(now);
         found
     }
 
     /// Time passed.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.tier.recompute_all(now, &mut self.rng);
-        self.flush();
+        self.flush(now);
     }
 
     /// The next moment [`GlobalState::handle_timeout`] has work to do.
@@ -137,13 +174,43 @@ impl GlobalState {
         self.outputs.pop_front()
     }
 
-    fn flush(&mut self) {
+    /// What was last handed out for each service.
+    pub fn published(&self) -> &BTreeMap<ServiceId, Publish> {
+        &self.published
+    }
+
+    /// Hands out every service whose answer changed, and, where the TTL is derived, every
+    /// service whose next possible change moved (its TTL follows it).
+    fn flush(&mut self, now: Timestamp) {
         self.tier.take_recomputed();
-        for (service, decision) in self.tier.take_changed() {
-            if !decision.addresses.is_empty() {
-                self.outputs
-                    .push_back(GlobalOutput::Publish(service, decision));
+        let changed: BTreeMap<ServiceId, Decision> = self.tier.take_changed().into_iter().collect();
+        for (service, tier) in self.tier.services() {
+            let rule = self.ttl.get(service).copied().unwrap_or_default();
+            let next_change = tier.next_change();
+            let ttl = rule.ttl(next_change, now);
+            let last = self.published.get(service);
+            let decision = match (changed.get(service), last) {
+                (Some(d), _) => d,
+                // a derived TTL follows the next possible change; a fixed one, a reload
+                (None, Some(p))
+                    if (rule.derive && p.next_change != next_change)
+                        || (!rule.derive && p.ttl != ttl) =>
+                {
+                    &p.decision
+                }
+                _ => continue,
+            };
+            if decision.addresses.is_empty() {
+                continue;
             }
+            let publish = Publish {
+                service: service.clone(),
+                decision: decision.clone(),
+                ttl,
+                next_change,
+            };
+            self.published.insert(service.clone(), publish.clone());
+            self.outputs.push_back(GlobalOutput::Publish(publish));
         }
     }
 }

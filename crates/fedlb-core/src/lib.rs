@@ -22,11 +22,12 @@ pub mod monitor;
 pub mod policy;
 pub mod tier;
 pub mod time;
+pub mod ttl;
 
 pub use candidate::{Candidate, Distance, Health, Members, Readings, Sample};
 pub use decision::{Decision, FailStatic, Hysteresis, Selector, SelectorConfig, Standing};
 pub use farm::{FarmConfig, FarmOutput, FarmState, Summary};
-pub use global::{GlobalConfig, GlobalOutput, GlobalState};
+pub use global::{GlobalConfig, GlobalOutput, GlobalState, Publish};
 pub use health::{Liveness, ProbeHealth, Thresholds};
 pub use id::{CandidateId, FarmId, ProbeId, ServerId, ServiceId};
 pub use monitor::{
@@ -35,3 +36,4 @@ pub use monitor::{
 pub use policy::{ClosestBy, Filter, Policy, Ranked};
 pub use tier::{MemberSpec, MemberView, Refused, Tier, TierService, Update};
 pub use time::Timestamp;
+pub use ttl::TtlRule;

@@ -420,7 +420,6 @@ impl Tier {
         now: Timestamp,
         rng: &mut impl Rng,
     ) -> Result<(), Refused> {
-        let warmup = self.note_heard(now);
         let tier = self
             .services
             .get_mut(service)
@@ -442,6 +441,12 @@ impl Tier {
                 last: last.seq,
             });
         }
+        let warmup = Self::note_heard(
+            &mut self.warmup,
+            &mut self.last_heard,
+            self.warmup_window,
+            now,
+        );
         // Health and answer changes are decided at once; a change of readings only waits
         // up to `coalesce`, so that a node taking thousands of reports a second decides a
         // few times a second instead of once per report.
@@ -554,21 +559,24 @@ impl Tier {
         self.warmup_window = Some(window).filter(|w| !w.is_zero());
     }
 
-    /// Records that a member was heard at `now`, entering a warm-up after a silence; returns
-    /// the warm-up in force.
-    fn note_heard(&mut self, now: Timestamp) -> Warmup {
-        if let Some(window) = self.warmup_window
-            && self
-                .last_heard
-                .is_none_or(|last| now.saturating_since(last) >= window)
+    /// Records that a member was heard at `now` (an update taken), entering a warm-up after
+    /// a silence of `window`; returns the warm-up in force.
+    fn note_heard(
+        warmup: &mut Warmup,
+        last_heard: &mut Option<Timestamp>,
+        window: Option<Duration>,
+        now: Timestamp,
+    ) -> Warmup {
+        if let Some(window) = window
+            && last_heard.is_none_or(|last| now.saturating_since(last) >= window)
         {
-            self.warmup = Warmup {
+            *warmup = Warmup {
                 since: Some(now),
                 until: Some(now + window),
             };
         }
-        self.last_heard = Some(self.last_heard.map_or(now, |l| l.max(now)));
-        self.warmup
+        *last_heard = Some(last_heard.map_or(now, |l| l.max(now)));
+        *warmup
     }
 
     /// The next moment something changes with no new input.

@@ -383,6 +383,16 @@ fn farm_reload_adds_and_removes_servers_keeping_known_state() {
 }
 
 fn global(policy: Policy, farms: &[(&str, f64)], direct: &[(&str, u8, f64)]) -> GlobalState {
+    let mut g = GlobalState::new(global_config(policy, farms, direct), 1);
+    g.set_coalesce(Duration::ZERO);
+    g
+}
+
+fn global_config(
+    policy: Policy,
+    farms: &[(&str, f64)],
+    direct: &[(&str, u8, f64)],
+) -> GlobalConfig {
     let mut sel = SelectorConfig::new(policy);
     sel.hysteresis = Hysteresis {
         margin: 0.2,
@@ -410,15 +420,13 @@ fn global(policy: Policy, farms: &[(&str, f64)], direct: &[(&str, u8, f64)]) -> 
             members,
         },
     );
-    let mut g = GlobalState::new(GlobalConfig { services }, 1);
-    g.set_coalesce(Duration::ZERO);
-    g
+    GlobalConfig::new(services)
 }
 
 fn publishes(g: &mut GlobalState) -> Vec<Decision> {
     let mut out = vec![];
-    while let Some(GlobalOutput::Publish(_, d)) = g.poll_output() {
-        out.push(d);
+    while let Some(GlobalOutput::Publish(p)) = g.poll_output() {
+        out.push(p.decision);
     }
     out
 }
@@ -755,4 +763,73 @@ fn item3_a_paused_global_node_does_not_publish_the_first_farm_heard_after_the_pa
         g.poll_timeout(at(17_010)),
         g.tier().poll_timeout(at(17_010))
     );
+}
+
+/// Every Publish the global node hands out.
+fn publish_outputs(g: &mut GlobalState) -> Vec<Publish> {
+    let mut out = vec![];
+    while let Some(GlobalOutput::Publish(p)) = g.poll_output() {
+        out.push(p);
+    }
+    out
+}
+
+#[test]
+fn the_core_finishes_the_answer_with_its_ttl() {
+    let mut eu = farm("eu", Policy::LeastLoaded, &[("eu1", 1)]);
+    let mut us = farm("us", Policy::LeastLoaded, &[("us1", 11)]);
+    us.handle_report(&report("us1", 1, Health::Up, 1), at(0))
+        .unwrap();
+    eu.handle_report(&report("eu1", 1, Health::Up, 1), at(1_000))
+        .unwrap();
+    let (s_us, s_eu) = (summary_of(&mut us), summary_of(&mut eu));
+    let www = ServiceId::from("www");
+    let farms = [("eu", 12.0), ("us", 85.0)];
+
+    // fixed: the service's TTL, whatever is pending
+    let mut config = global_config(Policy::Closest(ClosestBy::Auto), &farms, &[]);
+    config
+        .ttl
+        .insert(www.clone(), TtlRule::fixed(Duration::from_secs(45)));
+    let mut g = GlobalState::new(config.clone(), 1);
+    g.set_coalesce(Duration::ZERO);
+    g.handle_summary(&s_us, at(0)).unwrap();
+    let p = publish_outputs(&mut g).pop().unwrap();
+    assert_eq!((p.ttl, p.next_change), (45, None));
+
+    // a reload with another fixed TTL publishes the same answer again with it
+    config
+        .ttl
+        .insert(www.clone(), TtlRule::fixed(Duration::from_secs(20)));
+    g.set_config(config.clone(), at(500));
+    let p = publish_outputs(&mut g).pop().expect("republished");
+    assert_eq!((p.ttl, p.decision.addresses.clone()), (20, vec![ip(11)]));
+
+    // derived: no change pending → the upper bound; a challenger in its dwell → the time
+    // until the dwell ends, published again (same answer) as soon as it is known
+    config.ttl.insert(
+        www.clone(),
+        TtlRule::derived(Duration::from_secs(5), Duration::from_secs(60)),
+    );
+    let mut g = GlobalState::new(config, 1);
+    g.set_coalesce(Duration::ZERO);
+    g.handle_summary(&s_us, at(0)).unwrap();
+    let p = publish_outputs(&mut g).pop().unwrap();
+    assert_eq!(p.ttl, 60);
+    g.handle_summary(&s_eu, at(1_000)).unwrap();
+    let p = publish_outputs(&mut g)
+        .pop()
+        .expect("the ttl follows the dwell");
+    assert_eq!(p.decision.addresses, vec![ip(11)], "us is still answered");
+    assert_eq!((p.ttl, p.next_change), (10, Some(at(11_000))));
+    // heartbeats that change nothing publish nothing
+    for t in (2_000..=10_000).step_by(1_000) {
+        g.handle_summary(&s_eu, at(t)).unwrap();
+        g.handle_summary(&s_us, at(t)).unwrap();
+    }
+    assert!(publish_outputs(&mut g).is_empty());
+    // the dwell ends: eu, with nothing pending
+    g.handle_timeout(at(11_000));
+    let p = publish_outputs(&mut g).pop().unwrap();
+    assert_eq!((p.decision.addresses.clone(), p.ttl), (vec![ip(1)], 60));
 }

@@ -13,7 +13,6 @@
 //! - [`Publisher`]: one enum over the publisher kinds, each with `publish`, `reconcile`,
 //!   `poll_timeout` / `handle_timeout` and `metrics`; [`run`] drives one from a `watch` channel.
 //! - [`EmbeddedServer`]: a zone served in-process, written to through [`Rfc2136Publisher`].
-//! - [`ttl_until_change`]: a TTL no longer than the time until the decision could change.
 
 mod answers;
 pub mod command;
@@ -25,7 +24,6 @@ mod render;
 mod report;
 pub mod rfc2136;
 mod tsig;
-mod ttl;
 mod wire;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
@@ -43,7 +41,6 @@ pub use rfc2136::{PrimaryView, Rfc2136Config, Rfc2136Publisher};
 use tokio::{sync::watch, time::Instant};
 use tracing::debug;
 pub use tsig::{TsigAlgorithm, TsigKey, parse_tsig_key_file};
-pub use ttl::{TtlBounds, ttl_until_change};
 
 /// Any publisher. One per zone.
 pub enum Publisher {

@@ -214,9 +214,12 @@ async fn fleet(
         .collect();
     // Like real agents, each has its own certificate, endpoint (socket) and connection.
     let mut clients = Vec::new();
-    for tls in &tls {
+    for (i, tls) in tls.iter().enumerate() {
+        // Each from its own loopback address, as agents on their own servers would be:
+        // the server limits handshakes per source address.
+        let source = [127, 1, (i / 250) as u8, (i % 250 + 1) as u8];
         let ep = ClientEndpoint::new(
-            bind_udp("127.0.0.1:0".parse().unwrap()).unwrap(),
+            bind_udp(std::net::SocketAddr::from((source, 0))).unwrap(),
             tls,
             TransportSettings::default(),
         )

@@ -15,9 +15,9 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use crate::close::{clip, describe};
+use crate::close::{clip, describe, is_duplicate_identity};
 use crate::socket::enlarge_buffers;
 use crate::wire::{HELLO_LEN, Hello, encode};
 use crate::{CloseCode, NetError, NodeTls, PeerIdentity, TransportSettings};
@@ -350,6 +350,7 @@ async fn run(
             _ = token.cancelled() => break,
             r = connect(&endpoint, &config) => r,
         };
+        let mut duplicate = false;
         let reason = match attempt {
             Ok(conn) => {
                 let remote = conn.remote_address();
@@ -367,11 +368,19 @@ async fn run(
                 }
                 reason
             }
-            Err(reason) => reason,
+            Err(failed) => {
+                duplicate = failed.duplicate;
+                failed.reason
+            }
         };
         let retry_in = config.backoff.delay(failures, rng.random::<f64>());
         failures = failures.saturating_add(1);
-        warn!(%server, %addr, %reason, ?retry_in, "not connected; will retry");
+        if duplicate {
+            error!(%server, %addr, %reason, ?retry_in,
+                "another process with this node's identity is connected to the server; stop one of them (this one retries with backoff)");
+        } else {
+            warn!(%server, %addr, %reason, ?retry_in, "not connected; will retry");
+        }
         state.send_replace(ConnState::Disconnected { reason, retry_in });
         tokio::select! {
             _ = token.cancelled() => break,
@@ -384,31 +393,62 @@ async fn run(
     info!(%server, "client stopped");
 }
 
-/// Handshake plus hello; the error is an operator-readable reason.
-async fn connect(endpoint: &ClientEndpoint, config: &ClientConfig) -> Result<Connection, String> {
+/// Why a connection attempt failed.
+struct Failed {
+    /// For an operator.
+    reason: String,
+    /// The server refused us because another process with our identity is connected.
+    duplicate: bool,
+}
+
+impl From<String> for Failed {
+    fn from(reason: String) -> Self {
+        Failed {
+            reason,
+            duplicate: false,
+        }
+    }
+}
+
+/// Handshake plus hello.
+async fn connect(endpoint: &ClientEndpoint, config: &ClientConfig) -> Result<Connection, Failed> {
     let limit = endpoint.transport.connect_timeout;
     let connecting = endpoint
         .endpoint
         .connect(config.server_addr, &config.server.dns_name())
-        .map_err(|e| format!("cannot start connecting to {}: {e}", config.server_addr))?;
+        .map_err(|e| {
+            Failed::from(format!(
+                "cannot start connecting to {}: {e}",
+                config.server_addr
+            ))
+        })?;
     let attempt = async {
-        let conn = connecting.await.map_err(|e| describe(&e))?;
+        let conn = connecting.await.map_err(|e| Failed::from(describe(&e)))?;
         // A server that refuses us closes right after the handshake; prefer its reason to
         // whatever our own half-finished hello ran into.
-        let why = |conn: &Connection, e: String| conn.close_reason().map_or(e, |c| describe(&c));
+        let why = |conn: &Connection, e: String| match conn.close_reason() {
+            Some(c) => Failed {
+                reason: describe(&c),
+                duplicate: is_duplicate_identity(&c),
+            },
+            None => Failed::from(e),
+        };
         match hello(&conn, config, &endpoint.identity).await {
             Ok(()) => Ok(conn),
             Err(HelloError::Io(e)) => Err(why(&conn, e)),
             Err(HelloError::Refused(e)) => {
                 warn!(server = %config.server, reason = %e, "closing connection");
                 conn.close(CloseCode::BadHello.varint(), clip(&e).as_bytes());
-                Err(e)
+                Err(Failed::from(e))
             }
         }
     };
-    tokio::time::timeout(limit, attempt)
-        .await
-        .map_err(|_| format!("no answer from {} within {limit:?}", config.server_addr))?
+    tokio::time::timeout(limit, attempt).await.map_err(|_| {
+        Failed::from(format!(
+            "no answer from {} within {limit:?}",
+            config.server_addr
+        ))
+    })?
 }
 
 enum HelloError {

@@ -2,6 +2,8 @@
 
 use quinn::{ConnectionError, VarInt};
 
+use crate::verify::tidy;
+
 /// The application error code a fedlb node closes a connection with. The reason text
 /// travels with it and is what the other side logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -22,12 +24,15 @@ pub enum CloseCode {
     MessageTooLarge,
     /// The per-message authoriser refused a message.
     MessageRefused,
-    /// A newer connection from the same identity took over.
+    /// A newer connection from the same identity took over (the old one did not answer).
     Replaced,
+    /// Another connection with the same identity is connected and alive: two processes
+    /// run with one node's credentials.
+    DuplicateIdentity,
 }
 
 impl CloseCode {
-    const ALL: [CloseCode; 9] = [
+    const ALL: [CloseCode; 10] = [
         CloseCode::Shutdown,
         CloseCode::Unauthorised,
         CloseCode::BadIdentity,
@@ -37,6 +42,7 @@ impl CloseCode {
         CloseCode::MessageTooLarge,
         CloseCode::MessageRefused,
         CloseCode::Replaced,
+        CloseCode::DuplicateIdentity,
     ];
 
     /// The code on the wire.
@@ -51,6 +57,7 @@ impl CloseCode {
             CloseCode::MessageTooLarge => 6,
             CloseCode::MessageRefused => 7,
             CloseCode::Replaced => 8,
+            CloseCode::DuplicateIdentity => 9,
         }
     }
 
@@ -84,6 +91,12 @@ pub(crate) fn clip(reason: &str) -> &str {
     &reason[..end]
 }
 
+/// Whether the peer closed because another process with our identity is connected.
+pub(crate) fn is_duplicate_identity(e: &ConnectionError) -> bool {
+    matches!(e, ConnectionError::ApplicationClosed(close)
+        if CloseCode::from_u64(close.error_code.into_inner()) == Some(CloseCode::DuplicateIdentity))
+}
+
 /// One line for an operator saying why a connection ended, from this node's point of view.
 pub(crate) fn describe(e: &ConnectionError) -> String {
     match e {
@@ -100,8 +113,8 @@ pub(crate) fn describe(e: &ConnectionError) -> String {
         }
         // A transport-level close from the peer during the handshake: almost always the TLS
         // layer refusing our certificate.
-        ConnectionError::ConnectionClosed(close) => format!("rejected by peer: {close}"),
-        ConnectionError::TransportError(te) => format!("handshake failed: {te}"),
+        ConnectionError::ConnectionClosed(close) => tidy(format!("rejected by peer: {close}")),
+        ConnectionError::TransportError(te) => tidy(format!("handshake failed: {te}")),
         ConnectionError::TimedOut => "timed out: no packets within the idle timeout".to_owned(),
         other => other.to_string(),
     }

@@ -19,6 +19,12 @@ pub enum NetError {
     /// Generating, loading or checking a certificate or key failed.
     #[error("certificate {what}: {why}")]
     Certificate { what: String, why: String },
+    /// A peer's or this node's certificate is from another CA, expired or not yet valid.
+    #[error("certificate of {peer} {why}")]
+    CertificateOf { peer: String, why: String },
+    /// A private key file that others may write.
+    #[error("{}: private key is writable by group or others (mode {mode:04o}); refusing to use it; fix with: chmod 600 {}", path.display(), path.display())]
+    KeyPermissions { path: PathBuf, mode: u32 },
     /// A file or directory could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

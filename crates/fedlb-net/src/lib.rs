@@ -14,6 +14,7 @@
 //! [`Client::send`]. `M` is any `Serialize + DeserializeOwned` type, encoded with
 //! [`wire::encode`] / [`wire::decode`].
 
+mod admission;
 mod client;
 mod close;
 mod error;
@@ -22,8 +23,10 @@ pub mod pki;
 mod server;
 mod socket;
 mod tls;
+mod verify;
 pub mod wire;
 
+pub use admission::AdmissionLimits;
 pub use client::{Backoff, Client, ClientConfig, ClientEndpoint, ConnState, Queued};
 pub use close::CloseCode;
 pub use error::NetError;

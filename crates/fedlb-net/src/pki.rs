@@ -141,8 +141,27 @@ impl Ca {
         &self.cert_pem
     }
 
-    /// Issues a certificate for `node` in `role`, with the identity SAN and the role's EKUs.
+    /// Issues a certificate for `node` in `role`, with the identity SAN and the role's EKUs,
+    /// valid for [`NODE_VALIDITY`].
     pub fn issue(&self, node: &NodeName, role: Role) -> Result<NodeCert, NetError> {
+        let now = OffsetDateTime::now_utc();
+        self.issue_with_validity(
+            node,
+            role,
+            (now - CLOCK_SKEW).into(),
+            (now + NODE_VALIDITY).into(),
+        )
+    }
+
+    /// As [`Ca::issue`], valid from `not_before` to `not_after` (short-lived certificates,
+    /// or tests of expiry).
+    pub fn issue_with_validity(
+        &self,
+        node: &NodeName,
+        role: Role,
+        not_before: std::time::SystemTime,
+        not_after: std::time::SystemTime,
+    ) -> Result<NodeCert, NetError> {
         let identity = PeerIdentity::new(role, node.clone());
         let name = identity.dns_name();
         let mut p = CertificateParams::new(vec![name.clone()])
@@ -161,7 +180,8 @@ impl Ca {
                 .push(ExtendedKeyUsagePurpose::ClientAuth);
         }
         p.use_authority_key_identifier_extension = true;
-        validity(&mut p, NODE_VALIDITY);
+        p.not_before = not_before.into();
+        p.not_after = not_after.into();
         let key = KeyPair::generate().map_err(|e| cert_err(format!("key for {identity}"), e))?;
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = p
@@ -194,6 +214,7 @@ impl Ca {
     pub fn load(dir: &Path) -> Result<Ca, NetError> {
         let (cert_path, key_path) = (ca_cert_path(dir), ca_key_path(dir));
         let cert_pem = read_file(&cert_path)?;
+        check_key_permissions(&key_path)?;
         let key_pem = read_file(&key_path)?;
         let what = || cert_path.display().to_string();
         let der =
@@ -287,6 +308,31 @@ pub fn node_cert_path(dir: &Path, id: &PeerIdentity) -> PathBuf {
 /// `DIR/<node>.<role>.key`.
 pub fn node_key_path(dir: &Path, id: &PeerIdentity) -> PathBuf {
     dir.join(format!("{}.{}.key", id.node, id.role))
+}
+
+/// Refuses a private key that group or others may write (whoever can write it can replace
+/// this node's identity); warns when they may read it, as ssh would refuse.
+pub(crate) fn check_key_permissions(path: &Path) -> Result<(), NetError> {
+    let meta = fs::metadata(path).map_err(|source| NetError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(NetError::KeyPermissions {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    if mode & 0o044 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = %format!("{mode:04o}"),
+            fix = %format!("chmod 600 {}", path.display()),
+            "private key is readable by group or others"
+        );
+    }
+    Ok(())
 }
 
 pub(crate) fn read_file(path: &Path) -> Result<String, NetError> {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use quinn::crypto::rustls::HandshakeData;
-use quinn::{Connection, Endpoint, ReadToEndError, RecvStream};
+use quinn::{Connection, Endpoint, ReadToEndError, RecvStream, SendStream, VarInt};
 use rustls::pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::admission::{Admission, AdmissionLimits, LogGate, Source};
 use crate::close::{clip, describe};
 use crate::socket::enlarge_buffers;
 use crate::wire::{HELLO_LEN, Hello, MAX_MESSAGE_LEN, decode};
@@ -109,6 +110,8 @@ pub struct ServerConfig {
     pub event_capacity: usize,
     /// TLS handshakes in progress beyond this are refused at once; the client backs off.
     pub max_handshakes_in_flight: usize,
+    /// Per-source handshake limits, applied after QUIC address validation (Retry).
+    pub admission: AdmissionLimits,
     /// How long shutdown waits for peers to acknowledge the close.
     pub shutdown_grace: Duration,
 }
@@ -121,6 +124,7 @@ impl ServerConfig {
             transport: TransportSettings::default(),
             event_capacity: 1024,
             max_handshakes_in_flight: 1024,
+            admission: AdmissionLimits::default(),
             shutdown_grace: Duration::from_secs(2),
         }
     }
@@ -145,7 +149,38 @@ struct Shared<M, A> {
     live: LiveMap,
     next_id: AtomicU64,
     shutdown: CancellationToken,
+    admission: Arc<Mutex<Admission>>,
+    log_gate: Mutex<LogGate<GateKey>>,
+    receive_window: u32,
     _msg: PhantomData<fn() -> M>,
+}
+
+/// What a refusal line is rate-limited by.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum GateKey {
+    /// Refusals before the peer's identity is known, per source.
+    Source(Source),
+    /// Refusals of an authenticated peer.
+    Peer(PeerIdentity),
+    /// The server-wide handshake limit.
+    AllSources,
+}
+
+/// One admitted handshake: its global permit and its count against its source, both
+/// returned when it ends.
+struct Slot {
+    admission: Arc<Mutex<Admission>>,
+    source: Source,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.admission
+            .lock()
+            .expect("admission table poisoned")
+            .finished(self.source);
+    }
 }
 
 impl Server {
@@ -181,6 +216,12 @@ impl Server {
         })?;
         let (tx, rx) = mpsc::channel(config.event_capacity.max(1));
         let live: LiveMap = Arc::new(Mutex::new(HashMap::new()));
+        let admission = Arc::new(Mutex::new(Admission::new(config.admission.clone())));
+        let log_gate = Mutex::new(LogGate::new(
+            config.admission.log_interval,
+            config.admission.max_sources,
+        ));
+        let receive_window = config.transport.receive_window;
         let shared = Arc::new(Shared {
             config,
             identity: tls.identity().clone(),
@@ -189,6 +230,9 @@ impl Server {
             live: live.clone(),
             next_id: AtomicU64::new(1),
             shutdown,
+            admission,
+            log_gate,
+            receive_window,
             _msg: PhantomData,
         });
         info!(identity = %shared.identity, %local_addr, version = shared.config.protocol_version, "server listening");
@@ -244,14 +288,64 @@ where
                 None => break,
             },
         };
-        let remote = incoming.remote_address();
-        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-            warn!(%remote, limit = shared.config.max_handshakes_in_flight, "too many handshakes in flight; refusing connection");
-            shared.rejected(remote, None, "too many handshakes in flight".to_owned());
-            incoming.refuse();
+        // Address validation first, for every source not yet validated: a Retry costs the
+        // server no state, so spoofed sources can neither hold handshakes nor spend the
+        // per-source budget of the address they forge.
+        if !incoming.remote_address_validated() {
+            if let Err(e) = incoming.retry() {
+                e.into_incoming().ignore();
+            }
             continue;
+        }
+        let remote = incoming.remote_address();
+        let source = Source::of(remote.ip());
+        let admitted = shared
+            .admission
+            .lock()
+            .expect("admission table poisoned")
+            .admit(source, now());
+        let refusal = match admitted {
+            Err(refusal) => Some((GateKey::Source(source), refusal.to_string())),
+            Ok(()) => {
+                let slot = handshakes
+                    .clone()
+                    .try_acquire_owned()
+                    .ok()
+                    .map(|permit| Slot {
+                        admission: shared.admission.clone(),
+                        source,
+                        _permit: permit,
+                    });
+                match slot {
+                    Some(slot) => {
+                        tracker.spawn(connection(shared.clone(), incoming, slot));
+                        continue;
+                    }
+                    None => {
+                        // Give back the source's count taken above.
+                        shared
+                            .admission
+                            .lock()
+                            .expect("admission table poisoned")
+                            .finished(source);
+                        Some((
+                            GateKey::AllSources,
+                            format!(
+                                "too many handshakes in flight (limit {})",
+                                shared.config.max_handshakes_in_flight
+                            ),
+                        ))
+                    }
+                }
+            }
         };
-        tracker.spawn(connection(shared.clone(), incoming, permit));
+        if let Some((key, reason)) = refusal {
+            shared.gated(key, |held_back| {
+                warn!(%remote, %source, %reason, held_back, log_every = ?shared.config.admission.log_interval, "handshake refused");
+            });
+            shared.rejected(remote, None, reason);
+            incoming.refuse();
+        }
     }
     endpoint.close(CloseCode::Shutdown.varint(), b"server shutting down");
     tracker.close();
@@ -283,6 +377,24 @@ impl<M: Send + 'static, A> Shared<M, A> {
             reason,
         });
     }
+
+    /// Runs `log` (given the number of lines held back since the last one) unless a line
+    /// for `key` was written within the log interval.
+    fn gated(&self, key: GateKey, log: impl FnOnce(u64)) {
+        let allowed = self
+            .log_gate
+            .lock()
+            .expect("log gate poisoned")
+            .allow(key, now());
+        if let Some(held_back) = allowed {
+            log(held_back);
+        }
+    }
+}
+
+/// The shell's clock for the pure admission rules (tokio's, so paused-time tests hold).
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// The state one connection's tasks share: the first close reason wins.
@@ -314,25 +426,33 @@ fn identity_of(conn: &Connection) -> Result<PeerIdentity, String> {
     PeerIdentity::from_certificate(leaf.as_ref()).map_err(|e| e.to_string())
 }
 
-async fn connection<M, A>(
-    shared: Arc<Shared<M, A>>,
-    incoming: quinn::Incoming,
-    permit: OwnedSemaphorePermit,
-) where
+async fn connection<M, A>(shared: Arc<Shared<M, A>>, incoming: quinn::Incoming, slot: Slot)
+where
     M: DeserializeOwned + Send + 'static,
     A: Authoriser<M>,
 {
     let remote = incoming.remote_address();
-    let conn = match incoming.await {
+    let source = slot.source;
+    let limit = shared.config.admission.handshake_timeout;
+    let handshake = async {
+        let connecting = incoming.accept().map_err(|e| describe(&e))?;
+        // Dropping an unfinished `Connecting` abandons the handshake.
+        match tokio::time::timeout(limit, connecting).await {
+            Ok(done) => done.map_err(|e| describe(&e)),
+            Err(_) => Err(format!("handshake not finished within {limit:?}")),
+        }
+    };
+    let conn = match handshake.await {
         Ok(conn) => conn,
-        Err(e) => {
-            let reason = describe(&e);
-            warn!(%remote, %reason, "handshake failed; connection refused");
+        Err(reason) => {
+            shared.gated(GateKey::Source(source), |held_back| {
+                warn!(%remote, %reason, held_back, log_every = ?shared.config.admission.log_interval, "handshake failed; connection refused");
+            });
             shared.rejected(remote, None, reason);
             return;
         }
     };
-    drop(permit);
+    drop(slot);
     let id = ConnId(shared.next_id.fetch_add(1, Ordering::Relaxed));
     let alpn_ok = conn
         .handshake_data()
@@ -367,40 +487,40 @@ async fn connection<M, A>(
             reason,
         );
     }
+    let hello_timeout = shared.config.transport.hello_timeout;
     let hello = tokio::time::timeout(
-        shared.config.transport.hello_timeout,
-        hello(
-            &conn,
-            &peer,
-            shared.config.protocol_version,
-            &shared.identity,
-        ),
+        hello_timeout,
+        read_hello(&conn, &peer, shared.config.protocol_version),
     )
     .await
     .unwrap_or_else(|_| {
         Err((
             CloseCode::BadHello,
-            format!(
-                "no hello within {:?}",
-                shared.config.transport.hello_timeout
-            ),
+            format!("no hello within {hello_timeout:?}"),
         ))
     });
-    if let Err((code, reason)) = hello {
-        return refuse_early(&shared, &conn, remote, Some(peer), code, reason);
-    }
-
-    let previous = shared
-        .live
-        .lock()
-        .expect("live-connection map poisoned")
-        .insert(peer.clone(), (id, conn.clone()));
-    if let Some((old_id, old)) = previous {
-        info!(%peer, old = %old_id, new = %id, "newer connection from the same identity; closing the old one");
-        old.close(
-            CloseCode::Replaced.varint(),
-            b"replaced by a newer connection from the same identity",
+    let answer = match hello {
+        Ok(send) => send,
+        Err((code, reason)) => {
+            return refuse_early(&shared, &conn, remote, Some(peer), code, reason);
+        }
+    };
+    // Before answering the hello, so that a refused second process never counts itself
+    // connected.
+    if let Err(reason) = claim(&shared, &peer, id, &conn).await {
+        return refuse_early(
+            &shared,
+            &conn,
+            remote,
+            Some(peer),
+            CloseCode::DuplicateIdentity,
+            reason,
         );
+    }
+    if let Err((code, reason)) =
+        answer_hello(answer, shared.config.protocol_version, &shared.identity).await
+    {
+        return refuse_early(&shared, &conn, remote, Some(peer), code, reason);
     }
     info!(%peer, conn = %id, %remote, "peer connected");
     shared
@@ -469,23 +589,26 @@ fn refuse_early<M: Send + 'static, A>(
     code: CloseCode,
     reason: String,
 ) {
-    match &peer {
-        Some(peer) => warn!(%remote, %peer, ?code, %reason, "connection refused"),
-        None => warn!(%remote, ?code, %reason, "connection refused"),
-    }
+    let key = match &peer {
+        Some(peer) => GateKey::Peer(peer.clone()),
+        None => GateKey::Source(Source::of(remote.ip())),
+    };
+    shared.gated(key, |held_back| match &peer {
+        Some(peer) => warn!(%remote, %peer, ?code, %reason, held_back, "connection refused"),
+        None => warn!(%remote, ?code, %reason, held_back, "connection refused"),
+    });
     conn.close(code.varint(), clip(&reason).as_bytes());
     shared.rejected(remote, peer, reason);
 }
 
-/// Reads the client's hello and answers with ours.
-async fn hello(
+/// Reads the client's hello; returns the stream to answer on.
+async fn read_hello(
     conn: &Connection,
     peer: &PeerIdentity,
     version: u16,
-    us: &PeerIdentity,
-) -> Result<(), (CloseCode, String)> {
+) -> Result<SendStream, (CloseCode, String)> {
     let bad = |why: String| (CloseCode::BadHello, why);
-    let (mut send, mut recv) = conn
+    let (send, mut recv) = conn
         .accept_bi()
         .await
         .map_err(|e| bad(format!("no hello stream: {}", describe(&e))))?;
@@ -511,15 +634,107 @@ async fn hello(
             theirs.role, peer.role
         )));
     }
+    Ok(send)
+}
+
+/// Answers a client's hello with ours.
+async fn answer_hello(
+    mut send: SendStream,
+    version: u16,
+    us: &PeerIdentity,
+) -> Result<(), (CloseCode, String)> {
     let ours = Hello {
         version,
         role: us.role,
     };
     send.write_all(&ours.to_bytes())
         .await
-        .map_err(|e| bad(format!("hello answer: {e}")))?;
+        .map_err(|e| (CloseCode::BadHello, format!("hello answer: {e}")))?;
     let _ = send.finish();
     Ok(())
+}
+
+/// How long an identity's existing connection has to show it is alive when a second
+/// connection with the same identity arrives. A restarted node reconnects while the server
+/// still holds its dead connection; it gets in after at most this long.
+pub(crate) const LIVENESS_WINDOW: Duration = Duration::from_secs(1);
+const PING_EVERY: Duration = Duration::from_millis(200);
+
+/// Makes `conn` the live connection of `peer`. If the identity already has one that
+/// answers within [`LIVENESS_WINDOW`], that one stays and this is refused with the reason;
+/// if it does not answer, it is closed and replaced. Two processes with one identity thus
+/// settle on the first instead of evicting each other forever.
+async fn claim<M: Send + 'static, A>(
+    shared: &Shared<M, A>,
+    peer: &PeerIdentity,
+    id: ConnId,
+    conn: &Connection,
+) -> Result<(), String> {
+    loop {
+        let (old_id, old) = {
+            let mut live = shared.live.lock().expect("live-connection map poisoned");
+            match live.get(peer) {
+                None => {
+                    live.insert(peer.clone(), (id, conn.clone()));
+                    return Ok(());
+                }
+                Some((old_id, old)) => (*old_id, old.clone()),
+            }
+        };
+        if answers(&old, shared.receive_window).await {
+            return Err(format!(
+                "identity {peer} already connected from {}",
+                old.remote_address()
+            ));
+        }
+        let mut live = shared.live.lock().expect("live-connection map poisoned");
+        if live
+            .get(peer)
+            .is_some_and(|(live_id, _)| *live_id == old_id)
+        {
+            info!(%peer, old = %old_id, new = %id, old_remote = %old.remote_address(),
+                "the old connection of this identity did not answer; replacing it");
+            old.close(
+                CloseCode::Replaced.varint(),
+                b"replaced: a new connection of the same identity arrived and this one did not answer",
+            );
+            live.insert(peer.clone(), (id, conn.clone()));
+            return Ok(());
+        }
+        // The entry changed while we waited: judge whoever holds it now.
+    }
+}
+
+/// Whether the peer of `conn` shows it is alive within [`LIVENESS_WINDOW`]: any packet
+/// from it counts. quinn 0.11 does not expose a PING, so the probe is a one-byte raise of
+/// the connection receive window (taken back at once), which makes quinn send a MAX_DATA
+/// frame that a live peer must acknowledge within its ACK delay.
+async fn answers(conn: &Connection, receive_window: u32) -> bool {
+    if conn.close_reason().is_some() {
+        return false;
+    }
+    let before = conn.stats().udp_rx.datagrams;
+    let start = tokio::time::Instant::now();
+    let mut next_ping = start;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= start + LIVENESS_WINDOW {
+            return false;
+        }
+        if now >= next_ping {
+            let raised = VarInt::from_u64(u64::from(receive_window) + 1).unwrap_or(VarInt::MAX);
+            conn.set_receive_window(raised);
+            conn.set_receive_window(VarInt::from_u32(receive_window));
+            next_ping = now + PING_EVERY;
+        }
+        tokio::select! {
+            _ = conn.closed() => return false,
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+        if conn.stats().udp_rx.datagrams > before {
+            return true;
+        }
+    }
 }
 
 /// Reads, decodes and authorises one message stream.

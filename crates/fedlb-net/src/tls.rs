@@ -7,12 +7,14 @@ use std::time::{Duration, SystemTime};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 use rustls::RootCertStore;
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 
-use crate::pki::{ca_cert_path, node_cert_path, node_key_path, read_file};
+use crate::pki::{ca_cert_path, check_key_permissions, node_cert_path, node_key_path, read_file};
+use crate::verify::{ExplainClientCerts, ExplainServerCert, Problem, owner, validity};
 use crate::wire::MAX_MESSAGE_LEN;
 use crate::{NetError, PeerIdentity};
 
@@ -62,6 +64,9 @@ pub struct NodeTls {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     not_after: SystemTime,
+    ca_not_after: SystemTime,
+    /// How messages name the CA: its file, or its common name.
+    ca_label: Arc<str>,
 }
 
 impl Clone for NodeTls {
@@ -72,6 +77,8 @@ impl Clone for NodeTls {
             chain: self.chain.clone(),
             key: self.key.clone_key(),
             not_after: self.not_after,
+            ca_not_after: self.ca_not_after,
+            ca_label: self.ca_label.clone(),
         }
     }
 }
@@ -81,6 +88,7 @@ impl std::fmt::Debug for NodeTls {
         f.debug_struct("NodeTls")
             .field("identity", &self.identity)
             .field("not_after", &self.not_after)
+            .field("ca_not_after", &self.ca_not_after)
             .finish_non_exhaustive()
     }
 }
@@ -94,6 +102,16 @@ impl NodeTls {
     /// CA, is currently valid and carries the EKUs of its role: a bad file fails at start,
     /// not at the first connection.
     pub fn from_pem(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<NodeTls, NetError> {
+        Self::from_pem_named(ca_pem, cert_pem, key_pem, None)
+    }
+
+    /// As [`NodeTls::from_pem`]; `ca_file` names the CA in messages (else its common name).
+    fn from_pem_named(
+        ca_pem: &str,
+        cert_pem: &str,
+        key_pem: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<NodeTls, NetError> {
         let bad = |what: &str, why: &dyn std::fmt::Display| NetError::Certificate {
             what: what.to_owned(),
             why: why.to_string(),
@@ -101,6 +119,12 @@ impl NodeTls {
         let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes())
             .map_err(|e| bad("CA", &e))?
             .into_owned();
+        let ca_label: Arc<str> = match ca_file {
+            Some(path) => path.display().to_string().into(),
+            None => format!("the CA {}", owner(ca.as_ref())).into(),
+        };
+        let (_, ca_not_after) =
+            validity(ca.as_ref()).ok_or_else(|| bad("CA", &"unreadable validity period"))?;
         let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| bad("node", &e))?;
@@ -132,26 +156,48 @@ impl NodeTls {
                 None,
                 None,
             )
-            .map_err(|e| bad(&what, &format!("does not verify against the CA: {e}")))?;
+            .map_err(|e| {
+                let problem = match e {
+                    webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey => {
+                        Some(Problem::OtherCa)
+                    }
+                    webpki::Error::CertExpired { .. } => Some(Problem::Expired),
+                    webpki::Error::CertNotValidYet { .. } => Some(Problem::NotYetValid),
+                    _ => None,
+                };
+                match problem {
+                    Some(p) => NetError::CertificateOf {
+                        peer: identity.to_string(),
+                        why: p.describe(leaf.as_ref(), &ca_label),
+                    },
+                    None => bad(&what, &format!("does not verify against the CA: {e}")),
+                }
+            })?;
         }
-        let (_, x509) =
-            x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|e| bad(&what, &e))?;
-        let secs = u64::try_from(x509.validity().not_after.timestamp()).unwrap_or(0);
+        let (_, not_after) =
+            validity(leaf.as_ref()).ok_or_else(|| bad(&what, &"unreadable validity period"))?;
         Ok(NodeTls {
             identity,
             roots: Arc::new(roots),
             chain,
             key,
-            not_after: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+            not_after,
+            ca_not_after,
+            ca_label,
         })
     }
 
-    /// Loads `ca.pem`, `<node>.<role>.pem` and `<node>.<role>.key` from `dir`.
+    /// Loads `ca.pem`, `<node>.<role>.pem` and `<node>.<role>.key` from `dir`. Refuses a key
+    /// file that group or others may write; warns when they may read it.
     pub fn load(dir: &std::path::Path, identity: &PeerIdentity) -> Result<NodeTls, NetError> {
-        let tls = NodeTls::from_pem(
-            &read_file(&ca_cert_path(dir))?,
+        let key_path = node_key_path(dir, identity);
+        check_key_permissions(&key_path)?;
+        let ca_path = ca_cert_path(dir);
+        let tls = NodeTls::from_pem_named(
+            &read_file(&ca_path)?,
             &read_file(&node_cert_path(dir, identity))?,
-            &read_file(&node_key_path(dir, identity))?,
+            &read_file(&key_path)?,
+            Some(&ca_path),
         )?;
         if &tls.identity != identity {
             return Err(NetError::Identity(format!(
@@ -195,6 +241,11 @@ impl NodeTls {
         self.not_after
     }
 
+    /// When the federation CA's certificate expires.
+    pub fn ca_not_after(&self) -> SystemTime {
+        self.ca_not_after
+    }
+
     fn tls_err(&self, why: impl std::fmt::Display) -> NetError {
         NetError::Tls {
             identity: self.identity.to_string(),
@@ -215,6 +266,10 @@ impl NodeTls {
         let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider())
             .build()
             .map_err(|e| self.tls_err(e))?;
+        let verifier = Arc::new(ExplainClientCerts {
+            inner: verifier,
+            ca: self.ca_label.clone(),
+        });
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| self.tls_err(e))?
@@ -235,10 +290,18 @@ impl NodeTls {
                 what: "connect to another node",
             });
         }
+        let verifier = WebPkiServerVerifier::builder_with_provider(self.roots.clone(), provider())
+            .build()
+            .map_err(|e| self.tls_err(e))?;
+        let verifier = Arc::new(ExplainServerCert {
+            inner: verifier,
+            ca: self.ca_label.clone(),
+        });
         let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| self.tls_err(e))?
-            .with_root_certificates(self.roots.clone())
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| self.tls_err(e))?;
         cfg.alpn_protocols = vec![ALPN.to_vec()];

@@ -1,6 +1,7 @@
 //! The CA, certificate files and credential loading.
 
 use std::os::unix::fs::PermissionsExt;
+use std::sync::{Arc, Mutex};
 
 use rustls::pki_types::pem::PemObject;
 
@@ -123,9 +124,9 @@ fn certificate_from_another_ca_does_not_load() {
     let farm = id(Role::Farm, "f1");
     let cert = rogue.issue(&farm.node, farm.role).unwrap();
     let e = NodeTls::from_pem(ca.cert_pem(), cert.cert_pem(), cert.key_pem()).unwrap_err();
-    assert!(
-        e.to_string().contains("does not verify against the CA"),
-        "{e}"
+    assert_eq!(
+        e.to_string(),
+        "certificate of farm/f1 is signed by a different CA than the CA \"fedlb CA real\""
     );
 }
 
@@ -196,4 +197,160 @@ fn federation_names_are_checked() {
         let e = Ca::generate(bad).unwrap_err().to_string();
         assert!(e.starts_with("federation name "), "{e}");
     }
+}
+
+/// A federation directory with a CA and one farm node's files; returns the key's path.
+fn node_files(dir: &std::path::Path, farm: &PeerIdentity) -> std::path::PathBuf {
+    let ca = Ca::generate("fed").unwrap();
+    ca.write(dir, false).unwrap();
+    ca.issue(&farm.node, farm.role)
+        .unwrap()
+        .write(dir, false)
+        .unwrap();
+    node_key_path(dir, farm)
+}
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Log lines written while `f` runs on this thread.
+fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+    let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let sink = buf.clone();
+    let sub = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || Sink(sink.clone()))
+        .finish();
+    let out = tracing::subscriber::with_default(sub, f);
+    let text = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
+    (out, text)
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn item10_group_readable_key_loads_with_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let farm = id(Role::Farm, "f1");
+    let key = node_files(tmp.path(), &farm);
+    let (loaded, quiet) = logged(|| NodeTls::load(tmp.path(), &farm));
+    loaded.unwrap();
+    assert!(!quiet.contains("WARN"), "{quiet}");
+
+    chmod(&key, 0o644);
+    let (loaded, text) = logged(|| NodeTls::load(tmp.path(), &farm));
+    loaded.unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("WARN"))
+        .unwrap_or_else(|| panic!("no warning:\n{text}"));
+    assert!(
+        line.contains("private key is readable by group or others")
+            && line.contains(&format!("path={}", key.display()))
+            && line.contains("mode=0644")
+            && line.contains(&format!("fix=chmod 600 {}", key.display())),
+        "{line}"
+    );
+}
+
+#[test]
+fn item10_group_writable_key_is_refused_with_the_chmod_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let farm = id(Role::Farm, "f1");
+    let key = node_files(tmp.path(), &farm);
+    for mode in [0o666, 0o620, 0o602] {
+        chmod(&key, mode);
+        let e = NodeTls::load(tmp.path(), &farm).unwrap_err();
+        let k = key.display();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{k}: private key is writable by group or others (mode {mode:04o}); refusing to use it; fix with: chmod 600 {k}"
+            )
+        );
+    }
+    // The CA key, when `fedlb certs` loads it to issue more.
+    chmod(&ca_key_path(tmp.path()), 0o666);
+    let e = Ca::load(tmp.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("ca.key: private key is writable by group or others (mode 0666)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn item10_certificate_from_another_ca_names_the_ca_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let farm = id(Role::Farm, "f1");
+    node_files(tmp.path(), &farm);
+    // A certificate from another CA (same federation name) dropped in by mistake.
+    Ca::generate("fed")
+        .unwrap()
+        .issue(&farm.node, farm.role)
+        .unwrap()
+        .write(tmp.path(), true)
+        .unwrap();
+    let e = NodeTls::load(tmp.path(), &farm).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "certificate of farm/f1 is signed by a different CA than {}",
+            ca_cert_path(tmp.path()).display()
+        )
+    );
+}
+
+/// 2025-01-01 00:00:00 UTC and 2025-06-01 12:00:00 UTC.
+pub fn long_ago() -> (std::time::SystemTime, std::time::SystemTime) {
+    let at = |s| std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s);
+    (at(1_735_689_600), at(1_748_779_200))
+}
+
+#[test]
+fn item10_expired_certificate_says_when_in_words() {
+    let ca = Ca::generate("fed").unwrap();
+    let (from, to) = long_ago();
+    let old = ca
+        .issue_with_validity(&NodeName::new("old").unwrap(), Role::Agent, from, to)
+        .unwrap();
+    let e = NodeTls::from_pem(ca.cert_pem(), old.cert_pem(), old.key_pem()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "certificate of agent/old expired on 2025-06-01 12:00:00 UTC"
+    );
+}
+
+#[test]
+fn item10_node_and_ca_expiry_are_read_from_the_certificates() {
+    let ca = Ca::generate("fed").unwrap();
+    let now = std::time::SystemTime::now();
+    let until = now + std::time::Duration::from_secs(86_400);
+    let cert = ca
+        .issue_with_validity(
+            &NodeName::new("a").unwrap(),
+            Role::Agent,
+            now - std::time::Duration::from_secs(60),
+            until,
+        )
+        .unwrap();
+    let tls = NodeTls::from_pem(ca.cert_pem(), cert.cert_pem(), cert.key_pem()).unwrap();
+    let secs =
+        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert_eq!(secs(tls.not_after()), secs(until));
+    let ca_left = tls.ca_not_after().duration_since(now).unwrap();
+    assert!(
+        ca_left > std::time::Duration::from_secs(9 * 365 * 86_400),
+        "{ca_left:?}"
+    );
 }

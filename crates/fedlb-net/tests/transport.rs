@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -107,6 +108,15 @@ struct Farm {
 }
 
 fn start_farm(fed: &Fed, socket: std::net::UdpSocket, allowed: &[&str]) -> Farm {
+    start_farm_with(fed, socket, allowed, |_| {})
+}
+
+fn start_farm_with(
+    fed: &Fed,
+    socket: std::net::UdpSocket,
+    allowed: &[&str],
+    tune: impl FnOnce(&mut ServerConfig),
+) -> Farm {
     let allowed: BTreeSet<String> = allowed.iter().map(|s| s.to_string()).collect();
     let auth = FnAuthoriser {
         peer: move |p: &PeerIdentity| {
@@ -128,6 +138,7 @@ fn start_farm(fed: &Fed, socket: std::net::UdpSocket, allowed: &[&str]) -> Farm 
     let shutdown = CancellationToken::new();
     let mut config = ServerConfig::new(VERSION);
     config.transport = fast_settings();
+    tune(&mut config);
     let (server, mut events) = Server::start::<Report, _>(
         socket,
         &fed.tls(Role::Farm, "f1"),
@@ -532,9 +543,13 @@ async fn certificate_from_another_ca_is_refused() {
         let stop = CancellationToken::new();
         let client = agent_client(&rogue, "good", addr, VERSION, &stop);
         let reason = state_reason(&client).await;
-        // The rogue client does not trust the real server either; whichever side stops
-        // first, the attempt fails on a certificate.
-        assert!(reason.contains("certificate"), "{reason}");
+        // The rogue client does not trust the real server either, and checks it first.
+        assert!(
+            reason.contains(
+                "certificate of farm/f1 is signed by a different CA than the CA \"fedlb CA test\""
+            ),
+            "{reason}"
+        );
         stop.cancel();
     })
     .await;
@@ -624,8 +639,45 @@ async fn client_refuses_a_server_with_another_identity() {
     farm.stop().await;
 }
 
+/// An agent client on its own endpoint, bound to `bind`; returns the endpoint's address too.
+fn agent_on(
+    fed: &Fed,
+    name: &str,
+    bind: &str,
+    server: SocketAddr,
+    stop: &CancellationToken,
+) -> (Client<Report>, ClientEndpoint) {
+    let ep = ClientEndpoint::new(
+        bind_udp(bind.parse().unwrap()).unwrap(),
+        &fed.tls(Role::Agent, name),
+        TransportSettings::default(),
+    )
+    .unwrap();
+    let mut cfg = ClientConfig::new(server, farm_id(), VERSION);
+    cfg.backoff = Backoff {
+        min: Duration::from_millis(100),
+        max: Duration::from_millis(800),
+    };
+    (Client::start(&ep, cfg, stop.clone()), ep)
+}
+
+fn connections_of(farm: &Farm, node: &str) -> (usize, usize) {
+    let seen = farm.seen();
+    let connected = seen
+        .iter()
+        .filter(|s| matches!(s, Seen::Connected(_, p) if p.node.as_str() == node))
+        .count();
+    let disconnected = seen
+        .iter()
+        .filter(|s| matches!(s, Seen::Disconnected(_, p, _) if p.node.as_str() == node))
+        .count();
+    (connected, disconnected)
+}
+
 #[tokio::test]
-async fn newer_connection_of_the_same_identity_replaces_the_old() {
+async fn item11_second_live_process_with_the_same_identity_is_refused_and_the_first_kept() {
+    let log = Log::default();
+    let _guard = log.install();
     let fed = Fed::new();
     let mut farm = start_farm(
         &fed,
@@ -633,26 +685,126 @@ async fn newer_connection_of_the_same_identity_replaces_the_old() {
         &["good"],
     );
     let stop = CancellationToken::new();
-    let first = agent_client(&fed, "good", farm.addr(), VERSION, &stop);
-    first.send(&status("good", 1)).unwrap();
-    until("the first connection's report", || {
-        farm.last_seq("good") == Some(1)
+    let (first, first_ep) = agent_on(&fed, "good", "127.0.0.1:0", farm.addr(), &stop);
+    let first_addr = first_ep.local_addr().unwrap();
+    spawn_reports(first, "good", stop.clone());
+    until("the first process's reports", || {
+        farm.last_seq("good").is_some_and(|s| s >= 3)
     })
     .await;
-    // The second instance (say, a restarted agent) takes over; the first is told why. It
-    // would reconnect and take over in turn, so stop it once it has been replaced.
-    let second = agent_client(&fed, "good", farm.addr(), VERSION, &stop);
-    let reason = state_reason(&first).await;
+
+    // A second process started with the same credentials, from another address.
+    let (second, _second_ep) = agent_on(&fed, "good", "127.0.0.2:0", farm.addr(), &stop);
+    let reason = state_reason(&second).await;
     assert_eq!(
         reason,
-        "closed by peer: replaced by a newer connection from the same identity"
+        format!("rejected by peer: identity agent/good already connected from {first_addr}")
     );
-    first.stop().await;
-    second.send(&status("good", 2)).unwrap();
-    until("the second connection's report", || {
+    // It keeps trying with its backoff; the first keeps its connection all along.
+    let before = farm.last_seq("good").unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        connections_of(&farm, "good"),
+        (1, 0),
+        "the first process was evicted: {:?}",
+        farm.seen()
+    );
+    assert!(farm.last_seq("good").unwrap() > before + 100);
+    assert!(!matches!(
+        *second.state().borrow(),
+        ConnState::Connected { .. }
+    ));
+    let text = log.text();
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("another process with this node's identity"))
+        .collect();
+    // 100 ms doubling to 800 ms: about 8 attempts in 4 s, not a tight loop.
+    assert!(
+        (2..=12).contains(&errors.len()),
+        "{} ERROR lines:\n{text}",
+        errors.len()
+    );
+    assert!(
+        errors[0].contains("already connected from"),
+        "{}",
+        errors[0]
+    );
+    let refusals = farm
+        .seen()
+        .iter()
+        .filter(|s| matches!(s, Seen::Rejected(Some(_), r) if r.contains("already connected")))
+        .count();
+    assert!((2..=12).contains(&refusals), "{refusals} refusals");
+    stop.cancel();
+    farm.stop().await;
+}
+
+#[tokio::test]
+async fn item11_restarted_process_with_the_same_identity_is_accepted_at_once() {
+    let fed = Arc::new(Fed::new());
+    let mut farm = start_farm(
+        &fed,
+        bind_udp("127.0.0.1:0".parse().unwrap()).unwrap(),
+        &["good"],
+    );
+    let addr = farm.addr();
+    let seen = farm.seen.clone();
+    // The old process: its own runtime, dropped without closing anything, as a killed
+    // process would be. The server still holds its connection (15 s idle timeout).
+    let fed2 = fed.clone();
+    // On a blocking thread, so that this test's runtime (which runs the server) goes on.
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let stop = CancellationToken::new();
+        let kept = rt.block_on(async {
+            let (client, ep) = agent_on(&fed2, "good", "127.0.0.1:0", addr, &stop);
+            client.send(&status("good", 1)).unwrap();
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while !seen
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|s| matches!(s, Seen::Message(_, _, Report::Status { seq: 1, .. })))
+            {
+                assert!(tokio::time::Instant::now() < deadline, "no report 1");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (client, ep)
+        });
+        drop(rt);
+        drop(kept);
+    })
+    .await
+    .unwrap();
+    assert_eq!(connections_of(&farm, "good"), (1, 0));
+
+    let stop = CancellationToken::new();
+    let started = tokio::time::Instant::now();
+    let (restarted, _ep) = agent_on(&fed, "good", "127.0.0.1:0", addr, &stop);
+    let mut st = restarted.state();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        st.wait_for(|s| matches!(s, ConnState::Connected { .. })),
+    )
+    .await
+    .expect("the restarted process was not accepted within 5 s")
+    .unwrap();
+    let took = started.elapsed();
+    restarted.send(&status("good", 2)).unwrap();
+    until("report 2 from the restarted process", || {
         farm.last_seq("good") == Some(2)
     })
     .await;
+    // The dead connection was replaced, well before its idle timeout would have ended it.
+    until("the old connection's end", || {
+        connections_of(&farm, "good") == (2, 1)
+    })
+    .await;
+    assert!(took < Duration::from_secs(3), "took {took:?}");
     stop.cancel();
     farm.stop().await;
 }
@@ -671,22 +823,26 @@ async fn client_reconnects_with_backoff_to_a_restarted_server() {
     client.send(&status("good", 1)).unwrap();
     until("report 1", || farm.last_seq("good") == Some(1)).await;
 
-    farm.stop().await;
-    state_reason(&client).await;
+    // Watch the attempts from the close on, while the server stops (its endpoint drains
+    // for a while and refuses attempts meanwhile): the delays double within their jitter.
+    st.borrow_and_update();
+    let attempts = async {
+        let mut delays = Vec::new();
+        while delays.len() < 4 {
+            st.changed().await.unwrap();
+            if let ConnState::Disconnected { retry_in, reason } = &*st.borrow_and_update() {
+                // "no answer", or, while the old endpoint drains, "refused to accept".
+                assert!(!reason.is_empty());
+                delays.push(*retry_in);
+            }
+        }
+        delays
+    };
+    let ((), delays) = tokio::join!(farm.stop(), attempts);
     until("the client's log of the close", || {
         log.text().contains("closed by peer: server shutting down")
     })
     .await;
-    // While the server is down, attempts fail and the delays grow.
-    let mut delays = Vec::new();
-    while delays.len() < 4 {
-        st.changed().await.unwrap();
-        if let ConnState::Disconnected { retry_in, reason } = &*st.borrow_and_update() {
-            // "no answer", or, while the old endpoint drains, "refused to accept".
-            assert!(!reason.is_empty());
-            delays.push(*retry_in);
-        }
-    }
     assert!(delays[3] > delays[0], "{delays:?}");
     assert!(
         delays.iter().all(|d| *d <= Duration::from_millis(200)),
@@ -797,4 +953,241 @@ async fn ipv6_loopback_works() {
     until("the report over IPv6", || farm.last_seq("good") == Some(7)).await;
     stop.cancel();
     farm.stop().await;
+}
+
+/// Long-header packet type Retry (RFC 9000 §17.2.5): first byte `1 1 11 xxxx`.
+fn is_retry(packet: &[u8]) -> bool {
+    packet.first().is_some_and(|b| b & 0xf0 == 0xf0)
+}
+
+/// A flood of half-open handshakes from 127.0.0.1: quinn clients without a certificate,
+/// talking to the server through a relay that passes only Retry packets back to them, so
+/// they can prove their address but never see (or finish) the server's handshake. Returns
+/// how many packets the relay passed to the server and how many Retry packets it saw.
+async fn half_open_flood(
+    server: SocketAddr,
+    n: usize,
+    stop: CancellationToken,
+) -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let relay = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let relay_addr = relay.local_addr().unwrap();
+    let retries = Arc::new(AtomicUsize::new(0));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![fedlb_net::ALPN.to_vec()];
+    let cfg = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
+    ));
+    let attacker = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let attacker_addr = attacker.local_addr().unwrap();
+    let (seen, passed) = (retries.clone(), sent.clone());
+    let relay_stop = stop.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let (len, from) = tokio::select! {
+                _ = relay_stop.cancelled() => return,
+                r = relay.recv_from(&mut buf) => r.unwrap(),
+            };
+            let packet = &buf[..len];
+            if from == server {
+                if is_retry(packet) {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                    let _ = relay.send_to(packet, attacker_addr).await;
+                }
+            } else {
+                passed.fetch_add(1, Ordering::Relaxed);
+                let _ = relay.send_to(packet, server).await;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut pending = Vec::new();
+        for i in 0..n {
+            if stop.is_cancelled() {
+                break;
+            }
+            let connecting = attacker
+                .connect_with(cfg.clone(), relay_addr, &farm_id().dns_name())
+                .unwrap();
+            pending.push(tokio::spawn(connecting));
+            if i % 20 == 19 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        stop.cancelled().await;
+        for p in pending {
+            p.abort();
+        }
+        drop(attacker);
+    });
+    (sent, retries)
+}
+
+#[tokio::test]
+async fn item2_handshake_flood_from_one_source_does_not_keep_out_a_node_from_another() {
+    let log = Log::default();
+    let _guard = log.install();
+    let fed = Fed::new();
+    // A server-wide limit of 64 handshakes stands for the default 1,024, so that a flood
+    // of 300 is more than it, as 1,100 is more than the default.
+    let mut farm = start_farm_with(
+        &fed,
+        bind_udp("127.0.0.1:0".parse().unwrap()).unwrap(),
+        &["good"],
+        |c| c.max_handshakes_in_flight = 64,
+    );
+    let stop_flood = CancellationToken::new();
+    let (sent, retries) = half_open_flood(farm.addr(), 300, stop_flood.clone()).await;
+    // 300 first Initials, then (with Retry) 300 more carrying the token.
+    until("the flood under way", || {
+        sent.load(Ordering::Relaxed) >= 300
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A node with a good certificate on another loopback address gets in at once.
+    let stop = CancellationToken::new();
+    let started = tokio::time::Instant::now();
+    let (good, _ep) = agent_on(&fed, "good", "127.0.0.2:0", farm.addr(), &stop);
+    let mut st = good.state();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        st.wait_for(|s| matches!(s, ConnState::Connected { .. })),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the good node was kept out: {:?}", *good.state().borrow()))
+    .unwrap();
+    let took = started.elapsed();
+    good.send(&status("good", 1)).unwrap();
+    until("the good node's report", || {
+        farm.last_seq("good") == Some(1)
+    })
+    .await;
+    // Every flooding client had to prove its address first.
+    until("a Retry for each flooding client", || {
+        retries.load(Ordering::Relaxed) >= 300
+    })
+    .await;
+    // Its first attempt succeeded: no refusal, no retry.
+    assert_eq!(connections_of(&farm, "good"), (1, 0));
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+
+    // Every one of the 300 was refused or left half-open, yet the log holds a few lines.
+    let refused = || {
+        farm.seen()
+            .iter()
+            .filter(|s| matches!(s, Seen::Rejected(None, _)))
+            .count()
+    };
+    until("the flood beyond 16 in flight refused", || refused() >= 280).await;
+    let text = log.text();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("handshake"))
+        .collect();
+    assert!(
+        !lines.is_empty() && lines.len() <= 2,
+        "{} handshake WARN lines:\n{text}",
+        lines.len()
+    );
+    assert!(
+        lines[0].contains("127.0.0.1") && lines[0].contains("held_back"),
+        "{}",
+        lines[0]
+    );
+    if std::env::var_os("FEDLB_TEST_LOG").is_some() {
+        eprintln!("{text}");
+    }
+    stop_flood.cancel();
+    stop.cancel();
+    farm.stop().await;
+}
+
+/// A quinn client presenting `cert_pem`/`key_pem` and trusting `ca_pem`, made without
+/// `NodeTls` (which would refuse to load such a certificate in the first place).
+fn raw_client_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> quinn::ClientConfig {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let chain = vec![CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .unwrap();
+    tls.alpn_protocols = vec![fedlb_net::ALPN.to_vec()];
+    quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
+    ))
+}
+
+/// Connects with `cfg` and returns how the attempt ended, as the client sees it.
+async fn raw_attempt(cfg: quinn::ClientConfig, addr: SocketAddr) -> String {
+    let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    match ep
+        .connect_with(cfg, addr, &farm_id().dns_name())
+        .unwrap()
+        .await
+    {
+        Ok(conn) => closed_reason(&conn).await,
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn item10_client_certificate_from_another_ca_is_refused_naming_the_ca() {
+    let text =
+        "certificate of agent/good is signed by a different CA than the CA \"fedlb CA test\"";
+    let event = refused_while_good_flows(text, |fed, addr| async move {
+        // Trusts the real CA, so it gets as far as presenting its own certificate.
+        let rogue = Ca::generate("test").unwrap();
+        let cert = rogue
+            .issue(&NodeName::new("good").unwrap(), Role::Agent)
+            .unwrap();
+        let cfg = raw_client_config(fed.ca.cert_pem(), cert.cert_pem(), cert.key_pem());
+        let seen_by_client = raw_attempt(cfg, addr).await;
+        assert!(seen_by_client.contains(text), "{seen_by_client}");
+    })
+    .await;
+    let Seen::Rejected(None, reason) = &event else {
+        panic!("{event:?}")
+    };
+    assert!(
+        !reason.contains("BadSignature") && !reason.contains("OtherError"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn item10_expired_client_certificate_is_refused_with_its_date() {
+    let text = "certificate of agent/old expired on 2025-06-01 12:00:00 UTC";
+    refused_while_good_flows(text, |fed, addr| async move {
+        let at = |s| std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let old = fed
+            .ca
+            .issue_with_validity(
+                &NodeName::new("old").unwrap(),
+                Role::Agent,
+                at(1_735_689_600),
+                at(1_748_779_200),
+            )
+            .unwrap();
+        let cfg = raw_client_config(fed.ca.cert_pem(), old.cert_pem(), old.key_pem());
+        let seen_by_client = raw_attempt(cfg, addr).await;
+        assert!(seen_by_client.contains(text), "{seen_by_client}");
+    })
+    .await;
 }

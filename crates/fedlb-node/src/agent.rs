@@ -52,6 +52,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     )?;
     let clock = Clock::start();
     let metrics = Arc::new(Metrics::new());
+    metrics.set_certificate_expiry(crate::status::CertificateExpiry::of(&tls));
     let mut monitors = MonitorSet::new(Arc::new(Prober::default()), new_epoch(), true, metrics);
     let mut client = start_client(&endpoint, server_addr, server_id.clone(), &shutdown);
     let mut current = (server_addr, server_id);

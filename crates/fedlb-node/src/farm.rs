@@ -86,6 +86,8 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     let tls = load_tls(&opts.certs, Role::Farm, &opts.node)?;
     let shared: SharedTopology = Arc::new(RwLock::new(Arc::new(topology.clone())));
     let metrics = Arc::new(Metrics::new());
+    let certificates = status::CertificateExpiry::of(&tls);
+    metrics.set_certificate_expiry(certificates);
 
     // agents connect here
     let authoriser = {
@@ -212,7 +214,9 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                 state.handle_timeout(now);
             }
             Some(reply) = status_rx.recv() => {
-                let _ = reply.send(status::farm_status(&opts.node, &state, clock.uptime(), clock.now()));
+                let mut s = status::farm_status(&opts.node, &state, clock.uptime(), clock.now());
+                s.certificates = Some(certificates);
+                let _ = reply.send(s);
             }
             Some(t) = reloads.recv() => {
                 match t.farm_config(&farm_id) {

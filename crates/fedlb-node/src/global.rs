@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use fedlb_core::{Decision, GlobalOutput, GlobalState, Report, ServiceId};
+use fedlb_core::{Decision, GlobalOutput, GlobalState, Publish, Report, ServiceId};
 use fedlb_dns::{
     DesiredZone, EmbeddedConfig, EmbeddedServer, Name, Publisher, RecordSet, Rfc2136Config,
     Rfc2136Publisher, TsigAlgorithm, TsigKey,
@@ -56,6 +56,8 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     let tls = load_tls(&opts.certs, Role::Global, &opts.node)?;
     let shared: SharedTopology = Arc::new(RwLock::new(Arc::new(topology.clone())));
     let metrics = Arc::new(Metrics::new());
+    let certificates = status::CertificateExpiry::of(&tls);
+    metrics.set_certificate_expiry(certificates);
 
     let authoriser = {
         let (t1, t2) = (shared.clone(), shared.clone());
@@ -177,7 +179,6 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
         ..GlobalExtras::default()
     };
     let mut decisions: BTreeMap<ServiceId, Decision> = BTreeMap::new();
-    let mut next_changes: BTreeMap<ServiceId, Option<fedlb_core::Timestamp>> = BTreeMap::new();
     let mut current = Arc::new(topology);
     let mut reloads = reload::spawn(opts.topology.clone(), true, shutdown.clone());
     info!(node = %opts.node, quic = %server.local_addr(), status = %current.global.status, zone = %zone, "global node running");
@@ -247,7 +248,9 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
             }
             Some(reply) = status_rx.recv() => {
                 extras.published = publish_statuses(&extras.fqdns, &desired_tx.borrow(), dns_primaries.as_ref(), clock.now());
-                let _ = reply.send(status::global_status(&opts.node, &state, &extras, clock.uptime(), clock.now()));
+                let mut s = status::global_status(&opts.node, &state, &extras, clock.uptime(), clock.now());
+                s.certificates = Some(certificates);
+                let _ = reply.send(s);
             }
             Some(t) = reloads.recv() => {
                 let now = clock.now();
@@ -265,6 +268,8 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                 }
                 state.set_config(t.global_config(), now);
                 state.set_warmup_window(t.heartbeat.liveness().stale_after);
+                // names may have moved: the publisher diffs, so an unchanged zone costs nothing
+                desired_tx.send_replace(desired_zone(&zone, &t, state.published()));
                 extras.fqdns = fqdns(&t);
                 extras.summaries.retain(|(_, farm), _| t.farms.contains_key(farm));
                 *shared.write().expect("topology lock") = Arc::new(t.clone());
@@ -274,31 +279,28 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
         }
         // carry out what the core decided
         let mut changed = false;
-        while let Some(GlobalOutput::Publish(service, d)) = state.poll_output() {
-            metrics
-                .decisions
-                .get_or_create(&labels(&[
-                    ("service", service.as_str()),
-                    ("tier", "global"),
-                ]))
-                .inc();
-            info!(%service, answer = ?d.addresses, degraded = d.degraded, why = %d.why, "global decision");
-            decisions.insert(service, d);
+        while let Some(GlobalOutput::Publish(p)) = state.poll_output() {
+            let (service, d) = (&p.service, &p.decision);
+            let moved = decisions
+                .get(service)
+                .is_none_or(|old| old.addresses != d.addresses);
+            if moved {
+                metrics
+                    .decisions
+                    .get_or_create(&labels(&[
+                        ("service", service.as_str()),
+                        ("tier", "global"),
+                    ]))
+                    .inc();
+                info!(%service, answer = ?d.addresses, ttl = p.ttl, degraded = d.degraded, why = %d.why, "global decision");
+            } else {
+                debug!(%service, ttl = p.ttl, "derived ttl changed");
+            }
+            decisions.insert(service.clone(), d.clone());
             changed = true;
         }
-        if current.dns.derive_ttl {
-            // a derived TTL follows the moments the answers could next change
-            let next: BTreeMap<ServiceId, Option<fedlb_core::Timestamp>> = state
-                .tier()
-                .services()
-                .iter()
-                .map(|(id, tier)| (id.clone(), tier.next_change()))
-                .collect();
-            changed |= next != next_changes;
-            next_changes = next;
-        }
         if changed {
-            let desired = desired_zone(&zone, &current, &state, &decisions, clock.now());
+            let desired = desired_zone(&zone, &current, state.published());
             desired_tx.send_replace(desired);
         }
         // degraded: answering fail-static, or DNS behind the decision with updates failing
@@ -373,40 +375,20 @@ fn fqdns(t: &Topology) -> BTreeMap<ServiceId, String> {
         .collect()
 }
 
-/// The answers to publish: every decided service under its FQDN, with its TTL — fixed, or
-/// derived from the time until the answer could next change (`derive_ttl`).
+/// The answers to publish: every decided service under its FQDN, with the TTL the core
+/// chose for it.
 fn desired_zone(
     zone: &Name,
     t: &Topology,
-    state: &GlobalState,
-    decisions: &BTreeMap<ServiceId, Decision>,
-    now: fedlb_core::Timestamp,
+    published: &BTreeMap<ServiceId, Publish>,
 ) -> DesiredZone {
     let mut desired = DesiredZone::for_zone(zone);
-    for (service, d) in decisions {
+    for (service, p) in published {
         let Some(svc) = t.services.get(service) else {
             continue;
         };
-        if d.addresses.is_empty() {
-            continue;
-        }
-        let secs = |d: Duration| d.as_secs().min(u64::from(u32::MAX)) as u32;
-        let max = secs(svc.ttl.unwrap_or(t.dns.ttl));
-        let ttl = if t.dns.derive_ttl {
-            let until = state
-                .tier()
-                .services()
-                .get(service)
-                .and_then(|tier| tier.next_change())
-                .map(|at| at - now);
-            let bounds =
-                fedlb_dns::TtlBounds::new(secs(t.dns.ttl_min).min(max), max).expect("min ≤ max");
-            fedlb_dns::ttl_until_change(until, bounds)
-        } else {
-            max
-        };
-        match RecordSet::new(&svc.fqdn, ttl) {
-            Ok(set) => desired.insert(set.with_addrs(d.addresses.iter().copied())),
+        match RecordSet::new(&svc.fqdn, p.ttl) {
+            Ok(set) => desired.insert(set.with_addrs(p.decision.addresses.iter().copied())),
             Err(e) => warn!(%service, error = %e, "cannot publish this name"),
         }
     }

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub fd_shortages: Family<Labels, Counter>,
     /// Status connections closed at once (over the cap).
     pub status_refused: Counter,
+    /// Expiry of this node's certificate and of the CA (Unix seconds), by `cert`.
+    pub certificate_expiry: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -60,6 +62,7 @@ impl Metrics {
             degraded_services: Gauge::default(),
             fd_shortages: Family::default(),
             status_refused: Counter::default(),
+            certificate_expiry: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -101,7 +104,24 @@ impl Metrics {
             "Status connections closed at once over the cap",
             m.status_refused.clone(),
         );
+        registry.register(
+            "certificate_expiry_seconds",
+            "Expiry of this node's certificate (cert=node) and of the CA (cert=ca), Unix seconds",
+            m.certificate_expiry.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Records when the node's credentials expire.
+    pub fn set_certificate_expiry(&self, expiry: crate::status::CertificateExpiry) {
+        for (cert, at) in [
+            ("node", expiry.node_expires_at),
+            ("ca", expiry.ca_expires_at),
+        ] {
+            self.certificate_expiry
+                .get_or_create(&labels(&[("cert", cert)]))
+                .set(i64::try_from(at).unwrap_or(i64::MAX));
+        }
     }
 
     /// The metrics in Prometheus text format.

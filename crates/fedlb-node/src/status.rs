@@ -30,6 +30,33 @@ pub struct Status {
     pub uptime_s: f64,
     /// One entry per service.
     pub services: Vec<ServiceStatus>,
+    /// When this node's certificate and the CA's expire; set by the running node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<CertificateExpiry>,
+}
+
+/// When this node's own certificate and the federation CA's certificate expire (Unix
+/// seconds, UTC), so that renewal is watched rather than discovered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateExpiry {
+    /// This node's certificate's notAfter.
+    pub node_expires_at: u64,
+    /// The CA certificate's notAfter.
+    pub ca_expires_at: u64,
+}
+
+impl CertificateExpiry {
+    /// The expiry of the credentials a node runs with.
+    pub fn of(tls: &fedlb_net::NodeTls) -> Self {
+        let unix = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        };
+        CertificateExpiry {
+            node_expires_at: unix(tls.not_after()),
+            ca_expires_at: unix(tls.ca_not_after()),
+        }
+    }
 }
 
 /// One service.
@@ -340,6 +367,7 @@ pub fn farm_status(node: &str, farm: &FarmState, uptime: Duration, now: Timestam
         role: "farm".to_owned(),
         uptime_s: secs(uptime),
         services,
+        certificates: None,
     }
 }
 
@@ -420,6 +448,7 @@ pub fn global_status(
         role: "global".to_owned(),
         uptime_s: secs(uptime),
         services,
+        certificates: None,
     }
 }
 

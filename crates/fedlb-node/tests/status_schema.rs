@@ -79,12 +79,7 @@ fn world() -> (FarmState, GlobalState, GlobalExtras, Timestamp) {
             ],
         },
     );
-    let mut global = GlobalState::new(
-        GlobalConfig {
-            services: gservices,
-        },
-        1,
-    );
+    let mut global = GlobalState::new(GlobalConfig::new(gservices), 1);
     global.handle_summary(&summary, now).unwrap();
     let mut extras = GlobalExtras::default();
     extras

@@ -16,7 +16,7 @@ use std::time::Duration;
 use fedlb_core::{
     CandidateId, Distance, FarmConfig, FarmOutput, FarmState, GlobalConfig, GlobalOutput,
     GlobalState, Measurement, MemberSpec, Monitor, MonitorOutput, Policy, ProbeId, ProbeResult,
-    Report as CoreReport, Selector, SelectorConfig, Summary, TierService, Timestamp,
+    Report as CoreReport, SelectorConfig, Summary, TierService, Timestamp, TtlRule,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -254,7 +254,7 @@ impl Ord for Entry {
 enum Payload {
     Report(CoreReport),
     Summary(Summary),
-    Answer(Vec<IpAddr>),
+    Answer(Vec<IpAddr>, u32),
 }
 
 enum Sampler {
@@ -346,8 +346,11 @@ struct FarmSim {
 
 struct GlobalSim {
     state: GlobalState,
-    shadow: Option<(Selector, SmallRng)>,
+    /// What its DNS server serves: the answer and its TTL in µs (from the core's Publish).
     answer: Vec<u32>,
+    answer_ttl: u64,
+    /// The last answer handed to its DNS server (a new TTL alone is not a flip).
+    published: Vec<IpAddr>,
     timer_at: Option<u64>,
     generation: u32,
 }
@@ -376,7 +379,6 @@ struct World<'a> {
     farms: Vec<FarmSim>,
     globals: Vec<GlobalSim>,
     flat: bool,
-    ttl: TtlMode,
     resolvers: Vec<Vec<Resolver>>,
     max_rate: Vec<f64>,
     arrival_rng: SmallRng,
@@ -527,6 +529,10 @@ impl<'a> World<'a> {
                     })
                     .collect()
             };
+            let ttl = match ttl_mode(topo, sc, v) {
+                TtlMode::Fixed(d) => TtlRule::fixed(d),
+                TtlMode::Derived { min, max } => TtlRule::derived(min, max),
+            };
             let config = GlobalConfig {
                 services: BTreeMap::from([(
                     topo.service.clone(),
@@ -535,18 +541,13 @@ impl<'a> World<'a> {
                         members,
                     },
                 )]),
+                ttl: BTreeMap::from([(topo.service.clone(), ttl)]),
             };
-            let ttl = ttl_mode(topo, sc, v);
-            let shadow = matches!(ttl, TtlMode::Derived { .. }).then(|| {
-                (
-                    Selector::new(global_sel.clone()),
-                    seeded(seed, 100 + g as u64),
-                )
-            });
             globals.push(GlobalSim {
                 state: GlobalState::new(config, seed.wrapping_add(g as u64)),
-                shadow,
                 answer: Vec::new(),
+                answer_ttl: 0,
+                published: Vec::new(),
                 timer_at: None,
                 generation: 0,
             });
@@ -663,7 +664,6 @@ impl<'a> World<'a> {
             farms,
             globals,
             flat,
-            ttl: ttl_mode(topo, sc, v),
             resolvers,
             max_rate: sc.regions.iter().map(|r| r.max_rate()).collect(),
             arrival_rng: seeded(seed, 1),
@@ -796,9 +796,10 @@ impl<'a> World<'a> {
                 }
             }
             Ev::DnsUpdate { g, payload } => {
-                let Payload::Answer(addrs) = self.take(payload) else {
+                let Payload::Answer(addrs, ttl) = self.take(payload) else {
                     unreachable!("answer payload")
                 };
+                self.globals[g as usize].answer_ttl = us(Duration::from_secs(u64::from(ttl)));
                 let answer: Vec<u32> = addrs
                     .iter()
                     .filter_map(|a| self.pre.by_addr.get(a).copied())
@@ -847,7 +848,7 @@ impl<'a> World<'a> {
         };
         let expires = self.resolvers[r][which].expires;
         if expires.is_none_or(|e| now >= e) && !self.globals[g].answer.is_empty() {
-            let mut ttl = self.ttl_us(g);
+            let mut ttl = self.globals[g].answer_ttl;
             if expires.is_none() {
                 // As if cached some time before: resolvers that all started together
                 // would otherwise stay in step for the whole run.
@@ -935,28 +936,6 @@ impl<'a> World<'a> {
             bin.0 += 1;
             bin.1 += response as f64;
             bin.2 += u64::from(outcome == Outcome::ToDown);
-        }
-    }
-
-    fn ttl_us(&mut self, g: usize) -> u64 {
-        match self.ttl {
-            TtlMode::Fixed(d) => us(d),
-            TtlMode::Derived { min, max } => {
-                let now = ts(self.now);
-                let until = self.globals[g]
-                    .shadow
-                    .as_ref()
-                    .and_then(|(s, _)| s.poll_timeout())
-                    .map(|t| t - now);
-                // the same rule as fedlb-dns's ttl_until_change: whole seconds, rounded up
-                let secs = match until {
-                    None => max.as_secs(),
-                    Some(u) => u.as_secs() + u64::from(u.subsec_nanos() > 0),
-                };
-                us(Duration::from_secs(
-                    secs.clamp(min.as_secs(), max.as_secs()),
-                ))
-            }
         }
     }
 
@@ -1204,24 +1183,22 @@ impl<'a> World<'a> {
     fn after_global(&mut self, g: usize, fired: bool) {
         let now = self.now;
         let glob = &mut self.globals[g];
-        if let Some((shadow, rng)) = &mut glob.shadow {
-            // The same selector fed the same candidates at the same moments is in the same
-            // state as the real one; its poll_timeout says when the decision can next change.
-            if let Some(tier) = glob.state.tier().services().get(&self.topo.service) {
-                shadow.decide(&tier.candidates(ts(now)), ts(now), rng);
-            }
-        }
         let mut answers = Vec::new();
-        while let Some(GlobalOutput::Publish(_, d)) = glob.state.poll_output() {
-            answers.push(d.addresses);
+        let mut flips = 0;
+        while let Some(GlobalOutput::Publish(p)) = glob.state.poll_output() {
+            if p.decision.addresses != glob.published {
+                flips += 1;
+                glob.published.clone_from(&p.decision.addresses);
+            }
+            answers.push((p.decision.addresses, p.ttl));
+        }
+        if now >= self.warmup {
+            self.flips += flips;
         }
         let next = glob.state.poll_timeout(ts(now));
         let at = now + us(self.sc.delays.publish);
-        for a in answers {
-            if now >= self.warmup {
-                self.flips += 1;
-            }
-            let payload = self.store(Payload::Answer(a));
+        for (a, ttl) in answers {
+            let payload = self.store(Payload::Answer(a, ttl));
             self.push(
                 at,
                 Ev::DnsUpdate {

@@ -329,6 +329,7 @@ impl TopologyBuilder {
                         members: global_members,
                     },
                 )]),
+                ttl: BTreeMap::new(),
             },
             service: self.service,
             farms,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use fedlb_core::{
     CandidateId, Distance, FarmConfig, FarmId, GlobalConfig, Liveness, MemberSpec, MonitorConfig,
-    ProbeId, ProbeSchedule, SelectorConfig, ServerId, ServiceId, Thresholds, TierService,
+    ProbeId, ProbeSchedule, SelectorConfig, ServerId, ServiceId, Thresholds, TierService, TtlRule,
 };
 
 use crate::tsig::TsigKey;
@@ -524,7 +524,20 @@ impl Topology {
                 )
             })
             .collect();
-        GlobalConfig { services }
+        let ttl = self
+            .services
+            .values()
+            .map(|svc| {
+                let max = svc.ttl.unwrap_or(self.dns.ttl);
+                let rule = if self.dns.derive_ttl {
+                    TtlRule::derived(self.dns.ttl_min.min(max), max)
+                } else {
+                    TtlRule::fixed(max)
+                };
+                (svc.id.clone(), rule)
+            })
+            .collect();
+        GlobalConfig { services, ttl }
     }
 
     /// The monitors of one server: one per service it offers.

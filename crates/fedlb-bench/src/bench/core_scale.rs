@@ -110,7 +110,7 @@ impl Fleet {
         }
         Fleet {
             farms,
-            global: GlobalState::new(GlobalConfig { services: gmap }, 7),
+            global: GlobalState::new(GlobalConfig::new(gmap), 7),
             services,
             seq: 0,
         }

@@ -239,8 +239,10 @@ fn run_one(p: &Params, n: usize, out: &mut Output) -> anyhow::Result<()> {
         let batch: Vec<Arc<Agent>> = rt.block_on(async {
             let mut v = Vec::new();
             for (k, t) in tls.iter().enumerate().take(hi).skip(i) {
+                // Each agent from its own server's address, as in a real fleet: the farm
+                // node limits handshakes per source address.
                 let ep = ClientEndpoint::new(
-                    bind_udp(SocketAddr::from(([127, 0, 0, 1], 0)))?,
+                    bind_udp(SocketAddr::new(server_ip(k), 0))?,
                     t,
                     TransportSettings::default(),
                 )?;
