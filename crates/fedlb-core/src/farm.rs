@@ -94,6 +94,9 @@ impl Report {
 }
 
 /// What a farm node's shell carries out.
+// Summaries are most of the outputs and are moved straight into a message: boxing them
+// would add an allocation per summary to spare the rarer decisions a few hundred bytes.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum FarmOutput {
     /// Send this summary upward.
