@@ -14,11 +14,43 @@ use crate::health::Liveness;
 use crate::id::{CandidateId, ServiceId};
 use crate::time::Timestamp;
 
+/// What a member of a tier is: a server, or a farm seen as one candidate through its
+/// summaries. Declared by the topology, never guessed from what the member says.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub enum MemberKind {
+    /// A server, reported on by its monitors.
+    #[default]
+    Server,
+    /// A farm, summarised by its farm node.
+    Farm,
+}
+
+impl MemberKind {
+    /// The kind as status pages name it: `server` or `farm`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberKind::Server => "server",
+            MemberKind::Farm => "farm",
+        }
+    }
+}
+
+impl std::fmt::Display for MemberKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A member as declared: what the topology says about a candidate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemberSpec {
     /// Its name.
     pub id: CandidateId,
+    /// A server or a farm.
+    #[serde(default)]
+    pub kind: MemberKind,
     /// Addresses answered when it is chosen (a farm's come from its summaries instead).
     pub addresses: Vec<IpAddr>,
     /// Capacity (weight).
@@ -118,6 +150,8 @@ impl MemberState {
 pub struct MemberView {
     /// Its name.
     pub id: CandidateId,
+    /// A server or a farm, as declared.
+    pub kind: MemberKind,
     /// Health at the time of the view.
     pub health: Health,
     /// Why it has that health.
@@ -224,6 +258,7 @@ impl ServiceTier {
                     shown: standing.map_or_else(|| c.health.to_string(), |s| s.shown.clone()),
                     chosen: decision.is_some_and(|d| d.chosen.contains(&c.id)),
                     id: c.id,
+                    kind: m.spec.kind,
                     health: c.health,
                     addresses: c.addresses,
                     readings: c.readings,

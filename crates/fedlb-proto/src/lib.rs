@@ -16,14 +16,18 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use fedlb_core::{
-    CandidateId, FarmId, Health, MemberView, Members, Readings, Report, Sample, ServerId,
-    ServiceId, Summary, Timestamp,
+    CandidateId, FarmId, Health, MemberKind, MemberView, Members, Readings, Report, Sample,
+    ServerId, ServiceId, Summary, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks. Peers exchange it in the transport's hello and
-/// refuse a mismatch with a message naming both.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// refuse a mismatch with a message naming both: nodes of different versions do not talk
+/// to each other at all (no message of one version is ever decoded as the other).
+///
+/// History: 1, the first; 2, farm summaries carry the local policy and each member's kind
+/// (server or farm).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest encoded message, in bytes (also the transport's frame cap).
 pub const MAX_MESSAGE: usize = 64 * 1024;
@@ -187,6 +191,8 @@ pub struct WireSummary {
     pub seq: u64,
     /// Health of the farm as one candidate.
     pub health: Health,
+    /// The local policy as an operator reads it (`least loaded`).
+    pub policy: String,
     /// The local decision's why.
     pub why: String,
     /// The local choice.
@@ -210,6 +216,8 @@ pub struct WireSummary {
 pub struct WireMemberView {
     /// Name.
     pub id: String,
+    /// A server or a farm.
+    pub kind: MemberKind,
     /// Health.
     pub health: Health,
     /// Why.
@@ -230,6 +238,7 @@ impl WireMemberView {
     fn from_view(v: &MemberView, now: Timestamp) -> Self {
         WireMemberView {
             id: v.id.0.clone(),
+            kind: v.kind,
             health: v.health,
             reason: truncate(&v.reason),
             rank: v.rank.map(|r| r as u32),
@@ -243,6 +252,7 @@ impl WireMemberView {
     fn to_view(&self, now: Timestamp) -> MemberView {
         MemberView {
             id: CandidateId(self.id.clone()),
+            kind: self.kind,
             health: self.health,
             reason: self.reason.clone(),
             rank: self.rank.map(|r| r as usize),
@@ -264,6 +274,7 @@ impl WireSummary {
             epoch: s.epoch,
             seq: s.seq,
             health: s.health,
+            policy: truncate(&s.policy),
             why: truncate(&s.why),
             chosen: s.chosen.iter().map(|c| c.0.clone()).collect(),
             addresses: s.addresses.clone(),
@@ -288,6 +299,7 @@ impl WireSummary {
             epoch: self.epoch,
             seq: self.seq,
             health: self.health,
+            policy: self.policy.clone(),
             why: self.why.clone(),
             chosen: self.chosen.iter().map(|c| CandidateId(c.clone())).collect(),
             addresses: self.addresses.clone(),
@@ -376,6 +388,7 @@ impl Message {
                 for s in ss {
                     name("farm", &s.farm)?;
                     name("service", &s.service)?;
+                    label("policy", &s.policy)?;
                     text("why", &s.why)?;
                     if s.chosen.len() > MAX_ADDRESSES || s.addresses.len() > MAX_ADDRESSES {
                         return bad(format!(
@@ -430,6 +443,18 @@ fn name(what: &str, s: &str) -> Result<(), ProtoError> {
         )));
     }
     Ok(())
+}
+
+/// A short label shown as is (a policy): not empty, no control characters, at most
+/// [`MAX_TEXT`] bytes.
+fn label(what: &str, s: &str) -> Result<(), ProtoError> {
+    if s.is_empty() || s.chars().any(char::is_control) {
+        return Err(ProtoError::Invalid(format!(
+            "{what} {:?} is empty or has control characters",
+            s.chars().take(40).collect::<String>()
+        )));
+    }
+    text(what, s)
 }
 
 fn text(what: &str, s: &str) -> Result<(), ProtoError> {

@@ -512,6 +512,7 @@ impl<'a> World<'a> {
                     .iter()
                     .map(|s| MemberSpec {
                         id: CandidateId::from(&s.id),
+                        kind: fedlb_core::MemberKind::Server,
                         addresses: s.addresses.clone(),
                         capacity: s.capacity,
                         distance: distance(&s.place, s.distance),

@@ -266,6 +266,7 @@ impl TopologyBuilder {
                 .enumerate()
                 .map(|(s_idx, (server, capacity))| MemberSpec {
                     id: CandidateId::from(server.as_str()),
+                    kind: fedlb_core::MemberKind::Server,
                     addresses: vec![IpAddr::V4(Ipv4Addr::new(
                         10,
                         0,
@@ -297,6 +298,7 @@ impl TopologyBuilder {
             }
             global_members.push(MemberSpec {
                 id: CandidateId::from(name.as_str()),
+                kind: fedlb_core::MemberKind::Farm,
                 addresses: members.iter().flat_map(|m| m.addresses.clone()).collect(),
                 capacity: servers.iter().map(|(_, c)| c).sum(),
                 distance: Some(Distance::Pinned(*distance_ms)),

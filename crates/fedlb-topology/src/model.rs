@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fedlb_core::{
-    CandidateId, Distance, FarmConfig, FarmId, GlobalConfig, Liveness, MemberSpec, MonitorConfig,
-    ProbeId, ProbeSchedule, SelectorConfig, ServerId, ServiceId, Thresholds, TierService, TtlRule,
+    CandidateId, Distance, FarmConfig, FarmId, GlobalConfig, Liveness, MemberKind, MemberSpec,
+    MonitorConfig, ProbeId, ProbeSchedule, SelectorConfig, ServerId, ServiceId, Thresholds,
+    TierService, TtlRule,
 };
 
 use crate::tsig::TsigKey;
@@ -456,6 +457,7 @@ impl Topology {
                     .filter(|s| s.services.contains(service))
                     .map(|s| MemberSpec {
                         id: CandidateId::from(&s.id),
+                        kind: MemberKind::Server,
                         addresses: s.addresses.clone(),
                         capacity: s.capacity,
                         distance: None,
@@ -498,6 +500,7 @@ impl Topology {
                     }
                     Some(MemberSpec {
                         id: CandidateId::from(&f.id),
+                        kind: MemberKind::Farm,
                         addresses: dedup(offering.iter().flat_map(|s| s.addresses.iter().copied())),
                         capacity: offering.iter().map(|s| s.capacity).sum(),
                         distance: self.farm_distance(f),
@@ -510,6 +513,7 @@ impl Topology {
                     .filter(|s| s.services.contains(&svc.id))
                     .map(|s| MemberSpec {
                         id: CandidateId::from(&s.id),
+                        kind: MemberKind::Server,
                         addresses: s.addresses.clone(),
                         capacity: s.capacity,
                         distance: self.distance(s.distance_ms, s.location),
