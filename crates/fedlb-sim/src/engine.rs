@@ -26,6 +26,7 @@ use crate::Error;
 use crate::report::{BinResult, PolicyResult, RegionResult, ServerResult};
 use crate::scenario::{
     FaultKind, Measures, ProbeModel, Scenario, ServerModel, ServiceTime, TtlMode, Variant,
+    fibre_rtt,
 };
 use crate::stats::Acc;
 use crate::topology::{ServerInfo, Topology};
@@ -109,7 +110,7 @@ impl Prepared {
                     locations.get(place),
                 ) {
                     (Some(ms), _, _) => *ms,
-                    (None, Some(a), Some(b)) => a.rtt_to(b).as_secs_f64() * 1e3,
+                    (None, Some(a), Some(b)) => fibre_rtt(&a, b).as_secs_f64() * 1e3,
                     _ => {
                         return Err(Error::Mismatch(format!(
                             "regions[{i}] \"{}\": no latency to \"{place}\"; give rtt_ms.{}.{place}, or locations of both",

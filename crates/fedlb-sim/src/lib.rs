@@ -23,9 +23,10 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 pub use report::{BinResult, PolicyResult, RegionResult, Report, ServerResult};
+pub use fedlb_topology::{Location, Problem};
 pub use scenario::{
-    Burst, Delays, Diurnal, Fault, FaultKind, Location, Measures, ProbeModel, Region, Scenario,
-    ServerModel, ServiceTime, TtlMode, Variant, parse_duration, parse_policy,
+    Burst, Delays, Diurnal, Fault, FaultKind, Measures, ProbeModel, Region, Scenario, ServerModel,
+    ServiceTime, TtlMode, Variant, fibre_rtt,
 };
 pub use topology::{MonitorSetup, ServerInfo, Topology, TopologyBuilder};
 
@@ -40,16 +41,10 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
-    /// The scenario file is wrong; `path` is the field (`regions[1].rate`).
-    #[error("{file}: {path}: {message}")]
-    Scenario {
-        /// The file.
-        file: String,
-        /// The field path.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
+    /// The scenario file is wrong: every problem found, each with its field path
+    /// (`regions[1].rate`), one per line.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Scenario(Vec<Problem>),
     /// The topology cannot be simulated.
     #[error("topology: {0}")]
     Topology(String),

@@ -11,7 +11,9 @@ use fedlb_core::{
 };
 
 use crate::Error;
-use crate::scenario::{Location, Measures, ProbeModel};
+use fedlb_topology::Location;
+
+use crate::scenario::{Measures, ProbeModel};
 
 /// One server's monitor: the core's config plus what each probe measures.
 #[derive(Clone, Debug, PartialEq)]
@@ -381,13 +383,7 @@ impl Topology {
                 farms.insert(id.clone(), cfg);
             }
             if let Some(l) = farm.location {
-                locations.insert(
-                    id.0.clone(),
-                    Location {
-                        lat: l.lat,
-                        lon: l.lon,
-                    },
-                );
+                locations.insert(id.0.clone(), l);
             }
         }
         let probes: BTreeMap<ProbeId, ProbeModel> = svc
@@ -429,13 +425,7 @@ impl Topology {
                 );
             }
             if let Some(l) = server.location {
-                locations.insert(
-                    server.id.0.clone(),
-                    Location {
-                        lat: l.lat,
-                        lon: l.lon,
-                    },
-                );
+                locations.insert(server.id.0.clone(), l);
             }
         }
         Ok(Topology {

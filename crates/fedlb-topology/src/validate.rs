@@ -12,6 +12,7 @@ use fedlb_core::{
 };
 
 use crate::Problem;
+use crate::policy::PolicyKind;
 use crate::duration::{parse_duration, seconds_to_duration};
 use crate::model::{
     CommandOutput, DnsServer, DnsTarget, Farm, FileOutput, GlobalNode, Heartbeat, HttpCheck,
@@ -45,7 +46,6 @@ pub const DEFAULT_TTL_MIN: Duration = Duration::from_secs(5);
 /// Default server capacity: requests (or connections) in flight at full load.
 pub const DEFAULT_CAPACITY: f64 = 100.0;
 
-const POLICIES: &str = "least_loaded, fastest_response, closest, weighted, failover, round_robin, random, lowest_metric, composite";
 const PROBE_KINDS: &str = "tcp, http, https, icmp, hops, load, command";
 
 struct Ctx<'a> {
@@ -374,25 +374,16 @@ impl Ctx<'_> {
     }
 
     fn location(&mut self, path: &str, l: RawLocation) -> Option<Location> {
-        let mut ok = true;
-        if !(-90.0..=90.0).contains(&l.lat) {
-            self.err(
-                format!("{path}.lat"),
-                format!("latitude {} is out of range -90..=90", l.lat),
-            );
-            ok = false;
-        }
-        if !(-180.0..=180.0).contains(&l.lon) {
-            self.err(
-                format!("{path}.lon"),
-                format!("longitude {} is out of range -180..=180", l.lon),
-            );
-            ok = false;
-        }
-        ok.then_some(Location {
+        let location = Location {
             lat: l.lat,
             lon: l.lon,
-        })
+        };
+        let problems = location.problems();
+        let ok = problems.is_empty();
+        for (field, message) in problems {
+            self.err(format!("{path}.{field}"), message);
+        }
+        ok.then_some(location)
     }
 
     fn distance_ms(&mut self, path: &str, v: Option<f64>) -> Option<f64> {
@@ -1203,12 +1194,20 @@ impl Ctx<'_> {
         nested: bool,
     ) -> Option<Policy> {
         let p = |f: &str| format!("{path}.{f}");
-        let allowed: &[&str] = match raw.kind.as_str() {
-            "closest" => &["by"],
-            "failover" => &["order"],
-            "lowest_metric" => &["metric"],
-            "composite" => &["filters", "rank"],
-            _ => &[],
+        let Some(kind) = PolicyKind::from_name(&raw.kind) else {
+            self.err(
+                if raw.short {
+                    path.to_owned()
+                } else {
+                    p("kind")
+                },
+                format!(
+                    "unknown policy \"{}\" (expected one of {})",
+                    raw.kind,
+                    PolicyKind::list(PolicyKind::ALL)
+                ),
+            );
+            return None;
         };
         let given = [
             ("by", raw.by.is_some()),
@@ -1218,36 +1217,22 @@ impl Ctx<'_> {
             ("rank", raw.rank.is_some()),
         ];
         let mut ok = true;
-        let known = matches!(
-            raw.kind.as_str(),
-            "least_loaded"
-                | "fastest_response"
-                | "closest"
-                | "weighted"
-                | "failover"
-                | "round_robin"
-                | "random"
-                | "lowest_metric"
-                | "composite"
-        );
-        if known {
-            for (field, present) in given {
-                if present && !allowed.contains(&field) {
-                    self.err(
-                        p(field),
-                        format!("`{field}` does not apply to policy \"{}\"", raw.kind),
-                    );
-                    ok = false;
-                }
+        for (field, present) in given {
+            if present && !kind.fields().contains(&field) {
+                self.err(
+                    p(field),
+                    format!("`{field}` does not apply to policy \"{}\"", raw.kind),
+                );
+                ok = false;
             }
         }
-        let policy = match raw.kind.as_str() {
-            "least_loaded" => Policy::LeastLoaded,
-            "fastest_response" => Policy::FastestResponse,
-            "weighted" => Policy::Weighted,
-            "round_robin" => Policy::RoundRobin,
-            "random" => Policy::Random,
-            "closest" => match raw.by.as_deref().unwrap_or("auto") {
+        let policy = match kind {
+            PolicyKind::LeastLoaded
+            | PolicyKind::FastestResponse
+            | PolicyKind::Weighted
+            | PolicyKind::RoundRobin
+            | PolicyKind::Random => kind.plain()?,
+            PolicyKind::Closest => match raw.by.as_deref().unwrap_or("auto") {
                 "auto" => Policy::Closest(ClosestBy::Auto),
                 "rtt" => Policy::Closest(ClosestBy::Rtt),
                 "hops" => Policy::Closest(ClosestBy::Hops),
@@ -1260,7 +1245,7 @@ impl Ctx<'_> {
                     return None;
                 }
             },
-            "failover" => {
+            PolicyKind::Failover => {
                 let order = raw.order.clone().unwrap_or_default();
                 if order.is_empty() {
                     self.err(
@@ -1288,7 +1273,7 @@ impl Ctx<'_> {
                 });
                 Policy::Failover(order)
             }
-            "lowest_metric" => {
+            PolicyKind::LowestMetric => {
                 let Some(m) = raw.metric.clone().filter(|m| !m.trim().is_empty()) else {
                     self.err(p("metric"), "policy \"lowest_metric\" needs `metric`");
                     return None;
@@ -1296,7 +1281,7 @@ impl Ctx<'_> {
                 self.check_metric(&p("metric"), &m, usage);
                 Policy::LowestMetric(m)
             }
-            "composite" => {
+            PolicyKind::Composite => {
                 if nested {
                     self.err(
                         path,
@@ -1370,17 +1355,6 @@ impl Ctx<'_> {
                     filters,
                     rank: Box::new(rank),
                 }
-            }
-            other => {
-                self.err(
-                    if raw.short {
-                        path.to_owned()
-                    } else {
-                        p("kind")
-                    },
-                    format!("unknown policy \"{other}\" (expected one of {POLICIES})"),
-                );
-                return None;
             }
         };
         ok.then_some(policy)
