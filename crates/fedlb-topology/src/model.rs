@@ -77,7 +77,10 @@ impl Location {
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         if !(-90.0..=90.0).contains(&self.lat) {
-            out.push(("lat", format!("latitude {} is out of range -90..=90", self.lat)));
+            out.push((
+                "lat",
+                format!("latitude {} is out of range -90..=90", self.lat),
+            ));
         }
         if !(-180.0..=180.0).contains(&self.lon) {
             out.push((
