@@ -14,7 +14,7 @@ use fedlb_topology::policy::PolicyKind;
 use fedlb_topology::{Location, Problem};
 use serde::Deserialize;
 
-use crate::Error;
+use crate::error::Error;
 
 /// Round-trip time over fibre between two places: 5 ms of access network plus 1 ms per
 /// 100 km (light in fibre covers ≈ 200 km/ms, there and back).
@@ -511,19 +511,12 @@ fn parse_policy(name: &str) -> Result<Policy, String> {
                 plain_policies()
             )
         }),
-        None => Err(format!(
-            "unknown policy \"{name}\" ({})",
-            plain_policies()
-        )),
+        None => Err(format!("unknown policy \"{name}\" ({})", plain_policies())),
     }
 }
 
 fn plain_policies() -> String {
-    PolicyKind::list(
-        PolicyKind::ALL
-            .into_iter()
-            .filter(|k| k.plain().is_some()),
-    )
+    PolicyKind::list(PolicyKind::ALL.into_iter().filter(|k| k.plain().is_some()))
 }
 
 /// The checks of a scenario file: each notes its problems and goes on, so that one run
@@ -583,8 +576,7 @@ impl Ctx<'_> {
     /// The raw file; on an unknown field or a value of the wrong type, notes it, takes the
     /// value out and tries again, so that one mistake does not hide the others.
     fn deserialize(&mut self, text: &str) -> Option<RawScenario> {
-        let mut value = match toml::Deserializer::parse(text).and_then(toml::Table::deserialize)
-        {
+        let mut value = match toml::Deserializer::parse(text).and_then(toml::Table::deserialize) {
             Ok(t) => toml::Value::Table(t),
             Err(e) => {
                 self.err("", e.to_string());
@@ -866,8 +858,11 @@ impl Ctx<'_> {
             }
             out
         };
-        let client_timeout =
-            self.opt_dur("client_timeout", &raw.client_timeout, Duration::from_secs(3));
+        let client_timeout = self.opt_dur(
+            "client_timeout",
+            &raw.client_timeout,
+            Duration::from_secs(3),
+        );
         Some(Scenario {
             name: raw.name.unwrap_or_else(|| {
                 std::path::Path::new(self.file)
@@ -1069,7 +1064,9 @@ impl Ctx<'_> {
                 min: Duration::ZERO,
                 max: Duration::ZERO,
             })),
-            Some(t) => self.dur(&format!("{path}.ttl"), t).map(|d| Some(TtlMode::Fixed(d))),
+            Some(t) => self
+                .dur(&format!("{path}.ttl"), t)
+                .map(|d| Some(TtlMode::Fixed(d))),
         };
         let global = self.policy(&format!("{path}.global"), &p.global);
         let local = self.policy(&format!("{path}.local"), &p.local);

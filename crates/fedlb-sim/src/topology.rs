@@ -10,7 +10,7 @@ use fedlb_core::{
     TierService,
 };
 
-use crate::Error;
+use crate::error::Error;
 use fedlb_topology::Location;
 
 use crate::scenario::{Measures, ProbeModel};

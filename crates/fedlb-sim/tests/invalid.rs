@@ -88,7 +88,8 @@ fn item4_every_invalid_scenario_reports_each_problem_with_its_path() {
 
 #[test]
 fn item4_a_scenario_reports_every_problem_not_only_the_first() {
-    let text = "duration = \"0s\"\nbin = \"10ms\"\n[[regions]]\nname = \"eu\"\nrate = -1\nrat = 2\n";
+    let text =
+        "duration = \"0s\"\nbin = \"10ms\"\n[[regions]]\nname = \"eu\"\nrate = -1\nrat = 2\n";
     let e = Scenario::parse(text, "bad.toml").unwrap_err();
     // one line per problem, in the form `fedlb check` uses for topologies
     assert_eq!(
