@@ -2,8 +2,11 @@
 //! networks, servers' speed, faults) and which policies to compare.
 //!
 //! TOML, read through `serde_path_to_error` into raw types with `deny_unknown_fields`, then
-//! checked into a [`Scenario`]; every error names the field path (`regions[1].rate`).
-//! Durations are humane strings (`"500ms"`, `"30s"`, `"1m30s"`, `"1h"`) or seconds.
+//! checked into a [`Scenario`]; every problem is reported, each with its field path
+//! (`regions[1].rate`), as a topology's are. The rules shared with topologies live in
+//! `fedlb-topology`: durations ([`fedlb_topology::duration`]: humane strings such as
+//! `"500ms"`, `"1m30s"`, `"1h"`, or seconds), policy names ([`fedlb_topology::policy`])
+//! and [`Location`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
