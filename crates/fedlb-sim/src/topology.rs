@@ -10,8 +10,10 @@ use fedlb_core::{
     TierService,
 };
 
-use crate::Error;
-use crate::scenario::{Location, Measures, ProbeModel};
+use crate::error::Error;
+use fedlb_topology::Location;
+
+use crate::scenario::{Measures, ProbeModel};
 
 /// One server's monitor: the core's config plus what each probe measures.
 #[derive(Clone, Debug, PartialEq)]
@@ -383,13 +385,7 @@ impl Topology {
                 farms.insert(id.clone(), cfg);
             }
             if let Some(l) = farm.location {
-                locations.insert(
-                    id.0.clone(),
-                    Location {
-                        lat: l.lat,
-                        lon: l.lon,
-                    },
-                );
+                locations.insert(id.0.clone(), l);
             }
         }
         let probes: BTreeMap<ProbeId, ProbeModel> = svc
@@ -431,13 +427,7 @@ impl Topology {
                 );
             }
             if let Some(l) = server.location {
-                locations.insert(
-                    server.id.0.clone(),
-                    Location {
-                        lat: l.lat,
-                        lon: l.lon,
-                    },
-                );
+                locations.insert(server.id.0.clone(), l);
             }
         }
         Ok(Topology {

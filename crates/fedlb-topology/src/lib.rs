@@ -14,6 +14,7 @@
 mod describe;
 pub mod duration;
 mod model;
+pub mod policy;
 pub mod schema;
 mod source;
 mod tsig;

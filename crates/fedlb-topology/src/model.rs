@@ -73,6 +73,25 @@ pub struct Location {
 }
 
 impl Location {
+    /// What is wrong with the location, as (field, message): the latitude must be within
+    /// −90..=90, the longitude within −180..=180. Topologies and scenarios both check it.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !(-90.0..=90.0).contains(&self.lat) {
+            out.push((
+                "lat",
+                format!("latitude {} is out of range -90..=90", self.lat),
+            ));
+        }
+        if !(-180.0..=180.0).contains(&self.lon) {
+            out.push((
+                "lon",
+                format!("longitude {} is out of range -180..=180", self.lon),
+            ));
+        }
+        out
+    }
+
     /// Great-circle distance in kilometres (haversine, mean Earth radius).
     pub fn km_to(&self, other: &Location) -> f64 {
         const R: f64 = 6371.0088;
