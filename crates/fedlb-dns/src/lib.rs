@@ -28,7 +28,7 @@ mod wire;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
-pub use answers::{DesiredZone, Family, RecordSet, RrData, RrKey, ZoneState, fqdn};
+pub use answers::{DesiredZone, Family, RecordSet, RrData, RrKey, ZoneState, fqdn, zone_name};
 pub use command::{CommandConfig, CommandPublisher};
 pub use diff::{Change, accept, apply, diff};
 pub use embedded::{EmbeddedConfig, EmbeddedServer};
@@ -40,7 +40,7 @@ pub use report::{PublishReport, PublisherMetrics, Status, TargetMetrics, TargetR
 pub use rfc2136::{PrimaryView, Rfc2136Config, Rfc2136Publisher};
 use tokio::{sync::watch, time::Instant};
 use tracing::debug;
-pub use tsig::{TsigAlgorithm, TsigKey, parse_tsig_key_file};
+pub use tsig::{TsigAlgorithm, TsigKey};
 
 /// Any publisher. One per zone.
 pub enum Publisher {
