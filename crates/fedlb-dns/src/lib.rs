@@ -13,6 +13,8 @@
 //! - [`Publisher`]: one enum over the publisher kinds, each with `publish`, `reconcile`,
 //!   `poll_timeout` / `handle_timeout` and `metrics`; [`run`] drives one from a `watch` channel.
 //! - [`EmbeddedServer`]: a zone served in-process, written to through [`Rfc2136Publisher`].
+//! - [`TsigKey`] / [`TsigAlgorithm`]: fedlb-topology's, the one TSIG key type of the workspace
+//!   (it also parses key files); this crate only turns them into hickory's signer.
 
 mod answers;
 pub mod command;

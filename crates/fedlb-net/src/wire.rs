@@ -9,7 +9,7 @@
 //! The codec itself ([`encode`], [`decode`], [`MAX_MESSAGE_LEN`], [`WIRE_CONFIG`]) is
 //! `fedlb_proto::codec`, re-exported here: the transport runs exactly the codec that
 //! fedlb-proto defines, tests and fuzzes. Its errors reach callers as
-//! [`NetError::Codec`](crate::NetError::Codec).
+//! [`NetError::Codec`].
 
 pub use fedlb_proto::codec::{
     CodecError, MAX_MESSAGE_LEN, WIRE_CONFIG, WireConfig, decode, encode,
