@@ -13,6 +13,8 @@
 //! - [`Publisher`]: one enum over the publisher kinds, each with `publish`, `reconcile`,
 //!   `poll_timeout` / `handle_timeout` and `metrics`; [`run`] drives one from a `watch` channel.
 //! - [`EmbeddedServer`]: a zone served in-process, written to through [`Rfc2136Publisher`].
+//! - [`TsigKey`] / [`TsigAlgorithm`]: fedlb-topology's, the one TSIG key type of the workspace
+//!   (it also parses key files); this crate only turns them into hickory's signer.
 
 mod answers;
 pub mod command;
@@ -28,7 +30,7 @@ mod wire;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
-pub use answers::{DesiredZone, Family, RecordSet, RrData, RrKey, ZoneState, fqdn};
+pub use answers::{DesiredZone, Family, RecordSet, RrData, RrKey, ZoneState, fqdn, zone_name};
 pub use command::{CommandConfig, CommandPublisher};
 pub use diff::{Change, accept, apply, diff};
 pub use embedded::{EmbeddedConfig, EmbeddedServer};
@@ -40,7 +42,7 @@ pub use report::{PublishReport, PublisherMetrics, Status, TargetMetrics, TargetR
 pub use rfc2136::{PrimaryView, Rfc2136Config, Rfc2136Publisher};
 use tokio::{sync::watch, time::Instant};
 use tracing::debug;
-pub use tsig::{TsigAlgorithm, TsigKey, parse_tsig_key_file};
+pub use tsig::{TsigAlgorithm, TsigKey};
 
 /// Any publisher. One per zone.
 pub enum Publisher {

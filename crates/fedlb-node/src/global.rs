@@ -399,14 +399,7 @@ fn desired_zone(
 async fn start_dns(t: &Topology) -> Result<(Publisher, Option<EmbeddedServer>), NodeError> {
     let zone = Name::from_ascii(&t.dns.zone)
         .map_err(|e| NodeError::Probe(format!("zone {}: {e}", t.dns.zone)))?;
-    let key = match &t.dns.tsig {
-        Some(k) => Some(TsigKey::new(
-            &k.name,
-            algorithm(k.algorithm),
-            k.secret.clone(),
-        )?),
-        None => None,
-    };
+    let key = t.dns.tsig.clone();
     match &t.dns.server {
         DnsServer::Rfc2136 { primaries } => {
             let Some(key) = key else {
@@ -431,7 +424,8 @@ async fn start_dns(t: &Topology) -> Result<(Publisher, Option<EmbeddedServer>), 
                         "fedlb-embedded.",
                         TsigAlgorithm::HmacSha256,
                         secret.to_vec(),
-                    )?
+                    )
+                    .map_err(fedlb_dns::Error::from)?
                 }
             };
             let server = EmbeddedServer::start(EmbeddedConfig::new(
@@ -461,14 +455,6 @@ fn reconcile_interval(default: Duration) -> Duration {
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
         .map_or(default, Duration::from_secs_f64)
-}
-
-fn algorithm(a: fedlb_topology::TsigAlgorithm) -> TsigAlgorithm {
-    match a {
-        fedlb_topology::TsigAlgorithm::HmacSha256 => TsigAlgorithm::HmacSha256,
-        fedlb_topology::TsigAlgorithm::HmacSha384 => TsigAlgorithm::HmacSha384,
-        fedlb_topology::TsigAlgorithm::HmacSha512 => TsigAlgorithm::HmacSha512,
-    }
 }
 
 /// The file and command publishers the topology asks for, besides DNS.

@@ -2,14 +2,19 @@
 //! and how it is encoded.
 //!
 //! Messages are plain serde types encoded with bincode 2.0.1 (`standard()` config: little
-//! endian, varints). Every decode goes through [`decode`], which caps the bytes bincode may
-//! claim (an unlimited decode of 17 forged bytes would try to allocate a terabyte) and then
-//! checks every collection and string against the limits below, so a decoded message is
-//! always small. Timestamps never cross the wire: readings travel with their *age* and are
-//! placed on the receiver's timeline on arrival.
+//! endian, varints). The one codec ([`codec::encode`] / [`codec::decode`]: configuration,
+//! size cap, exact length) lives here and is what the transport (fedlb-net) runs for every
+//! message and what the fuzz target exercises. The codec caps the bytes bincode may claim
+//! (an unlimited decode of 17 forged bytes would try to allocate a terabyte);
+//! [`Message::validate`] then checks every collection and string against the limits below,
+//! so a message a node accepts is always small. [`decode`] is the two in a row. Timestamps
+//! never cross the wire: readings travel with their *age* and are placed on the receiver's
+//! timeline on arrival.
 //!
-//! This crate does no I/O; the transport (fedlb-net) frames and carries the bytes.
+//! This crate does no I/O; the transport (fedlb-net) carries the bytes.
 #![warn(missing_docs)]
+
+pub mod codec;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -29,8 +34,9 @@ use serde::{Deserialize, Serialize};
 /// (server or farm).
 pub const PROTOCOL_VERSION: u16 = 2;
 
-/// Largest encoded message, in bytes (also the transport's frame cap).
-pub const MAX_MESSAGE: usize = 64 * 1024;
+/// Largest encoded message, in bytes (also the transport's frame cap): the codec's
+/// [`codec::MAX_MESSAGE_LEN`].
+pub const MAX_MESSAGE: usize = codec::MAX_MESSAGE_LEN;
 
 /// Most reports or summaries in one message.
 pub const MAX_BATCH: usize = 64;
@@ -44,13 +50,6 @@ pub const MAX_SERVERS: usize = 256;
 pub const MAX_NAME: usize = 253;
 /// Longest free text (a reason, a why), in bytes.
 pub const MAX_TEXT: usize = 1024;
-
-type Config = bincode::config::Configuration<
-    bincode::config::LittleEndian,
-    bincode::config::Varint,
-    bincode::config::Limit<MAX_MESSAGE>,
->;
-const BINCODE: Config = bincode::config::standard().with_limit::<MAX_MESSAGE>();
 
 /// A message between nodes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -329,32 +328,31 @@ pub enum ProtoError {
     Trailing(usize),
 }
 
-/// Encodes a message, refusing one over [`MAX_MESSAGE`] bytes or the collection limits.
-pub fn encode(msg: &Message) -> Result<Vec<u8>, ProtoError> {
-    msg.validate()?;
-    let bytes = bincode::serde::encode_to_vec(msg, BINCODE)?;
-    if bytes.len() > MAX_MESSAGE {
-        return Err(ProtoError::Invalid(format!(
-            "{} bytes, over the {MAX_MESSAGE}-byte limit",
-            bytes.len()
-        )));
+impl From<codec::CodecError> for ProtoError {
+    fn from(e: codec::CodecError) -> Self {
+        match e {
+            codec::CodecError::TooLarge { len, limit } => {
+                ProtoError::Invalid(format!("{len} bytes, over the {limit}-byte limit"))
+            }
+            codec::CodecError::Encode(e) => ProtoError::Encode(e),
+            codec::CodecError::Decode(e) => ProtoError::Decode(e),
+            codec::CodecError::Trailing { extra, .. } => ProtoError::Trailing(extra),
+        }
     }
-    Ok(bytes)
 }
 
-/// Decodes and validates one message. Never panics and never allocates more than
-/// [`MAX_MESSAGE`] bytes, whatever the input.
+/// Encodes a message with the wire codec, refusing one over [`MAX_MESSAGE`] bytes or the
+/// collection limits.
+pub fn encode(msg: &Message) -> Result<Vec<u8>, ProtoError> {
+    msg.validate()?;
+    Ok(codec::encode(msg)?)
+}
+
+/// Decodes one message with the wire codec, exactly as the transport does
+/// ([`codec::decode`]), then validates it as the node does ([`Message::validate`]). Never
+/// panics and never allocates more than [`MAX_MESSAGE`] bytes, whatever the input.
 pub fn decode(bytes: &[u8]) -> Result<Message, ProtoError> {
-    if bytes.len() > MAX_MESSAGE {
-        return Err(ProtoError::Invalid(format!(
-            "{} bytes, over the {MAX_MESSAGE}-byte limit",
-            bytes.len()
-        )));
-    }
-    let (msg, used): (Message, usize) = bincode::serde::decode_from_slice(bytes, BINCODE)?;
-    if used != bytes.len() {
-        return Err(ProtoError::Trailing(bytes.len() - used));
-    }
+    let msg: Message = codec::decode(bytes)?;
     msg.validate()?;
     Ok(msg)
 }
