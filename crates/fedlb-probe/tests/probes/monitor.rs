@@ -1,5 +1,6 @@
 //! The contract with the core: the monitor asks for runs, the prober answers with results,
-//! and a crash hint makes the shell re-probe at once.
+//! and a crash hint in a result is the core's to act on (one confirmation re-run per
+//! failure episode, never a re-run loop on a dead server).
 
 use std::time::Duration;
 
@@ -18,8 +19,7 @@ fn drain_runs(m: &mut Monitor) -> Vec<ProbeId> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_refused_run_marks_the_instance_down_and_asks_for_an_immediate_rerun() {
+async fn refused_run(fall: u32) -> (Monitor, ProbeId, Timestamp) {
     let listener = TcpListener::bind("127.0.0.10:0").await.unwrap();
     let spec = ProbeSpec::Tcp {
         target: listener.local_addr().unwrap(),
@@ -31,7 +31,7 @@ async fn a_refused_run_marks_the_instance_down_and_asks_for_an_immediate_rerun()
         probes: vec![ProbeSchedule {
             id: id.clone(),
             interval: Duration::from_secs(10),
-            thresholds: Thresholds { rise: 1, fall: 1 },
+            thresholds: Thresholds { rise: 1, fall },
             affects_health: true,
         }],
         heartbeat: Duration::from_secs(60),
@@ -50,13 +50,40 @@ async fn a_refused_run_marks_the_instance_down_and_asks_for_an_immediate_rerun()
     assert_eq!(drain_runs(&mut monitor), std::slice::from_ref(&id));
     let outcome = prober.probe(&spec, Duration::from_secs(1)).await;
     assert!(outcome.suggests_crash());
-    monitor.handle_probe_result(outcome.to_probe_result(&id), now);
+    let result = outcome.to_probe_result(&id);
+    assert!(result.crash_hint, "the hint reaches the core");
+    monitor.handle_probe_result(result, now);
+    (monitor, id, now)
+}
+
+#[tokio::test]
+async fn a_refused_run_marks_the_instance_down_and_asks_for_an_immediate_rerun() {
+    // fall 2: the first refusal earns one confirmation re-run, at once
+    let (mut monitor, id, now) = refused_run(2).await;
+    assert_eq!(monitor.health(), Health::Up, "one failure of two");
+    assert_eq!(drain_runs(&mut monitor), std::slice::from_ref(&id));
+    // the confirmation is refused too: a crash, down at once
+    let mut refused = fedlb_core::ProbeResult {
+        probe: id.clone(),
+        ok: false,
+        measurements: Vec::new(),
+        error: Some("connection refused".into()),
+        crash_hint: true,
+    };
+    monitor.handle_probe_result(refused.clone(), now);
     assert_eq!(monitor.health(), Health::Down);
     let reason = monitor.current_report().reason;
     assert!(reason.contains("connection refused"), "{reason}");
+    // a dead server is then probed once per interval, refused or not
+    assert!(drain_runs(&mut monitor).is_empty());
+    assert_eq!(monitor.poll_timeout(), Some(now + Duration::from_secs(10)));
+    refused.error = Some("connection reset".into());
+    monitor.handle_probe_result(refused, now + Duration::from_secs(10));
+    assert!(drain_runs(&mut monitor).is_empty());
 
-    // The shell's reaction to a crash hint: re-probe now, not in ten seconds.
-    now = now + Duration::from_millis(1);
-    monitor.handle_trigger(now);
-    assert_eq!(drain_runs(&mut monitor), [id]);
+    // fall 1: down at the first refusal, and no re-run (it would only be refused again)
+    let (mut monitor, _, now) = refused_run(1).await;
+    assert_eq!(monitor.health(), Health::Down);
+    assert!(drain_runs(&mut monitor).is_empty());
+    assert_eq!(monitor.poll_timeout(), Some(now + Duration::from_secs(10)));
 }
