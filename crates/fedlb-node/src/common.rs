@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use fedlb_core::Timestamp;
 use fedlb_net::{NodeName, NodeTls, PeerIdentity, Role};
 use fedlb_topology::{Loader, Topology};
 use tokio::sync::{mpsc, oneshot};
@@ -53,9 +54,55 @@ pub enum NodeError {
     /// A probe declaration cannot run.
     #[error("{0}")]
     Probe(String),
+    /// The DNS zone of the topology is not a name DNS takes.
+    #[error("{file}: dns.zone: \"{zone}\": {source}")]
+    Zone {
+        /// The topology file.
+        file: String,
+        /// The zone as written.
+        zone: String,
+        /// Why.
+        #[source]
+        source: fedlb_dns::Error,
+    },
+    /// Updates to DNS primaries need a TSIG key, and the topology gives none.
+    #[error("{file}: dns: updates to {primaries:?} need a tsig key")]
+    TsigKeyMissing {
+        /// The topology file.
+        file: String,
+        /// The primaries the updates would go to.
+        primaries: Vec<SocketAddr>,
+    },
+    /// The TSIG key cannot sign updates.
+    #[error("{file}: dns.tsig: key \"{key}\": {source}")]
+    TsigKey {
+        /// The topology file.
+        file: String,
+        /// The key's name.
+        key: String,
+        /// Why.
+        #[source]
+        source: fedlb_dns::Error,
+    },
     /// The DNS side could not start.
     #[error("dns: {0}")]
     Dns(#[from] fedlb_dns::Error),
+}
+
+/// The earlier of two deadlines, if any.
+pub(crate) fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The unspecified address of `addr`'s family, port 0: where a client binds to reach `addr`.
+pub(crate) fn unspecified_for(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    }
 }
 
 /// Where a node's inputs are.

@@ -6,69 +6,24 @@ use std::sync::{Arc, RwLock};
 
 use fedlb_core::{FarmId, FarmOutput, FarmState, Report};
 use fedlb_net::{
-    Client, ClientConfig, ClientEndpoint, FnAuthoriser, PeerIdentity, Role, Server, ServerConfig,
-    ServerEvent, TransportSettings, bind_udp,
+    Client, ClientConfig, ClientEndpoint, Role, Server, ServerConfig, ServerEvent,
+    TransportSettings, bind_udp,
 };
 use fedlb_probe::Prober;
 use fedlb_proto::{MAX_BATCH, Message, PROTOCOL_VERSION, WireSummary};
-use fedlb_topology::{Mode, Topology};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::agent::unspecified_for;
+use crate::authz::{Access, Site};
 use crate::clock::{Clock, new_epoch, sleep_until};
 use crate::common::{
-    NodeError, NodeOptions, SharedTopology, StatusRequest, identity, known_nodes, load_tls,
-    load_topology, own_address_changed, peer_event, status_fn,
+    NodeError, NodeOptions, SharedTopology, StatusRequest, earliest, identity, known_nodes,
+    load_tls, load_topology, own_address_changed, peer_event, status_fn, unspecified_for,
 };
 use crate::metrics::{Metrics, labels};
 use crate::monitors::{MonitorSet, plan};
 use crate::{http, reload, status};
-
-/// Whether `peer` may report `report` to farm `farm`: only the agent the topology names
-/// for that server, and only for servers of this farm.
-pub(crate) fn agent_may_report(
-    t: &Topology,
-    farm: Option<&FarmId>,
-    peer: &PeerIdentity,
-    report: &str,
-) -> Result<(), String> {
-    let (server, attachment) = t
-        .server(&report.into())
-        .ok_or_else(|| format!("reports for unknown server \"{report}\""))?;
-    let here = match (&attachment, farm) {
-        (fedlb_topology::Attachment::Farm(f), Some(me)) => f == me,
-        (fedlb_topology::Attachment::Global, None) => true,
-        _ => false,
-    };
-    if !here {
-        return Err(format!(
-            "reports for server \"{report}\", which is not attached here"
-        ));
-    }
-    match &server.mode {
-        Mode::Intrusive { agent } if agent == peer.node.as_str() => Ok(()),
-        Mode::Intrusive { agent } => Err(format!(
-            "reports for server \"{report}\", whose agent is \"{agent}\""
-        )),
-        Mode::Remote => Err(format!(
-            "reports for server \"{report}\", which is probed remotely"
-        )),
-    }
-}
-
-/// Whether an agent named `name` reports here.
-pub(crate) fn agent_belongs(t: &Topology, farm: Option<&FarmId>, name: &str) -> bool {
-    t.servers().any(|(s, a)| {
-        let here = match (&a, farm) {
-            (fedlb_topology::Attachment::Farm(f), Some(me)) => f == me,
-            (fedlb_topology::Attachment::Global, None) => true,
-            _ => false,
-        };
-        here && matches!(&s.mode, Mode::Intrusive { agent } if agent == name)
-    })
-}
 
 /// Runs a farm node until `shutdown` is cancelled.
 pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), NodeError> {
@@ -90,42 +45,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     metrics.set_certificate_expiry(certificates);
 
     // agents connect here
-    let authoriser = {
-        let (t1, t2, f1, f2) = (
-            shared.clone(),
-            shared.clone(),
-            farm_id.clone(),
-            farm_id.clone(),
-        );
-        FnAuthoriser {
-            peer: move |peer: &PeerIdentity| {
-                let t = t1.read().expect("topology lock").clone();
-                match peer.role {
-                    Role::Agent if agent_belongs(&t, Some(&f1), peer.node.as_str()) => Ok(()),
-                    Role::Agent => Err(format!(
-                        "agent \"{}\" monitors no server of farm \"{f1}\"",
-                        peer.node
-                    )),
-                    other => Err(format!(
-                        "a {} may not connect to a farm node",
-                        other.as_str()
-                    )),
-                }
-            },
-            message: move |peer: &PeerIdentity, msg: &Message| {
-                msg.validate().map_err(|e| e.to_string())?;
-                let t = t2.read().expect("topology lock").clone();
-                match msg {
-                    Message::Reports(rs) => rs
-                        .iter()
-                        .try_for_each(|r| agent_may_report(&t, Some(&f2), peer, &r.server)),
-                    Message::Summaries(_) => {
-                        Err("summaries are not taken by a farm node".to_owned())
-                    }
-                }
-            },
-        }
-    };
+    let authoriser = Access::new(shared.clone(), Site::Farm(farm_id.clone()));
     let socket = bind_udp(farm.listen).map_err(NodeError::Net)?;
     let (server, mut events) = Server::start::<Message, _>(
         socket,
@@ -325,15 +245,5 @@ fn feed(state: &mut FarmState, reports: &[Report], clock: &Clock, metrics: &Metr
                 .inc();
             warn!(error = %e, "own monitor's report not taken");
         }
-    }
-}
-
-pub(crate) fn earliest(
-    a: Option<fedlb_core::Timestamp>,
-    b: Option<fedlb_core::Timestamp>,
-) -> Option<fedlb_core::Timestamp> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }

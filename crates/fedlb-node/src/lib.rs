@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod authz;
 pub mod backend;
 pub mod clock;
 pub mod common;
@@ -20,6 +21,7 @@ pub mod logs;
 pub mod metrics;
 pub mod monitors;
 pub mod probes;
+pub mod publish;
 pub mod reload;
 pub mod status;
 
