@@ -63,7 +63,7 @@ pub enum NodeError {
         zone: String,
         /// Why.
         #[source]
-        source: fedlb_dns::Error,
+        source: Box<fedlb_dns::Error>,
     },
     /// Updates to DNS primaries need a TSIG key, and the topology gives none.
     #[error("{file}: dns: updates to {primaries:?} need a tsig key")]
@@ -82,7 +82,7 @@ pub enum NodeError {
         key: String,
         /// Why.
         #[source]
-        source: fedlb_dns::Error,
+        source: Box<fedlb_dns::Error>,
     },
     /// The DNS side could not start.
     #[error("dns: {0}")]
@@ -164,6 +164,24 @@ pub fn status_fn(tx: mpsc::Sender<StatusRequest>) -> crate::http::StatusFn {
             rx.await.ok()
         })
     })
+}
+
+/// Binds a role's status endpoint on `addr` and serves it until shutdown.
+pub(crate) async fn serve_status(
+    addr: SocketAddr,
+    requests: mpsc::Sender<StatusRequest>,
+    metrics: &Arc<crate::metrics::Metrics>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, NodeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Bind { addr, source })?;
+    Ok(tokio::spawn(crate::http::serve(
+        listener,
+        status_fn(requests),
+        metrics.clone(),
+        shutdown.clone().cancelled_owned(),
+    )))
 }
 
 /// Checks, on reload, one address a node is bound to (`field`: `global.listen`,

@@ -17,7 +17,6 @@ use fedlb_probe::Prober;
 use fedlb_proto::{Message, PROTOCOL_VERSION};
 use fedlb_topology::Topology;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -25,13 +24,13 @@ use crate::authz::{Access, Site};
 use crate::clock::{Clock, new_epoch, sleep_until};
 use crate::common::{
     NodeError, NodeOptions, SharedTopology, StatusRequest, earliest, load_tls, load_topology,
-    own_address_changed, peer_event, status_fn,
+    own_address_changed, peer_event, serve_status,
 };
 use crate::metrics::{Metrics, labels};
 use crate::monitors::{MonitorSet, plan};
 use crate::publish::Publishing;
 use crate::status::{CertificateExpiry, GlobalExtras};
-use crate::{http, reload, status};
+use crate::{reload, status};
 
 /// Runs the global node until `shutdown` is cancelled.
 pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), NodeError> {
@@ -69,7 +68,7 @@ pub async fn run_with(
     let certificates = CertificateExpiry::of(&tls);
     metrics.set_certificate_expiry(certificates);
     let (status_tx, mut status_rx) = mpsc::channel::<StatusRequest>(16);
-    let http_task = serve_status(&topology, status_tx, &metrics, &shutdown).await?;
+    let http_task = serve_status(topology.global.status, status_tx, &metrics, &shutdown).await?;
     let mut node = Global::new(opts, topology, shared, publishing, metrics, certificates)?;
     let mut reloads = reload::spawn(node.opts.topology.clone(), true, shutdown.clone());
     info!(node = %node.opts.node, quic = %server.local_addr(), status = %node.current.global.status, zone = %node.publishing.zone(), "global node running");
@@ -104,27 +103,6 @@ pub async fn run_with(
     server.closed().await;
     info!(node = %name, "global node stopped");
     Ok(())
-}
-
-/// Binds the status endpoint and serves it until shutdown.
-async fn serve_status(
-    t: &Topology,
-    requests: mpsc::Sender<StatusRequest>,
-    metrics: &Arc<Metrics>,
-    shutdown: &CancellationToken,
-) -> Result<JoinHandle<std::io::Result<()>>, NodeError> {
-    let listener = tokio::net::TcpListener::bind(t.global.status)
-        .await
-        .map_err(|source| NodeError::Bind {
-            addr: t.global.status,
-            source,
-        })?;
-    Ok(tokio::spawn(http::serve(
-        listener,
-        status_fn(requests),
-        metrics.clone(),
-        shutdown.clone().cancelled_owned(),
-    )))
 }
 
 /// What the global node's driver owns: the core, its own monitors, the publishers, and

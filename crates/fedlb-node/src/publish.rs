@@ -138,7 +138,7 @@ fn zone(t: &Topology) -> Result<Name, NodeError> {
     fedlb_dns::fqdn(&t.dns.zone).map_err(|source| NodeError::Zone {
         file: t.file.clone(),
         zone: t.dns.zone.clone(),
-        source,
+        source: Box::new(source),
     })
 }
 
@@ -195,7 +195,7 @@ async fn start_dns(
                     .map_err(|source| NodeError::TsigKey {
                         file: t.file.clone(),
                         key: "fedlb-embedded.".to_owned(),
-                        source,
+                        source: Box::new(source),
                     })?
                 }
             };
@@ -232,7 +232,7 @@ fn tsig_key(t: &Topology) -> Result<Option<TsigKey>, NodeError> {
         .map_err(|source| NodeError::TsigKey {
             file: t.file.clone(),
             key: k.name.clone(),
-            source,
+            source: Box::new(source),
         })
 }
 
