@@ -47,6 +47,34 @@ use tokio::{
 use tracing::{info, warn};
 pub use tsig::{TsigAlgorithm, TsigKey, parse_tsig_key_file};
 
+/// The kinds of publisher, as metrics and logs name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PublisherKind {
+    /// RFC 2136 updates to DNS primaries (`dns`).
+    Dns,
+    /// Files (`file`).
+    File,
+    /// A command (`command`).
+    Command,
+}
+
+impl PublisherKind {
+    /// `dns`, `file` or `command`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublisherKind::Dns => "dns",
+            PublisherKind::File => "file",
+            PublisherKind::Command => "command",
+        }
+    }
+}
+
+impl std::fmt::Display for PublisherKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Any publisher. One per zone.
 pub enum Publisher {
     /// RFC 2136 dynamic updates (also used for the embedded server).
@@ -58,12 +86,12 @@ pub enum Publisher {
 }
 
 impl Publisher {
-    /// The kind, as metrics and logs name it: `dns`, `file` or `command`.
-    pub fn kind(&self) -> &'static str {
+    /// The kind.
+    pub fn kind(&self) -> PublisherKind {
         match self {
-            Publisher::Rfc2136(_) => "dns",
-            Publisher::File(_) => "file",
-            Publisher::Command(_) => "command",
+            Publisher::Rfc2136(_) => PublisherKind::Dns,
+            Publisher::File(_) => PublisherKind::File,
+            Publisher::Command(_) => PublisherKind::Command,
         }
     }
 
@@ -184,14 +212,14 @@ pub async fn run(
         let outcome = publisher.outcome(&report, &last);
         if outcome.changes > 0 {
             info!(
-                publisher = outcome.publisher,
+                publisher = %outcome.publisher,
                 changes = outcome.changes,
                 ok = outcome.is_ok(),
                 "update acknowledged"
             );
         }
         for e in &outcome.errors {
-            warn!(publisher = outcome.publisher, error = %e, "publish failed; will retry");
+            warn!(publisher = %outcome.publisher, error = %e, "publish failed; will retry");
         }
         tokio::select! {
             biased;

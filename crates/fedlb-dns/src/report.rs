@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, time::Duration};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::{Error, FailureClass, Name, PrimaryView};
+use crate::{Error, FailureClass, Name, PrimaryView, PublisherKind};
 
 /// Outcome of one pass for one target (a primary DNS server, a file, a command).
 #[derive(Debug)]
@@ -83,8 +83,8 @@ impl PublishReport {
 /// one entry per published name, never the whole zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PassOutcome {
-    /// The publisher: `dns`, `file` or `command`.
-    pub publisher: &'static str,
+    /// The publisher.
+    pub publisher: PublisherKind,
     /// RRset changes written in the pass.
     pub changes: usize,
     /// What failed: names refused before sending, then targets that failed.

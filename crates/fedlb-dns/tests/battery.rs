@@ -274,7 +274,7 @@ async fn drift_repaired(kind: Kind) {
     let last: fedlb_dns::PassOutcome = last_outcome.await.unwrap().expect("run reports every pass");
     let name = fedlb_dns::fqdn("www.example.test").unwrap();
     assert!(last.is_ok(), "{last:?}");
-    assert_eq!(last.publisher, "dns");
+    assert_eq!(last.publisher, fedlb_dns::PublisherKind::Dns);
     let served = last.served(&name);
     assert_eq!(served.len(), 1, "one entry per primary: {last:?}");
     assert_eq!(served[0].server, server.addr);

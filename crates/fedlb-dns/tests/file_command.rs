@@ -177,7 +177,7 @@ async fn run_loop_rewrites_an_edited_file_on_the_reconcile_interval() {
     assert!(seen.len() >= 3, "{seen:?}");
     let name = fedlb_dns::fqdn("www.example.test").unwrap();
     for o in &seen {
-        assert_eq!(o.publisher, "file");
+        assert_eq!(o.publisher, fedlb_dns::PublisherKind::File);
         assert!(o.is_ok(), "{o:?}");
         assert!(
             o.names.contains_key(&name) && o.served(&name).is_empty(),

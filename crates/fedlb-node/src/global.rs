@@ -242,7 +242,7 @@ impl Global {
         self.metrics
             .publishes
             .get_or_create(&labels(&[
-                ("publisher", outcome.publisher),
+                ("publisher", outcome.publisher.as_str()),
                 ("result", result),
             ]))
             .inc();

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use fedlb_core::{Publish, ServiceId, Timestamp};
 use fedlb_dns::{
-    DesiredZone, EmbeddedConfig, EmbeddedServer, Name, PassOutcome, Publisher, RecordSet,
-    Rfc2136Config, Rfc2136Publisher, TsigAlgorithm, TsigKey,
+    DesiredZone, EmbeddedConfig, EmbeddedServer, Name, PassOutcome, Publisher, PublisherKind,
+    RecordSet, Rfc2136Config, Rfc2136Publisher, TsigAlgorithm, TsigKey,
 };
 use fedlb_topology::{DnsServer, Topology};
 use tokio::sync::{mpsc, watch};
@@ -95,7 +95,7 @@ impl Publishing {
 
     /// Remembers what the DNS primaries serve after a DNS pass that ended at `now`.
     pub fn record(&mut self, outcome: PassOutcome, now: Timestamp) {
-        if outcome.publisher == "dns" {
+        if outcome.publisher == PublisherKind::Dns {
             self.dns = Some((outcome, now));
         }
     }
