@@ -11,7 +11,8 @@
 //! - [`DesiredZone`] / [`RecordSet`]: what the caller wants published for one zone.
 //! - [`diff()`] (pure): the RRset [`Change`]s from a [`ZoneState`] to a [`DesiredZone`].
 //! - [`Publisher`]: one enum over the publisher kinds, each with `publish`, `reconcile`,
-//!   `poll_timeout` / `handle_timeout` and `metrics`; [`run`] drives one from a `watch` channel.
+//!   `poll_timeout` / `handle_timeout` and `metrics`; [`run`] drives one from a `watch` channel
+//!   and sends a [`PassOutcome`] after every pass (per name: what each DNS primary serves).
 //! - [`EmbeddedServer`]: a zone served in-process, written to through [`Rfc2136Publisher`].
 
 mod answers;

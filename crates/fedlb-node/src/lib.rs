@@ -4,6 +4,11 @@
 //! the core outputs (send a report or summary, publish an answer). This crate makes no
 //! decisions of its own: every choice comes from fedlb-core.
 //!
+//! The role drivers (`agent`, `farm`, `global`) sit side by side and import none of each
+//! other; what they share lives in `common` (errors, loading, identities, the status
+//! endpoint), `authz` (who may connect and what each peer may send), `publish` (DNS
+//! start-up and the publishers the global node feeds) and `monitors` (probes run here).
+//!
 //! It also serves the status endpoint (JSON, an HTML page of the hierarchy, Prometheus
 //! metrics) and the demo backend used by `fedlb up` and the tests.
 #![warn(missing_docs)]
