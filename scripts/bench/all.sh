@@ -5,7 +5,8 @@ source "$(dirname "$0")/lib.sh"
 need_pkg ip iproute2
 need_pkg named bind9
 need_pkg dnsperf dnsperf
-for b in failover-remote failover-intrusive propagation farm-failover ingest core-scale agent-footprint dns-qps; do
+need_pdns
+for b in failover-remote failover-intrusive propagation farm-failover ingest core-scale agent-footprint dns-qps fault-cost; do
   "scripts/bench/$b.sh" "$@"
   echo
 done

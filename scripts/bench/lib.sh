@@ -16,6 +16,14 @@ need_pkg() {
   fi
 }
 
+# need_pdns: PowerDNS with its sqlite3 backend (failover-remote runs it beside fedlb)
+need_pdns() {
+  need_pkg pdns_server pdns-server
+  need_pkg sqlite3 sqlite3
+  [ -f /usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql ] \
+    || need_pkg pdns-backend-sqlite3-is-missing pdns-backend-sqlite3
+}
+
 # run_bench NAME ARGS...: builds (once per shell) and runs fedlb-bench NAME ARGS...
 run_bench() {
   local profile="${FEDLB_BENCH_PROFILE:-release}"

@@ -7,11 +7,12 @@ export FEDLB_BENCH_PROFILE="${FEDLB_BENCH_PROFILE:-debug}"
 need_pkg ip iproute2
 need_pkg named bind9
 need_pkg dnsperf dnsperf
+need_pdns
 out="${FEDLB_BENCH_OUT:-${CARGO_TARGET_DIR:-target}/bench}/smoke"
 export FEDLB_BENCH_OUT="$out"
 rm -rf "$out"; mkdir -p "$(dirname "$out")"
 start=$(date +%s)
-benches="failover-remote failover-intrusive propagation farm-failover ingest core-scale agent-footprint dns-qps"
+benches="failover-remote failover-intrusive propagation farm-failover ingest core-scale agent-footprint dns-qps fault-cost"
 for b in $benches; do
   t=$(date +%s)
   run_bench "$b" --smoke >"$out.$b.log" 2>&1 || { echo "smoke: $b failed:"; tail -30 "$out.$b.log"; exit 1; }

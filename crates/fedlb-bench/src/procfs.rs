@@ -16,6 +16,30 @@ pub fn cpu_time(pid: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64((utime + stime) / TICKS))
 }
 
+/// CPU time of `pid` in nanosecond resolution: the sum of its live threads'
+/// `se.sum_exec_runtime` (/proc/<pid>/task/*/sched, kernels with CONFIG_SCHED_DEBUG).
+/// Threads that already exited are not counted: compare with [`cpu_time`].
+pub fn cpu_time_precise(pid: &str) -> Option<Duration> {
+    let mut ms = 0.0;
+    let mut any = false;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(task) = task else { continue };
+        let Ok(text) = std::fs::read_to_string(task.path().join("sched")) else {
+            continue;
+        };
+        if let Some(v) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("se.sum_exec_runtime"))
+            .and_then(|l| l.split(':').nth(1))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+        {
+            ms += v;
+            any = true;
+        }
+    }
+    any.then(|| Duration::from_secs_f64(ms / 1e3))
+}
+
 /// Resident set size of `pid` in KiB (VmRSS).
 pub fn rss_kib(pid: &str) -> Option<u64> {
     status_field(pid, "VmRSS:")

@@ -40,6 +40,9 @@ pub struct Summary {
     pub seq: u64,
     /// Up while at least one server is up (or the answer is fail-static).
     pub health: Health,
+    /// The local policy as an operator reads it (its `Display`: `least loaded`,
+    /// `closest among load ≤ 80 %`): status pages show it from here, never from the why.
+    pub policy: String,
     /// The local decision's why.
     pub why: String,
     /// The local choice.
@@ -91,6 +94,9 @@ impl Report {
 }
 
 /// What a farm node's shell carries out.
+// Summaries are most of the outputs and are moved straight into a message: boxing them
+// would add an allocation per summary to spare the rarer decisions a few hundred bytes.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum FarmOutput {
     /// Send this summary upward.
@@ -161,7 +167,14 @@ impl FarmState {
     /// Applies a new config (a reload), keeping what is known of servers that remain.
     pub fn set_config(&mut self, config: FarmConfig, now: Timestamp) {
         self.tier.set_services(config.services.clone());
-        self.sent.retain(|s, _| config.services.contains_key(s));
+        // a service whose local policy changed is summarised again at once, so the tier
+        // above shows the policy the farm runs
+        self.sent.retain(|s, old| {
+            config
+                .services
+                .get(s)
+                .is_some_and(|t| t.selector.policy.to_string() == old.policy)
+        });
         self.config = config;
         self.tier.recompute_all(now, &mut self.rng);
         self.flush(now, false);
@@ -250,6 +263,7 @@ impl FarmState {
             epoch: self.epoch,
             seq: self.seq,
             health: if healthy { Health::Up } else { Health::Down },
+            policy: tier.selector_config().policy.to_string(),
             why: decision.why.clone(),
             chosen: decision.chosen.clone(),
             addresses: decision.addresses.clone(),

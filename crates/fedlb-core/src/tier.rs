@@ -14,11 +14,43 @@ use crate::health::Liveness;
 use crate::id::{CandidateId, ServiceId};
 use crate::time::Timestamp;
 
+/// What a member of a tier is: a server, or a farm seen as one candidate through its
+/// summaries. Declared by the topology, never guessed from what the member says.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub enum MemberKind {
+    /// A server, reported on by its monitors.
+    #[default]
+    Server,
+    /// A farm, summarised by its farm node.
+    Farm,
+}
+
+impl MemberKind {
+    /// The kind as status pages name it: `server` or `farm`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberKind::Server => "server",
+            MemberKind::Farm => "farm",
+        }
+    }
+}
+
+impl std::fmt::Display for MemberKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A member as declared: what the topology says about a candidate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemberSpec {
     /// Its name.
     pub id: CandidateId,
+    /// A server or a farm.
+    #[serde(default)]
+    pub kind: MemberKind,
     /// Addresses answered when it is chosen (a farm's come from its summaries instead).
     pub addresses: Vec<IpAddr>,
     /// Capacity (weight).
@@ -118,6 +150,8 @@ impl MemberState {
 pub struct MemberView {
     /// Its name.
     pub id: CandidateId,
+    /// A server or a farm, as declared.
+    pub kind: MemberKind,
     /// Health at the time of the view.
     pub health: Health,
     /// Why it has that health.
@@ -224,6 +258,7 @@ impl ServiceTier {
                     shown: standing.map_or_else(|| c.health.to_string(), |s| s.shown.clone()),
                     chosen: decision.is_some_and(|d| d.chosen.contains(&c.id)),
                     id: c.id,
+                    kind: m.spec.kind,
                     health: c.health,
                     addresses: c.addresses,
                     readings: c.readings,
@@ -420,7 +455,6 @@ impl Tier {
         now: Timestamp,
         rng: &mut impl Rng,
     ) -> Result<(), Refused> {
-        let warmup = self.note_heard(now);
         let tier = self
             .services
             .get_mut(service)
@@ -442,6 +476,12 @@ impl Tier {
                 last: last.seq,
             });
         }
+        let warmup = Self::note_heard(
+            &mut self.warmup,
+            &mut self.last_heard,
+            self.warmup_window,
+            now,
+        );
         // Health and answer changes are decided at once; a change of readings only waits
         // up to `coalesce`, so that a node taking thousands of reports a second decides a
         // few times a second instead of once per report.
@@ -554,21 +594,24 @@ impl Tier {
         self.warmup_window = Some(window).filter(|w| !w.is_zero());
     }
 
-    /// Records that a member was heard at `now`, entering a warm-up after a silence; returns
-    /// the warm-up in force.
-    fn note_heard(&mut self, now: Timestamp) -> Warmup {
-        if let Some(window) = self.warmup_window
-            && self
-                .last_heard
-                .is_none_or(|last| now.saturating_since(last) >= window)
+    /// Records that a member was heard at `now` (an update taken), entering a warm-up after
+    /// a silence of `window`; returns the warm-up in force.
+    fn note_heard(
+        warmup: &mut Warmup,
+        last_heard: &mut Option<Timestamp>,
+        window: Option<Duration>,
+        now: Timestamp,
+    ) -> Warmup {
+        if let Some(window) = window
+            && last_heard.is_none_or(|last| now.saturating_since(last) >= window)
         {
-            self.warmup = Warmup {
+            *warmup = Warmup {
                 since: Some(now),
                 until: Some(now + window),
             };
         }
-        self.last_heard = Some(self.last_heard.map_or(now, |l| l.max(now)));
-        self.warmup
+        *last_heard = Some(last_heard.map_or(now, |l| l.max(now)));
+        *warmup
     }
 
     /// The next moment something changes with no new input.

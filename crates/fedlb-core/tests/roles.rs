@@ -183,6 +183,7 @@ fn item4_a_probe_not_run_for_want_of_descriptors_leaves_health_alone() {
 fn member(name: &str, last: u8) -> MemberSpec {
     MemberSpec {
         id: name.into(),
+        kind: MemberKind::Server,
         addresses: vec![ip(last)],
         capacity: 100.0,
         distance: None,
@@ -382,6 +383,48 @@ fn farm_reload_adds_and_removes_servers_keeping_known_state() {
     assert_eq!(summaries(&mut f).pop().unwrap().addresses, vec![ip(4)]);
 }
 
+#[test]
+fn item3_farm_summary_carries_its_local_policy_and_member_kinds() {
+    let mut f = farm("eu", Policy::LeastLoaded, &[("s1", 1), ("s2", 2)]);
+    f.handle_report(&report("s1", 1, Health::Up, 30), at(0))
+        .unwrap();
+    f.handle_report(&report("s2", 1, Health::Up, 10), at(0))
+        .unwrap();
+    let s = summaries(&mut f).pop().unwrap();
+    assert_eq!(s.policy, "least loaded");
+    assert_eq!(s.servers.len(), 2);
+    assert!(s.servers.iter().all(|v| v.kind == MemberKind::Server));
+    // a fail-static why names no policy; the summary still does
+    f.handle_report(&report("s1", 2, Health::Down, 0), at(10))
+        .unwrap();
+    f.handle_report(&report("s2", 2, Health::Down, 0), at(10))
+        .unwrap();
+    let s = summaries(&mut f).pop().unwrap();
+    assert!(s.degraded, "{}", s.why);
+    assert!(!s.why.contains("least loaded"), "{}", s.why);
+    assert_eq!(s.policy, "least loaded");
+    // a reload that changes only the policy is summarised at once, before any heartbeat
+    let mut sel = SelectorConfig::new(Policy::FastestResponse);
+    sel.hysteresis = Hysteresis::NONE;
+    let mut cfg = FarmConfig {
+        farm: "eu".into(),
+        services: BTreeMap::new(),
+        heartbeat: Duration::from_secs(1),
+    };
+    cfg.services.insert(
+        "www".into(),
+        TierService {
+            selector: sel,
+            members: vec![member("s1", 1), member("s2", 2)],
+        },
+    );
+    f.set_config(cfg, at(20));
+    let s = summaries(&mut f)
+        .pop()
+        .expect("a summary right after the policy changed");
+    assert_eq!(s.policy, "fastest response");
+}
+
 fn global(policy: Policy, farms: &[(&str, f64)], direct: &[(&str, u8, f64)]) -> GlobalState {
     let mut g = GlobalState::new(global_config(policy, farms, direct), 1);
     g.set_coalesce(Duration::ZERO);
@@ -402,6 +445,7 @@ fn global_config(
         .iter()
         .map(|(n, d)| {
             let mut m = member(n, 0);
+            m.kind = MemberKind::Farm;
             m.addresses = vec![];
             m.distance = Some(Distance::Pinned(*d));
             m

@@ -22,6 +22,18 @@ pub fn fqdn(text: &str) -> Result<Name, Error> {
     Ok(name.to_lowercase())
 }
 
+/// Parses a zone name like [`fqdn`]; a name that is not a domain name is an
+/// [`Error::Zone`] naming the zone.
+pub fn zone_name(text: &str) -> Result<Name, Error> {
+    fqdn(text).map_err(|e| Error::Zone {
+        zone: text.to_owned(),
+        reason: match e {
+            Error::Name { reason, .. } => format!("not a domain name: {reason}"),
+            other => other.to_string(),
+        },
+    })
+}
+
 fn normalize(name: &Name) -> Name {
     let mut name = name.to_lowercase();
     name.set_fqdn(true);

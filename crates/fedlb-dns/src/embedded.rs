@@ -34,7 +34,10 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{Error, TsigKey, tsig::FUDGE_SECS};
+use crate::{
+    Error, TsigKey,
+    tsig::{FUDGE_SECS, hickory_algorithm, key_name},
+};
 
 /// Configuration of an [`EmbeddedServer`].
 #[derive(Debug, Clone)]
@@ -192,13 +195,14 @@ async fn load_zone(
     }
     let mut tsig_keys = Vec::new();
     for key in &config.keys {
-        let key_file = keys_dir.join(format!("{}.key", key.config_name()));
+        let name = key_name(key)?.to_string();
+        let key_file = keys_dir.join(format!("{}.key", name.trim_end_matches('.')));
         write_secret(&key_file, &key.secret)
             .map_err(|e| file_err(&key_file, "writing tsig key", e))?;
         tsig_keys.push(TsigKeyConfig {
-            name: key.name.to_string(),
+            name,
             key_file,
-            algorithm: key.algorithm.to_hickory(),
+            algorithm: hickory_algorithm(key.algorithm),
             fudge: FUDGE_SECS,
         });
     }

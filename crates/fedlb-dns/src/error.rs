@@ -144,21 +144,36 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// A TSIG key or key file is unusable.
-    #[error("tsig key {what}: {reason}")]
-    Key {
-        /// The key name, or "file" while parsing.
-        what: String,
+    /// A TSIG key is unusable (its name is not a domain name, its secret is empty, hickory
+    /// refuses it).
+    #[error("tsig key \"{key}\": {reason}")]
+    TsigKey {
+        /// The key name as given.
+        key: String,
         /// What is wrong.
         reason: String,
     },
-    /// A configuration value is unusable.
-    #[error("{what}: {reason}")]
-    Config {
-        /// The setting.
-        what: String,
+    /// Updates to DNS servers were asked for without a TSIG key to sign them.
+    #[error("zone \"{zone}\": updates to {} need a tsig key", list(servers))]
+    NoTsigKey {
+        /// The zone.
+        zone: String,
+        /// The servers that would be updated.
+        servers: Vec<SocketAddr>,
+    },
+    /// A zone name is not a domain name.
+    #[error("zone \"{zone}\": {reason}")]
+    Zone {
+        /// The zone as given.
+        zone: String,
         /// What is wrong.
         reason: String,
+    },
+    /// An RFC 2136 publisher was configured without a primary server.
+    #[error("rfc 2136 publisher for zone \"{zone}\": no primary server configured")]
+    NoPrimary {
+        /// The zone.
+        zone: String,
     },
     /// A file could not be read or written.
     #[error("file {}: {action}: {source}", path.display())]
@@ -244,8 +259,10 @@ impl Error {
             Error::EmptyAnswer { .. } => FailureClass::EmptyAnswer,
             Error::OutOfZone { .. } | Error::WrongZone { .. } => FailureClass::OutOfZone,
             Error::Name { .. }
-            | Error::Key { .. }
-            | Error::Config { .. }
+            | Error::TsigKey { .. }
+            | Error::NoTsigKey { .. }
+            | Error::Zone { .. }
+            | Error::NoPrimary { .. }
             | Error::Embedded { .. } => FailureClass::Config,
             Error::File { .. } => FailureClass::Io,
             Error::Command {
@@ -253,5 +270,25 @@ impl Error {
             } => FailureClass::CommandTimeout,
             Error::Command { .. } => FailureClass::Command,
         }
+    }
+}
+
+impl From<fedlb_topology::TsigKeyError> for Error {
+    fn from(e: fedlb_topology::TsigKeyError) -> Self {
+        Error::TsigKey {
+            key: e.name,
+            reason: e.reason,
+        }
+    }
+}
+
+fn list(servers: &[SocketAddr]) -> String {
+    match servers {
+        [] => "no server".to_owned(),
+        _ => servers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
     }
 }

@@ -14,6 +14,8 @@
 //!   `poll_timeout` / `handle_timeout` and `metrics`; [`run`] drives one from a `watch` channel
 //!   and sends a [`PassOutcome`] after every pass (per name: what each DNS primary serves).
 //! - [`EmbeddedServer`]: a zone served in-process, written to through [`Rfc2136Publisher`].
+//! - [`TsigKey`] / [`TsigAlgorithm`]: fedlb-topology's, the one TSIG key type of the workspace
+//!   (it also parses key files); this crate only turns them into hickory's signer.
 
 mod answers;
 pub mod command;
@@ -29,7 +31,7 @@ mod wire;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
-pub use answers::{DesiredZone, Family, RecordSet, RrData, RrKey, ZoneState, fqdn};
+pub use answers::{DesiredZone, Family, RecordSet, RrData, RrKey, ZoneState, fqdn, zone_name};
 pub use command::{CommandConfig, CommandPublisher};
 pub use diff::{Change, accept, apply, diff};
 pub use embedded::{EmbeddedConfig, EmbeddedServer};
@@ -46,7 +48,7 @@ use tokio::{
     time::Instant,
 };
 use tracing::{info, warn};
-pub use tsig::{TsigAlgorithm, TsigKey, parse_tsig_key_file};
+pub use tsig::{TsigAlgorithm, TsigKey};
 
 /// The kinds of publisher, as metrics and logs name them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -147,14 +147,13 @@ impl Rfc2136Publisher {
     /// [`publish`](Self::publish).
     pub fn new(mut config: Rfc2136Config) -> Result<Self, Error> {
         if config.primaries.is_empty() {
-            return Err(Error::Config {
-                what: format!("rfc 2136 publisher for zone \"{}\"", config.zone),
-                reason: "no primary server configured".into(),
+            return Err(Error::NoPrimary {
+                zone: config.zone.to_string(),
             });
         }
         config.zone.set_fqdn(true);
         config.zone = config.zone.to_lowercase();
-        let signer = config.key.signer()?;
+        let signer = crate::tsig::signer(&config.key)?;
         let now = Instant::now();
         let primaries = config
             .primaries

@@ -194,3 +194,76 @@ async fn a_name_no_longer_desired_is_left_alone_and_is_not_drift() {
     );
     server.shutdown().await.unwrap();
 }
+
+/// Issue 12 item 5: DNS and TSIG problems are typed errors that name the zone or the key,
+/// from the one TSIG key type of the workspace (fedlb-topology's).
+#[tokio::test]
+async fn item5_dns_and_tsig_problems_are_typed_errors_naming_the_zone_and_the_key() {
+    use fedlb_dns::{Error, FailureClass, Rfc2136Config, TsigAlgorithm, TsigKey};
+
+    // A zone that is not a domain name.
+    let err = fedlb_dns::zone_name("bad..zone").unwrap_err();
+    assert!(
+        matches!(&err, Error::Zone { zone, .. } if zone == "bad..zone"),
+        "{err:?}"
+    );
+    assert!(err.to_string().starts_with("zone \"bad..zone\": "), "{err}");
+    assert_eq!(err.class(), FailureClass::Config);
+    assert_eq!(fedlb_dns::zone_name("Example.Test").unwrap(), zone());
+
+    // A key whose name is not a domain name: refused when the publisher is built ...
+    let bad = TsigKey {
+        name: "bad..key".into(),
+        algorithm: TsigAlgorithm::HmacSha256,
+        secret: vec![7; 32],
+    };
+    let primary = "127.0.0.1:53".parse().unwrap();
+    let err = Rfc2136Publisher::new(Rfc2136Config::new(zone(), vec![primary], bad.clone()))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, Error::TsigKey { key, .. } if key == "bad..key"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with("tsig key \"bad..key\": "),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("0707"), "no secret in {err}");
+
+    // ... and when the embedded server starts, before anything is written for it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = EmbeddedConfig::new(
+        zone(),
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path(),
+        vec![bad],
+    );
+    let err = EmbeddedServer::start(config).await.err().unwrap();
+    assert!(
+        matches!(&err, Error::TsigKey { key, .. } if key == "bad..key"),
+        "{err:?}"
+    );
+
+    // A key made from empty parts, through the one key type's constructor.
+    let err = Error::from(TsigKey::new("k", TsigAlgorithm::HmacSha256, vec![]).unwrap_err());
+    assert_eq!(err.to_string(), "tsig key \"k\": empty secret");
+
+    // No primary, and no key for the primaries.
+    let err = Rfc2136Publisher::new(Rfc2136Config::new(zone(), vec![], key()))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, Error::NoPrimary { zone } if zone == "example.test."),
+        "{err:?}"
+    );
+    let err = Error::NoTsigKey {
+        zone: "example.test.".into(),
+        servers: vec![primary],
+    };
+    assert_eq!(
+        err.to_string(),
+        "zone \"example.test.\": updates to 127.0.0.1:53 need a tsig key"
+    );
+    assert_eq!(err.class(), FailureClass::Config);
+}

@@ -53,18 +53,10 @@ pub enum NetError {
         role: crate::Role,
         what: &'static str,
     },
-    /// A message is larger than the frame cap.
-    #[error("message of {len} bytes exceeds the limit of {limit} bytes")]
-    MessageTooLarge { len: usize, limit: usize },
-    /// A message could not be encoded.
-    #[error("message encode: {0}")]
-    Encode(#[from] bincode::error::EncodeError),
-    /// A message could not be decoded.
-    #[error("message decode: {0}")]
-    Decode(#[from] bincode::error::DecodeError),
-    /// A message decoded but left bytes behind.
-    #[error("message decode: {extra} trailing bytes after a {used}-byte message")]
-    TrailingBytes { used: usize, extra: usize },
+    /// A message could not be encoded or decoded (too large, undecodable, trailing bytes):
+    /// the wire codec's error.
+    #[error(transparent)]
+    Codec(#[from] fedlb_proto::codec::CodecError),
     /// The hello that opens every connection is malformed.
     #[error("hello: {0}")]
     Hello(String),

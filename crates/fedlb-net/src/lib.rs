@@ -12,7 +12,8 @@
 //! [`ServerConfig`] and an [`Authoriser<M>`], then reads [`ServerEvent<M>`]s; a client makes
 //! a [`ClientEndpoint`] and one [`Client<M>`] per upstream server, and calls
 //! [`Client::send`]. `M` is any `Serialize + DeserializeOwned` type, encoded with
-//! [`wire::encode`] / [`wire::decode`].
+//! [`wire::encode`] / [`wire::decode`]: fedlb-proto's one codec (`fedlb_proto::codec`), the
+//! one its fuzz target exercises.
 
 mod admission;
 mod client;

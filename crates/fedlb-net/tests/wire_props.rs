@@ -1,7 +1,8 @@
 //! Property tests of the encoding helpers: round trips, and no panic on any input.
 
-use fedlb_net::wire::{HELLO_LEN, Hello, MAX_MESSAGE_LEN, decode, encode};
+use fedlb_net::wire::{CodecError, HELLO_LEN, Hello, MAX_MESSAGE_LEN, decode, encode};
 use fedlb_net::{NetError, PeerIdentity, Role};
+use fedlb_proto::{Message, WireReadings, WireReport};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -69,7 +70,7 @@ proptest! {
         prop_assert!(decode::<Report>(&bytes[..cut]).is_err());
         let mut longer = bytes.clone();
         longer.extend(std::iter::repeat_n(0u8, extra));
-        let trailing = matches!(decode::<Report>(&longer), Err(NetError::TrailingBytes { .. }));
+        let trailing = matches!(decode::<Report>(&longer), Err(CodecError::Trailing { .. }));
         prop_assert!(trailing);
     }
 
@@ -106,5 +107,52 @@ proptest! {
         let _ = Hello::from_bytes(&bytes[..bytes.len().min(HELLO_LEN)]);
         let _ = PeerIdentity::from_certificate(&bytes);
         let _ = PeerIdentity::from_dns_name(&name);
+    }
+}
+
+/// Issue 12 item 4: the transport encodes and decodes with exactly the codec fedlb-proto
+/// defines, tests and fuzzes (not a copy of it).
+#[test]
+fn item4_the_transport_runs_the_one_codec_fedlb_proto_defines_and_fuzzes() {
+    // The same functions, not look-alikes: the transport's decode has the codec's type.
+    let transport_decode: fn(&[u8]) -> Result<Message, fedlb_proto::codec::CodecError> =
+        decode::<Message>;
+    let transport_encode: fn(&Message) -> Result<Vec<u8>, fedlb_proto::codec::CodecError> =
+        encode::<Message>;
+    assert_eq!(MAX_MESSAGE_LEN, fedlb_proto::MAX_MESSAGE);
+
+    // What the transport sends, the fuzzed decode reads; and the reverse.
+    let msg = Message::Reports(vec![WireReport {
+        service: "www".into(),
+        server: "s1".into(),
+        epoch: 2,
+        seq: 7,
+        health: fedlb_core::Health::Up,
+        reason: "all probes passing".into(),
+        readings: WireReadings::default(),
+    }]);
+    let sent = transport_encode(&msg).unwrap();
+    assert_eq!(fedlb_proto::decode(&sent).unwrap(), msg);
+    assert_eq!(fedlb_proto::encode(&msg).unwrap(), sent);
+    assert_eq!(transport_decode(&sent).unwrap(), msg);
+
+    // Hostile input is refused by the transport with the codec's own error, whatever its kind.
+    let mut forged = vec![0u8, 1, 253];
+    forged.extend_from_slice(&(1u64 << 40).to_le_bytes());
+    let mut trailing = sent.clone();
+    trailing.push(0);
+    let oversize = vec![0u8; MAX_MESSAGE_LEN + 1];
+    for (bytes, kind) in [
+        (&forged, "decode"),
+        (&trailing, "trailing"),
+        (&oversize, "too large"),
+    ] {
+        let codec = fedlb_proto::codec::decode::<Message>(bytes).unwrap_err();
+        let transport = transport_decode(bytes).unwrap_err();
+        assert_eq!(transport.to_string(), codec.to_string(), "{kind}");
+        let as_net = NetError::from(transport);
+        assert!(matches!(as_net, NetError::Codec(_)), "{kind}: {as_net}");
+        assert_eq!(as_net.to_string(), codec.to_string(), "{kind}");
+        assert!(fedlb_proto::decode(bytes).is_err(), "{kind}");
     }
 }

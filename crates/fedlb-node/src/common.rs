@@ -55,7 +55,7 @@ pub enum NodeError {
     #[error("{0}")]
     Probe(String),
     /// The DNS zone of the topology is not a name DNS takes.
-    #[error("{file}: dns.zone: \"{zone}\": {source}")]
+    #[error("{file}: dns.zone: {source}")]
     Zone {
         /// The topology file.
         file: String,
@@ -74,7 +74,7 @@ pub enum NodeError {
         primaries: Vec<SocketAddr>,
     },
     /// The TSIG key cannot sign updates.
-    #[error("{file}: dns.tsig: key \"{key}\": {source}")]
+    #[error("{file}: dns.tsig: {source}")]
     TsigKey {
         /// The topology file.
         file: String,

@@ -135,7 +135,7 @@ fn names(t: &Topology) -> BTreeMap<ServiceId, Name> {
 }
 
 fn zone(t: &Topology) -> Result<Name, NodeError> {
-    fedlb_dns::fqdn(&t.dns.zone).map_err(|source| NodeError::Zone {
+    fedlb_dns::zone_name(&t.dns.zone).map_err(|source| NodeError::Zone {
         file: t.file.clone(),
         zone: t.dns.zone.clone(),
         source: Box::new(source),
@@ -167,7 +167,7 @@ async fn start_dns(
     t: &Topology,
     zone: &Name,
 ) -> Result<(Publisher, Option<EmbeddedServer>), NodeError> {
-    let key = tsig_key(t)?;
+    let key = t.dns.tsig.clone();
     match &t.dns.server {
         DnsServer::Rfc2136 { primaries } => {
             let Some(key) = key else {
@@ -192,10 +192,10 @@ async fn start_dns(
                         TsigAlgorithm::HmacSha256,
                         secret.to_vec(),
                     )
-                    .map_err(|source| NodeError::TsigKey {
+                    .map_err(|e| NodeError::TsigKey {
                         file: t.file.clone(),
                         key: "fedlb-embedded.".to_owned(),
-                        source: Box::new(source),
+                        source: Box::new(e.into()),
                     })?
                 }
             };
@@ -215,25 +215,6 @@ async fn start_dns(
             ))
         }
     }
-}
-
-/// The topology's TSIG key, if it gives one.
-fn tsig_key(t: &Topology) -> Result<Option<TsigKey>, NodeError> {
-    let Some(k) = &t.dns.tsig else {
-        return Ok(None);
-    };
-    let algorithm = match k.algorithm {
-        fedlb_topology::TsigAlgorithm::HmacSha256 => TsigAlgorithm::HmacSha256,
-        fedlb_topology::TsigAlgorithm::HmacSha384 => TsigAlgorithm::HmacSha384,
-        fedlb_topology::TsigAlgorithm::HmacSha512 => TsigAlgorithm::HmacSha512,
-    };
-    TsigKey::new(&k.name, algorithm, k.secret.clone())
-        .map(Some)
-        .map_err(|source| NodeError::TsigKey {
-            file: t.file.clone(),
-            key: k.name.clone(),
-            source: Box::new(source),
-        })
 }
 
 /// The file and command publishers the topology asks for, besides DNS.

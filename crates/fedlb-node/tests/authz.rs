@@ -112,6 +112,7 @@ fn summary(farm: &str) -> WireSummary {
         epoch: 1,
         seq: 1,
         health: Health::Up,
+        policy: s("failover"),
         why: s("failover: first up in order"),
         chosen: vec![s("i1")],
         addresses: vec![support::ip(B, 11)],

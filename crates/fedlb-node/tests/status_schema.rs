@@ -16,10 +16,18 @@ fn ip(last: u8) -> IpAddr {
 fn member(name: &str, last: u8, distance: Option<f64>) -> MemberSpec {
     MemberSpec {
         id: name.into(),
+        kind: MemberKind::Server,
         addresses: if last == 0 { vec![] } else { vec![ip(last)] },
         capacity: 100.0,
         distance: distance.map(Distance::Pinned),
         liveness: Liveness::from_heartbeat(Duration::from_secs(1), 3),
+    }
+}
+
+fn farm_member(name: &str, distance: Option<f64>) -> MemberSpec {
+    MemberSpec {
+        kind: MemberKind::Farm,
+        ..member(name, 0, distance)
     }
 }
 
@@ -74,8 +82,8 @@ fn world() -> (FarmState, GlobalState, GlobalExtras, Timestamp) {
         TierService {
             selector: SelectorConfig::new(Policy::Closest(ClosestBy::Auto)),
             members: vec![
-                member("eu-west", 0, Some(12.0)),
-                member("us-east", 0, Some(85.0)),
+                farm_member("eu-west", Some(12.0)),
+                farm_member("us-east", Some(85.0)),
             ],
         },
     );
@@ -252,4 +260,63 @@ fn table_marks_chosen_candidates() {
     assert!(table.contains("* eu-west"), "{table}");
     assert!(table.contains("* eu2"), "{table}");
     assert!(table.contains("dns     127.0.0.12 ttl 30 — ok"), "{table}");
+}
+
+#[test]
+fn item3_a_farms_policy_is_read_from_its_summary_never_from_the_why() {
+    let (_, global, mut extras, now) = world();
+    let key = (ServiceId::from("www"), FarmId::from("eu-west"));
+    assert_eq!(extras.summaries[&key].0.policy, "least loaded");
+    // a why that reads like another policy, and one that names none (fail-static)
+    for why in [
+        "eu2: round robin (turn 3) of 1 healthy server",
+        "no healthy candidate of 2; keeping last good answer eu2 (fail-static)",
+    ] {
+        extras.summaries.get_mut(&key).unwrap().0.why = why.into();
+        let s = status::global_status("global", &global, &extras, Duration::from_secs(5), now);
+        let local = &s.services[0].farms[0].local;
+        assert_eq!(local.policy, "least loaded", "why {why:?}");
+        assert_eq!(local.why, why);
+        let table = status::render_table(&s);
+        assert!(
+            table.contains("farm eu-west      least loaded"),
+            "why {why:?}: {table}"
+        );
+        assert!(!table.contains("round robin  "), "{table}");
+    }
+    // the field is what counts: a farm that says it runs another policy is shown so
+    extras.summaries.get_mut(&key).unwrap().0.policy = "fastest response".into();
+    let s = status::global_status("global", &global, &extras, Duration::from_secs(5), now);
+    assert_eq!(s.services[0].farms[0].local.policy, "fastest response");
+}
+
+#[test]
+fn item3_a_candidates_kind_is_the_declared_one() {
+    let (_, global, extras, now) = world();
+    let s = status::global_status("global", &global, &extras, Duration::from_secs(5), now);
+    let g = s.services[0].global.as_ref().unwrap();
+    let kinds: Vec<(&str, &str)> = g
+        .candidates
+        .iter()
+        .map(|c| (c.id.as_str(), c.kind.as_str()))
+        .collect();
+    // us-east has sent no summary yet: it is a farm all the same
+    assert_eq!(kinds, [("eu-west", "farm"), ("us-east", "farm")]);
+    assert_eq!(g.candidates[1].members, None);
+    let servers = &s.services[0].farms[0].local.candidates;
+    assert!(servers.iter().all(|c| c.kind == "server"), "{servers:?}");
+
+    // a direct server that happens to share a farm's summary key stays a server
+    let mut gservices = BTreeMap::new();
+    gservices.insert(
+        ServiceId::from("www"),
+        TierService {
+            selector: SelectorConfig::new(Policy::Closest(ClosestBy::Auto)),
+            members: vec![member("eu-west", 12, Some(12.0))],
+        },
+    );
+    let direct = GlobalState::new(GlobalConfig::new(gservices), 1);
+    let s = status::global_status("global", &direct, &extras, Duration::from_secs(5), now);
+    let g = s.services[0].global.as_ref().unwrap();
+    assert_eq!(g.candidates[0].kind, "server");
 }

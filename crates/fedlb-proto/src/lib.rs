@@ -2,31 +2,41 @@
 //! and how it is encoded.
 //!
 //! Messages are plain serde types encoded with bincode 2.0.1 (`standard()` config: little
-//! endian, varints). Every decode goes through [`decode`], which caps the bytes bincode may
-//! claim (an unlimited decode of 17 forged bytes would try to allocate a terabyte) and then
-//! checks every collection and string against the limits below, so a decoded message is
-//! always small. Timestamps never cross the wire: readings travel with their *age* and are
-//! placed on the receiver's timeline on arrival.
+//! endian, varints). The one codec ([`codec::encode`] / [`codec::decode`]: configuration,
+//! size cap, exact length) lives here and is what the transport (fedlb-net) runs for every
+//! message and what the fuzz target exercises. The codec caps the bytes bincode may claim
+//! (an unlimited decode of 17 forged bytes would try to allocate a terabyte);
+//! [`Message::validate`] then checks every collection and string against the limits below,
+//! so a message a node accepts is always small. [`decode`] is the two in a row. Timestamps
+//! never cross the wire: readings travel with their *age* and are placed on the receiver's
+//! timeline on arrival.
 //!
-//! This crate does no I/O; the transport (fedlb-net) frames and carries the bytes.
+//! This crate does no I/O; the transport (fedlb-net) carries the bytes.
 #![warn(missing_docs)]
+
+pub mod codec;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use fedlb_core::{
-    CandidateId, FarmId, Health, MemberView, Members, Readings, Report, Sample, ServerId,
-    ServiceId, Summary, Timestamp,
+    CandidateId, FarmId, Health, MemberKind, MemberView, Members, Readings, Report, Sample,
+    ServerId, ServiceId, Summary, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks. Peers exchange it in the transport's hello and
-/// refuse a mismatch with a message naming both.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// refuse a mismatch with a message naming both: nodes of different versions do not talk
+/// to each other at all (no message of one version is ever decoded as the other).
+///
+/// History: 1, the first; 2, farm summaries carry the local policy and each member's kind
+/// (server or farm).
+pub const PROTOCOL_VERSION: u16 = 2;
 
-/// Largest encoded message, in bytes (also the transport's frame cap).
-pub const MAX_MESSAGE: usize = 64 * 1024;
+/// Largest encoded message, in bytes (also the transport's frame cap): the codec's
+/// [`codec::MAX_MESSAGE_LEN`].
+pub const MAX_MESSAGE: usize = codec::MAX_MESSAGE_LEN;
 
 /// Most reports or summaries in one message.
 pub const MAX_BATCH: usize = 64;
@@ -40,13 +50,6 @@ pub const MAX_SERVERS: usize = 256;
 pub const MAX_NAME: usize = 253;
 /// Longest free text (a reason, a why), in bytes.
 pub const MAX_TEXT: usize = 1024;
-
-type Config = bincode::config::Configuration<
-    bincode::config::LittleEndian,
-    bincode::config::Varint,
-    bincode::config::Limit<MAX_MESSAGE>,
->;
-const BINCODE: Config = bincode::config::standard().with_limit::<MAX_MESSAGE>();
 
 /// A message between nodes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -187,6 +190,8 @@ pub struct WireSummary {
     pub seq: u64,
     /// Health of the farm as one candidate.
     pub health: Health,
+    /// The local policy as an operator reads it (`least loaded`).
+    pub policy: String,
     /// The local decision's why.
     pub why: String,
     /// The local choice.
@@ -210,6 +215,8 @@ pub struct WireSummary {
 pub struct WireMemberView {
     /// Name.
     pub id: String,
+    /// A server or a farm.
+    pub kind: MemberKind,
     /// Health.
     pub health: Health,
     /// Why.
@@ -230,6 +237,7 @@ impl WireMemberView {
     fn from_view(v: &MemberView, now: Timestamp) -> Self {
         WireMemberView {
             id: v.id.0.clone(),
+            kind: v.kind,
             health: v.health,
             reason: truncate(&v.reason),
             rank: v.rank.map(|r| r as u32),
@@ -243,6 +251,7 @@ impl WireMemberView {
     fn to_view(&self, now: Timestamp) -> MemberView {
         MemberView {
             id: CandidateId(self.id.clone()),
+            kind: self.kind,
             health: self.health,
             reason: self.reason.clone(),
             rank: self.rank.map(|r| r as usize),
@@ -264,6 +273,7 @@ impl WireSummary {
             epoch: s.epoch,
             seq: s.seq,
             health: s.health,
+            policy: truncate(&s.policy),
             why: truncate(&s.why),
             chosen: s.chosen.iter().map(|c| c.0.clone()).collect(),
             addresses: s.addresses.clone(),
@@ -288,6 +298,7 @@ impl WireSummary {
             epoch: self.epoch,
             seq: self.seq,
             health: self.health,
+            policy: self.policy.clone(),
             why: self.why.clone(),
             chosen: self.chosen.iter().map(|c| CandidateId(c.clone())).collect(),
             addresses: self.addresses.clone(),
@@ -317,32 +328,31 @@ pub enum ProtoError {
     Trailing(usize),
 }
 
-/// Encodes a message, refusing one over [`MAX_MESSAGE`] bytes or the collection limits.
-pub fn encode(msg: &Message) -> Result<Vec<u8>, ProtoError> {
-    msg.validate()?;
-    let bytes = bincode::serde::encode_to_vec(msg, BINCODE)?;
-    if bytes.len() > MAX_MESSAGE {
-        return Err(ProtoError::Invalid(format!(
-            "{} bytes, over the {MAX_MESSAGE}-byte limit",
-            bytes.len()
-        )));
+impl From<codec::CodecError> for ProtoError {
+    fn from(e: codec::CodecError) -> Self {
+        match e {
+            codec::CodecError::TooLarge { len, limit } => {
+                ProtoError::Invalid(format!("{len} bytes, over the {limit}-byte limit"))
+            }
+            codec::CodecError::Encode(e) => ProtoError::Encode(e),
+            codec::CodecError::Decode(e) => ProtoError::Decode(e),
+            codec::CodecError::Trailing { extra, .. } => ProtoError::Trailing(extra),
+        }
     }
-    Ok(bytes)
 }
 
-/// Decodes and validates one message. Never panics and never allocates more than
-/// [`MAX_MESSAGE`] bytes, whatever the input.
+/// Encodes a message with the wire codec, refusing one over [`MAX_MESSAGE`] bytes or the
+/// collection limits.
+pub fn encode(msg: &Message) -> Result<Vec<u8>, ProtoError> {
+    msg.validate()?;
+    Ok(codec::encode(msg)?)
+}
+
+/// Decodes one message with the wire codec, exactly as the transport does
+/// ([`codec::decode`]), then validates it as the node does ([`Message::validate`]). Never
+/// panics and never allocates more than [`MAX_MESSAGE`] bytes, whatever the input.
 pub fn decode(bytes: &[u8]) -> Result<Message, ProtoError> {
-    if bytes.len() > MAX_MESSAGE {
-        return Err(ProtoError::Invalid(format!(
-            "{} bytes, over the {MAX_MESSAGE}-byte limit",
-            bytes.len()
-        )));
-    }
-    let (msg, used): (Message, usize) = bincode::serde::decode_from_slice(bytes, BINCODE)?;
-    if used != bytes.len() {
-        return Err(ProtoError::Trailing(bytes.len() - used));
-    }
+    let msg: Message = codec::decode(bytes)?;
     msg.validate()?;
     Ok(msg)
 }
@@ -376,6 +386,7 @@ impl Message {
                 for s in ss {
                     name("farm", &s.farm)?;
                     name("service", &s.service)?;
+                    label("policy", &s.policy)?;
                     text("why", &s.why)?;
                     if s.chosen.len() > MAX_ADDRESSES || s.addresses.len() > MAX_ADDRESSES {
                         return bad(format!(
@@ -430,6 +441,18 @@ fn name(what: &str, s: &str) -> Result<(), ProtoError> {
         )));
     }
     Ok(())
+}
+
+/// A short label shown as is (a policy): not empty, no control characters, at most
+/// [`MAX_TEXT`] bytes.
+fn label(what: &str, s: &str) -> Result<(), ProtoError> {
+    if s.is_empty() || s.chars().any(char::is_control) {
+        return Err(ProtoError::Invalid(format!(
+            "{what} {:?} is empty or has control characters",
+            s.chars().take(40).collect::<String>()
+        )));
+    }
+    text(what, s)
 }
 
 fn text(what: &str, s: &str) -> Result<(), ProtoError> {

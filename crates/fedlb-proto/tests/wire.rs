@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use fedlb_core::{Health, Members, Readings, Report, Sample, Timestamp};
+use fedlb_core::{Health, MemberKind, Members, Readings, Report, Sample, Timestamp};
 use fedlb_proto::*;
 use proptest::prelude::*;
 
@@ -96,6 +96,7 @@ fn summary() -> impl Strategy<Value = WireSummary> {
             any::<u64>(),
             any::<u64>(),
             health(),
+            "[a-z][a-z ≤%0-9]{0,40}",
             ".{0,80}",
         ),
         prop::collection::vec(name(), 0..4),
@@ -108,7 +109,7 @@ fn summary() -> impl Strategy<Value = WireSummary> {
     )
         .prop_map(
             |(
-                (farm, service, epoch, seq, health, why),
+                (farm, service, epoch, seq, health, policy, why),
                 chosen,
                 addresses,
                 (a, b),
@@ -123,6 +124,7 @@ fn summary() -> impl Strategy<Value = WireSummary> {
                     epoch,
                     seq,
                     health,
+                    policy,
                     why,
                     chosen,
                     addresses,
@@ -139,9 +141,14 @@ fn summary() -> impl Strategy<Value = WireSummary> {
         )
 }
 
+fn kind() -> impl Strategy<Value = MemberKind> {
+    prop_oneof![Just(MemberKind::Server), Just(MemberKind::Farm)]
+}
+
 fn view() -> impl Strategy<Value = WireMemberView> {
     (
         name(),
+        kind(),
         health(),
         ".{0,40}",
         proptest::option::of(1u32..50),
@@ -151,8 +158,9 @@ fn view() -> impl Strategy<Value = WireMemberView> {
         readings(),
     )
         .prop_map(
-            |(id, health, reason, rank, shown, chosen, addresses, readings)| WireMemberView {
+            |(id, kind, health, reason, rank, shown, chosen, addresses, readings)| WireMemberView {
                 id,
+                kind,
                 health,
                 reason,
                 rank,
@@ -301,4 +309,72 @@ fn readings_travel_as_ages_and_land_on_the_receivers_timeline() {
         Some(Sample::new(7, Timestamp::from_millis(4_000)))
     );
     assert_eq!(back.seq, 9);
+}
+
+fn summary_of_one_server(policy: &str) -> WireSummary {
+    WireSummary {
+        farm: "eu-west".into(),
+        service: "www".into(),
+        epoch: 1,
+        seq: 1,
+        health: Health::Up,
+        policy: policy.into(),
+        why: "eu1: least loaded (load 7 %) of 1 healthy server".into(),
+        chosen: vec!["eu1".into()],
+        addresses: vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11))],
+        members: Members { up: 1, total: 1 },
+        capacity: 100.0,
+        readings: WireReadings::default(),
+        degraded: false,
+        servers: vec![WireMemberView {
+            id: "eu1".into(),
+            kind: MemberKind::Server,
+            health: Health::Up,
+            reason: "all probes passing".into(),
+            rank: Some(1),
+            shown: "load 7 %".into(),
+            chosen: true,
+            addresses: vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11))],
+            readings: WireReadings::default(),
+        }],
+    }
+}
+
+#[test]
+fn item3_summaries_carry_the_local_policy_and_each_members_kind() {
+    let mut wire = summary_of_one_server("closest among load ≤ 80 %");
+    wire.servers[0].kind = MemberKind::Farm;
+    let now = Timestamp::from_millis(10_000);
+    let core = wire.to_summary(now);
+    assert_eq!(core.policy, "closest among load ≤ 80 %");
+    assert_eq!(core.servers[0].kind, MemberKind::Farm);
+    // and back: what a farm node sends is what the global node reads
+    let again = WireSummary::from_summary(&core, now);
+    assert_eq!(again, wire);
+    let msg = Message::Summaries(vec![again]);
+    assert_eq!(decode(&encode(&msg).unwrap()).unwrap(), msg);
+}
+
+#[test]
+fn item3_a_summary_policy_must_be_a_short_printable_label() {
+    let long = "x".repeat(MAX_TEXT + 1);
+    for (policy, expect) in [
+        ("", "policy \"\" is empty"),
+        ("least\nloaded", "has control characters"),
+        (long.as_str(), "policy is 1025 bytes (max 1024)"),
+    ] {
+        let msg = Message::Summaries(vec![summary_of_one_server(policy)]);
+        let err = encode(&msg).unwrap_err().to_string();
+        assert!(err.contains(expect), "{policy:?}: {err}");
+        // a peer that skips the check is refused on arrival, too
+        let bytes = bincode::serde::encode_to_vec(&msg, bincode::config::standard()).unwrap();
+        let err = decode(&bytes).unwrap_err().to_string();
+        assert!(err.contains(expect), "{policy:?}: {err}");
+    }
+    // a farm node truncates an over-long policy rather than failing to send its summary
+    let mut core = summary_of_one_server("least loaded").to_summary(Timestamp::ZERO);
+    core.policy = long.clone();
+    let sent = WireSummary::from_summary(&core, Timestamp::ZERO);
+    assert_eq!(sent.policy.len(), MAX_TEXT);
+    assert!(encode(&Message::Summaries(vec![sent])).is_ok());
 }

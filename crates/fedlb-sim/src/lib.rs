@@ -14,71 +14,24 @@
 #![warn(missing_docs)]
 
 mod engine;
+mod error;
 mod report;
 mod scenario;
 mod stats;
 mod topology;
+mod variant;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+pub use error::Error;
+pub use fedlb_topology::{Location, Problem};
 pub use report::{BinResult, PolicyResult, RegionResult, Report, ServerResult};
 pub use scenario::{
-    Burst, Delays, Diurnal, Fault, FaultKind, Location, Measures, ProbeModel, Region, Scenario,
-    ServerModel, ServiceTime, TtlMode, Variant, parse_duration, parse_policy,
+    Burst, Delays, Diurnal, Fault, FaultKind, Measures, ProbeModel, Region, Scenario, ServerModel,
+    ServiceTime, TtlMode, Variant, fibre_rtt,
 };
 pub use topology::{MonitorSetup, ServerInfo, Topology, TopologyBuilder};
-
-/// Everything that can go wrong.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A file could not be read.
-    #[error("{file}: cannot read: {source}")]
-    Read {
-        /// The file.
-        file: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The scenario file is wrong; `path` is the field (`regions[1].rate`).
-    #[error("{file}: {path}: {message}")]
-    Scenario {
-        /// The file.
-        file: String,
-        /// The field path.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// The topology cannot be simulated.
-    #[error("topology: {0}")]
-    Topology(String),
-    /// The scenario does not fit the topology (a name it refers to is missing).
-    #[error("{0}")]
-    Mismatch(String),
-    /// `--policy` named a policy the scenario does not compare.
-    #[error("no policy \"{name}\" in the scenario (it has: {known})")]
-    UnknownPolicy {
-        /// The name given.
-        name: String,
-        /// The names available.
-        known: String,
-    },
-    /// Bad command line.
-    #[error("{0}")]
-    Usage(String),
-    /// An output file could not be written.
-    #[error("{path}: cannot write: {source}")]
-    Write {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The plot could not be drawn.
-    #[error("plot: {0}")]
-    Plot(String),
-}
 
 /// Run options (the command line's).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -7,10 +7,10 @@ use std::time::Duration;
 use fedlb_core::time::human;
 use fedlb_core::{ClosestBy, Hysteresis, Policy};
 
-use crate::Error;
-use crate::engine::{selectors, ttl_mode};
+use crate::error::Error;
 use crate::scenario::{Scenario, TtlMode, Variant};
 use crate::topology::Topology;
+use crate::variant::{selectors, ttl_mode};
 
 /// The results of one simulation run.
 #[derive(Clone, Debug, PartialEq)]

@@ -2,43 +2,27 @@
 //! networks, servers' speed, faults) and which policies to compare.
 //!
 //! TOML, read through `serde_path_to_error` into raw types with `deny_unknown_fields`, then
-//! checked into a [`Scenario`]; every error names the field path (`regions[1].rate`).
-//! Durations are humane strings (`"500ms"`, `"30s"`, `"1m30s"`, `"1h"`) or seconds.
+//! checked into a [`Scenario`]; every problem is reported, each with its field path
+//! (`regions[1].rate`), as a topology's are. The rules shared with topologies live in
+//! `fedlb-topology`: durations ([`fedlb_topology::duration`]: humane strings such as
+//! `"500ms"`, `"1m30s"`, `"1h"`, or seconds), policy names ([`fedlb_topology::policy`])
+//! and [`Location`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use fedlb_core::{ClosestBy, Hysteresis, Policy};
+use fedlb_topology::duration::{parse_duration_or_seconds, seconds_to_duration};
+use fedlb_topology::policy::PolicyKind;
+use fedlb_topology::{Location, Problem};
 use serde::Deserialize;
 
-use crate::Error;
+use crate::error::Error;
 
-/// A point on Earth, in degrees.
-#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Location {
-    /// Latitude.
-    pub lat: f64,
-    /// Longitude.
-    pub lon: f64,
-}
-
-impl Location {
-    /// Great-circle distance in kilometres.
-    pub fn km_to(&self, other: &Location) -> f64 {
-        const R: f64 = 6371.0088;
-        let (p1, p2) = (self.lat.to_radians(), other.lat.to_radians());
-        let dp = p2 - p1;
-        let dl = (other.lon - self.lon).to_radians();
-        let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
-        2.0 * R * a.sqrt().min(1.0).asin()
-    }
-
-    /// Round-trip time over fibre between two places: 5 ms of access network plus
-    /// 1 ms per 100 km (light in fibre covers ≈ 200 km/ms, there and back).
-    pub fn rtt_to(&self, other: &Location) -> Duration {
-        Duration::from_secs_f64((5.0 + self.km_to(other) / 100.0) / 1e3)
-    }
+/// Round-trip time over fibre between two places: 5 ms of access network plus 1 ms per
+/// 100 km (light in fibre covers ≈ 200 km/ms, there and back).
+pub fn fibre_rtt(a: &Location, b: &Location) -> Duration {
+    Duration::from_secs_f64((5.0 + a.km_to(b) / 100.0) / 1e3)
 }
 
 /// A service-time distribution.
@@ -449,14 +433,21 @@ struct RawServiceTime {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPlace {
-    location: Location,
+    location: RawLocation,
+}
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLocation {
+    lat: f64,
+    lon: f64,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRegion {
     name: String,
-    location: Option<Location>,
+    location: Option<RawLocation>,
     rate: f64,
     diurnal: Option<RawDiurnal>,
     #[serde(default)]
@@ -513,162 +504,31 @@ enum RawHysteresis {
     On { margin: f64, dwell: RawDuration },
 }
 
-/// Parses `"500ms"`, `"30s"`, `"1m30s"`, `"1h"`, `"1d"` (or a bare number of seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    if t.is_empty() {
-        return Err("empty duration".into());
+/// Reads a policy name as a scenario writes it (`local = "least_loaded"`): the names of
+/// the topology's table that need no further field.
+fn parse_policy(name: &str) -> Result<Policy, String> {
+    match PolicyKind::from_name(name) {
+        Some(kind) => kind.plain().ok_or_else(|| {
+            format!(
+                "policy \"{name}\" needs fields a scenario cannot give (use one of {})",
+                plain_policies()
+            )
+        }),
+        None => Err(format!("unknown policy \"{name}\" ({})", plain_policies())),
     }
-    if let Ok(secs) = t.parse::<f64>() {
-        return seconds(secs);
-    }
-    let mut total = 0.0;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("\"{text}\": a number needs a unit (ms, s, m, h, d)"))?;
-        if num_len == 0 {
-            return Err(format!("\"{text}\": expected a number"));
-        }
-        let value: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("\"{text}\": bad number"))?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" | "min" => 60.0,
-            "h" => 3600.0,
-            "d" => 86_400.0,
-            other => return Err(format!("\"{text}\": unknown unit \"{other}\"")),
-        };
-        total += value * scale;
-        rest = &rest[unit_len..];
-    }
-    seconds(total)
 }
 
-fn seconds(s: f64) -> Result<Duration, String> {
-    if !s.is_finite() || s < 0.0 {
-        return Err(format!("{s}: a duration must be a finite number ≥ 0"));
-    }
-    Ok(Duration::from_secs_f64(s))
+fn plain_policies() -> String {
+    PolicyKind::list(PolicyKind::ALL.into_iter().filter(|k| k.plain().is_some()))
 }
 
-/// Parses a policy name as the scenario writes it.
-pub fn parse_policy(name: &str) -> Result<Policy, String> {
-    Ok(match name {
-        "round_robin" => Policy::RoundRobin,
-        "random" => Policy::Random,
-        "weighted" => Policy::Weighted,
-        "closest" => Policy::Closest(ClosestBy::Auto),
-        "least_loaded" => Policy::LeastLoaded,
-        "fastest_response" => Policy::FastestResponse,
-        other => {
-            return Err(format!(
-                "unknown policy \"{other}\" (round_robin, random, weighted, closest, least_loaded, fastest_response)"
-            ));
-        }
-    })
-}
-
+/// The checks of a scenario file: each notes its problems and goes on, so that one run
+/// of `fedlb simulate` reports them all.
 struct Ctx<'a> {
     file: &'a str,
-}
-
-impl Ctx<'_> {
-    fn err(&self, path: impl Into<String>, message: impl Into<String>) -> Error {
-        Error::Scenario {
-            file: self.file.to_owned(),
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-
-    fn dur(&self, path: &str, d: &RawDuration) -> Result<Duration, Error> {
-        match d {
-            RawDuration::Text(t) => parse_duration(t),
-            RawDuration::Seconds(s) => seconds(*s),
-        }
-        .map_err(|m| self.err(path, m))
-    }
-
-    fn opt_dur(
-        &self,
-        path: &str,
-        d: &Option<RawDuration>,
-        default: Duration,
-    ) -> Result<Duration, Error> {
-        d.as_ref().map_or(Ok(default), |d| self.dur(path, d))
-    }
-
-    fn count(&self, path: &str, v: Option<i64>, default: u32, min: i64) -> Result<u32, Error> {
-        match v {
-            None => Ok(default),
-            Some(n) if n >= min && n <= i64::from(u32::MAX) => Ok(n as u32),
-            Some(n) => Err(self.err(path, format!("{n} is out of range (at least {min})"))),
-        }
-    }
-
-    fn policy(&self, path: &str, p: &Option<String>) -> Result<Option<Policy>, Error> {
-        p.as_deref()
-            .map(parse_policy)
-            .transpose()
-            .map_err(|m| self.err(path, m))
-    }
-
-    fn server(&self, path: &str, raw: &RawServer, base: ServerModel) -> Result<ServerModel, Error> {
-        let service_time = match &raw.service_time {
-            None => base.service_time,
-            Some(st) => {
-                let p = format!("{path}.service_time");
-                let mean = self.dur(&format!("{p}.mean"), &st.mean)?;
-                if mean.is_zero() {
-                    return Err(self.err(format!("{p}.mean"), "must be above zero"));
-                }
-                let cv_path = format!("{p}.cv");
-                match (st.dist.as_str(), st.cv) {
-                    ("constant", None) => ServiceTime::Constant(mean),
-                    ("exponential", None) => ServiceTime::Exponential(mean),
-                    ("lognormal", Some(cv)) if cv > 0.0 && cv.is_finite() => {
-                        ServiceTime::LogNormal { mean, cv }
-                    }
-                    ("lognormal", Some(cv)) => {
-                        return Err(self.err(cv_path, format!("{cv}: must be above zero")));
-                    }
-                    ("lognormal", None) => {
-                        return Err(self.err(cv_path, "lognormal needs cv (stddev / mean)"));
-                    }
-                    ("constant" | "exponential", Some(_)) => {
-                        return Err(self.err(cv_path, "only lognormal takes cv"));
-                    }
-                    (other, _) => {
-                        return Err(self.err(
-                            format!("{p}.dist"),
-                            format!(
-                                "unknown distribution \"{other}\" (constant, exponential, lognormal)"
-                            ),
-                        ));
-                    }
-                }
-            }
-        };
-        Ok(ServerModel {
-            slots: self.count(&format!("{path}.slots"), raw.slots, base.slots, 1)?,
-            service_time,
-            queue_limit: self.count(
-                &format!("{path}.queue_limit"),
-                raw.queue_limit,
-                base.queue_limit,
-                0,
-            )?,
-        })
-    }
+    problems: Vec<Problem>,
+    /// paths whose values were taken out while reading the file
+    removed: Vec<String>,
 }
 
 impl Scenario {
@@ -682,241 +542,353 @@ impl Scenario {
         Scenario::parse(&text, &file)
     }
 
-    /// Parses and checks scenario text; `file` names it in errors.
+    /// Parses and checks scenario text; `file` names it in errors. Every problem found is
+    /// reported, each with its field path.
     pub fn parse(text: &str, file: &str) -> Result<Scenario, Error> {
-        let cx = Ctx { file };
-        let de = toml::Deserializer::parse(text).map_err(|e| cx.err("", e.to_string()))?;
-        let raw: RawScenario = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            cx.err(
-                if path == "." { String::new() } else { path },
-                inner.message().to_owned(),
-            )
-        })?;
-        cx.check(raw)
+        let mut cx = Ctx {
+            file,
+            problems: Vec::new(),
+            removed: Vec::new(),
+        };
+        let raw = cx.deserialize(text);
+        let scenario = raw.and_then(|raw| cx.check(raw));
+        match scenario {
+            Some(s) if cx.problems.is_empty() => Ok(s),
+            _ => Err(Error::Scenario(cx.problems)),
+        }
     }
 }
 
 impl Ctx<'_> {
-    fn check(&self, raw: RawScenario) -> Result<Scenario, Error> {
-        let duration = self.dur("duration", &raw.duration)?;
-        if duration.is_zero() {
-            return Err(self.err("duration", "must be above zero"));
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let path = path.into();
+        // a value taken out stands at its default: what follows from that is not news
+        let inside = |r: &String| {
+            *r == path || path.starts_with(&format!("{r}.")) || path.starts_with(&format!("{r}["))
+        };
+        if self.removed.iter().any(inside) {
+            return;
         }
-        let warmup = self.opt_dur("warmup", &raw.warmup, Duration::from_secs(60))?;
-        if warmup >= duration {
-            return Err(self.err("warmup", "must be shorter than duration"));
+        self.problems.push(Problem {
+            file: self.file.to_owned(),
+            path,
+            message: message.into(),
+        });
+    }
+
+    /// The raw file; on an unknown field or a value of the wrong type, notes it, takes the
+    /// value out and tries again, so that one mistake does not hide the others.
+    fn deserialize(&mut self, text: &str) -> Option<RawScenario> {
+        let mut value = match toml::Deserializer::parse(text).and_then(toml::Table::deserialize) {
+            Ok(t) => toml::Value::Table(t),
+            Err(e) => {
+                self.err("", e.to_string());
+                return None;
+            }
+        };
+        // each turn takes one value out, so the file's size bounds the turns
+        loop {
+            match serde_path_to_error::deserialize::<_, RawScenario>(value.clone()) {
+                Ok(raw) => return Some(raw),
+                Err(e) => {
+                    let segments: Vec<serde_path_to_error::Segment> =
+                        e.path().iter().cloned().collect();
+                    let path = e.path().to_string();
+                    let path = if path == "." { String::new() } else { path };
+                    let message = e.into_inner().message().to_owned();
+                    let missing = message
+                        .strip_prefix("missing field `")
+                        .and_then(|m| m.split('`').next())
+                        .map(|field| join(&path, field));
+                    if missing.is_some_and(|m| self.removed.contains(&m)) {
+                        // missing because its bad value was taken out: already reported
+                        return None;
+                    }
+                    self.err(path.clone(), message);
+                    if !remove(&mut value, &segments) {
+                        return None;
+                    }
+                    self.removed.push(path);
+                }
+            }
         }
-        let bin = self.opt_dur("bin", &raw.bin, Duration::from_secs(30))?;
-        if bin < Duration::from_millis(100) {
-            return Err(self.err("bin", "must be at least 100ms"));
+    }
+
+    fn dur(&mut self, path: &str, d: &RawDuration) -> Option<Duration> {
+        let parsed = match d {
+            RawDuration::Text(t) => parse_duration_or_seconds(t),
+            RawDuration::Seconds(s) => seconds_to_duration(*s),
+        };
+        match parsed {
+            Ok(d) => Some(d),
+            Err(e) => {
+                let shown = match d {
+                    RawDuration::Text(t) => format!("\"{t}\""),
+                    RawDuration::Seconds(s) => s.to_string(),
+                };
+                self.err(path, format!("invalid duration {shown}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn opt_dur(
+        &mut self,
+        path: &str,
+        d: &Option<RawDuration>,
+        default: Duration,
+    ) -> Option<Duration> {
+        match d {
+            None => Some(default),
+            Some(d) => self.dur(path, d),
+        }
+    }
+
+    /// An optional duration: `Some(None)` when absent, `None` when invalid.
+    fn maybe_dur(&mut self, path: &str, d: &Option<RawDuration>) -> Option<Option<Duration>> {
+        match d {
+            None => Some(None),
+            Some(d) => self.dur(path, d).map(Some),
+        }
+    }
+
+    fn count(&mut self, path: &str, v: Option<i64>, default: u32, min: i64) -> Option<u32> {
+        match v {
+            None => Some(default),
+            Some(n) if n >= min && n <= i64::from(u32::MAX) => Some(n as u32),
+            Some(n) => {
+                self.err(path, format!("{n} is out of range (at least {min})"));
+                None
+            }
+        }
+    }
+
+    /// An optional policy: `Some(None)` when absent, `None` when invalid.
+    fn policy(&mut self, path: &str, p: &Option<String>) -> Option<Option<Policy>> {
+        match p.as_deref().map(parse_policy) {
+            None => Some(None),
+            Some(Ok(p)) => Some(Some(p)),
+            Some(Err(m)) => {
+                self.err(path, m);
+                None
+            }
+        }
+    }
+
+    fn location(&mut self, path: &str, raw: Option<RawLocation>) -> Option<Option<Location>> {
+        let Some(raw) = raw else { return Some(None) };
+        let location = Location {
+            lat: raw.lat,
+            lon: raw.lon,
+        };
+        let problems = location.problems();
+        let ok = problems.is_empty();
+        for (field, message) in problems {
+            self.err(format!("{path}.{field}"), message);
+        }
+        ok.then_some(Some(location))
+    }
+
+    fn server(&mut self, path: &str, raw: &RawServer, base: ServerModel) -> Option<ServerModel> {
+        let service_time = match &raw.service_time {
+            None => Some(base.service_time),
+            Some(st) => self.service_time(&format!("{path}.service_time"), st),
+        };
+        let slots = self.count(&format!("{path}.slots"), raw.slots, base.slots, 1);
+        let queue_limit = self.count(
+            &format!("{path}.queue_limit"),
+            raw.queue_limit,
+            base.queue_limit,
+            0,
+        );
+        Some(ServerModel {
+            slots: slots?,
+            service_time: service_time?,
+            queue_limit: queue_limit?,
+        })
+    }
+
+    fn service_time(&mut self, p: &str, st: &RawServiceTime) -> Option<ServiceTime> {
+        let mean = self.dur(&format!("{p}.mean"), &st.mean);
+        if mean.is_some_and(|m| m.is_zero()) {
+            self.err(format!("{p}.mean"), "must be above zero");
+        }
+        let mean = mean.filter(|m| !m.is_zero());
+        let cv_path = format!("{p}.cv");
+        match (st.dist.as_str(), st.cv) {
+            ("constant", None) => mean.map(ServiceTime::Constant),
+            ("exponential", None) => mean.map(ServiceTime::Exponential),
+            ("lognormal", Some(cv)) if cv > 0.0 && cv.is_finite() => {
+                mean.map(|mean| ServiceTime::LogNormal { mean, cv })
+            }
+            ("lognormal", Some(cv)) => {
+                self.err(cv_path, format!("{cv}: must be above zero"));
+                None
+            }
+            ("lognormal", None) => {
+                self.err(cv_path, "lognormal needs cv (stddev / mean)");
+                None
+            }
+            ("constant" | "exponential", Some(_)) => {
+                self.err(cv_path, "only lognormal takes cv");
+                None
+            }
+            (other, _) => {
+                self.err(
+                    format!("{p}.dist"),
+                    format!("unknown distribution \"{other}\" (constant, exponential, lognormal)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn check(&mut self, raw: RawScenario) -> Option<Scenario> {
+        let duration = self.dur("duration", &raw.duration);
+        if duration.is_some_and(|d| d.is_zero()) {
+            self.err("duration", "must be above zero");
+        }
+        let warmup = self.opt_dur("warmup", &raw.warmup, Duration::from_secs(60));
+        if let (Some(w), Some(d)) = (warmup, duration)
+            && w >= d
+            && !d.is_zero()
+        {
+            self.err("warmup", "must be shorter than duration");
+        }
+        let bin = self.opt_dur("bin", &raw.bin, Duration::from_secs(30));
+        if bin.is_some_and(|b| b < Duration::from_millis(100)) {
+            self.err("bin", "must be at least 100ms");
         }
         let d = &raw.delays;
-        let delays = Delays {
-            probe_rtt: self.opt_dur("delays.probe_rtt", &d.probe_rtt, Duration::from_millis(1))?,
-            report: self.opt_dur("delays.report", &d.report, Duration::from_millis(1))?,
-            summary: self.opt_dur("delays.summary", &d.summary, Duration::from_millis(40))?,
-            publish: self.opt_dur("delays.publish", &d.publish, Duration::from_millis(500))?,
-        };
-        let ttl = raw
-            .dns
-            .ttl
-            .as_ref()
-            .map(|t| self.dur("dns.ttl", t))
-            .transpose()?;
-        let ttl_min = self.opt_dur("dns.ttl_min", &raw.dns.ttl_min, Duration::from_secs(1))?;
-        let ttl_max = raw
-            .dns
-            .ttl_max
-            .as_ref()
-            .map(|t| self.dur("dns.ttl_max", t))
-            .transpose()?;
-        if ttl_max.is_some_and(|m| m < ttl_min) {
-            return Err(self.err("dns.ttl_max", "must not be below dns.ttl_min"));
+        let probe_rtt = self.opt_dur("delays.probe_rtt", &d.probe_rtt, Duration::from_millis(1));
+        let report = self.opt_dur("delays.report", &d.report, Duration::from_millis(1));
+        let summary = self.opt_dur("delays.summary", &d.summary, Duration::from_millis(40));
+        let publish = self.opt_dur("delays.publish", &d.publish, Duration::from_millis(500));
+        let ttl = self.maybe_dur("dns.ttl", &raw.dns.ttl);
+        let ttl_min = self.opt_dur("dns.ttl_min", &raw.dns.ttl_min, Duration::from_secs(1));
+        let ttl_max = self.maybe_dur("dns.ttl_max", &raw.dns.ttl_max);
+        if let (Some(Some(max)), Some(min)) = (ttl_max, ttl_min)
+            && max < min
+        {
+            self.err("dns.ttl_max", "must not be below dns.ttl_min");
         }
         let mut probes = BTreeMap::new();
         for (name, p) in &raw.probes {
-            let path = format!("probes.{name}");
-            probes.insert(
-                name.clone(),
-                ProbeModel {
-                    measures: p.measures,
-                    timeout: self.opt_dur(
-                        &format!("{path}.timeout"),
-                        &p.timeout,
-                        Duration::from_millis(800),
-                    )?,
-                },
+            let timeout = self.opt_dur(
+                &format!("probes.{name}.timeout"),
+                &p.timeout,
+                Duration::from_millis(800),
             );
+            if let Some(timeout) = timeout {
+                probes.insert(
+                    name.clone(),
+                    ProbeModel {
+                        measures: p.measures,
+                        timeout,
+                    },
+                );
+            }
         }
         let builtin = ServerModel {
             slots: 8,
             service_time: ServiceTime::Exponential(Duration::from_millis(20)),
             queue_limit: 1_000,
         };
-        let server_defaults = self.server("server_defaults", &raw.server_defaults, builtin)?;
+        // a bad default is reported once; the servers are checked against the built-in one
+        let server_defaults = self.server("server_defaults", &raw.server_defaults, builtin);
         let mut servers = BTreeMap::new();
         for (name, s) in &raw.servers {
-            servers.insert(
-                name.clone(),
-                self.server(&format!("servers.{name}"), s, server_defaults)?,
-            );
+            let path = format!("servers.{name}");
+            if let Some(m) = self.server(&path, s, server_defaults.unwrap_or(builtin)) {
+                servers.insert(name.clone(), m);
+            }
         }
-        let locations = raw
-            .farms
-            .iter()
-            .map(|(k, v)| (k.clone(), v.location))
-            .collect();
+        let mut locations = BTreeMap::new();
+        for (name, place) in &raw.farms {
+            if let Some(Some(l)) =
+                self.location(&format!("farms.{name}.location"), Some(place.location))
+            {
+                locations.insert(name.clone(), l);
+            }
+        }
         if raw.regions.is_empty() {
-            return Err(self.err("regions", "at least one region is needed"));
+            self.err("regions", "at least one region is needed");
         }
-        let mut regions = Vec::new();
+        let mut regions: Vec<Region> = Vec::new();
         for (i, r) in raw.regions.iter().enumerate() {
-            let path = format!("regions[{i}]");
-            if regions.iter().any(|o: &Region| o.name == r.name) {
-                return Err(self.err(
-                    format!("{path}.name"),
-                    format!("region \"{}\" listed twice", r.name),
-                ));
+            if let Some(region) = self.region(&format!("regions[{i}]"), r, &raw.regions[..i]) {
+                regions.push(region);
             }
-            if !(r.rate.is_finite() && r.rate >= 0.0) {
-                return Err(self.err(format!("{path}.rate"), format!("{}: must be ≥ 0", r.rate)));
-            }
-            let diurnal = match &r.diurnal {
-                None => None,
-                Some(d) => {
-                    if !(0.0..=1.0).contains(&d.amplitude) {
-                        return Err(self.err(
-                            format!("{path}.diurnal.amplitude"),
-                            format!("{}: must be within 0..=1", d.amplitude),
-                        ));
-                    }
-                    let period = self.opt_dur(
-                        &format!("{path}.diurnal.period"),
-                        &d.period,
-                        Duration::from_secs(86_400),
-                    )?;
-                    if period.is_zero() {
-                        return Err(
-                            self.err(format!("{path}.diurnal.period"), "must be above zero")
-                        );
-                    }
-                    Some(Diurnal {
-                        amplitude: d.amplitude,
-                        period,
-                        peak: self.dur(&format!("{path}.diurnal.peak"), &d.peak)?,
-                    })
-                }
-            };
-            let mut bursts = Vec::new();
-            for (j, b) in r.bursts.iter().enumerate() {
-                let bp = format!("{path}.bursts[{j}]");
-                if !(b.factor.is_finite() && b.factor >= 0.0) {
-                    return Err(
-                        self.err(format!("{bp}.factor"), format!("{}: must be ≥ 0", b.factor))
-                    );
-                }
-                bursts.push(Burst {
-                    at: self.dur(&format!("{bp}.at"), &b.at)?,
-                    duration: self.dur(&format!("{bp}.duration"), &b.duration)?,
-                    factor: b.factor,
-                });
-            }
-            regions.push(Region {
-                name: r.name.clone(),
-                location: r.location,
-                rate: r.rate,
-                diurnal,
-                bursts,
-                resolvers: self.count(&format!("{path}.resolvers"), r.resolvers, 20, 1)?,
-            });
         }
         for (region, row) in &raw.rtt_ms {
-            if !regions.iter().any(|r| &r.name == region) {
-                return Err(self.err(
+            if !raw.regions.iter().any(|r| &r.name == region) {
+                self.err(
                     format!("rtt_ms.{region}"),
                     format!("no region \"{region}\""),
-                ));
+                );
             }
             for (to, ms) in row {
                 if !(ms.is_finite() && *ms >= 0.0) {
-                    return Err(self.err(
+                    self.err(
                         format!("rtt_ms.{region}.{to}"),
                         format!("{ms}: must be ≥ 0"),
-                    ));
+                    );
                 }
             }
         }
         let mut faults = Vec::new();
         for (i, f) in raw.faults.iter().enumerate() {
-            let path = format!("faults[{i}]");
-            let at = self.dur(&format!("{path}.at"), &f.at)?;
-            let until = f
-                .until
-                .as_ref()
-                .map(|u| self.dur(&format!("{path}.until"), u))
-                .transpose()?;
-            if until.is_some_and(|u| u <= at) {
-                return Err(self.err(format!("{path}.until"), "must be after `at`"));
+            if let Some(fault) = self.fault(&format!("faults[{i}]"), f) {
+                faults.push(fault);
             }
-            let factor = match (f.kind, f.factor) {
-                (FaultKind::ServerSlow, Some(x)) if x.is_finite() && x > 0.0 => x,
-                (FaultKind::ServerSlow, Some(x)) => {
-                    return Err(self.err(format!("{path}.factor"), format!("{x}: must be > 0")));
-                }
-                (FaultKind::ServerSlow, None) => {
-                    return Err(self.err(
-                        format!("{path}.factor"),
-                        "server_slow needs a factor (service times are multiplied by it)",
-                    ));
-                }
-                (_, Some(_)) => {
-                    return Err(
-                        self.err(format!("{path}.factor"), "only server_slow takes a factor")
-                    );
-                }
-                (_, None) => 1.0,
-            };
-            faults.push(Fault {
-                kind: f.kind,
-                target: f.target.clone(),
-                at,
-                until,
-                factor,
-            });
         }
         let variants = if raw.policies.is_empty() {
             Variant::defaults()
         } else {
             let mut out: Vec<Variant> = Vec::new();
             for (i, p) in raw.policies.iter().enumerate() {
-                out.push(self.variant(&format!("policies[{i}]"), p, &out)?);
+                let path = format!("policies[{i}]");
+                if raw.policies[..i].iter().any(|o| o.name == p.name) {
+                    self.err(
+                        format!("{path}.name"),
+                        format!("policy \"{}\" listed twice", p.name),
+                    );
+                    continue;
+                }
+                if let Some(v) = self.variant(&path, p) {
+                    out.push(v);
+                }
             }
             out
         };
-        Ok(Scenario {
+        let client_timeout = self.opt_dur(
+            "client_timeout",
+            &raw.client_timeout,
+            Duration::from_secs(3),
+        );
+        Some(Scenario {
             name: raw.name.unwrap_or_else(|| {
                 std::path::Path::new(self.file)
                     .file_stem()
                     .map_or_else(|| "scenario".to_owned(), |s| s.to_string_lossy().into())
             }),
-            duration,
-            warmup,
+            duration: duration?,
+            warmup: warmup?,
             seed: raw.seed.unwrap_or(1),
             service: raw.service,
-            client_timeout: self.opt_dur(
-                "client_timeout",
-                &raw.client_timeout,
-                Duration::from_secs(3),
-            )?,
-            bin,
-            delays,
-            ttl,
-            ttl_min,
-            ttl_max,
+            client_timeout: client_timeout?,
+            bin: bin?,
+            delays: Delays {
+                probe_rtt: probe_rtt?,
+                report: report?,
+                summary: summary?,
+                publish: publish?,
+            },
+            ttl: ttl?,
+            ttl_min: ttl_min?,
+            ttl_max: ttl_max?,
             probes,
-            server_defaults,
+            server_defaults: server_defaults?,
             servers,
             locations,
             regions,
@@ -926,79 +898,231 @@ impl Ctx<'_> {
         })
     }
 
-    fn variant(&self, path: &str, p: &RawPolicy, before: &[Variant]) -> Result<Variant, Error> {
+    fn region(&mut self, path: &str, r: &RawRegion, before: &[RawRegion]) -> Option<Region> {
+        if before.iter().any(|o| o.name == r.name) {
+            self.err(
+                format!("{path}.name"),
+                format!("region \"{}\" listed twice", r.name),
+            );
+        }
+        let mut ok = true;
+        if !(r.rate.is_finite() && r.rate >= 0.0) {
+            self.err(format!("{path}.rate"), format!("{}: must be ≥ 0", r.rate));
+            ok = false;
+        }
+        let location = self.location(&format!("{path}.location"), r.location);
+        let diurnal = match &r.diurnal {
+            None => Some(None),
+            Some(d) => self.diurnal(&format!("{path}.diurnal"), d).map(Some),
+        };
+        let mut bursts = Vec::new();
+        for (j, b) in r.bursts.iter().enumerate() {
+            let bp = format!("{path}.bursts[{j}]");
+            if !(b.factor.is_finite() && b.factor >= 0.0) {
+                self.err(format!("{bp}.factor"), format!("{}: must be ≥ 0", b.factor));
+                ok = false;
+            }
+            let at = self.dur(&format!("{bp}.at"), &b.at);
+            let duration = self.dur(&format!("{bp}.duration"), &b.duration);
+            if let (Some(at), Some(duration)) = (at, duration) {
+                bursts.push(Burst {
+                    at,
+                    duration,
+                    factor: b.factor,
+                });
+            }
+        }
+        let resolvers = self.count(&format!("{path}.resolvers"), r.resolvers, 20, 1);
+        let region = Region {
+            name: r.name.clone(),
+            location: location?,
+            rate: r.rate,
+            diurnal: diurnal?,
+            bursts,
+            resolvers: resolvers?,
+        };
+        ok.then_some(region)
+    }
+
+    fn diurnal(&mut self, path: &str, d: &RawDiurnal) -> Option<Diurnal> {
+        let mut ok = true;
+        if !(0.0..=1.0).contains(&d.amplitude) {
+            self.err(
+                format!("{path}.amplitude"),
+                format!("{}: must be within 0..=1", d.amplitude),
+            );
+            ok = false;
+        }
+        let period = self.opt_dur(
+            &format!("{path}.period"),
+            &d.period,
+            Duration::from_secs(86_400),
+        );
+        if period.is_some_and(|p| p.is_zero()) {
+            self.err(format!("{path}.period"), "must be above zero");
+            ok = false;
+        }
+        let peak = self.dur(&format!("{path}.peak"), &d.peak);
+        let diurnal = Diurnal {
+            amplitude: d.amplitude,
+            period: period?,
+            peak: peak?,
+        };
+        ok.then_some(diurnal)
+    }
+
+    fn fault(&mut self, path: &str, f: &RawFault) -> Option<Fault> {
+        let at = self.dur(&format!("{path}.at"), &f.at);
+        let until = self.maybe_dur(&format!("{path}.until"), &f.until);
+        if let (Some(at), Some(Some(until))) = (at, until)
+            && until <= at
+        {
+            self.err(format!("{path}.until"), "must be after `at`");
+        }
+        let factor = match (f.kind, f.factor) {
+            (FaultKind::ServerSlow, Some(x)) if x.is_finite() && x > 0.0 => Some(x),
+            (FaultKind::ServerSlow, Some(x)) => {
+                self.err(format!("{path}.factor"), format!("{x}: must be > 0"));
+                None
+            }
+            (FaultKind::ServerSlow, None) => {
+                self.err(
+                    format!("{path}.factor"),
+                    "server_slow needs a factor (service times are multiplied by it)",
+                );
+                None
+            }
+            (_, Some(_)) => {
+                self.err(format!("{path}.factor"), "only server_slow takes a factor");
+                None
+            }
+            (_, None) => Some(1.0),
+        };
+        Some(Fault {
+            kind: f.kind,
+            target: f.target.clone(),
+            at: at?,
+            until: until?,
+            factor: factor?,
+        })
+    }
+
+    fn variant(&mut self, path: &str, p: &RawPolicy) -> Option<Variant> {
+        let mut ok = true;
         if p.name.is_empty() || p.name.contains([',', ' ', '"']) {
-            return Err(self.err(
+            self.err(
                 format!("{path}.name"),
                 "must be non-empty, without spaces, commas or quotes",
-            ));
+            );
+            ok = false;
         }
-        if before.iter().any(|v| v.name == p.name) {
-            return Err(self.err(
-                format!("{path}.name"),
-                format!("policy \"{}\" listed twice", p.name),
-            ));
-        }
-        let flat = self.policy(&format!("{path}.flat"), &p.flat)?;
-        if flat.is_some() && (p.global.is_some() || p.local.is_some()) {
-            return Err(self.err(
+        let flat = self.policy(&format!("{path}.flat"), &p.flat);
+        if p.flat.is_some() && (p.global.is_some() || p.local.is_some()) {
+            self.err(
                 format!("{path}.flat"),
                 "a single-level (flat) policy takes no global or local policy",
-            ));
+            );
+            ok = false;
         }
         let hysteresis = match &p.hysteresis {
-            None => None,
-            Some(RawHysteresis::Off(s)) if s == "none" => Some(Hysteresis::NONE),
+            None => Some(None),
+            Some(RawHysteresis::Off(s)) if s == "none" => Some(Some(Hysteresis::NONE)),
             Some(RawHysteresis::Off(s)) => {
-                return Err(self.err(
+                self.err(
                     format!("{path}.hysteresis"),
                     format!("\"{s}\": expected \"none\" or {{ margin, dwell }}"),
-                ));
+                );
+                None
             }
             Some(RawHysteresis::On { margin, dwell }) => {
                 if !(0.0..1.0).contains(margin) {
-                    return Err(self.err(
+                    self.err(
                         format!("{path}.hysteresis.margin"),
                         format!("{margin}: must be within 0..1"),
-                    ));
+                    );
+                    ok = false;
                 }
-                Some(Hysteresis {
-                    margin: *margin,
-                    dwell: self.dur(&format!("{path}.hysteresis.dwell"), dwell)?,
-                })
+                self.dur(&format!("{path}.hysteresis.dwell"), dwell)
+                    .map(|dwell| {
+                        Some(Hysteresis {
+                            margin: *margin,
+                            dwell,
+                        })
+                    })
             }
         };
-        let answers = |field: &str, v: Option<i64>| -> Result<Option<usize>, Error> {
-            v.map(|n| {
-                self.count(&format!("{path}.{field}"), Some(n), 1, 1)
-                    .map(|n| n as usize)
-            })
-            .transpose()
+        let mut answers = |field: &str, v: Option<i64>| -> Option<Option<usize>> {
+            match v {
+                None => Some(None),
+                Some(n) => self
+                    .count(&format!("{path}.{field}"), Some(n), 1, 1)
+                    .map(|n| Some(n as usize)),
+            }
         };
+        let local_answers = answers("answers", p.answers);
+        let global_answers = answers("global_answers", p.global_answers);
         let ttl = match &p.ttl {
-            None => None,
-            Some(RawDuration::Text(t)) if t == "derived" => Some(TtlMode::Derived {
+            None => Some(None),
+            Some(RawDuration::Text(t)) if t == "derived" => Some(Some(TtlMode::Derived {
                 min: Duration::ZERO,
                 max: Duration::ZERO,
-            }),
-            Some(t) => Some(TtlMode::Fixed(self.dur(&format!("{path}.ttl"), t)?)),
+            })),
+            Some(t) => self
+                .dur(&format!("{path}.ttl"), t)
+                .map(|d| Some(TtlMode::Fixed(d))),
         };
-        Ok(Variant {
+        let global = self.policy(&format!("{path}.global"), &p.global);
+        let local = self.policy(&format!("{path}.local"), &p.local);
+        let rotate_every = self.maybe_dur(&format!("{path}.rotate_every"), &p.rotate_every);
+        let variant = Variant {
             name: p.name.clone(),
-            flat,
-            global: self.policy(&format!("{path}.global"), &p.global)?,
-            local: self.policy(&format!("{path}.local"), &p.local)?,
-            hysteresis,
-            answers: answers("answers", p.answers)?,
-            global_answers: answers("global_answers", p.global_answers)?,
-            rotate_every: p
-                .rotate_every
-                .as_ref()
-                .map(|d| self.dur(&format!("{path}.rotate_every"), d))
-                .transpose()?,
-            ttl,
+            flat: flat?,
+            global: global?,
+            local: local?,
+            hysteresis: hysteresis?,
+            answers: local_answers?,
+            global_answers: global_answers?,
+            rotate_every: rotate_every?,
+            ttl: ttl?,
             per_region: p.per_region,
-        })
+        };
+        ok.then_some(variant)
+    }
+}
+
+/// `a.b` from a path and a field.
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+/// Takes the value at `segments` out of the tree (a table entry); false when it cannot be
+/// taken out without changing other paths (an array element) or is not found.
+fn remove(value: &mut toml::Value, segments: &[serde_path_to_error::Segment]) -> bool {
+    use serde_path_to_error::Segment;
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut at = value;
+    for s in parents {
+        at = match (s, at) {
+            (Segment::Map { key }, toml::Value::Table(t)) => match t.get_mut(key.as_str()) {
+                Some(v) => v,
+                None => return false,
+            },
+            (Segment::Seq { index }, toml::Value::Array(a)) => match a.get_mut(*index) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, at) {
+        (Segment::Map { key }, toml::Value::Table(t)) => t.remove(key.as_str()).is_some(),
+        _ => false,
     }
 }
 
@@ -1008,6 +1132,8 @@ mod tests {
 
     #[test]
     fn durations() {
+        // the topology's parser, which takes a bare number as seconds in scenarios
+        let parse_duration = parse_duration_or_seconds;
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));

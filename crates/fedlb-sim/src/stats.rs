@@ -1,7 +1,16 @@
 //! Response-time accumulators: exact count and mean, percentiles from a log-scale
 //! histogram (1 % resolution), so that millions of requests cost no allocation.
 
-use crate::engine::Outcome;
+/// How a request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Served.
+    Ok,
+    /// Sent to a down server (or lost in one when it died).
+    ToDown,
+    /// Refused: the server's backlog was full, or no answer was published yet.
+    Refused,
+}
 
 /// Buckets per e-fold of response time: 100 gives ≈ 1 % resolution.
 const SCALE: f64 = 100.0;

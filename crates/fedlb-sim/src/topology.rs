@@ -10,8 +10,10 @@ use fedlb_core::{
     TierService,
 };
 
-use crate::Error;
-use crate::scenario::{Location, Measures, ProbeModel};
+use crate::error::Error;
+use fedlb_topology::Location;
+
+use crate::scenario::{Measures, ProbeModel};
 
 /// One server's monitor: the core's config plus what each probe measures.
 #[derive(Clone, Debug, PartialEq)]
@@ -266,6 +268,7 @@ impl TopologyBuilder {
                 .enumerate()
                 .map(|(s_idx, (server, capacity))| MemberSpec {
                     id: CandidateId::from(server.as_str()),
+                    kind: fedlb_core::MemberKind::Server,
                     addresses: vec![IpAddr::V4(Ipv4Addr::new(
                         10,
                         0,
@@ -297,6 +300,7 @@ impl TopologyBuilder {
             }
             global_members.push(MemberSpec {
                 id: CandidateId::from(name.as_str()),
+                kind: fedlb_core::MemberKind::Farm,
                 addresses: members.iter().flat_map(|m| m.addresses.clone()).collect(),
                 capacity: servers.iter().map(|(_, c)| c).sum(),
                 distance: Some(Distance::Pinned(*distance_ms)),
@@ -381,13 +385,7 @@ impl Topology {
                 farms.insert(id.clone(), cfg);
             }
             if let Some(l) = farm.location {
-                locations.insert(
-                    id.0.clone(),
-                    Location {
-                        lat: l.lat,
-                        lon: l.lon,
-                    },
-                );
+                locations.insert(id.0.clone(), l);
             }
         }
         let probes: BTreeMap<ProbeId, ProbeModel> = svc
@@ -429,13 +427,7 @@ impl Topology {
                 );
             }
             if let Some(l) = server.location {
-                locations.insert(
-                    server.id.0.clone(),
-                    Location {
-                        lat: l.lat,
-                        lon: l.lon,
-                    },
-                );
+                locations.insert(server.id.0.clone(), l);
             }
         }
         Ok(Topology {

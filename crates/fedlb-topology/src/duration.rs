@@ -49,8 +49,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     seconds_to_duration(total)
 }
 
-/// A number of seconds as a duration.
-pub(crate) fn seconds_to_duration(seconds: f64) -> Result<Duration, String> {
+/// Like [`parse_duration`], and a bare number is seconds (`"2.5"` is 2.5 s): scenario
+/// files for `fedlb simulate` accept it; topologies ask for the unit.
+pub fn parse_duration_or_seconds(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(seconds) => seconds_to_duration(seconds),
+        Err(_) => parse_duration(text),
+    }
+}
+
+/// A number of seconds as a duration: finite, non-negative and not too large.
+pub fn seconds_to_duration(seconds: f64) -> Result<Duration, String> {
     if !seconds.is_finite() || seconds < 0.0 {
         return Err("must be a non-negative duration".to_owned());
     }
@@ -73,6 +82,21 @@ mod tests {
         assert_eq!(parse_duration("250 ms"), Ok(ms(250)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+    }
+
+    #[test]
+    fn bare_seconds_only_where_asked_for() {
+        assert_eq!(
+            parse_duration_or_seconds("2.5"),
+            Ok(Duration::from_millis(2500))
+        );
+        assert_eq!(
+            parse_duration_or_seconds("1m30s"),
+            Ok(Duration::from_secs(90))
+        );
+        assert!(parse_duration_or_seconds("-1").is_err());
+        assert!(parse_duration_or_seconds("1e300").is_err());
+        assert!(parse_duration("2.5").is_err());
     }
 
     #[test]

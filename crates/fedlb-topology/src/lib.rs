@@ -14,6 +14,7 @@
 mod describe;
 pub mod duration;
 mod model;
+pub mod policy;
 pub mod schema;
 mod source;
 mod tsig;
@@ -29,7 +30,7 @@ pub use model::{
     Topology,
 };
 pub use source::{MAX_DEPTH, MAX_FILE_BYTES, MAX_YAML_ALIAS_BYTES, MAX_YAML_ALIAS_NODES};
-pub use tsig::{TsigAlgorithm, TsigKey};
+pub use tsig::{TsigAlgorithm, TsigKey, TsigKeyError};
 pub use validate::{
     DEFAULT_CAPACITY, DEFAULT_HOPS_INTERVAL, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_TTL,
 };

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fedlb_core::{
-    CandidateId, Distance, FarmConfig, FarmId, GlobalConfig, Liveness, MemberSpec, MonitorConfig,
-    ProbeId, ProbeSchedule, SelectorConfig, ServerId, ServiceId, Thresholds, TierService, TtlRule,
+    CandidateId, Distance, FarmConfig, FarmId, GlobalConfig, Liveness, MemberKind, MemberSpec,
+    MonitorConfig, ProbeId, ProbeSchedule, SelectorConfig, ServerId, ServiceId, Thresholds,
+    TierService, TtlRule,
 };
 
 use crate::tsig::TsigKey;
@@ -72,6 +73,25 @@ pub struct Location {
 }
 
 impl Location {
+    /// What is wrong with the location, as (field, message): the latitude must be within
+    /// −90..=90, the longitude within −180..=180. Topologies and scenarios both check it.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !(-90.0..=90.0).contains(&self.lat) {
+            out.push((
+                "lat",
+                format!("latitude {} is out of range -90..=90", self.lat),
+            ));
+        }
+        if !(-180.0..=180.0).contains(&self.lon) {
+            out.push((
+                "lon",
+                format!("longitude {} is out of range -180..=180", self.lon),
+            ));
+        }
+        out
+    }
+
     /// Great-circle distance in kilometres (haversine, mean Earth radius).
     pub fn km_to(&self, other: &Location) -> f64 {
         const R: f64 = 6371.0088;
@@ -456,6 +476,7 @@ impl Topology {
                     .filter(|s| s.services.contains(service))
                     .map(|s| MemberSpec {
                         id: CandidateId::from(&s.id),
+                        kind: MemberKind::Server,
                         addresses: s.addresses.clone(),
                         capacity: s.capacity,
                         distance: None,
@@ -498,6 +519,7 @@ impl Topology {
                     }
                     Some(MemberSpec {
                         id: CandidateId::from(&f.id),
+                        kind: MemberKind::Farm,
                         addresses: dedup(offering.iter().flat_map(|s| s.addresses.iter().copied())),
                         capacity: offering.iter().map(|s| s.capacity).sum(),
                         distance: self.farm_distance(f),
@@ -510,6 +532,7 @@ impl Topology {
                     .filter(|s| s.services.contains(&svc.id))
                     .map(|s| MemberSpec {
                         id: CandidateId::from(&s.id),
+                        kind: MemberKind::Server,
                         addresses: s.addresses.clone(),
                         capacity: s.capacity,
                         distance: self.distance(s.distance_ms, s.location),

@@ -1,5 +1,7 @@
-//! TSIG keys: the `key "name" { algorithm …; secret "…"; };` block `tsig-keygen` writes,
-//! or a bare base64 secret.
+//! TSIG keys: the one key type and algorithm type of the workspace, and the one parser of
+//! key files (the `key "name" { algorithm …; secret "…"; };` block `tsig-keygen` writes, or a
+//! bare base64 secret). fedlb-dns signs with these keys; it turns [`TsigAlgorithm`] into
+//! hickory's algorithm in one function and never parses key files itself.
 
 use std::fmt;
 
@@ -75,6 +77,52 @@ impl fmt::Debug for TsigKey {
             .field("algorithm", &self.algorithm)
             .field("secret", &format_args!("<{} bytes>", self.secret.len()))
             .finish()
+    }
+}
+
+/// Why a TSIG key cannot be made from its parts. Never shows the secret.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("tsig key \"{name}\": {reason}")]
+pub struct TsigKeyError {
+    /// The key name as given.
+    pub name: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl TsigKey {
+    /// A key from its parts: the name must not be empty, nor the secret.
+    pub fn new(
+        name: impl Into<String>,
+        algorithm: TsigAlgorithm,
+        secret: Vec<u8>,
+    ) -> Result<Self, TsigKeyError> {
+        let name = name.into();
+        let err = |reason: &str| TsigKeyError {
+            name: name.clone(),
+            reason: reason.to_owned(),
+        };
+        if name.trim_end_matches('.').trim().is_empty() {
+            return Err(err("empty name"));
+        }
+        if secret.is_empty() {
+            return Err(err("empty secret"));
+        }
+        Ok(Self {
+            name,
+            algorithm,
+            secret,
+        })
+    }
+
+    /// The secret in base64, as DNS server configs write it.
+    pub fn secret_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(&self.secret)
+    }
+
+    /// The key name as server configs spell it: lowercase, without the trailing dot.
+    pub fn config_name(&self) -> String {
+        self.name.trim_end_matches('.').to_ascii_lowercase()
     }
 }
 
@@ -384,6 +432,89 @@ mod tests {
                 .unwrap_err()
                 .contains("unsupported")
         );
+    }
+
+    // The tests of fedlb-dns's former one-key parser, against the one parser left.
+    const DNS_KEYGEN: &str = "key \"ddns-key\" {\n\talgorithm hmac-sha256;\n\tsecret \"yEJLwxMvZN+2Sokg00jb+a2uBusiYoLtflt2Nf6gHzQ=\";\n};\n";
+
+    #[test]
+    fn parses_tsig_keygen_output() {
+        let KeyFile::Keys(keys) = parse_key_file(DNS_KEYGEN).unwrap() else {
+            panic!("expected keys")
+        };
+        let k = &keys[0];
+        let key = TsigKey::new(
+            k.name.clone(),
+            TsigAlgorithm::parse(&k.algorithm).unwrap(),
+            k.secret.clone(),
+        )
+        .unwrap();
+        assert_eq!(key.config_name(), "ddns-key");
+        assert_eq!(key.algorithm, TsigAlgorithm::HmacSha256);
+        assert_eq!(key.secret.len(), 32);
+        assert_eq!(key.secret[..2], [0xc8, 0x42]);
+        assert_eq!(
+            key.secret_base64(),
+            "yEJLwxMvZN+2Sokg00jb+a2uBusiYoLtflt2Nf6gHzQ="
+        );
+        assert!(
+            !format!("{key:?}").contains("yEJL"),
+            "debug output hides the secret"
+        );
+    }
+
+    #[test]
+    fn accepts_comments_and_other_algorithms() {
+        let text = "# made by tsig-keygen\n/* a\n comment */ key k2 { // line\n algorithm HMAC-SHA512; secret \"AAAA\"; };";
+        let KeyFile::Keys(keys) = parse_key_file(text).unwrap() else {
+            panic!("expected keys")
+        };
+        assert_eq!(
+            TsigAlgorithm::parse(&keys[0].algorithm),
+            Ok(TsigAlgorithm::HmacSha512)
+        );
+        assert_eq!(keys[0].secret, [0, 0, 0]);
+    }
+
+    #[test]
+    fn rejects_bad_files_with_a_reason() {
+        let cases = [
+            ("", "file is empty"),
+            ("key k { algorithm hmac-sha256; };", "has no `secret`"),
+            (
+                "key k { algorithm hmac-sha256; secret \"!!\"; };",
+                "not valid base64",
+            ),
+            (
+                "key k { algorithm hmac-sha256; secret \"AAAA\"",
+                "expected `;`",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = parse_key_file(text).unwrap_err();
+            assert!(got.contains(want), "{text:?}: {got}");
+        }
+        // the algorithm is checked when the key is applied
+        let KeyFile::Keys(keys) =
+            parse_key_file("key k { algorithm hmac-md5; secret \"AAAA\"; };").unwrap()
+        else {
+            panic!("expected keys")
+        };
+        assert!(
+            TsigAlgorithm::parse(&keys[0].algorithm)
+                .unwrap_err()
+                .contains("unsupported tsig algorithm \"hmac-md5\"")
+        );
+    }
+
+    #[test]
+    fn a_key_needs_a_name_and_a_secret() {
+        let e = TsigKey::new("k.", TsigAlgorithm::HmacSha256, vec![]).unwrap_err();
+        assert_eq!(e.to_string(), "tsig key \"k.\": empty secret");
+        let e = TsigKey::new(".", TsigAlgorithm::HmacSha256, vec![1]).unwrap_err();
+        assert_eq!(e.to_string(), "tsig key \".\": empty name");
+        let k = TsigKey::new("Fedlb-Key.", TsigAlgorithm::HmacSha384, vec![1; 48]).unwrap();
+        assert_eq!(k.config_name(), "fedlb-key");
     }
 
     #[test]

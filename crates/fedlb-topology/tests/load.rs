@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fedlb_core::{
-    CandidateId, ClosestBy, Distance, FarmId, FarmState, Filter, GlobalState, Health, Policy,
-    ServerId, ServiceId, Timestamp,
+    CandidateId, ClosestBy, Distance, FarmId, FarmState, Filter, GlobalState, Health, MemberKind,
+    Policy, ServerId, ServiceId, Timestamp,
 };
 use fedlb_topology::{
     DnsServer, Format, LoadError, Loaded, Loader, Mode, ProbeKind, Role, TsigAlgorithm, load_str,
@@ -596,4 +596,29 @@ fn the_configs_drive_the_core_state_machines() {
         "{}",
         decision.why
     );
+}
+
+#[test]
+fn item3_the_configs_declare_each_members_kind() {
+    let t = example("three-continents.toml").topology;
+    let www = ServiceId::from("www");
+    let gc = t.global_config();
+    let kinds: Vec<(&str, MemberKind)> = gc.services[&www]
+        .members
+        .iter()
+        .map(|m| (m.id.as_str(), m.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("america", MemberKind::Farm),
+            ("asia", MemberKind::Farm),
+            ("europe", MemberKind::Farm),
+            ("fra-web", MemberKind::Server),
+        ]
+    );
+    let europe = t.farm_config(&FarmId::from("europe")).unwrap();
+    let members = &europe.services[&www].members;
+    assert!(!members.is_empty());
+    assert!(members.iter().all(|m| m.kind == MemberKind::Server));
 }

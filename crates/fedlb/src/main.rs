@@ -205,11 +205,16 @@ fn main() -> ExitCode {
             if let Some(threads) = threads {
                 args.extend(["--threads".into(), threads.to_string().into()]);
             }
-            report(
-                fedlb_sim::run_cli(args, &mut std::io::stdout())
-                    .map(|_| ())
-                    .map_err(anyhow::Error::from),
-            )
+            match fedlb_sim::run_cli(args, &mut std::io::stdout()) {
+                // one line per problem, as `fedlb check` prints a topology's
+                Err(fedlb_sim::Error::Scenario(problems)) => {
+                    for p in &problems {
+                        eprintln!("error: {p}");
+                    }
+                    ExitCode::from(1)
+                }
+                result => report(result.map(|_| ()).map_err(anyhow::Error::from)),
+            }
         }
     }
 }

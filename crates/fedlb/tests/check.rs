@@ -107,3 +107,28 @@ fn item6_check_refuses_a_yaml_alias_bomb_quickly() {
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("alias bomb"), "{err}");
 }
+
+#[test]
+fn item4_simulate_prints_every_scenario_problem_on_its_own_error_line() {
+    let (code, out, err) = fedlb(&[
+        "simulate",
+        "scenarios/three-regions/topology.toml",
+        "--scenario",
+        "crates/fedlb-sim/tests/invalid/several_problems.toml",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let file = "crates/fedlb-sim/tests/invalid/several_problems.toml";
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 6, "{err}");
+    for line in &lines {
+        assert!(line.starts_with(&format!("error: {file}: ")), "{err}");
+    }
+    assert!(
+        lines[0].ends_with(": duration: must be above zero"),
+        "{err}"
+    );
+    assert!(
+        lines[5].contains(": policies[0].local: unknown policy \"nearest\""),
+        "{err}"
+    );
+}

@@ -65,6 +65,7 @@ impl Fleet {
                     let members = (0..p.servers)
                         .map(|k| MemberSpec {
                             id: CandidateId::from(server_name(f, k).as_str()),
+                            kind: fedlb_core::MemberKind::Server,
                             addresses: vec![IpAddr::V4(Ipv4Addr::from(
                                 0x0a00_0000u32 + (f * p.servers + k) as u32,
                             ))],
@@ -94,6 +95,7 @@ impl Fleet {
             let members = (0..p.farms)
                 .map(|f| MemberSpec {
                     id: CandidateId::from(format!("farm{f}").as_str()),
+                    kind: fedlb_core::MemberKind::Farm,
                     addresses: Vec::new(),
                     capacity: 100.0,
                     distance: Some(Distance::Pinned(10.0 + (f % 200) as f64)),

@@ -3,6 +3,8 @@
 //!
 //! 1. `failover-remote`: three backends in one farm probed remotely by the farm node;
 //!    SIGKILL (crash) or SIGSTOP (frozen) the answered backend at a random phase.
+//!    Then, in the same run, fedlb and PowerDNS 4.7 LUA records side by side on the same
+//!    backends and faults (see `vs_pdns`).
 //! 2. `failover-intrusive`: the same with an agent beside each backend (crash detection
 //!    on: the agent watches its server's listening socket). Each server and its agent get
 //!    a network namespace of their own, so that the agent's socket table holds only its
@@ -32,6 +34,8 @@ pub struct Params {
     pub intervals: Vec<Duration>,
     /// Smoke mode.
     pub smoke: bool,
+    /// Also run PowerDNS LUA records side by side (failover-remote only).
+    pub pdns: bool,
 }
 
 fn ip(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
@@ -199,6 +203,15 @@ pub fn run_servers(p: &Params, intrusive: bool) -> anyhow::Result<Output> {
         drop(world);
     }
     drop(namespaces);
+    if p.pdns && !intrusive {
+        super::vs_pdns::run(
+            &super::vs_pdns::Params {
+                trials: p.trials,
+                smoke: p.smoke,
+            },
+            &mut out,
+        )?;
+    }
     Ok(out)
 }
 

@@ -5,9 +5,12 @@ pub mod bind;
 pub mod core_scale;
 pub mod dns_qps;
 pub mod failover;
+pub mod fault_cost;
 pub mod footprint;
 pub mod ingest;
+pub mod pdns;
 pub mod propagation;
+pub mod vs_pdns;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use fedlb_bench::bench::{core_scale, dns_qps, failover, footprint, ingest, propagation};
+use fedlb_bench::bench::{
+    core_scale, dns_qps, failover, fault_cost, footprint, ingest, propagation,
+};
 use fedlb_bench::output::{Output, check};
 
 #[derive(Parser, Debug)]
@@ -50,13 +52,17 @@ fn parse_ms(s: &str) -> Result<Duration, String> {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// 1. Failover with remote probing: SIGKILL / SIGSTOP the answered backend.
+    /// 1. Failover with remote probing: SIGKILL / SIGSTOP the answered backend; then the
+    ///    same side by side with PowerDNS LUA records (`ifurlup`, `ifportup`).
     FailoverRemote {
         #[command(flatten)]
         common: Common,
         /// Probe intervals (default 1s and 200ms; 200ms in smoke mode).
         #[arg(long, value_delimiter = ',', value_parser = parse_ms)]
         intervals: Vec<Duration>,
+        /// Skip the side-by-side run with PowerDNS LUA records.
+        #[arg(long)]
+        no_pdns: bool,
     },
     /// 2. Failover with agents on the servers (crash detection on).
     FailoverIntrusive {
@@ -132,6 +138,22 @@ enum Cmd {
         #[arg(long)]
         no_bind: bool,
     },
+    /// 9. Cost of a fault: CPU, probes/s and connects/s with one backend dead or frozen,
+    ///    against the all-up baseline.
+    FaultCost {
+        #[command(flatten)]
+        common: Common,
+        /// Backends behind the farm node.
+        #[arg(long, default_value_t = 3)]
+        servers: usize,
+        /// Seconds per phase (default 30; 3 in smoke mode).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Stay in the machine's network namespace (by default, as root, the benchmark
+        /// runs in one of its own so that its connection counts are its own).
+        #[arg(long)]
+        shared_net: bool,
+    },
     /// Checks result files (for the smoke test): each parses and holds numbers.
     Check {
         /// JSON result files.
@@ -162,11 +184,13 @@ fn run(cmd: Cmd) -> anyhow::Result<Option<Output>> {
         Cmd::FailoverRemote {
             common,
             intervals: iv,
+            no_pdns,
         } => failover::run_servers(
             &failover::Params {
                 trials: common.trials(10, 2),
                 intervals: intervals(iv, common.smoke),
                 smoke: common.smoke,
+                pdns: !no_pdns,
             },
             false,
         )?,
@@ -178,6 +202,7 @@ fn run(cmd: Cmd) -> anyhow::Result<Option<Output>> {
                 trials: common.trials(10, 2),
                 intervals: intervals(iv, common.smoke),
                 smoke: common.smoke,
+                pdns: false,
             },
             true,
         )?,
@@ -189,6 +214,7 @@ fn run(cmd: Cmd) -> anyhow::Result<Option<Output>> {
                 trials: common.trials(10, 2),
                 intervals: Vec::new(),
                 smoke: common.smoke,
+                pdns: false,
             },
             heartbeat.unwrap_or(if common.smoke {
                 Duration::from_millis(200)
@@ -243,6 +269,22 @@ fn run(cmd: Cmd) -> anyhow::Result<Option<Output>> {
             &targets(no_bind),
             common.smoke,
         )?,
+        Cmd::FaultCost {
+            common,
+            servers,
+            seconds,
+            shared_net,
+        } => {
+            match fault_cost::run(&fault_cost::Params {
+                servers,
+                phase: Duration::from_secs(seconds.unwrap_or(if common.smoke { 3 } else { 30 })),
+                smoke: common.smoke,
+                isolate: !shared_net,
+            })? {
+                Some(out) => out,
+                None => return Ok(None),
+            }
+        }
         Cmd::Check { files } => {
             for f in files {
                 let n = check(&f)?;

@@ -1,0 +1,20 @@
+//! The status of a node: what `GET /status` serves (JSON), what `GET /` draws (HTML) and
+//! what `fedlb status URL` prints. It is a view of the core's state; it decides nothing.
+//!
+//! - [`model`](self::Status): the serde types of the JSON document, whose schema is
+//!   documented in `docs/status.md` (`tests/status_schema.rs` checks it);
+//! - `build`: the document from the core's state and the shell's extras
+//!   ([`farm_status`], [`global_status`]). Every field comes from data (a summary's
+//!   `policy`, a member's declared `kind`), never from parsing a decision's `why`;
+//! - `render`: the HTML page ([`render_html`]) and the terminal table ([`render_table`]).
+
+mod build;
+mod model;
+mod render;
+
+pub use build::{GlobalExtras, farm_status, global_status};
+pub use model::{
+    AgedValue, CandidateStatus, CertificateExpiry, FarmStatus, PrimaryStatus, PublishStatus,
+    ReadingsStatus, SCHEMA_VERSION, ServiceStatus, Status, TierStatus, any_degraded,
+};
+pub use render::{render_html, render_table};

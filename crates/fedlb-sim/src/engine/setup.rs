@@ -1,0 +1,366 @@
+//! Set-up: what every variant of a scenario shares ([`Prepared`]), and one run's world
+//! with its state machines built from the topology and the variant.
+
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::time::Duration;
+
+use fedlb_core::{
+    CandidateId, Distance, GlobalConfig, GlobalState, MemberSpec, Monitor, TierService, Timestamp,
+    TtlRule,
+};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use crate::error::Error;
+use crate::scenario::{FaultKind, Measures, ProbeModel, Scenario, TtlMode, Variant, fibre_rtt};
+use crate::stats::Acc;
+use crate::topology::Topology;
+use crate::variant::{selectors, ttl_mode};
+
+use super::state::{
+    Ev, FarmSim, GlobalSim, MonSim, Prepared, Resolver, Sampler, ServerSim, UTIL_WINDOW, World, us,
+};
+
+impl Prepared {
+    pub fn new(topo: &Topology, sc: &Scenario) -> Result<Prepared, Error> {
+        let servers = topo.servers()?;
+        let farm_ids: Vec<_> = topo.farms.keys().cloned().collect();
+        let server_farm: Vec<Option<usize>> = servers
+            .iter()
+            .map(|s| {
+                s.farm
+                    .as_ref()
+                    .and_then(|f| farm_ids.iter().position(|x| x == f))
+            })
+            .collect();
+        for name in sc.servers.keys() {
+            if !servers.iter().any(|s| s.id.as_str() == name) {
+                return Err(Error::Mismatch(format!(
+                    "scenario servers.{name}: no server \"{name}\" offers service \"{}\"",
+                    topo.service
+                )));
+            }
+        }
+        let models = servers
+            .iter()
+            .map(|s| {
+                sc.servers
+                    .get(s.id.as_str())
+                    .copied()
+                    .unwrap_or(sc.server_defaults)
+            })
+            .collect();
+        let mut locations = topo.locations.clone();
+        locations.extend(sc.locations.iter().map(|(k, v)| (k.clone(), *v)));
+        let mut places: Vec<String> = servers.iter().map(|s| s.place.clone()).collect();
+        places.dedup();
+        for name in sc.locations.keys() {
+            if !places.contains(name) {
+                return Err(Error::Mismatch(format!(
+                    "scenario farms.{name}: no farm or direct server \"{name}\""
+                )));
+            }
+        }
+        let mut place_rtt_ms = Vec::new();
+        for (i, region) in sc.regions.iter().enumerate() {
+            let row = sc.rtt_ms.get(&region.name);
+            let mut out = BTreeMap::new();
+            for place in &places {
+                let ms = match (
+                    row.and_then(|r| r.get(place)),
+                    region.location,
+                    locations.get(place),
+                ) {
+                    (Some(ms), _, _) => *ms,
+                    (None, Some(a), Some(b)) => fibre_rtt(&a, b).as_secs_f64() * 1e3,
+                    _ => {
+                        return Err(Error::Mismatch(format!(
+                            "regions[{i}] \"{}\": no latency to \"{place}\"; give rtt_ms.{}.{place}, or locations of both",
+                            region.name, region.name
+                        )));
+                    }
+                };
+                out.insert(place.clone(), ms);
+            }
+            if let Some(row) = row {
+                for to in row.keys() {
+                    if !places.contains(to) {
+                        return Err(Error::Mismatch(format!(
+                            "scenario rtt_ms.{}.{to}: no farm or direct server \"{to}\"",
+                            region.name
+                        )));
+                    }
+                }
+            }
+            place_rtt_ms.push(out);
+        }
+        let rtt = place_rtt_ms
+            .iter()
+            .map(|row| {
+                servers
+                    .iter()
+                    .map(|s| (row[&s.place] * 1e3).round() as u64)
+                    .collect()
+            })
+            .collect();
+        let mut by_addr = BTreeMap::new();
+        for (i, s) in servers.iter().enumerate() {
+            for a in &s.addresses {
+                by_addr.insert(*a, i as u32);
+            }
+        }
+        let mut faults = Vec::new();
+        for (i, f) in sc.faults.iter().enumerate() {
+            let target = match f.kind {
+                FaultKind::ServerDown | FaultKind::ServerSlow => {
+                    servers.iter().position(|s| s.id.as_str() == f.target)
+                }
+                FaultKind::FarmDown | FaultKind::FarmNodeDown => {
+                    farm_ids.iter().position(|x| x.as_str() == f.target)
+                }
+            }
+            .ok_or_else(|| {
+                Error::Mismatch(format!(
+                    "scenario faults[{i}].target: no {} \"{}\"",
+                    match f.kind {
+                        FaultKind::ServerDown | FaultKind::ServerSlow => "server",
+                        _ => "farm",
+                    },
+                    f.target
+                ))
+            })?;
+            faults.push((f.kind, target, us(f.at), f.until.map(us), f.factor));
+        }
+        Ok(Prepared {
+            servers,
+            models,
+            rtt,
+            place_rtt_ms,
+            by_addr,
+            server_farm,
+            faults,
+        })
+    }
+}
+
+pub(super) fn seeded(seed: u64, stream: u64) -> SmallRng {
+    // splitmix-style mixing keeps the streams independent of each other
+    let mut z = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    SmallRng::seed_from_u64(z ^ (z >> 31))
+}
+
+impl<'a> World<'a> {
+    pub(super) fn new(
+        topo: &'a Topology,
+        sc: &'a Scenario,
+        pre: &'a Prepared,
+        v: &Variant,
+        seed: u64,
+    ) -> Result<World<'a>, Error> {
+        let (global_sel, local_sel) = selectors(topo, v)?;
+        let flat = v.flat.is_some();
+        let n_globals = if v.per_region { sc.regions.len() } else { 1 };
+        let warmup = us(sc.warmup);
+        let mut globals = Vec::new();
+        for g in 0..n_globals {
+            let distance = |place: &str, declared: Option<Distance>| {
+                if v.per_region {
+                    Some(Distance::Pinned(pre.place_rtt_ms[g][place]))
+                } else {
+                    declared
+                }
+            };
+            let members: Vec<MemberSpec> = if flat {
+                pre.servers
+                    .iter()
+                    .map(|s| MemberSpec {
+                        id: CandidateId::from(&s.id),
+                        kind: fedlb_core::MemberKind::Server,
+                        addresses: s.addresses.clone(),
+                        capacity: s.capacity,
+                        distance: distance(&s.place, s.distance),
+                        liveness: s.liveness,
+                    })
+                    .collect()
+            } else {
+                topo.global_service()?
+                    .members
+                    .iter()
+                    .map(|m| {
+                        let mut m = m.clone();
+                        m.distance = distance(m.id.as_str(), m.distance);
+                        m
+                    })
+                    .collect()
+            };
+            let ttl = match ttl_mode(topo, sc, v) {
+                TtlMode::Fixed(d) => TtlRule::fixed(d),
+                TtlMode::Derived { min, max } => TtlRule::derived(min, max),
+            };
+            let config = GlobalConfig {
+                services: BTreeMap::from([(
+                    topo.service.clone(),
+                    TierService {
+                        selector: global_sel.clone(),
+                        members,
+                    },
+                )]),
+                ttl: BTreeMap::from([(topo.service.clone(), ttl)]),
+            };
+            globals.push(GlobalSim {
+                state: GlobalState::new(config, seed.wrapping_add(g as u64)),
+                answer: Vec::new(),
+                answer_ttl: 0,
+                published: Vec::new(),
+                timer_at: None,
+                generation: 0,
+            });
+        }
+        let farms = if flat {
+            Vec::new()
+        } else {
+            topo.farms
+                .values()
+                .map(|f| {
+                    let mut config = f.clone();
+                    config.services.retain(|s, _| s == &topo.service);
+                    if let Some(svc) = config.services.get_mut(&topo.service) {
+                        svc.selector = local_sel[&f.farm].clone();
+                    }
+                    FarmSim {
+                        state: None,
+                        config,
+                        epoch: 0,
+                        node_down: false,
+                        timer_at: None,
+                        generation: 0,
+                    }
+                })
+                .collect()
+        };
+        let servers = pre
+            .models
+            .iter()
+            .map(|m| ServerSim {
+                model: *m,
+                sampler: Sampler::new(m.service_time),
+                mean_us: m.service_time.mean().as_secs_f64() * 1e6,
+                busy: 0,
+                queue: VecDeque::new(),
+                down: false,
+                slow: 1.0,
+                incarnation: 0,
+                requests: 0,
+                util_last: warmup,
+                util_area: 0.0,
+                util_window_end: warmup + UTIL_WINDOW.min(us(sc.duration) - warmup),
+                util_max: 0.0,
+            })
+            .collect();
+        let monitors = pre
+            .servers
+            .iter()
+            .map(|s| {
+                let setup = &topo.monitors[&s.id];
+                let probes = setup
+                    .config
+                    .probes
+                    .iter()
+                    .map(|p| {
+                        let model = sc
+                            .probes
+                            .get(p.id.as_str())
+                            .or(setup.probes.get(&p.id))
+                            .copied()
+                            .unwrap_or(ProbeModel {
+                                measures: Measures::Health,
+                                timeout: Duration::from_millis(800),
+                            });
+                        (p.id.clone(), model)
+                    })
+                    .collect();
+                let mut config = setup.config.clone();
+                config.service = topo.service.clone();
+                MonSim {
+                    monitor: Monitor::new(config, 1, Timestamp::ZERO),
+                    probes,
+                    timer_at: None,
+                    generation: 0,
+                }
+            })
+            .collect();
+        let resolvers = sc
+            .regions
+            .iter()
+            .map(|r| {
+                vec![
+                    Resolver {
+                        answer: Vec::new(),
+                        expires: None,
+                    };
+                    r.resolvers as usize
+                ]
+            })
+            .collect();
+        let bin_us = us(sc.bin);
+        let span = us(sc.duration) - warmup;
+        let n_bins = span.div_ceil(bin_us) as usize;
+        let mut fault_times: Vec<u64> = pre
+            .faults
+            .iter()
+            .flat_map(|f| std::iter::once(f.2).chain(f.3))
+            .collect();
+        fault_times.sort_unstable();
+        fault_times.dedup();
+        Ok(World {
+            sc,
+            pre,
+            topo,
+            now: 0,
+            end: us(sc.duration),
+            warmup,
+            seq: 0,
+            heap: BinaryHeap::new(),
+            payloads: Vec::new(),
+            free: Vec::new(),
+            servers,
+            monitors,
+            farms,
+            globals,
+            flat,
+            resolvers,
+            max_rate: sc.regions.iter().map(|r| r.max_rate()).collect(),
+            arrival_rng: seeded(seed, 1),
+            service_rng: seeded(seed, 2),
+            client_rng: seeded(seed, 3),
+            fault_times,
+            overall: Acc::new(),
+            regions: sc.regions.iter().map(|_| Acc::new()).collect(),
+            bins: vec![(0, 0.0, 0); n_bins],
+            bin_us,
+            dns_changes: 0,
+            flips: 0,
+            last_to_down: None,
+        })
+    }
+
+    pub(super) fn start(&mut self) {
+        for f in 0..self.farms.len() {
+            self.start_farm(f);
+        }
+        for m in 0..self.monitors.len() {
+            self.after_monitor(m, false);
+        }
+        for g in 0..self.globals.len() {
+            self.after_global(g, false);
+        }
+        for r in 0..self.sc.regions.len() {
+            self.next_arrival(r, 0);
+        }
+        for t in self.fault_times.clone() {
+            self.push(t, Ev::Fault);
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! What a variant runs: its selectors and TTL, from the topology with the variant's
+//! overrides (the engine runs them; the report describes them).
+
+use std::collections::BTreeMap;
+
+use fedlb_core::{Policy, SelectorConfig};
+
+use crate::error::Error;
+use crate::scenario::{Scenario, TtlMode, Variant};
+use crate::topology::Topology;
+
+fn with_overrides(
+    base: &SelectorConfig,
+    v: &Variant,
+    policy: Option<&Policy>,
+    answers: Option<usize>,
+) -> SelectorConfig {
+    let mut s = base.clone();
+    if let Some(p) = policy {
+        s.policy = p.clone();
+    }
+    if let Some(h) = v.hysteresis {
+        s.hysteresis = h;
+    }
+    if let Some(n) = answers {
+        s.answers = n;
+    }
+    if let Some(r) = v.rotate_every {
+        s.rotate_every = r;
+    }
+    s
+}
+
+/// The TTL mode of a variant, with defaults filled in.
+pub(crate) fn ttl_mode(topo: &Topology, sc: &Scenario, v: &Variant) -> TtlMode {
+    let fixed = sc.ttl.unwrap_or(topo.ttl);
+    match v.ttl {
+        None => TtlMode::Fixed(fixed),
+        Some(TtlMode::Fixed(d)) => TtlMode::Fixed(d),
+        Some(TtlMode::Derived { min, max }) => TtlMode::Derived {
+            min: if min.is_zero() { sc.ttl_min } else { min },
+            max: if max.is_zero() {
+                sc.ttl_max.unwrap_or(fixed)
+            } else {
+                max
+            },
+        },
+    }
+}
+
+/// The selectors a variant runs: (global, local by farm).
+pub(crate) fn selectors(
+    topo: &Topology,
+    v: &Variant,
+) -> Result<(SelectorConfig, BTreeMap<fedlb_core::FarmId, SelectorConfig>), Error> {
+    let base = &topo.global_service()?.selector;
+    let global = match &v.flat {
+        Some(p) => with_overrides(base, v, Some(p), v.answers),
+        None => with_overrides(base, v, v.global.as_ref(), v.global_answers),
+    };
+    let local = topo
+        .farms
+        .iter()
+        .filter_map(|(id, f)| {
+            let svc = f.services.get(&topo.service)?;
+            Some((
+                id.clone(),
+                with_overrides(&svc.selector, v, v.local.as_ref(), v.answers),
+            ))
+        })
+        .collect();
+    Ok((global, local))
+}

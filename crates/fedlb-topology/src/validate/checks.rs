@@ -1,0 +1,320 @@
+//! Whole-topology checks, once every section is read: remote probes, failover orders,
+//! node names and addresses, distances, TTLs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use fedlb_core::time::human;
+use fedlb_core::{ClosestBy, FarmId, Policy, ProbeId, ServerId, ServiceId};
+
+use crate::model::{DnsServer, Farm, LoadSource, Mode, ProbeKind, Server, Service, Topology};
+
+use super::{Ctx, OrderCheck, RawIndex, Scope};
+
+impl Ctx<'_> {
+    /// Probes that read the machine they run on (`/proc/net/tcp`, a command) measure the
+    /// farm or global node when the server is probed remotely: an error. A hop count from
+    /// the probing node is at least a measurement, but not the server's distance: a warning.
+    pub(super) fn check_remote_probes(
+        &mut self,
+        services: &BTreeMap<ServiceId, Service>,
+        service_paths: &BTreeMap<ServiceId, String>,
+        farms: &BTreeMap<FarmId, Farm>,
+        direct: &BTreeMap<ServerId, Server>,
+        server_paths: &BTreeMap<ServerId, String>,
+    ) {
+        // probe path → (kind, remote servers running it)
+        let mut hits: BTreeMap<String, (&'static str, ProbeId, Vec<String>)> = BTreeMap::new();
+        let all = farms
+            .values()
+            .flat_map(|f| f.servers.values())
+            .chain(direct.values());
+        for server in all {
+            if !matches!(server.mode, Mode::Remote) {
+                continue;
+            }
+            for sid in &server.services {
+                let (Some(svc), Some(spath)) = (services.get(sid), service_paths.get(sid)) else {
+                    continue;
+                };
+                for (j, probe) in svc.probes.iter().enumerate() {
+                    let kind = match probe.kind {
+                        ProbeKind::Load(LoadSource::ProcNetTcp { .. }) => "proc_net_tcp",
+                        ProbeKind::Command { .. } => "command",
+                        ProbeKind::Hops { .. } => "hops",
+                        _ => continue,
+                    };
+                    let shown = match server_paths.get(&server.id) {
+                        Some(p) => format!("\"{}\" ({p})", server.id),
+                        None => format!("\"{}\"", server.id),
+                    };
+                    hits.entry(format!("{spath}.probes[{j}]"))
+                        .or_insert_with(|| (kind, probe.id.clone(), Vec::new()))
+                        .2
+                        .push(shown);
+                }
+            }
+        }
+        for (path, (kind, id, servers)) in hits {
+            let servers = servers.join(", ");
+            match kind {
+                "proc_net_tcp" => self.err(
+                    path,
+                    format!(
+                        "probe \"{id}\" reads /proc/net/tcp of the node that runs it, and remotely probed servers {servers} are probed by their farm node (or the global node): it would count that node's connections, not the server's; make these servers intrusive (an agent runs the probe on the server) or use another load source"
+                    ),
+                ),
+                "command" => self.err(
+                    path,
+                    format!(
+                        "probe \"{id}\" runs its command on the node that runs it, and remotely probed servers {servers} are probed by their farm node (or the global node): it would measure that node, not the server; make these servers intrusive (an agent runs the command on the server)"
+                    ),
+                ),
+                _ => self.warn(
+                    path,
+                    format!(
+                        "probe \"{id}\" of remotely probed servers {servers} counts hops from their farm node (or the global node), not from the server"
+                    ),
+                ),
+            }
+        }
+    }
+
+    pub(super) fn check_orders(&mut self, orders: &[OrderCheck], index: &RawIndex) {
+        for check in orders {
+            let offers =
+                |services: &Vec<String>| services.iter().any(|s| s == check.service.as_str());
+            let members: BTreeSet<&str> = match &check.scope {
+                Scope::Global => index
+                    .farms
+                    .iter()
+                    .filter(|(_, servers)| servers.values().any(offers))
+                    .map(|(f, _)| f.as_str())
+                    .chain(
+                        index
+                            .direct
+                            .iter()
+                            .filter(|(_, s)| offers(s))
+                            .map(|(n, _)| n.as_str()),
+                    )
+                    .collect(),
+                Scope::AnyFarm => index
+                    .farms
+                    .values()
+                    .flatten()
+                    .filter(|(_, s)| offers(s))
+                    .map(|(n, _)| n.as_str())
+                    .collect(),
+                Scope::Farm(fid) => index
+                    .farms
+                    .get(fid.as_str())
+                    .map(|servers| {
+                        servers
+                            .iter()
+                            .filter(|(_, s)| offers(s))
+                            .map(|(n, _)| n.as_str())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            let what = match &check.scope {
+                Scope::Global => "a farm or direct server offering".to_owned(),
+                Scope::AnyFarm => "a farm server offering".to_owned(),
+                Scope::Farm(f) => format!("a server of farm \"{f}\" offering"),
+            };
+            for (i, name) in check.order.iter().enumerate() {
+                if !members.contains(name.as_str()) {
+                    self.err(
+                        format!("{}[{i}]", check.path),
+                        format!("\"{name}\" is not {what} service \"{}\"", check.service),
+                    );
+                }
+            }
+        }
+    }
+
+    pub(super) fn check_nodes(
+        &mut self,
+        t: &Topology,
+        farm_paths: &BTreeMap<FarmId, String>,
+        server_paths: &BTreeMap<ServerId, String>,
+    ) {
+        // node names are certificate identities: one node, one name
+        let mut names: BTreeMap<String, String> = BTreeMap::new();
+        names.insert(t.global.name.clone(), "the global node".to_owned());
+        for f in t.farms.values() {
+            if let Some(other) = names.get(f.id.as_str()) {
+                self.err(
+                    format!("{}.name", farm_paths[&f.id]),
+                    format!("farm \"{}\" has the node name of {other}", f.id),
+                );
+            } else {
+                names.insert(f.id.0.clone(), format!("farm \"{}\"", f.id));
+            }
+        }
+        let mut agents: BTreeMap<String, (String, String)> = BTreeMap::new(); // agent → (parent, path)
+        for (s, attachment) in t.servers() {
+            let crate::model::Mode::Intrusive { agent } = &s.mode else {
+                continue;
+            };
+            let parent = match &attachment {
+                crate::model::Attachment::Farm(f) => format!("farm \"{f}\""),
+                crate::model::Attachment::Global => "the global node".to_owned(),
+            };
+            let path = format!("{}.agent", server_paths[&s.id]);
+            match agents.get(agent) {
+                Some((p, first)) if *p != parent => self.err(
+                    path,
+                    format!("agent \"{agent}\" reports to {p} (at {first}); one agent reports to one node"),
+                ),
+                Some(_) => {}
+                None => {
+                    if let Some(other) = names.get(agent) {
+                        self.err(path.clone(), format!("agent \"{agent}\" has the node name of {other}"));
+                    }
+                    agents.insert(agent.clone(), (parent, path));
+                }
+            }
+        }
+
+        // two listeners on one address cannot both start (port 0 means "any")
+        let mut listeners: Vec<(SocketAddr, String)> = vec![
+            (t.global.listen, "global.listen".to_owned()),
+            (t.global.status, "global.status".to_owned()),
+        ];
+        for f in t.farms.values() {
+            let fp = &farm_paths[&f.id];
+            listeners.push((f.listen, format!("{fp}.listen")));
+            listeners.push((f.status, format!("{fp}.status")));
+        }
+        if let DnsServer::Embedded { listen, .. } = &t.dns.server {
+            listeners.push((*listen, "dns.embedded.listen".to_owned()));
+        }
+        let mut seen: BTreeMap<SocketAddr, String> = BTreeMap::new();
+        for (addr, path) in listeners {
+            if addr.port() == 0 {
+                continue;
+            }
+            match seen.get(&addr) {
+                Some(first) => self.err(path, format!("address {addr} is already used by {first}")),
+                None => {
+                    seen.insert(addr, path);
+                }
+            }
+        }
+    }
+
+    pub(super) fn check_distances(
+        &mut self,
+        t: &Topology,
+        service_paths: &BTreeMap<ServiceId, String>,
+        farm_paths: &BTreeMap<FarmId, String>,
+        direct_paths: &BTreeMap<ServerId, String>,
+    ) {
+        if t.global.location.is_none() {
+            for f in t.farms.values() {
+                if f.location.is_some() && f.distance_ms.is_none() {
+                    self.warn(
+                        format!("{}.location", farm_paths[&f.id]),
+                        "ignored: global.location is not set, so no distance can be computed",
+                    );
+                }
+            }
+            for s in t.direct_servers.values() {
+                if s.location.is_some() && s.distance_ms.is_none() {
+                    self.warn(
+                        format!("{}.location", direct_paths[&s.id]),
+                        "ignored: global.location is not set, so no distance can be computed",
+                    );
+                }
+            }
+        }
+        let gc = t.global_config();
+        for (sid, svc) in &t.services {
+            let by = match &svc.global.policy {
+                Policy::Closest(by) => Some(*by),
+                Policy::Composite { rank, .. } => match rank.as_ref() {
+                    Policy::Closest(by) => Some(*by),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let Some(by) = by else { continue };
+            let members = &gc.services[sid].members;
+            let without: Vec<&str> = members
+                .iter()
+                .filter(|m| m.distance.is_none())
+                .map(|m| m.id.as_str())
+                .collect();
+            let path = format!("{}.global.policy", service_paths[sid]);
+            let kinds: BTreeSet<&str> = members
+                .iter()
+                .filter_map(|m| match m.distance {
+                    Some(fedlb_core::Distance::Pinned(_)) => Some("pinned milliseconds"),
+                    Some(fedlb_core::Distance::Kilometres(_)) => Some("kilometres"),
+                    None => None,
+                })
+                .collect();
+            match by {
+                ClosestBy::Declared if !without.is_empty() => self.err(
+                    path,
+                    format!(
+                        "closest by declared distance, but no distance is declared for {} (set distance_ms, or a location here and on global)",
+                        without.join(", ")
+                    ),
+                ),
+                ClosestBy::Auto if !without.is_empty() && without.len() < members.len() => self.warn(
+                    path,
+                    format!(
+                        "closest compares declared distances with measured rtt: {} declare no distance",
+                        without.join(", ")
+                    ),
+                ),
+                ClosestBy::Auto | ClosestBy::Declared if kinds.len() > 1 => self.warn(
+                    path,
+                    "closest compares pinned milliseconds with kilometres between locations; declare one kind for all",
+                ),
+                _ => {}
+            }
+        }
+        for (fid, f) in &t.farms {
+            for (sid, cfg) in &f.local {
+                let declared = matches!(cfg.policy, Policy::Closest(ClosestBy::Declared))
+                    || matches!(&cfg.policy, Policy::Composite { rank, .. } if matches!(rank.as_ref(), Policy::Closest(ClosestBy::Declared)));
+                if declared {
+                    self.err(
+                        format!("{}.local.{sid}.policy", farm_paths[fid]),
+                        "closest by declared distance inside a farm: servers in a farm declare no distance (use rtt or hops)",
+                    );
+                }
+            }
+        }
+    }
+
+    pub(super) fn check_ttl(&mut self, t: &Topology) {
+        // Failover is detection plus caching: a TTL far above detection means clients keep
+        // a dead answer long after fedlb knows better.
+        for svc in t.services.values() {
+            let detection = svc
+                .probes
+                .iter()
+                .filter(|p| p.affects_health)
+                .map(|p| p.interval * p.thresholds.fall)
+                .min();
+            let Some(detection) = detection else { continue };
+            if t.dns.ttl > Duration::from_secs(60) && t.dns.ttl > detection * 10 {
+                self.warn(
+                    "dns.ttl",
+                    format!(
+                        "ttl {} is far above service \"{}\"'s failure detection ({}): clients keep a failed answer for up to {}",
+                        human(t.dns.ttl),
+                        svc.id,
+                        human(detection),
+                        human(t.dns.ttl)
+                    ),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Tiers and their policies (global and local).
+
+use std::collections::BTreeSet;
+
+use fedlb_core::{CandidateId, ClosestBy, FailStatic, Filter, Hysteresis, Policy, SelectorConfig};
+
+use crate::policy::PolicyKind;
+use crate::schema::{RawPolicyTable, RawTier};
+
+use super::{Ctx, OrderCheck, PolicyUse};
+
+impl Ctx<'_> {
+    pub(super) fn tier(
+        &mut self,
+        path: &str,
+        raw: Option<&RawTier>,
+        base: SelectorConfig,
+        usage: &PolicyUse<'_>,
+        orders: &mut Vec<OrderCheck>,
+    ) -> Option<SelectorConfig> {
+        let Some(raw) = raw else { return Some(base) };
+        let mut cfg = base;
+        let mut ok = true;
+        if let Some(p) = &raw.policy {
+            let ppath = format!("{path}.policy");
+            match self.policy(&ppath, &p.0, usage, orders, false) {
+                Some(p) => cfg.policy = p,
+                None => ok = false,
+            }
+        }
+        if let Some(a) = raw.answers {
+            match self.int(&format!("{path}.answers"), a, 1, 64) {
+                Some(a) => cfg.answers = a as usize,
+                None => ok = false,
+            }
+        }
+        if let Some(fs) = &raw.fail_static {
+            match fs.as_str() {
+                "keep_last" => cfg.fail_static = FailStatic::KeepLast,
+                "all" => cfg.fail_static = FailStatic::All,
+                other => {
+                    self.err(
+                        format!("{path}.fail_static"),
+                        format!("unknown fail_static \"{other}\" (expected keep_last or all)"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if let Some(h) = &raw.hysteresis {
+            let mut hyst: Hysteresis = cfg.hysteresis;
+            if let Some(m) = h.margin {
+                if (0.0..1.0).contains(&m) {
+                    hyst.margin = m;
+                } else {
+                    self.err(
+                        format!("{path}.hysteresis.margin"),
+                        format!("margin {m} is out of range 0..1 (0.2 = a challenger must be 20 % better)"),
+                    );
+                    ok = false;
+                }
+            }
+            if let Some(d) = &h.dwell {
+                match self.duration(&format!("{path}.hysteresis.dwell"), d) {
+                    Some(d) => hyst.dwell = d,
+                    None => ok = false,
+                }
+            }
+            cfg.hysteresis = hyst;
+        }
+        if let Some(r) = &raw.rotate_every {
+            match self.positive_duration(&format!("{path}.rotate_every"), r) {
+                Some(r) => cfg.rotate_every = r,
+                None => ok = false,
+            }
+        }
+        ok.then_some(cfg)
+    }
+
+    pub(super) fn policy(
+        &mut self,
+        path: &str,
+        raw: &RawPolicyTable,
+        usage: &PolicyUse<'_>,
+        orders: &mut Vec<OrderCheck>,
+        nested: bool,
+    ) -> Option<Policy> {
+        let p = |f: &str| format!("{path}.{f}");
+        let Some(kind) = PolicyKind::from_name(&raw.kind) else {
+            self.err(
+                if raw.short {
+                    path.to_owned()
+                } else {
+                    p("kind")
+                },
+                format!(
+                    "unknown policy \"{}\" (expected one of {})",
+                    raw.kind,
+                    PolicyKind::list(PolicyKind::ALL)
+                ),
+            );
+            return None;
+        };
+        let given = [
+            ("by", raw.by.is_some()),
+            ("order", raw.order.is_some()),
+            ("metric", raw.metric.is_some()),
+            ("filters", raw.filters.is_some()),
+            ("rank", raw.rank.is_some()),
+        ];
+        let mut ok = true;
+        for (field, present) in given {
+            if present && !kind.fields().contains(&field) {
+                self.err(
+                    p(field),
+                    format!("`{field}` does not apply to policy \"{}\"", raw.kind),
+                );
+                ok = false;
+            }
+        }
+        let policy = match kind {
+            PolicyKind::LeastLoaded
+            | PolicyKind::FastestResponse
+            | PolicyKind::Weighted
+            | PolicyKind::RoundRobin
+            | PolicyKind::Random => kind.plain()?,
+            PolicyKind::Closest => match raw.by.as_deref().unwrap_or("auto") {
+                "auto" => Policy::Closest(ClosestBy::Auto),
+                "rtt" => Policy::Closest(ClosestBy::Rtt),
+                "hops" => Policy::Closest(ClosestBy::Hops),
+                "declared" => Policy::Closest(ClosestBy::Declared),
+                other => {
+                    self.err(
+                        p("by"),
+                        format!("unknown distance \"{other}\" for policy \"closest\" (expected auto, rtt, hops or declared)"),
+                    );
+                    return None;
+                }
+            },
+            PolicyKind::Failover => {
+                let order = raw.order.clone().unwrap_or_default();
+                if order.is_empty() {
+                    self.err(
+                        p("order"),
+                        "policy \"failover\" needs `order`, the names to prefer in turn",
+                    );
+                    return None;
+                }
+                let mut seen = BTreeSet::new();
+                for (i, n) in order.iter().enumerate() {
+                    if !seen.insert(n) {
+                        self.err(
+                            format!("{path}.order[{i}]"),
+                            format!("\"{n}\" listed twice"),
+                        );
+                        ok = false;
+                    }
+                }
+                let order: Vec<CandidateId> = order.into_iter().map(CandidateId).collect();
+                orders.push(OrderCheck {
+                    path: p("order"),
+                    service: usage.service.clone(),
+                    scope: usage.scope.clone(),
+                    order: order.clone(),
+                });
+                Policy::Failover(order)
+            }
+            PolicyKind::LowestMetric => {
+                let Some(m) = raw.metric.clone().filter(|m| !m.trim().is_empty()) else {
+                    self.err(p("metric"), "policy \"lowest_metric\" needs `metric`");
+                    return None;
+                };
+                self.check_metric(&p("metric"), &m, usage);
+                Policy::LowestMetric(m)
+            }
+            PolicyKind::Composite => {
+                if nested {
+                    self.err(
+                        path,
+                        "a composite policy cannot rank by another composite; merge their filters",
+                    );
+                    return None;
+                }
+                let raw_filters = raw.filters.clone().unwrap_or_default();
+                if raw_filters.is_empty() {
+                    self.err(
+                        p("filters"),
+                        "policy \"composite\" needs `filters`, e.g. [{ max_load = 0.8 }]",
+                    );
+                    ok = false;
+                }
+                let mut filters = Vec::new();
+                for (i, f) in raw_filters.iter().enumerate() {
+                    let fp = format!("{path}.filters[{i}]");
+                    let mut any = false;
+                    if let Some(l) = f.max_load {
+                        any = true;
+                        if (0.0..=1.0).contains(&l) {
+                            filters.push(Filter::MaxLoad(l));
+                        } else {
+                            self.err(
+                                format!("{fp}.max_load"),
+                                format!("{l} is out of range 0..=1 (0.8 = 80 % of capacity)"),
+                            );
+                            ok = false;
+                        }
+                    }
+                    if let Some(d) = &f.max_response_time {
+                        any = true;
+                        match self.positive_duration(&format!("{fp}.max_response_time"), d) {
+                            Some(d) => filters.push(Filter::MaxResponseTime(d)),
+                            None => ok = false,
+                        }
+                    }
+                    if let Some(m) = &f.max_metric {
+                        any |= !m.is_empty();
+                        for (name, v) in m {
+                            if v.is_finite() {
+                                self.check_metric(&format!("{fp}.max_metric.{name}"), name, usage);
+                                filters.push(Filter::MaxMetric(name.clone(), *v));
+                            } else {
+                                self.err(
+                                    format!("{fp}.max_metric.{name}"),
+                                    format!("{v} is not a number"),
+                                );
+                                ok = false;
+                            }
+                        }
+                    }
+                    if !any {
+                        self.err(
+                            fp,
+                            "an empty filter: give max_load, max_response_time or max_metric",
+                        );
+                        ok = false;
+                    }
+                }
+                let Some(rank) = &raw.rank else {
+                    self.err(
+                        p("rank"),
+                        "policy \"composite\" needs `rank`, the policy applied among those passing",
+                    );
+                    return None;
+                };
+                let rank = self.policy(&p("rank"), &rank.0, usage, orders, true)?;
+                Policy::Composite {
+                    filters,
+                    rank: Box::new(rank),
+                }
+            }
+        };
+        ok.then_some(policy)
+    }
+
+    pub(super) fn check_metric(&mut self, path: &str, metric: &str, usage: &PolicyUse<'_>) {
+        if !usage.metrics.contains(metric) {
+            self.warn(
+                path,
+                format!(
+                    "no probe of service \"{}\" measures metric \"{metric}\" (add a command or prometheus load probe)",
+                    usage.service
+                ),
+            );
+        }
+    }
+}
