@@ -300,6 +300,18 @@ impl ZoneState {
         self.rrsets.is_empty()
     }
 
+    /// The RRsets of one name only (both families).
+    pub fn only(&self, name: &Name) -> ZoneState {
+        let mut out = ZoneState::default();
+        for family in Family::ALL {
+            let key = RrKey::new(name.clone(), family);
+            if let Some(data) = self.get(&key) {
+                out.insert(key, data.clone());
+            }
+        }
+        out
+    }
+
     /// The addresses of a name, both families, or an empty set.
     pub fn addrs(&self, name: &Name) -> BTreeSet<IpAddr> {
         Family::ALL

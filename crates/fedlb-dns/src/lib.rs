@@ -11,7 +11,8 @@
 //! - [`DesiredZone`] / [`RecordSet`]: what the caller wants published for one zone.
 //! - [`diff()`] (pure): the RRset [`Change`]s from a [`ZoneState`] to a [`DesiredZone`].
 //! - [`Publisher`]: one enum over the publisher kinds, each with `publish`, `reconcile`,
-//!   `poll_timeout` / `handle_timeout` and `metrics`; [`run`] drives one from a `watch` channel.
+//!   `poll_timeout` / `handle_timeout` and `metrics`; [`run`] drives one from a `watch` channel
+//!   and sends a [`PassOutcome`] after every pass (per name: what each DNS primary serves).
 //! - [`EmbeddedServer`]: a zone served in-process, written to through [`Rfc2136Publisher`].
 //! - [`TsigKey`] / [`TsigAlgorithm`]: fedlb-topology's, the one TSIG key type of the workspace
 //!   (it also parses key files); this crate only turns them into hickory's signer.
@@ -38,11 +39,44 @@ pub use error::{Error, FailureClass};
 pub use file::{FileConfig, FilePublisher, write_atomic};
 pub use hickory_proto::rr::Name;
 pub use render::{to_json, to_zone_fragment};
-pub use report::{PublishReport, PublisherMetrics, Status, TargetMetrics, TargetReport};
+pub use report::{
+    PassOutcome, PublishReport, PublisherMetrics, Status, TargetMetrics, TargetReport,
+};
 pub use rfc2136::{PrimaryView, Rfc2136Config, Rfc2136Publisher};
-use tokio::{sync::watch, time::Instant};
-use tracing::debug;
+use tokio::{
+    sync::{mpsc, watch},
+    time::Instant,
+};
+use tracing::{info, warn};
 pub use tsig::{TsigAlgorithm, TsigKey};
+
+/// The kinds of publisher, as metrics and logs name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PublisherKind {
+    /// RFC 2136 updates to DNS primaries (`dns`).
+    Dns,
+    /// Files (`file`).
+    File,
+    /// A command (`command`).
+    Command,
+}
+
+impl PublisherKind {
+    /// `dns`, `file` or `command`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublisherKind::Dns => "dns",
+            PublisherKind::File => "file",
+            PublisherKind::Command => "command",
+        }
+    }
+}
+
+impl std::fmt::Display for PublisherKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Any publisher. One per zone.
 pub enum Publisher {
@@ -55,6 +89,36 @@ pub enum Publisher {
 }
 
 impl Publisher {
+    /// The kind.
+    pub fn kind(&self) -> PublisherKind {
+        match self {
+            Publisher::Rfc2136(_) => PublisherKind::Dns,
+            Publisher::File(_) => PublisherKind::File,
+            Publisher::Command(_) => PublisherKind::Command,
+        }
+    }
+
+    /// The outcome of a pass that produced `report` while publishing `desired`: per name,
+    /// what each DNS primary serves for it now.
+    pub fn outcome(&self, report: &PublishReport, desired: &DesiredZone) -> PassOutcome {
+        let primaries = self.primaries();
+        PassOutcome {
+            publisher: self.kind(),
+            changes: report.changes(),
+            errors: report.errors().map(|e| e.to_string()).collect(),
+            names: desired
+                .names()
+                .map(|name| {
+                    (
+                        name.clone(),
+                        primaries.iter().map(|p| p.only(name)).collect(),
+                    )
+                })
+                .collect(),
+            unmanaged: primaries.iter().map(PrimaryView::unmanaged).collect(),
+        }
+    }
+
     /// Takes new desired answers and writes what changed. Nothing is written when nothing
     /// changed.
     pub async fn publish(&mut self, desired: &DesiredZone) -> PublishReport {
@@ -112,21 +176,26 @@ impl Publisher {
     }
 }
 
-/// Drives a publisher: publishes the current answers, then every change of `desired`, and does
-/// retries and reconciles when they are due, until `shutdown` completes or the sender is
-/// dropped. Only the latest answers matter, so a slow target never queues stale ones.
-/// Failures are logged and counted by the publisher; they never stop the loop.
+/// Drives a publisher: publishes the current answers (once there are any), then every change
+/// of `desired`, and does retries and reconciles when they are due, until `shutdown`
+/// completes or the sender is dropped. Only the latest answers matter, so a slow target never
+/// queues stale ones. Failures are logged and counted by the publisher; they never stop the
+/// loop. After every pass its [`PassOutcome`] goes to `outcomes` (waiting for room: the
+/// receiver is the node's driver, which never blocks on the publisher).
 pub async fn run(
     publisher: &mut Publisher,
     mut desired: watch::Receiver<DesiredZone>,
+    outcomes: mpsc::Sender<PassOutcome>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let first = desired.borrow_and_update().clone();
-    publisher.publish(&first).await;
+    // The first answers may be in the channel before this task first runs: treat whatever
+    // is there as new, or it is not published until the answers change again.
+    desired.mark_changed();
+    let mut last = DesiredZone::for_zone(desired.borrow().zone());
     loop {
         let deadline = publisher.poll_timeout();
-        tokio::select! {
+        let report = tokio::select! {
             biased;
             () = &mut shutdown => break,
             changed = desired.changed() => {
@@ -134,13 +203,32 @@ pub async fn run(
                     break;
                 }
                 let answers = desired.borrow_and_update().clone();
-                let report = publisher.publish(&answers).await;
-                debug!(changes = report.changes(), ok = report.is_ok(), "publish pass done");
+                // never publish "no answers": a zone is only written once decided
+                if answers.is_empty() {
+                    continue;
+                }
+                last = answers;
+                publisher.publish(&last).await
             }
-            () = sleep_until_opt(deadline) => {
-                let report = publisher.handle_timeout().await;
-                debug!(changes = report.changes(), ok = report.is_ok(), "timed pass done");
-            }
+            () = sleep_until_opt(deadline) => publisher.handle_timeout().await,
+        };
+        let outcome = publisher.outcome(&report, &last);
+        if outcome.changes > 0 {
+            info!(
+                publisher = %outcome.publisher,
+                changes = outcome.changes,
+                ok = outcome.is_ok(),
+                "update acknowledged"
+            );
+        }
+        for e in &outcome.errors {
+            warn!(publisher = %outcome.publisher, error = %e, "publish failed; will retry");
+        }
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            // a gone receiver only means nobody watches the outcomes: keep publishing
+            _ = outcomes.send(outcome) => {}
         }
     }
 }

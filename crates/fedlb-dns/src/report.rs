@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, time::Duration};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::{Error, FailureClass};
+use crate::{Error, FailureClass, Name, PrimaryView, PublisherKind};
 
 /// Outcome of one pass for one target (a primary DNS server, a file, a command).
 #[derive(Debug)]
@@ -76,6 +76,35 @@ impl PublishReport {
                 _ => 0,
             })
             .sum()
+    }
+}
+
+/// What one pass of [`run`](crate::run) left behind, for the caller's status and metrics:
+/// one entry per published name, never the whole zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassOutcome {
+    /// The publisher.
+    pub publisher: PublisherKind,
+    /// RRset changes written in the pass.
+    pub changes: usize,
+    /// What failed: names refused before sending, then targets that failed.
+    pub errors: Vec<String>,
+    /// For every name of the answers published: what each DNS primary serves for it, in
+    /// configuration order (no primaries for the file and command publishers).
+    pub names: BTreeMap<Name, Vec<PrimaryView>>,
+    /// What each DNS primary serves for any other name: nothing fedlb manages.
+    pub unmanaged: Vec<PrimaryView>,
+}
+
+impl PassOutcome {
+    /// True when nothing was refused and no target failed.
+    pub fn is_ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// What each DNS primary serves for `name`.
+    pub fn served(&self, name: &Name) -> &[PrimaryView] {
+        self.names.get(name).unwrap_or(&self.unmanaged)
     }
 }
 

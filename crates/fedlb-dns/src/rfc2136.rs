@@ -85,6 +85,27 @@ pub struct PrimaryView {
     pub failing: Option<String>,
 }
 
+impl PrimaryView {
+    /// The same view restricted to one name: what this primary serves for it.
+    pub fn only(&self, name: &Name) -> PrimaryView {
+        PrimaryView {
+            server: self.server,
+            serves: self.serves.as_ref().map(|z| z.only(name)),
+            failing: self.failing.clone(),
+        }
+    }
+
+    /// The same view for a name fedlb does not publish: the primary serves nothing fedlb
+    /// manages for it (once read; unknown before).
+    pub fn unmanaged(&self) -> PrimaryView {
+        PrimaryView {
+            server: self.server,
+            serves: self.serves.as_ref().map(|_| ZoneState::default()),
+            failing: self.failing.clone(),
+        }
+    }
+}
+
 /// Why a primary is being synchronized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reason {

@@ -235,8 +235,17 @@ async fn drift_repaired(kind: Kind) {
     let desired = answers(&[("www.example.test", 30, &["192.0.2.1", "2001:db8::1"])]);
     let (_tx, rx) = watch::channel(desired);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // every pass's outcome; the last one says what the primary serves
+    let (outcomes, mut outcome_rx) = tokio::sync::mpsc::channel(64);
+    let last_outcome = tokio::spawn(async move {
+        let mut last = None;
+        while let Some(o) = outcome_rx.recv().await {
+            last = Some(o);
+        }
+        last
+    });
     let task = tokio::spawn(async move {
-        run(&mut publisher, rx, async {
+        run(&mut publisher, rx, outcomes, async {
             let _ = stopped.await;
         })
         .await;
@@ -262,6 +271,22 @@ async fn drift_repaired(kind: Kind) {
         m.targets[0].updates_sent, 2,
         "initial create + one repair: {m:?}"
     );
+    let last: fedlb_dns::PassOutcome = last_outcome.await.unwrap().expect("run reports every pass");
+    let name = fedlb_dns::fqdn("www.example.test").unwrap();
+    assert!(last.is_ok(), "{last:?}");
+    assert_eq!(last.publisher, fedlb_dns::PublisherKind::Dns);
+    let served = last.served(&name);
+    assert_eq!(served.len(), 1, "one entry per primary: {last:?}");
+    assert_eq!(served[0].server, server.addr);
+    let addrs: Vec<String> = served[0]
+        .serves
+        .as_ref()
+        .expect("the primary was read")
+        .addrs(&name)
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(addrs, ["192.0.2.1", "2001:db8::1"], "{last:?}");
 }
 
 async fn wait_for(server: &TestServer, name: &str, want: &[&str]) {

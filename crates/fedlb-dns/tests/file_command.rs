@@ -140,8 +140,16 @@ async fn run_loop_rewrites_an_edited_file_on_the_reconcile_interval() {
     let mut publisher = Publisher::File(FilePublisher::new(config));
     let (tx, rx) = watch::channel(answers(&[("www.example.test", 30, &["192.0.2.1"])]));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (outcomes, mut outcome_rx) = tokio::sync::mpsc::channel(64);
+    let seen = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Some(o) = outcome_rx.recv().await {
+            all.push(o);
+        }
+        all
+    });
     let task = tokio::spawn(async move {
-        run(&mut publisher, rx, async {
+        run(&mut publisher, rx, outcomes, async {
             let _ = stopped.await;
         })
         .await;
@@ -163,6 +171,20 @@ async fn run_loop_rewrites_an_edited_file_on_the_reconcile_interval() {
     stop.send(()).unwrap();
     let publisher = task.await.unwrap();
     assert_eq!(publisher.metrics().targets[0].drift_repairs, 1);
+    // one outcome per pass (first answers, changed answers, repair), each naming the
+    // published name; a file has no DNS primaries to report on
+    let seen: Vec<fedlb_dns::PassOutcome> = seen.await.unwrap();
+    assert!(seen.len() >= 3, "{seen:?}");
+    let name = fedlb_dns::fqdn("www.example.test").unwrap();
+    for o in &seen {
+        assert_eq!(o.publisher, fedlb_dns::PublisherKind::File);
+        assert!(o.is_ok(), "{o:?}");
+        assert!(
+            o.names.contains_key(&name) && o.served(&name).is_empty(),
+            "{o:?}"
+        );
+    }
+    assert!(seen.iter().any(|o| o.changes > 0), "{seen:?}");
 }
 
 async fn wait_until(mut cond: impl FnMut() -> bool) {

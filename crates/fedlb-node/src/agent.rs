@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::clock::{Clock, new_epoch, sleep_until};
-use crate::common::{NodeError, NodeOptions, identity, known_nodes, load_tls, load_topology};
+use crate::common::{
+    NodeError, NodeOptions, identity, known_nodes, load_tls, load_topology, unspecified_for,
+};
 use crate::metrics::Metrics;
 use crate::monitors::{MonitorSet, plan};
 use crate::reload;
@@ -111,7 +113,7 @@ fn start_client(
 }
 
 /// Sends reports in batches (one message carries up to [`MAX_BATCH`]).
-pub(crate) fn send(client: &Client<Message>, reports: Vec<Report>, clock: &Clock) {
+fn send(client: &Client<Message>, reports: Vec<Report>, clock: &Clock) {
     let now = clock.now();
     for chunk in reports.chunks(MAX_BATCH) {
         let msg = Message::Reports(
@@ -123,13 +125,5 @@ pub(crate) fn send(client: &Client<Message>, reports: Vec<Report>, clock: &Clock
         if let Err(e) = client.send(&msg) {
             warn!(error = %e, "report not sent");
         }
-    }
-}
-
-/// The unspecified address of `addr`'s family, port 0.
-pub(crate) fn unspecified_for(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
-        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
     }
 }

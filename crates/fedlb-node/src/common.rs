@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use fedlb_core::Timestamp;
 use fedlb_net::{NodeName, NodeTls, PeerIdentity, Role};
 use fedlb_topology::{Loader, Topology};
 use tokio::sync::{mpsc, oneshot};
@@ -53,9 +54,55 @@ pub enum NodeError {
     /// A probe declaration cannot run.
     #[error("{0}")]
     Probe(String),
+    /// The DNS zone of the topology is not a name DNS takes.
+    #[error("{file}: dns.zone: {source}")]
+    Zone {
+        /// The topology file.
+        file: String,
+        /// The zone as written.
+        zone: String,
+        /// Why.
+        #[source]
+        source: Box<fedlb_dns::Error>,
+    },
+    /// Updates to DNS primaries need a TSIG key, and the topology gives none.
+    #[error("{file}: dns: updates to {primaries:?} need a tsig key")]
+    TsigKeyMissing {
+        /// The topology file.
+        file: String,
+        /// The primaries the updates would go to.
+        primaries: Vec<SocketAddr>,
+    },
+    /// The TSIG key cannot sign updates.
+    #[error("{file}: dns.tsig: {source}")]
+    TsigKey {
+        /// The topology file.
+        file: String,
+        /// The key's name.
+        key: String,
+        /// Why.
+        #[source]
+        source: Box<fedlb_dns::Error>,
+    },
     /// The DNS side could not start.
     #[error("dns: {0}")]
     Dns(#[from] fedlb_dns::Error),
+}
+
+/// The earlier of two deadlines, if any.
+pub(crate) fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The unspecified address of `addr`'s family, port 0: where a client binds to reach `addr`.
+pub(crate) fn unspecified_for(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    }
 }
 
 /// Where a node's inputs are.
@@ -117,6 +164,24 @@ pub fn status_fn(tx: mpsc::Sender<StatusRequest>) -> crate::http::StatusFn {
             rx.await.ok()
         })
     })
+}
+
+/// Binds a role's status endpoint on `addr` and serves it until shutdown.
+pub(crate) async fn serve_status(
+    addr: SocketAddr,
+    requests: mpsc::Sender<StatusRequest>,
+    metrics: &Arc<crate::metrics::Metrics>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, NodeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Bind { addr, source })?;
+    Ok(tokio::spawn(crate::http::serve(
+        listener,
+        status_fn(requests),
+        metrics.clone(),
+        shutdown.clone().cancelled_owned(),
+    )))
 }
 
 /// Checks, on reload, one address a node is bound to (`field`: `global.listen`,

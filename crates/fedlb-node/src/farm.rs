@@ -1,74 +1,35 @@
 //! The farm node (the patent's intermediate RMO): accepts its agents' reports, runs the
 //! monitors of its remote servers itself, feeds `FarmState` (the local policy), and sends
 //! the farm's summary to the global node — at once on change, otherwise as a heartbeat.
+//!
+//! One driver task owns the core: [`run`] sets up, then each loop turn feeds one event to
+//! a `FarmNode::on_*` handler and carries out what the core outputs.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use fedlb_core::{FarmId, FarmOutput, FarmState, Report};
 use fedlb_net::{
-    Client, ClientConfig, ClientEndpoint, FnAuthoriser, PeerIdentity, Role, Server, ServerConfig,
-    ServerEvent, TransportSettings, bind_udp,
+    Client, ClientConfig, ClientEndpoint, NodeTls, Role, Server, ServerConfig, ServerEvent,
+    TransportSettings, bind_udp,
 };
 use fedlb_probe::Prober;
 use fedlb_proto::{MAX_BATCH, Message, PROTOCOL_VERSION, WireSummary};
-use fedlb_topology::{Mode, Topology};
+use fedlb_topology::{Farm, Topology};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::agent::unspecified_for;
+use crate::authz::{Access, Site};
 use crate::clock::{Clock, new_epoch, sleep_until};
 use crate::common::{
-    NodeError, NodeOptions, SharedTopology, StatusRequest, identity, known_nodes, load_tls,
-    load_topology, own_address_changed, peer_event, status_fn,
+    NodeError, NodeOptions, SharedTopology, StatusRequest, earliest, identity, known_nodes,
+    load_tls, load_topology, own_address_changed, peer_event, serve_status, unspecified_for,
 };
 use crate::metrics::{Metrics, labels};
 use crate::monitors::{MonitorSet, plan};
-use crate::{http, reload, status};
-
-/// Whether `peer` may report `report` to farm `farm`: only the agent the topology names
-/// for that server, and only for servers of this farm.
-pub(crate) fn agent_may_report(
-    t: &Topology,
-    farm: Option<&FarmId>,
-    peer: &PeerIdentity,
-    report: &str,
-) -> Result<(), String> {
-    let (server, attachment) = t
-        .server(&report.into())
-        .ok_or_else(|| format!("reports for unknown server \"{report}\""))?;
-    let here = match (&attachment, farm) {
-        (fedlb_topology::Attachment::Farm(f), Some(me)) => f == me,
-        (fedlb_topology::Attachment::Global, None) => true,
-        _ => false,
-    };
-    if !here {
-        return Err(format!(
-            "reports for server \"{report}\", which is not attached here"
-        ));
-    }
-    match &server.mode {
-        Mode::Intrusive { agent } if agent == peer.node.as_str() => Ok(()),
-        Mode::Intrusive { agent } => Err(format!(
-            "reports for server \"{report}\", whose agent is \"{agent}\""
-        )),
-        Mode::Remote => Err(format!(
-            "reports for server \"{report}\", which is probed remotely"
-        )),
-    }
-}
-
-/// Whether an agent named `name` reports here.
-pub(crate) fn agent_belongs(t: &Topology, farm: Option<&FarmId>, name: &str) -> bool {
-    t.servers().any(|(s, a)| {
-        let here = match (&a, farm) {
-            (fedlb_topology::Attachment::Farm(f), Some(me)) => f == me,
-            (fedlb_topology::Attachment::Global, None) => true,
-            _ => false,
-        };
-        here && matches!(&s.mode, Mode::Intrusive { agent } if agent == name)
-    })
-}
+use crate::status::CertificateExpiry;
+use crate::{reload, status};
 
 /// Runs a farm node until `shutdown` is cancelled.
 pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), NodeError> {
@@ -85,213 +46,264 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     };
     let tls = load_tls(&opts.certs, Role::Farm, &opts.node)?;
     let shared: SharedTopology = Arc::new(RwLock::new(Arc::new(topology.clone())));
-    let metrics = Arc::new(Metrics::new());
-    let certificates = status::CertificateExpiry::of(&tls);
-    metrics.set_certificate_expiry(certificates);
-
     // agents connect here
-    let authoriser = {
-        let (t1, t2, f1, f2) = (
-            shared.clone(),
-            shared.clone(),
-            farm_id.clone(),
-            farm_id.clone(),
-        );
-        FnAuthoriser {
-            peer: move |peer: &PeerIdentity| {
-                let t = t1.read().expect("topology lock").clone();
-                match peer.role {
-                    Role::Agent if agent_belongs(&t, Some(&f1), peer.node.as_str()) => Ok(()),
-                    Role::Agent => Err(format!(
-                        "agent \"{}\" monitors no server of farm \"{f1}\"",
-                        peer.node
-                    )),
-                    other => Err(format!(
-                        "a {} may not connect to a farm node",
-                        other.as_str()
-                    )),
-                }
-            },
-            message: move |peer: &PeerIdentity, msg: &Message| {
-                msg.validate().map_err(|e| e.to_string())?;
-                let t = t2.read().expect("topology lock").clone();
-                match msg {
-                    Message::Reports(rs) => rs
-                        .iter()
-                        .try_for_each(|r| agent_may_report(&t, Some(&f2), peer, &r.server)),
-                    Message::Summaries(_) => {
-                        Err("summaries are not taken by a farm node".to_owned())
-                    }
-                }
-            },
-        }
-    };
-    let socket = bind_udp(farm.listen).map_err(NodeError::Net)?;
     let (server, mut events) = Server::start::<Message, _>(
-        socket,
+        bind_udp(farm.listen).map_err(NodeError::Net)?,
         &tls,
         ServerConfig::new(PROTOCOL_VERSION),
-        authoriser,
+        Access::new(shared.clone(), Site::Farm(farm_id.clone())),
         shutdown.clone(),
     )?;
-
-    // the global node
-    let mut endpoint = ClientEndpoint::new(
-        bind_udp(unspecified_for(topology.global.listen)).map_err(NodeError::Net)?,
-        &tls,
-        TransportSettings::default(),
-    )?;
-    let mut global_at = (topology.global.listen, topology.global.name.clone());
-    let mut upstream: Client<Message> = Client::start(
-        &endpoint,
-        ClientConfig::new(
-            global_at.0,
-            identity(Role::Global, &global_at.1)?,
-            PROTOCOL_VERSION,
-        ),
-        shutdown.clone(),
-    );
-
-    // status endpoint
+    let metrics = Arc::new(Metrics::new());
     let (status_tx, mut status_rx) = mpsc::channel::<StatusRequest>(16);
-    let listener = tokio::net::TcpListener::bind(farm.status)
-        .await
-        .map_err(|source| NodeError::Bind {
-            addr: farm.status,
-            source,
-        })?;
-    let http_task = tokio::spawn(http::serve(
-        listener,
-        status_fn(status_tx),
-        metrics.clone(),
-        shutdown.clone().cancelled_owned(),
-    ));
-
-    let clock = Clock::start();
-    let config = topology.farm_config(&farm_id).expect("the farm exists");
-    let mut state = FarmState::new(config, new_epoch(), rand::random(), clock.now());
-    // the core holds decisions back after a start or a pause until every member is heard
-    state.set_warmup_window(farm.heartbeat.liveness().stale_after);
-    let mut monitors = MonitorSet::new(
-        Arc::new(Prober::default()),
-        new_epoch(),
-        false,
-        metrics.clone(),
-    );
-    let own = monitors.set_plan(
-        plan(&topology, &opts.node).map_err(NodeError::Probe)?,
-        clock.now(),
-    );
-    feed(&mut state, &own, &clock, &metrics);
+    let http_task = serve_status(farm.status, status_tx, &metrics, &shutdown).await?;
+    let mut node = FarmNode::new(&opts, &topology, farm, tls, shared, metrics, &shutdown)?;
     let mut reloads = reload::spawn(opts.topology.clone(), false, shutdown.clone());
-    info!(farm = %farm_id, quic = %server.local_addr(), status = %farm.status, "farm node running");
+    info!(farm = %farm_id, quic = %server.local_addr(), status = %node.farm.status, "farm node running");
 
     loop {
-        let deadline = earliest(state.poll_timeout(clock.now()), monitors.poll_timeout());
+        let deadline = earliest(
+            node.state.poll_timeout(node.clock.now()),
+            node.monitors.poll_timeout(),
+        );
         tokio::select! {
             () = shutdown.cancelled() => break,
-            Some(ev) = events.recv() => match ev {
-                ServerEvent::Message { msg: Message::Reports(rs), peer, .. } => {
-                    metrics.messages_received.get_or_create(&labels(&[("from", "agent")])).inc();
-                    let now = clock.now();
-                    for r in &rs {
-                        let report = r.to_report(now);
-                        if let Err(e) = state.handle_report(&report, now) {
-                            debug!(%peer, error = %e, "report not taken");
-                        }
-                    }
-                }
-                other => peer_event(&other, &metrics),
-            },
-            ev = monitors.next() => {
-                let reports = monitors.handle(ev, clock.now());
-                feed(&mut state, &reports, &clock, &metrics);
+            Some(ev) = events.recv() => node.on_peer_event(ev),
+            ev = node.monitors.next() => {
+                let reports = node.monitors.handle(ev, node.clock.now());
+                node.feed(&reports);
             }
-            () = sleep_until(&clock, deadline) => {
-                let now = clock.now();
-                let reports = monitors.handle_timeout(now);
-                feed(&mut state, &reports, &clock, &metrics);
-                state.handle_timeout(now);
-            }
+            () = sleep_until(&node.clock, deadline) => node.on_timeout(),
             Some(reply) = status_rx.recv() => {
-                let mut s = status::farm_status(&opts.node, &state, clock.uptime(), clock.now());
-                s.certificates = Some(certificates);
-                let _ = reply.send(s);
+                let _ = reply.send(node.status());
             }
-            Some(t) = reloads.recv() => {
-                match t.farm_config(&farm_id) {
-                    Some(config) => {
-                        let now = clock.now();
-                        let me = &t.farms[&farm_id];
-                        own_address_changed(&format!("farm \"{farm_id}\": listen"), farm.listen, me.listen);
-                        own_address_changed(&format!("farm \"{farm_id}\": status"), farm.status, me.status);
-                        // the global node moved (or was renamed): dial it where it is now
-                        let global_now = (t.global.listen, t.global.name.clone());
-                        if global_now != global_at {
-                            match follow_global(&tls, &endpoint, &global_now, &shutdown) {
-                                Ok((new_endpoint, client)) => {
-                                    info!(from = %global_at.0, to = %global_now.0, global = %global_now.1, "global node address changed; reconnecting");
-                                    if let Some(e) = new_endpoint {
-                                        endpoint = e;
-                                    }
-                                    // dropping the old client closes its connection
-                                    upstream = client;
-                                    global_at = global_now;
-                                }
-                                Err(e) => error!(error = %e, to = %global_now.0, "cannot dial the global node's new address; keeping the old one"),
-                            }
-                        }
-                        match plan(&t, &opts.node) {
-                            Ok(p) => {
-                                let reports = monitors.set_plan(p, now);
-                                feed(&mut state, &reports, &clock, &metrics);
-                            }
-                            Err(e) => warn!(error = %e, "new probes refused; keeping the old ones"),
-                        }
-                        state.set_config(config, now);
-                        if let Some(f) = t.farms.get(&farm_id) {
-                            state.set_warmup_window(f.heartbeat.liveness().stale_after);
-                        }
-                        *shared.write().expect("topology lock") = Arc::new(t);
-                        info!(farm = %farm_id, "new topology in force");
-                    }
-                    None => warn!(farm = %farm_id, "the new topology has no such farm; keeping the old one"),
-                }
-            }
+            Some(t) = reloads.recv() => node.on_reload(t, &shutdown),
         }
-        // carry out what the core decided
-        let now = clock.now();
-        let mut summaries = Vec::new();
-        while let Some(out) = state.poll_output() {
-            match out {
-                FarmOutput::Summary(s) => summaries.push(WireSummary::from_summary(&s, now)),
-                FarmOutput::Decision(service, d) => {
-                    metrics
-                        .decisions
-                        .get_or_create(&labels(&[("service", service.as_str()), ("tier", "local")]))
-                        .inc();
-                    info!(farm = %farm_id, %service, answer = ?d.addresses, degraded = d.degraded, why = %d.why, "local decision");
-                }
-            }
-        }
-        for chunk in summaries.chunks(MAX_BATCH) {
-            if let Err(e) = upstream.send(&Message::Summaries(chunk.to_vec())) {
-                warn!(error = %e, "summary not sent");
-            }
-        }
+        node.carry_out();
     }
-    upstream.stop().await;
+    node.upstream.stop().await;
     let _ = http_task.await;
     server.closed().await;
     info!(farm = %farm_id, "farm node stopped");
     Ok(())
 }
 
+/// What the farm node's driver owns: the core, its own monitors, the link to the global
+/// node.
+struct FarmNode {
+    node: String,
+    farm_id: FarmId,
+    /// The farm as the node started: the addresses it is bound to (a reload does not
+    /// move them).
+    farm: Farm,
+    clock: Clock,
+    state: FarmState,
+    monitors: MonitorSet,
+    metrics: Arc<Metrics>,
+    certificates: CertificateExpiry,
+    shared: SharedTopology,
+    tls: NodeTls,
+    endpoint: ClientEndpoint,
+    upstream: Client<Message>,
+    /// Where the global node is dialled, and its name.
+    global_at: (SocketAddr, String),
+}
+
+impl FarmNode {
+    fn new(
+        opts: &NodeOptions,
+        topology: &Topology,
+        farm: Farm,
+        tls: NodeTls,
+        shared: SharedTopology,
+        metrics: Arc<Metrics>,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, NodeError> {
+        let farm_id = farm.id.clone();
+        let certificates = CertificateExpiry::of(&tls);
+        metrics.set_certificate_expiry(certificates);
+        // the global node
+        let endpoint = ClientEndpoint::new(
+            bind_udp(unspecified_for(topology.global.listen)).map_err(NodeError::Net)?,
+            &tls,
+            TransportSettings::default(),
+        )?;
+        let global_at = (topology.global.listen, topology.global.name.clone());
+        let upstream = Client::start(
+            &endpoint,
+            ClientConfig::new(
+                global_at.0,
+                identity(Role::Global, &global_at.1)?,
+                PROTOCOL_VERSION,
+            ),
+            shutdown.clone(),
+        );
+        let clock = Clock::start();
+        let config = topology.farm_config(&farm_id).expect("the farm exists");
+        let mut state = FarmState::new(config, new_epoch(), rand::random(), clock.now());
+        // the core holds decisions back after a start or a pause until every member is heard
+        state.set_warmup_window(farm.heartbeat.liveness().stale_after);
+        let mut monitors = MonitorSet::new(
+            Arc::new(Prober::default()),
+            new_epoch(),
+            false,
+            metrics.clone(),
+        );
+        let own = monitors.set_plan(
+            plan(topology, &opts.node).map_err(NodeError::Probe)?,
+            clock.now(),
+        );
+        let mut node = Self {
+            node: opts.node.clone(),
+            farm_id,
+            farm,
+            clock,
+            state,
+            monitors,
+            metrics,
+            certificates,
+            shared,
+            tls,
+            endpoint,
+            upstream,
+            global_at,
+        };
+        node.feed(&own);
+        Ok(node)
+    }
+
+    /// Feeds this node's own monitors' reports to the core.
+    fn feed(&mut self, reports: &[Report]) {
+        let now = self.clock.now();
+        for r in reports {
+            if let Err(e) = self.state.handle_report(r, now) {
+                self.metrics
+                    .refused
+                    .get_or_create(&labels(&[("what", "report")]))
+                    .inc();
+                warn!(error = %e, "own monitor's report not taken");
+            }
+        }
+    }
+
+    fn on_peer_event(&mut self, ev: ServerEvent<Message>) {
+        match ev {
+            ServerEvent::Message {
+                msg: Message::Reports(rs),
+                peer,
+                ..
+            } => {
+                self.metrics
+                    .messages_received
+                    .get_or_create(&labels(&[("from", "agent")]))
+                    .inc();
+                let now = self.clock.now();
+                for r in &rs {
+                    let report = r.to_report(now);
+                    if let Err(e) = self.state.handle_report(&report, now) {
+                        debug!(%peer, error = %e, "report not taken");
+                    }
+                }
+            }
+            other => peer_event(&other, &self.metrics),
+        }
+    }
+
+    fn on_timeout(&mut self) {
+        let now = self.clock.now();
+        let reports = self.monitors.handle_timeout(now);
+        self.feed(&reports);
+        self.state.handle_timeout(now);
+    }
+
+    fn status(&self) -> status::Status {
+        let mut s = status::farm_status(
+            &self.node,
+            &self.state,
+            self.clock.uptime(),
+            self.clock.now(),
+        );
+        s.certificates = Some(self.certificates);
+        s
+    }
+
+    fn on_reload(&mut self, t: Topology, shutdown: &CancellationToken) {
+        let farm_id = self.farm_id.clone();
+        let Some(config) = t.farm_config(&farm_id) else {
+            warn!(farm = %farm_id, "the new topology has no such farm; keeping the old one");
+            return;
+        };
+        let now = self.clock.now();
+        let me = &t.farms[&farm_id];
+        let field = |what| format!("farm \"{farm_id}\": {what}");
+        own_address_changed(&field("listen"), self.farm.listen, me.listen);
+        own_address_changed(&field("status"), self.farm.status, me.status);
+        self.follow_global(&t, shutdown);
+        match plan(&t, &self.node) {
+            Ok(p) => {
+                let reports = self.monitors.set_plan(p, now);
+                self.feed(&reports);
+            }
+            Err(e) => warn!(error = %e, "new probes refused; keeping the old ones"),
+        }
+        self.state.set_config(config, now);
+        self.state
+            .set_warmup_window(me.heartbeat.liveness().stale_after);
+        *self.shared.write().expect("topology lock") = Arc::new(t);
+        info!(farm = %farm_id, "new topology in force");
+    }
+
+    /// The global node moved (or was renamed): dial it where it is now.
+    fn follow_global(&mut self, t: &Topology, shutdown: &CancellationToken) {
+        let global_now = (t.global.listen, t.global.name.clone());
+        if global_now == self.global_at {
+            return;
+        }
+        match dial_global(&self.tls, &self.endpoint, &global_now, shutdown) {
+            Ok((new_endpoint, client)) => {
+                info!(from = %self.global_at.0, to = %global_now.0, global = %global_now.1, "global node address changed; reconnecting");
+                if let Some(e) = new_endpoint {
+                    self.endpoint = e;
+                }
+                // dropping the old client closes its connection
+                self.upstream = client;
+                self.global_at = global_now;
+            }
+            Err(e) => {
+                error!(error = %e, to = %global_now.0, "cannot dial the global node's new address; keeping the old one")
+            }
+        }
+    }
+
+    /// Carries out what the core decided: summaries go up, local decisions are logged.
+    fn carry_out(&mut self) {
+        let now = self.clock.now();
+        let mut summaries = Vec::new();
+        while let Some(out) = self.state.poll_output() {
+            match out {
+                FarmOutput::Summary(s) => summaries.push(WireSummary::from_summary(&s, now)),
+                FarmOutput::Decision(service, d) => {
+                    self.metrics
+                        .decisions
+                        .get_or_create(&labels(&[("service", service.as_str()), ("tier", "local")]))
+                        .inc();
+                    info!(farm = %self.farm_id, %service, answer = ?d.addresses, degraded = d.degraded, why = %d.why, "local decision");
+                }
+            }
+        }
+        for chunk in summaries.chunks(MAX_BATCH) {
+            if let Err(e) = self.upstream.send(&Message::Summaries(chunk.to_vec())) {
+                warn!(error = %e, "summary not sent");
+            }
+        }
+    }
+}
+
 /// A client for the global node at `to`; a new endpoint too when the address family changed.
-fn follow_global(
-    tls: &fedlb_net::NodeTls,
+fn dial_global(
+    tls: &NodeTls,
     endpoint: &ClientEndpoint,
-    to: &(std::net::SocketAddr, String),
+    to: &(SocketAddr, String),
     shutdown: &CancellationToken,
 ) -> Result<(Option<ClientEndpoint>, Client<Message>), NodeError> {
     let server = identity(Role::Global, &to.1)?;
@@ -313,27 +325,4 @@ fn follow_global(
         shutdown.clone(),
     );
     Ok((fresh, client))
-}
-
-fn feed(state: &mut FarmState, reports: &[Report], clock: &Clock, metrics: &Metrics) {
-    let now = clock.now();
-    for r in reports {
-        if let Err(e) = state.handle_report(r, now) {
-            metrics
-                .refused
-                .get_or_create(&labels(&[("what", "report")]))
-                .inc();
-            warn!(error = %e, "own monitor's report not taken");
-        }
-    }
-}
-
-pub(crate) fn earliest(
-    a: Option<fedlb_core::Timestamp>,
-    b: Option<fedlb_core::Timestamp>,
-) -> Option<fedlb_core::Timestamp> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }

@@ -52,24 +52,21 @@ pub fn stop_on_signals() -> CancellationToken {
 pub fn run(role: Role, args: NodeArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let shutdown = stop_on_signals();
-        let node = match (role, args.node) {
-            (_, Some(n)) => n,
-            (Role::Global, None) => {
-                fedlb_node::common::load_topology(&args.topology, false)?
-                    .global
-                    .name
-            }
-            (_, None) => anyhow::bail!("--node NAME is required for a farm node or an agent"),
-        };
-        let opts = NodeOptions {
-            topology: args.topology,
+        let opts = |node| NodeOptions {
+            topology: args.topology.clone(),
             node,
-            certs: args.certs,
+            certs: args.certs.clone(),
         };
-        match role {
-            Role::Global => fedlb_node::global::run(opts, shutdown).await?,
-            Role::Farm => fedlb_node::farm::run(opts, shutdown).await?,
-            Role::Agent => fedlb_node::agent::run(opts, shutdown).await?,
+        match (role, args.node.clone()) {
+            // the global node's name may come from the topology: load it once, here
+            (Role::Global, node) => {
+                let topology = fedlb_node::common::load_topology(&args.topology, true)?;
+                let node = node.unwrap_or_else(|| topology.global.name.clone());
+                fedlb_node::global::run_with(topology, opts(node), shutdown).await?
+            }
+            (Role::Farm, Some(node)) => fedlb_node::farm::run(opts(node), shutdown).await?,
+            (Role::Agent, Some(node)) => fedlb_node::agent::run(opts(node), shutdown).await?,
+            (_, None) => anyhow::bail!("--node NAME is required for a farm node or an agent"),
         }
         Ok(())
     })

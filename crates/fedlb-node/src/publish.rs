@@ -1,0 +1,236 @@
+//! The global node's publishing: DNS start-up (the embedded server if the topology asks for
+//! it), one task per publisher running [`fedlb_dns::run`] on the latest answers, and what
+//! the publishers report back, kept per service for the status page.
+//!
+//! The driver hands over answers with [`Publishing::set_answers`]; each publisher follows
+//! them on its own (the DNS publisher, plus the files and the command the topology may ask
+//! for: the patent's "specialized objects") and sends a [`PassOutcome`] after every pass.
+
+use std::collections::BTreeMap;
+
+use fedlb_core::{Publish, ServiceId, Timestamp};
+use fedlb_dns::{
+    DesiredZone, EmbeddedConfig, EmbeddedServer, Name, PassOutcome, Publisher, PublisherKind,
+    RecordSet, Rfc2136Config, Rfc2136Publisher, TsigAlgorithm, TsigKey,
+};
+use fedlb_topology::{DnsServer, Topology};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::common::NodeError;
+use crate::status::PublishStatus;
+
+/// How many pass outcomes may wait for the driver before a publisher waits in turn.
+const OUTCOMES: usize = 16;
+
+/// The publishers of one global node and what they last reported.
+pub struct Publishing {
+    zone: Name,
+    desired: watch::Sender<DesiredZone>,
+    outcomes: mpsc::Receiver<PassOutcome>,
+    tasks: Vec<JoinHandle<()>>,
+    /// The published name of each service (parsed once per topology).
+    names: BTreeMap<ServiceId, Name>,
+    /// What the DNS primaries serve for each name after the last DNS pass, and when it ended.
+    dns: Option<(PassOutcome, Timestamp)>,
+}
+
+impl Publishing {
+    /// Starts DNS (the embedded server if asked for) and every publisher of `t`.
+    pub async fn start(t: &Topology, shutdown: &CancellationToken) -> Result<Self, NodeError> {
+        let zone = zone(t)?;
+        let (dns, embedded) = start_dns(t, &zone).await?;
+        let (desired, desired_rx) = watch::channel(DesiredZone::for_zone(&zone));
+        let (outcomes_tx, outcomes) = mpsc::channel(OUTCOMES);
+        let mut tasks: Vec<JoinHandle<()>> = std::iter::once(dns)
+            .chain(extra_publishers(t, &zone))
+            .map(|mut publisher| {
+                let (rx, tx, token) = (desired_rx.clone(), outcomes_tx.clone(), shutdown.clone());
+                tokio::spawn(async move {
+                    fedlb_dns::run(&mut publisher, rx, tx, token.cancelled_owned()).await;
+                })
+            })
+            .collect();
+        if let Some(server) = embedded {
+            let token = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(err) = server.serve(token.cancelled_owned()).await {
+                    error!(error = %err, "embedded dns server stopped");
+                }
+            }));
+        }
+        Ok(Self {
+            names: names(t),
+            zone,
+            desired,
+            outcomes,
+            tasks,
+            dns: None,
+        })
+    }
+
+    /// The zone published.
+    pub fn zone(&self) -> &Name {
+        &self.zone
+    }
+
+    /// Takes a new topology: the published names may have moved.
+    pub fn set_topology(&mut self, t: &Topology) {
+        self.names = names(t);
+    }
+
+    /// Hands the answers the core decided to every publisher. Each diffs, so answers
+    /// that did not change cost nothing.
+    pub fn set_answers(&mut self, t: &Topology, published: &BTreeMap<ServiceId, Publish>) {
+        self.desired
+            .send_replace(desired_zone(&self.zone, t, published));
+    }
+
+    /// The next pass outcome of any publisher (cancel-safe).
+    pub async fn next_outcome(&mut self) -> Option<PassOutcome> {
+        self.outcomes.recv().await
+    }
+
+    /// Remembers what the DNS primaries serve after a DNS pass that ended at `now`.
+    pub fn record(&mut self, outcome: PassOutcome, now: Timestamp) {
+        if outcome.publisher == PublisherKind::Dns {
+            self.dns = Some((outcome, now));
+        }
+    }
+
+    /// What DNS serves for each service next to what the decisions want (nothing before the
+    /// first DNS pass).
+    pub fn statuses(&self, now: Timestamp) -> BTreeMap<ServiceId, PublishStatus> {
+        let Some((served, at)) = &self.dns else {
+            return BTreeMap::new();
+        };
+        let age = ((now - *at).as_secs_f64() * 1000.0).round() / 1000.0;
+        let desired = self.desired.borrow();
+        self.names
+            .iter()
+            .map(|(service, name)| {
+                let primaries = served.served(name);
+                let status = PublishStatus::new(name, desired.get(name), primaries, Some(age));
+                (service.clone(), status)
+            })
+            .collect()
+    }
+
+    /// Waits for every publisher and the embedded server to stop (after shutdown).
+    pub async fn stopped(self) {
+        drop(self.desired);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+fn names(t: &Topology) -> BTreeMap<ServiceId, Name> {
+    t.services
+        .iter()
+        .filter_map(|(id, s)| Some((id.clone(), fedlb_dns::fqdn(&s.fqdn).ok()?)))
+        .collect()
+}
+
+fn zone(t: &Topology) -> Result<Name, NodeError> {
+    fedlb_dns::zone_name(&t.dns.zone).map_err(|source| NodeError::Zone {
+        file: t.file.clone(),
+        zone: t.dns.zone.clone(),
+        source: Box::new(source),
+    })
+}
+
+/// The answers to publish: every decided service under its FQDN, with the TTL the core
+/// chose for it.
+fn desired_zone(
+    zone: &Name,
+    t: &Topology,
+    published: &BTreeMap<ServiceId, Publish>,
+) -> DesiredZone {
+    let mut desired = DesiredZone::for_zone(zone);
+    for (service, p) in published {
+        let Some(svc) = t.services.get(service) else {
+            continue;
+        };
+        match RecordSet::new(&svc.fqdn, p.ttl) {
+            Ok(set) => desired.insert(set.with_addrs(p.decision.addresses.iter().copied())),
+            Err(e) => warn!(%service, error = %e, "cannot publish this name"),
+        }
+    }
+    desired
+}
+
+/// Starts the embedded DNS server if the topology asks for it, and builds the DNS publisher.
+async fn start_dns(
+    t: &Topology,
+    zone: &Name,
+) -> Result<(Publisher, Option<EmbeddedServer>), NodeError> {
+    let key = t.dns.tsig.clone();
+    match &t.dns.server {
+        DnsServer::Rfc2136 { primaries } => {
+            let Some(key) = key else {
+                return Err(NodeError::TsigKeyMissing {
+                    file: t.file.clone(),
+                    primaries: primaries.clone(),
+                });
+            };
+            let mut config = Rfc2136Config::new(zone.clone(), primaries.clone(), key);
+            config.reconcile_interval = t.dns.reconcile;
+            Ok((Publisher::Rfc2136(Rfc2136Publisher::new(config)?), None))
+        }
+        DnsServer::Embedded { listen, state_dir } => {
+            // The embedded server and this node share a key; without one in the topology,
+            // a fresh random key is made for this run.
+            let key = match key {
+                Some(k) => k,
+                None => {
+                    let secret: [u8; 32] = rand::random();
+                    TsigKey::new(
+                        "fedlb-embedded.",
+                        TsigAlgorithm::HmacSha256,
+                        secret.to_vec(),
+                    )
+                    .map_err(|e| NodeError::TsigKey {
+                        file: t.file.clone(),
+                        key: "fedlb-embedded.".to_owned(),
+                        source: Box::new(e.into()),
+                    })?
+                }
+            };
+            let server = EmbeddedServer::start(EmbeddedConfig::new(
+                zone.clone(),
+                *listen,
+                state_dir,
+                vec![key.clone()],
+            ))
+            .await?;
+            let mut config = Rfc2136Config::new(zone.clone(), vec![server.local_addr()], key);
+            config.reconcile_interval = t.dns.reconcile;
+            info!(addr = %server.local_addr(), dir = %state_dir.display(), "embedded dns server running");
+            Ok((
+                Publisher::Rfc2136(Rfc2136Publisher::new(config)?),
+                Some(server),
+            ))
+        }
+    }
+}
+
+/// The file and command publishers the topology asks for, besides DNS.
+fn extra_publishers(t: &Topology, zone: &Name) -> Vec<Publisher> {
+    let mut out = Vec::new();
+    if let Some(f) = &t.dns.file {
+        let mut config = fedlb_dns::FileConfig::new(zone.clone(), &f.json);
+        config.zone_fragment_path = f.zone_fragment.clone();
+        config.reconcile_interval = t.dns.reconcile;
+        out.push(Publisher::File(fedlb_dns::FilePublisher::new(config)));
+    }
+    if let Some(c) = &t.dns.command {
+        let mut config =
+            fedlb_dns::CommandConfig::new(zone.clone(), &c.argv[0], c.argv[1..].to_vec());
+        config.timeout = c.timeout;
+        out.push(Publisher::Command(fedlb_dns::CommandPublisher::new(config)));
+    }
+    out
+}
