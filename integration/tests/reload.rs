@@ -72,7 +72,14 @@ fn policy_reload_changes_decisions_without_reconnects() {
     let label = topo.dns.label();
     let (n1, f1) = (ip_of(&topo, "n1"), ip_of(&topo, "f1"));
     dns.wait_answer(&[n1], Instant::now());
-    let before = connections(&fed, &topo);
+    // a farm node that dialled before the global node listened connects at its next
+    // attempt: the answer can be there before every farm node is
+    let before = wait_for("every node connected", PATIENCE, || {
+        let c = connections(&fed, &topo);
+        c.iter()
+            .all(|(_, connected, _)| *connected >= 1)
+            .then_some(c)
+    });
     assert!(
         before.iter().all(|(_, connected, _)| *connected >= 1),
         "{before:?}"
