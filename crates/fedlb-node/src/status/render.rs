@@ -27,17 +27,7 @@ pub fn render_table(s: &Status) -> String {
                 if g.degraded { "DEGRADED" } else { "" }
             );
             let _ = writeln!(out, "          why: {}", g.why);
-            for c in &g.candidates {
-                let _ = writeln!(
-                    out,
-                    "          {} {:<14} {:<8} {:<16} {}",
-                    if c.chosen { "*" } else { " " },
-                    c.id,
-                    c.health,
-                    c.shown,
-                    c.reason
-                );
-            }
+            candidate_rows(&mut out, &g.candidates);
         }
         if let Some(p) = &svc.published {
             let _ = writeln!(
@@ -62,20 +52,25 @@ pub fn render_table(s: &Status) -> String {
                 if f.local.degraded { "DEGRADED" } else { "" }
             );
             let _ = writeln!(out, "          why: {}", f.local.why);
-            for c in &f.local.candidates {
-                let _ = writeln!(
-                    out,
-                    "          {} {:<14} {:<8} {:<16} {}",
-                    if c.chosen { "*" } else { " " },
-                    c.id,
-                    c.health,
-                    c.shown,
-                    c.reason
-                );
-            }
+            candidate_rows(&mut out, &f.local.candidates);
         }
     }
     out
+}
+
+/// One table row per candidate of a decision, the chosen ones starred.
+fn candidate_rows(out: &mut String, candidates: &[CandidateStatus]) {
+    for c in candidates {
+        let _ = writeln!(
+            out,
+            "          {} {:<14} {:<8} {:<16} {}",
+            if c.chosen { "*" } else { " " },
+            c.id,
+            c.health,
+            c.shown,
+            c.reason
+        );
+    }
 }
 
 fn join_ips(ips: &[IpAddr]) -> String {
