@@ -55,6 +55,11 @@ id_type!(
     CandidateId
 );
 id_type!(
+    /// A region: a set of clients (by address prefix or geography) answered from where they
+    /// are. Clients in no region get the default region: the global node's own view.
+    RegionId
+);
+id_type!(
     /// One probe of a service (`http`, `load`), unique within the service.
     ProbeId
 );

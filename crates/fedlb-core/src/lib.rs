@@ -29,7 +29,7 @@ pub use decision::{Decision, FailStatic, Hysteresis, Selector, SelectorConfig, S
 pub use farm::{FarmConfig, FarmOutput, FarmState, Summary};
 pub use global::{GlobalConfig, GlobalOutput, GlobalState, Publish};
 pub use health::{Liveness, ProbeHealth, Thresholds};
-pub use id::{CandidateId, FarmId, ProbeId, ServerId, ServiceId};
+pub use id::{CandidateId, FarmId, ProbeId, RegionId, ServerId, ServiceId};
 pub use monitor::{
     Measurement, Monitor, MonitorConfig, MonitorOutput, ProbeResult, ProbeSchedule, Report,
 };
