@@ -126,16 +126,8 @@ impl World<'_> {
             }
             None => {
                 let at = self.now + us(delays.report) + us(delays.summary);
-                for g in 0..self.globals.len() {
-                    let payload = self.store(Payload::Report(r.clone()));
-                    self.push(
-                        at,
-                        Ev::ReportToGlobal {
-                            g: g as u16,
-                            payload,
-                        },
-                    );
-                }
+                let payload = self.store(Payload::Report(r));
+                self.push(at, Ev::ReportToGlobal { payload });
             }
         }
     }
@@ -159,16 +151,8 @@ impl World<'_> {
         let next = state.poll_timeout(ts(now));
         let at = now + us(self.sc.delays.summary);
         for s in summaries {
-            for g in 0..self.globals.len() {
-                let payload = self.store(Payload::Summary(s.clone()));
-                self.push(
-                    at,
-                    Ev::SummaryToGlobal {
-                        g: g as u16,
-                        payload,
-                    },
-                );
-            }
+            let payload = self.store(Payload::Summary(s));
+            self.push(at, Ev::SummaryToGlobal { payload });
         }
         if let Some(t) = self.schedule(next, fired) {
             let farm = &mut self.farms[f];
@@ -187,46 +171,45 @@ impl World<'_> {
         }
     }
 
-    pub(super) fn after_global(&mut self, g: usize, fired: bool) {
+    pub(super) fn after_global(&mut self, fired: bool) {
         let now = self.now;
-        let glob = &mut self.globals[g];
+        let glob = &mut self.global;
         let mut answers = Vec::new();
         let mut flips = 0;
         while let Some(GlobalOutput::Publish(p)) = glob.state.poll_output() {
-            if p.decision.addresses != glob.published {
+            // a region the run does not serve has no view (the core decides only those given)
+            let Some(v) = glob.views.iter().position(|v| v.region == p.region) else {
+                continue;
+            };
+            let view = &mut glob.views[v];
+            if p.decision.addresses != view.published {
                 flips += 1;
-                glob.published.clone_from(&p.decision.addresses);
+                view.published.clone_from(&p.decision.addresses);
             }
-            answers.push((p.decision.addresses, p.ttl));
+            answers.push((v, p.decision.addresses, p.ttl));
         }
         if now >= self.warmup {
             self.flips += flips;
         }
         let next = glob.state.poll_timeout(ts(now));
         let at = now + us(self.sc.delays.publish);
-        for (a, ttl) in answers {
+        for (v, a, ttl) in answers {
             let payload = self.store(Payload::Answer(a, ttl));
             self.push(
                 at,
                 Ev::DnsUpdate {
-                    g: g as u16,
+                    view: v as u16,
                     payload,
                 },
             );
         }
         if let Some(t) = self.schedule(next, fired) {
-            let glob = &mut self.globals[g];
+            let glob = &mut self.global;
             if glob.timer_at != Some(t) {
                 glob.generation += 1;
                 glob.timer_at = Some(t);
                 let generation = glob.generation;
-                self.push(
-                    t,
-                    Ev::GlobalTimer {
-                        g: g as u16,
-                        generation,
-                    },
-                );
+                self.push(t, Ev::GlobalTimer { generation });
             }
         }
     }

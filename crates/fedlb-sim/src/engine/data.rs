@@ -32,7 +32,7 @@ impl World<'_> {
         if self.arrival_rng.random::<f64>() * self.max_rate[r] >= rate {
             return; // thinned: the rate is below its maximum now
         }
-        let g = if self.globals.len() > 1 { r } else { 0 };
+        let view = &self.global.views[self.client_view[r]];
         let k = self.resolvers[r].len();
         let which = if k == 1 {
             0
@@ -40,15 +40,15 @@ impl World<'_> {
             self.client_rng.random_range(0..k)
         };
         let expires = self.resolvers[r][which].expires;
-        if expires.is_none_or(|e| now >= e) && !self.globals[g].answer.is_empty() {
-            let mut ttl = self.globals[g].answer_ttl;
+        if expires.is_none_or(|e| now >= e) && !view.answer.is_empty() {
+            let mut ttl = view.answer_ttl;
             if expires.is_none() {
                 // As if cached some time before: resolvers that all started together
                 // would otherwise stay in step for the whole run.
                 ttl = (ttl as f64 * (1.0 - self.client_rng.random::<f64>())) as u64;
             }
             let res = &mut self.resolvers[r][which];
-            res.answer.clone_from(&self.globals[g].answer);
+            res.answer.clone_from(&view.answer);
             res.expires = Some(now + ttl);
         }
         let answer = &self.resolvers[r][which].answer;

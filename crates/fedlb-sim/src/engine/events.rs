@@ -70,13 +70,12 @@ impl World<'_> {
                     self.after_farm(f, false);
                 }
             }
-            Ev::ReportToGlobal { g, payload } => {
+            Ev::ReportToGlobal { payload } => {
                 let Payload::Report(r) = self.take(payload) else {
                     unreachable!("report payload")
                 };
-                let g = g as usize;
-                let _ = self.globals[g].state.handle_report(&r, ts(self.now));
-                self.after_global(g, false);
+                let _ = self.global.state.handle_report(&r, ts(self.now));
+                self.after_global(false);
             }
             Ev::FarmTimer { farm, generation } => {
                 let f = farm as usize;
@@ -88,37 +87,35 @@ impl World<'_> {
                     }
                 }
             }
-            Ev::SummaryToGlobal { g, payload } => {
+            Ev::SummaryToGlobal { payload } => {
                 let Payload::Summary(s) = self.take(payload) else {
                     unreachable!("summary payload")
                 };
-                let g = g as usize;
-                let _ = self.globals[g].state.handle_summary(&s, ts(self.now));
-                self.after_global(g, false);
+                let _ = self.global.state.handle_summary(&s, ts(self.now));
+                self.after_global(false);
             }
-            Ev::GlobalTimer { g, generation } => {
-                let g = g as usize;
-                if self.globals[g].generation == generation {
-                    self.globals[g].timer_at = None;
-                    self.globals[g].state.handle_timeout(ts(self.now));
-                    self.after_global(g, true);
+            Ev::GlobalTimer { generation } => {
+                if self.global.generation == generation {
+                    self.global.timer_at = None;
+                    self.global.state.handle_timeout(ts(self.now));
+                    self.after_global(true);
                 }
             }
-            Ev::DnsUpdate { g, payload } => {
+            Ev::DnsUpdate { view, payload } => {
                 let Payload::Answer(addrs, ttl) = self.take(payload) else {
                     unreachable!("answer payload")
                 };
-                self.globals[g as usize].answer_ttl = us(Duration::from_secs(u64::from(ttl)));
                 let answer: Vec<u32> = addrs
                     .iter()
                     .filter_map(|a| self.pre.by_addr.get(a).copied())
                     .collect();
-                let dns = &mut self.globals[g as usize].answer;
-                if *dns != answer {
+                let view = &mut self.global.views[view as usize];
+                view.answer_ttl = us(Duration::from_secs(u64::from(ttl)));
+                if view.answer != answer {
                     if self.now >= self.warmup {
                         self.dns_changes += 1;
                     }
-                    *dns = answer;
+                    view.answer = answer;
                 }
             }
             Ev::Fault => self.apply_faults(),

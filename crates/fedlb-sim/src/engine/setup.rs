@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::time::Duration;
 
 use fedlb_core::{
-    CandidateId, Distance, GlobalConfig, GlobalState, MemberSpec, Monitor, TierService, Timestamp,
-    TtlRule,
+    CandidateId, Distance, GlobalConfig, GlobalState, MemberSpec, Monitor, RegionId, RegionSpec,
+    TierService, Timestamp, TtlRule,
 };
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -18,7 +18,8 @@ use crate::topology::Topology;
 use crate::variant::{selectors, ttl_mode};
 
 use super::state::{
-    Ev, FarmSim, GlobalSim, MonSim, Prepared, Resolver, Sampler, ServerSim, UTIL_WINDOW, World, us,
+    DnsView, Ev, FarmSim, GlobalSim, MonSim, Prepared, Resolver, Sampler, ServerSim, UTIL_WINDOW,
+    World, us,
 };
 
 impl Prepared {
@@ -161,64 +162,80 @@ impl<'a> World<'a> {
     ) -> Result<World<'a>, Error> {
         let (global_sel, local_sel) = selectors(topo, v)?;
         let flat = v.flat.is_some();
-        let n_globals = if v.per_region { sc.regions.len() } else { 1 };
         let warmup = us(sc.warmup);
-        let mut globals = Vec::new();
-        for g in 0..n_globals {
-            let distance = |place: &str, declared: Option<Distance>| {
-                if v.per_region {
-                    Some(Distance::Pinned(pre.place_rtt_ms[g][place]))
-                } else {
-                    declared
-                }
-            };
-            let members: Vec<MemberSpec> = if flat {
-                pre.servers
-                    .iter()
-                    .map(|s| MemberSpec {
+        // (member, where it stands): a farm stands at its own place, a server at its farm's
+        let members: Vec<(MemberSpec, &str)> = if flat {
+            pre.servers
+                .iter()
+                .map(|s| {
+                    let spec = MemberSpec {
                         id: CandidateId::from(&s.id),
                         kind: fedlb_core::MemberKind::Server,
                         addresses: s.addresses.clone(),
                         capacity: s.capacity,
-                        distance: distance(&s.place, s.distance),
+                        distance: s.distance,
                         liveness: s.liveness,
-                    })
-                    .collect()
-            } else {
-                topo.global_service()?
-                    .members
-                    .iter()
-                    .map(|m| {
-                        let mut m = m.clone();
-                        m.distance = distance(m.id.as_str(), m.distance);
-                        m
-                    })
-                    .collect()
-            };
-            let ttl = match ttl_mode(topo, sc, v) {
-                TtlMode::Fixed(d) => TtlRule::fixed(d),
-                TtlMode::Derived { min, max } => TtlRule::derived(min, max),
-            };
-            let config = GlobalConfig {
-                services: BTreeMap::from([(
-                    topo.service.clone(),
-                    TierService {
-                        selector: global_sel.clone(),
-                        members,
-                    },
-                )]),
-                ttl: BTreeMap::from([(topo.service.clone(), ttl)]),
-                regions: Vec::new(),
-            };
-            globals.push(GlobalSim {
-                state: GlobalState::new(config, seed.wrapping_add(g as u64)),
-                answer: Vec::new(),
-                answer_ttl: 0,
-                published: Vec::new(),
-                timer_at: None,
-                generation: 0,
-            });
-        }
+                    };
+                    (spec, s.place.as_str())
+                })
+                .collect()
+        } else {
+            topo.global_service()?
+                .members
+                .iter()
+                .map(|m| (m.clone(), m.id.as_str()))
+                .collect()
+        };
+        // Per-region answers run the core's own regions: each scenario region is a region of
+        // clients, at its round-trip time from each farm.
+        let regions: Vec<RegionSpec> = if v.per_region {
+            sc.regions
+                .iter()
+                .zip(&pre.place_rtt_ms)
+                .map(|(r, rtt)| RegionSpec {
+                    id: RegionId::from(r.name.as_str()),
+                    distances: members
+                        .iter()
+                        .map(|(m, place)| (m.id.clone(), Distance::Pinned(rtt[*place])))
+                        .collect(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let ttl = match ttl_mode(topo, sc, v) {
+            TtlMode::Fixed(d) => TtlRule::fixed(d),
+            TtlMode::Derived { min, max } => TtlRule::derived(min, max),
+        };
+        let view = |region: Option<RegionId>| DnsView {
+            region,
+            answer: Vec::new(),
+            answer_ttl: 0,
+            published: Vec::new(),
+        };
+        let views = std::iter::once(view(None))
+            .chain(regions.iter().map(|r| view(Some(r.id.clone()))))
+            .collect();
+        let client_view = (0..sc.regions.len())
+            .map(|r| if v.per_region { r + 1 } else { 0 })
+            .collect();
+        let config = GlobalConfig {
+            services: BTreeMap::from([(
+                topo.service.clone(),
+                TierService {
+                    selector: global_sel,
+                    members: members.into_iter().map(|(m, _)| m).collect(),
+                },
+            )]),
+            ttl: BTreeMap::from([(topo.service.clone(), ttl)]),
+            regions,
+        };
+        let global = GlobalSim {
+            state: GlobalState::new(config, seed),
+            views,
+            timer_at: None,
+            generation: 0,
+        };
         let farms = if flat {
             Vec::new()
         } else {
@@ -329,8 +346,9 @@ impl<'a> World<'a> {
             servers,
             monitors,
             farms,
-            globals,
+            global,
             flat,
+            client_view,
             resolvers,
             max_rate: sc.regions.iter().map(|r| r.max_rate()).collect(),
             arrival_rng: seeded(seed, 1),
@@ -354,9 +372,7 @@ impl<'a> World<'a> {
         for m in 0..self.monitors.len() {
             self.after_monitor(m, false);
         }
-        for g in 0..self.globals.len() {
-            self.after_global(g, false);
-        }
+        self.after_global(false);
         for r in 0..self.sc.regions.len() {
             self.next_arrival(r, 0);
         }

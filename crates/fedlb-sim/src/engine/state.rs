@@ -7,7 +7,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use fedlb_core::{
-    FarmConfig, FarmState, GlobalState, Monitor, ProbeId, Report as CoreReport, Summary, Timestamp,
+    FarmConfig, FarmState, GlobalState, Monitor, ProbeId, RegionId, Report as CoreReport, Summary,
+    Timestamp,
 };
 use rand::rngs::SmallRng;
 use rand_distr::{Distribution, Exp, LogNormal};
@@ -70,7 +71,6 @@ pub(super) enum Ev {
         payload: u32,
     },
     ReportToGlobal {
-        g: u16,
         payload: u32,
     },
     FarmTimer {
@@ -78,15 +78,13 @@ pub(super) enum Ev {
         generation: u32,
     },
     SummaryToGlobal {
-        g: u16,
         payload: u32,
     },
     GlobalTimer {
-        g: u16,
         generation: u32,
     },
     DnsUpdate {
-        g: u16,
+        view: u16,
         payload: u32,
     },
     Fault,
@@ -210,13 +208,22 @@ pub(super) struct FarmSim {
 
 pub(super) struct GlobalSim {
     pub(super) state: GlobalState,
-    /// What its DNS server serves: the answer and its TTL in µs (from the core's Publish).
-    pub(super) answer: Vec<u32>,
-    pub(super) answer_ttl: u64,
-    /// The last answer handed to its DNS server (a new TTL alone is not a flip).
-    pub(super) published: Vec<IpAddr>,
+    /// What its DNS server serves to each region of clients: the default region's view
+    /// first, then one per region the core decides for.
+    pub(super) views: Vec<DnsView>,
     pub(super) timer_at: Option<u64>,
     pub(super) generation: u32,
+}
+
+/// One region's answer at the DNS server (a view, in BIND's words).
+pub(super) struct DnsView {
+    /// Whose it is, as the core's `Publish::region` names it (`None`: the default region).
+    pub(super) region: Option<RegionId>,
+    /// The answer and its TTL in µs (from the core's Publish).
+    pub(super) answer: Vec<u32>,
+    pub(super) answer_ttl: u64,
+    /// The last answer handed to the DNS server (a new TTL alone is not a flip).
+    pub(super) published: Vec<IpAddr>,
 }
 
 #[derive(Clone)]
@@ -241,8 +248,10 @@ pub(super) struct World<'a> {
     pub(super) servers: Vec<ServerSim>,
     pub(super) monitors: Vec<MonSim>,
     pub(super) farms: Vec<FarmSim>,
-    pub(super) globals: Vec<GlobalSim>,
+    pub(super) global: GlobalSim,
     pub(super) flat: bool,
+    /// The view (index into `global.views`) each client region resolves in.
+    pub(super) client_view: Vec<usize>,
     pub(super) resolvers: Vec<Vec<Resolver>>,
     pub(super) max_rate: Vec<f64>,
     pub(super) arrival_rng: SmallRng,
