@@ -402,20 +402,27 @@ pub(crate) fn describe(topo: &Topology, sc: &Scenario, v: &Variant) -> String {
         ),
         None => {
             let l = local.values().next();
+            let tiers = match l {
+                Some(l) if l.hysteresis != global.hysteresis => format!(
+                    "{} across farms, {} inside",
+                    hysteresis(global.hysteresis),
+                    hysteresis(l.hysteresis)
+                ),
+                _ => hysteresis(global.hysteresis),
+            };
             format!(
-                "{} farm (top-{}) → {} server (top-{}){}, {}",
+                "{} farm (top-{}) → {} server (top-{}){}, {tiers}",
                 policy_name(&global.policy),
                 global.answers,
                 l.map_or_else(|| "-".into(), |l| policy_name(&l.policy)),
                 l.map_or(1, |l| l.answers),
                 l.map_or_else(String::new, |l| rotation(&l.policy, l.rotate_every)),
-                hysteresis(global.hysteresis)
             )
         }
     };
     let _ = write!(text, ", {ttl}");
     if v.per_region {
-        text.push_str(", one answer per client region (not today's fedlb)");
+        text.push_str(", one answer per client region");
     }
     text
 }

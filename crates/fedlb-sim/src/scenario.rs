@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use fedlb_core::{ClosestBy, Hysteresis, Policy};
+use fedlb_core::{ClosestBy, Filter, Hysteresis, Policy};
 use fedlb_topology::duration::{parse_duration_or_seconds, seconds_to_duration};
 use fedlb_topology::policy::PolicyKind;
 use fedlb_topology::{Location, Problem};
@@ -195,6 +195,8 @@ pub struct Variant {
     pub local: Option<Policy>,
     /// Hysteresis override for every tier.
     pub hysteresis: Option<Hysteresis>,
+    /// Hysteresis override for the local (farm) tier alone; wins over `hysteresis` there.
+    pub local_hysteresis: Option<Hysteresis>,
     /// Addresses answered by the local tier (or by the single tier when flat).
     pub answers: Option<usize>,
     /// Addresses answered by the global tier (hierarchical).
@@ -203,8 +205,9 @@ pub struct Variant {
     pub rotate_every: Option<Duration>,
     /// TTL override.
     pub ttl: Option<TtlMode>,
-    /// One answer per client region, "closest" measured from the region — the DESIGN's
-    /// future direction, not what fedlb publishes today.
+    /// One answer per client region: each scenario region becomes one of the global node's
+    /// regions (`GlobalConfig::regions`, distances its round-trip times to each farm), and
+    /// its clients resolve in that region's view.
     pub per_region: bool,
 }
 
@@ -216,6 +219,7 @@ impl Variant {
             global: None,
             local: None,
             hysteresis: None,
+            local_hysteresis: None,
             answers: None,
             global_answers: None,
             rotate_every: None,
@@ -225,7 +229,8 @@ impl Variant {
     }
 
     /// The comparison run when a scenario lists no `[[policies]]`: the patent's four
-    /// single-level baselines against fedlb's hierarchical policy and its knobs.
+    /// single-level baselines against fedlb's hierarchical policy, its knobs, and fedlb
+    /// deciding per region of clients (`fedlb-regions`).
     pub fn defaults() -> Vec<Variant> {
         let flat = |name: &str, p: Policy| {
             let mut v = Variant::named(name);
@@ -255,9 +260,20 @@ impl Variant {
             min: Duration::from_secs(1),
             max: Duration::ZERO, // filled in with the fixed TTL
         });
-        let mut per_region = fedlb();
-        per_region.name = "per-region(future)".into();
-        per_region.per_region = true;
+        // What a topology with regions runs by default: closest from each region among the
+        // farms under their load limit, else the least loaded; and, as every topology gets
+        // unless it says otherwise, no hysteresis inside a farm (a least-loaded choice held
+        // for a dwell herds every resolver that refreshes onto one server, and the farm's
+        // summed load then spills a whole region across an ocean).
+        let mut regions = fedlb();
+        regions.local_hysteresis = Some(Hysteresis::NONE);
+        regions.name = "fedlb-regions".into();
+        regions.global = Some(Policy::Composite {
+            filters: vec![Filter::MaxLoad(0.8)],
+            rank: Box::new(Policy::Closest(ClosestBy::Auto)),
+            fallback: Some(Box::new(Policy::LeastLoaded)),
+        });
+        regions.per_region = true;
         vec![
             rr,
             random,
@@ -267,7 +283,7 @@ impl Variant {
             no_hyst,
             top2,
             derived,
-            per_region,
+            regions,
         ]
     }
 }
@@ -489,6 +505,7 @@ struct RawPolicy {
     global: Option<String>,
     local: Option<String>,
     hysteresis: Option<RawHysteresis>,
+    local_hysteresis: Option<RawHysteresis>,
     answers: Option<i64>,
     global_answers: Option<i64>,
     rotate_every: Option<RawDuration>,
@@ -1024,12 +1041,19 @@ impl Ctx<'_> {
             );
             ok = false;
         }
-        let hysteresis = match &p.hysteresis {
+        if p.flat.is_some() && p.local_hysteresis.is_some() {
+            self.err(
+                format!("{path}.local_hysteresis"),
+                "a single-level (flat) policy has no local tier",
+            );
+            ok = false;
+        }
+        let mut hysteresis = |field: &str, raw: &Option<RawHysteresis>| match raw {
             None => Some(None),
             Some(RawHysteresis::Off(s)) if s == "none" => Some(Some(Hysteresis::NONE)),
             Some(RawHysteresis::Off(s)) => {
                 self.err(
-                    format!("{path}.hysteresis"),
+                    format!("{path}.{field}"),
                     format!("\"{s}\": expected \"none\" or {{ margin, dwell }}"),
                 );
                 None
@@ -1037,12 +1061,12 @@ impl Ctx<'_> {
             Some(RawHysteresis::On { margin, dwell }) => {
                 if !(0.0..1.0).contains(margin) {
                     self.err(
-                        format!("{path}.hysteresis.margin"),
+                        format!("{path}.{field}.margin"),
                         format!("{margin}: must be within 0..1"),
                     );
                     ok = false;
                 }
-                self.dur(&format!("{path}.hysteresis.dwell"), dwell)
+                self.dur(&format!("{path}.{field}.dwell"), dwell)
                     .map(|dwell| {
                         Some(Hysteresis {
                             margin: *margin,
@@ -1051,6 +1075,8 @@ impl Ctx<'_> {
                     })
             }
         };
+        let local_hysteresis = hysteresis("local_hysteresis", &p.local_hysteresis);
+        let hysteresis = hysteresis("hysteresis", &p.hysteresis);
         let mut answers = |field: &str, v: Option<i64>| -> Option<Option<usize>> {
             match v {
                 None => Some(None),
@@ -1080,6 +1106,7 @@ impl Ctx<'_> {
             global: global?,
             local: local?,
             hysteresis: hysteresis?,
+            local_hysteresis: local_hysteresis?,
             answers: local_answers?,
             global_answers: global_answers?,
             rotate_every: rotate_every?,

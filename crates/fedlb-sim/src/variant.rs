@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use fedlb_core::{Policy, SelectorConfig};
+use fedlb_core::{Hysteresis, Policy, SelectorConfig};
 
 use crate::error::Error;
 use crate::scenario::{Scenario, TtlMode, Variant};
@@ -13,13 +13,14 @@ fn with_overrides(
     base: &SelectorConfig,
     v: &Variant,
     policy: Option<&Policy>,
+    hysteresis: Option<Hysteresis>,
     answers: Option<usize>,
 ) -> SelectorConfig {
     let mut s = base.clone();
     if let Some(p) = policy {
         s.policy = p.clone();
     }
-    if let Some(h) = v.hysteresis {
+    if let Some(h) = hysteresis {
         s.hysteresis = h;
     }
     if let Some(n) = answers {
@@ -55,8 +56,8 @@ pub(crate) fn selectors(
 ) -> Result<(SelectorConfig, BTreeMap<fedlb_core::FarmId, SelectorConfig>), Error> {
     let base = &topo.global_service()?.selector;
     let global = match &v.flat {
-        Some(p) => with_overrides(base, v, Some(p), v.answers),
-        None => with_overrides(base, v, v.global.as_ref(), v.global_answers),
+        Some(p) => with_overrides(base, v, Some(p), v.hysteresis, v.answers),
+        None => with_overrides(base, v, v.global.as_ref(), v.hysteresis, v.global_answers),
     };
     let local = topo
         .farms
@@ -65,7 +66,13 @@ pub(crate) fn selectors(
             let svc = f.services.get(&topo.service)?;
             Some((
                 id.clone(),
-                with_overrides(&svc.selector, v, v.local.as_ref(), v.answers),
+                with_overrides(
+                    &svc.selector,
+                    v,
+                    v.local.as_ref(),
+                    v.local_hysteresis.or(v.hysteresis),
+                    v.answers,
+                ),
             ))
         })
         .collect();

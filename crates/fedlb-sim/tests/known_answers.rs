@@ -256,3 +256,157 @@ fn stale_readings_and_long_ttl_make_least_loaded_herd_and_hysteresis_or_top_n_ca
     );
     assert!(top3.max_utilisation < ll.max_utilisation);
 }
+
+/// Farm `a` close to region `eu` (10 ms, 90 ms from `us`), farm `b` the other way round;
+/// capacities are the servers' slots, so the farms' load is pending requests per slot.
+fn two_sites() -> Topology {
+    TopologyBuilder::new()
+        .farm("a", 10.0, None, &[("a1", 4.0), ("a2", 4.0)])
+        .farm("b", 50.0, None, &[("b1", 16.0), ("b2", 16.0)])
+        .build()
+}
+
+const TWO_SITES: &str = r#"
+[server_defaults]
+slots = 4
+service_time = { dist = "exponential", mean = "20ms" }
+[servers.b1]
+slots = 16
+[servers.b2]
+slots = 16
+[rtt_ms]
+eu = { a = 10, b = 90 }
+us = { a = 90, b = 10 }
+"#;
+
+fn requests_to(p: &fedlb_sim::PolicyResult, farm: &str) -> u64 {
+    p.servers
+        .iter()
+        .filter(|s| s.name.starts_with(farm))
+        .map(|s| s.requests)
+        .sum()
+}
+
+#[test]
+fn regions_each_region_gets_its_closest_farm_and_only_its_own_moves_when_that_farm_fails() {
+    let sc = Scenario::parse(
+        &format!(
+            r#"
+            duration = "8m"
+            {TWO_SITES}
+            [[regions]]
+            name = "eu"
+            rate = 100
+            resolvers = 20
+            [[regions]]
+            name = "us"
+            rate = 100
+            resolvers = 20
+            [[faults]]
+            kind = "farm_down"
+            target = "a"
+            at = "4m"
+            until = "6m"
+            "#
+        ),
+        "test.toml",
+    )
+    .unwrap();
+    let opts = Options {
+        policies: vec!["fedlb-regions".into(), "fedlb".into()],
+        ..Options::default()
+    };
+    let r = simulate(&two_sites(), &sc, &opts).unwrap();
+    let (regions, fedlb) = (
+        r.policy("fedlb-regions").unwrap(),
+        r.policy("fedlb").unwrap(),
+    );
+    let (eu, us) = (&regions.regions[0], &regions.regions[1]);
+    // each region at its own farm: 10 ms away, 20 ms of service and a little queueing (eu
+    // spends 2 of its 7 minutes 90 ms away)
+    assert!(us.mean_ms < 35.0, "us {}", us.mean_ms);
+    assert!(eu.p50_ms < 45.0, "eu p50 {}", eu.p50_ms);
+    // a's two minutes down: eu loses requests to it until it moves to b (90 ms away); us
+    // never sent any there
+    assert!(eu.to_down_share > 0.0 && us.to_down_share == 0.0);
+    let a = requests_to(regions, "a");
+    let b = requests_to(regions, "b");
+    // a takes eu's requests for 5 of its 7 minutes, b the rest of eu's and all of us's
+    let (eu_n, us_n) = (eu.requests as f64, us.requests as f64);
+    let a_share = a as f64 / eu_n;
+    assert!(a_share > 0.6 && a_share < 0.8, "a took {a_share} of eu");
+    assert!(b as f64 > us_n + 0.2 * eu_n, "b {b}, us {us_n}");
+    // one answer for everyone (closest to the global node: a) sends us across the ocean
+    assert!(fedlb.regions[1].mean_ms > us.mean_ms + 60.0);
+}
+
+#[test]
+fn regions_a_burst_over_the_load_limit_spills_to_the_next_closest_farm() {
+    // eu's burst asks a for 600 requests/s, 1.5 times what its 8 slots serve; b's 32 slots
+    // serve 1,600/s.
+    let sc = Scenario::parse(
+        &format!(
+            r#"
+            duration = "6m"
+            {TWO_SITES}
+            [[regions]]
+            name = "eu"
+            rate = 200
+            resolvers = 20
+            bursts = [{{ at = "2m", duration = "2m", factor = 3 }}]
+            [[regions]]
+            name = "us"
+            rate = 100
+            resolvers = 20
+            [[policies]]
+            name = "closest-regions"
+            global = "closest"
+            local_hysteresis = "none"
+            per_region = true
+            "#
+        ),
+        "test.toml",
+    )
+    .unwrap();
+    let mut sc = sc;
+    let regions = fedlb_sim::Variant::defaults()
+        .into_iter()
+        .find(|v| v.name == "fedlb-regions")
+        .unwrap();
+    sc.variants.push(regions);
+    let r = simulate(&two_sites(), &sc, &Options::default()).unwrap();
+    let (closest, spill) = (
+        r.policy("closest-regions").unwrap(),
+        r.policy("fedlb-regions").unwrap(),
+    );
+    // closest alone moves eu only once a's servers are so far behind that their health
+    // probes time out: a drowns first and eu's requests are refused
+    assert!(
+        closest.max_utilisation > 0.99,
+        "{}",
+        closest.max_utilisation
+    );
+    assert!(closest.refused_share > 0.005, "{}", closest.refused_share);
+    // the load limit moves eu to b (90 ms away) as soon as a is over 80 %, sooner than its
+    // health probes fail: fewer requests are refused and eu waits less (but the region moves
+    // as a whole, so a still drowns between moves)
+    assert!(requests_to(spill, "b") > spill.regions[1].requests * 2);
+    assert!(
+        spill.refused_share * 2.0 < closest.refused_share,
+        "refused: spill {} vs closest {}",
+        spill.refused_share,
+        closest.refused_share
+    );
+    assert!(
+        spill.regions[0].mean_ms < 0.85 * closest.regions[0].mean_ms,
+        "eu: spill {} vs closest {}",
+        spill.regions[0].mean_ms,
+        closest.regions[0].mean_ms
+    );
+    // and us, whose farm had room, barely notices eu's guests
+    assert!(
+        spill.regions[1].mean_ms < 40.0,
+        "{}",
+        spill.regions[1].mean_ms
+    );
+}

@@ -99,11 +99,18 @@ fn every_default_policy_runs_and_sees_the_faults() {
         "us clients cross the ocean: {}",
         us.mean_ms
     );
-    // the per-region variant sends us clients to b until its farm node dies at 3 min
-    let per_region = r.policy("per-region(future)").unwrap();
-    assert!(per_region.regions[1].mean_ms < us.mean_ms);
+    // the regions variant sends us clients to b until its farm node dies at 3 min
+    let regions = r.policy("fedlb-regions").unwrap();
+    assert!(regions.regions[1].mean_ms < us.mean_ms);
     let table = r.to_table();
-    assert!(table.contains("not today's fedlb"), "{table}");
+    assert!(
+        table.contains("closest among load ≤ 80 %, else least loaded farm"),
+        "{table}"
+    );
+    assert!(
+        table.contains("no hysteresis inside, TTL 30 s, one answer per client region"),
+        "{table}"
+    );
 }
 
 #[test]
