@@ -229,6 +229,8 @@ pub(crate) struct RawTopology {
     pub farms: Vec<RawFarm>,
     #[serde(default)]
     pub servers: Vec<RawServer>,
+    #[serde(default)]
+    pub regions: Vec<RawRegion>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,6 +271,7 @@ pub(crate) struct RawDns {
     pub command: Option<RawCommandOutput>,
     pub answers: Option<i64>,
     pub tsig: Option<RawTsig>,
+    pub geoip_database: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -438,6 +441,34 @@ pub(crate) struct RawServer {
     pub probe_address: Option<String>,
     pub distance_ms: Option<f64>,
     pub location: Option<RawLocation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRegion {
+    pub name: String,
+    pub clients: Option<Vec<String>>,
+    pub geoip: Option<RawGeoip>,
+    pub location: Option<RawLocation>,
+    #[serde(default)]
+    pub distance_ms: BTreeMap<String, f64>,
+    pub dns: Option<RawRegionDns>,
+    pub tsig: Option<RawTsig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGeoip {
+    #[serde(default)]
+    pub countries: Vec<String>,
+    #[serde(default)]
+    pub continents: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRegionDns {
+    pub servers: Vec<String>,
 }
 
 /// A duration as written: a humane string or a number of seconds.
