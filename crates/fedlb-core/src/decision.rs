@@ -401,6 +401,21 @@ impl Selector {
                 Some(_) => {}
             }
         }
+        if let Policy::Composite { filters, .. } = policy {
+            let failing: Vec<String> = ranking
+                .iter()
+                .filter(|r| !r.passes && !chosen.contains(&r.id))
+                .map(|r| format!("{} {}", r.id, r.shown))
+                .collect();
+            if !failing.is_empty() {
+                let filters: Vec<String> = filters.iter().map(ToString::to_string).collect();
+                why.push_str(&format!(
+                    "; not meeting {}: {}",
+                    filters.join(" and "),
+                    failing.join(", ")
+                ));
+            }
+        }
         if let Some(hold) = hold {
             why.push_str(&format!("; holding: {hold}"));
         }

@@ -283,7 +283,7 @@ impl FarmState {
     }
 
     fn flush(&mut self, now: Timestamp, heartbeat: bool) {
-        for (service, decision) in self.tier.take_changed() {
+        for (service, _, decision) in self.tier.take_changed() {
             self.outputs
                 .push_back(FarmOutput::Decision(service, decision));
         }

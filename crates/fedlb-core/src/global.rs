@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::decision::Decision;
 use crate::farm::Summary;
-use crate::id::{CandidateId, ServiceId};
+use crate::id::{CandidateId, RegionId, ServiceId};
 use crate::monitor::Report;
-use crate::tier::{Refused, Tier, TierService};
+use crate::tier::{Refused, RegionSpec, Tier, TierService};
 use crate::time::Timestamp;
 use crate::ttl::TtlRule;
 
@@ -25,6 +25,10 @@ pub struct GlobalConfig {
     /// How each service's TTL is chosen (a service not listed: [`TtlRule::default`]).
     #[serde(default)]
     pub ttl: BTreeMap<ServiceId, TtlRule>,
+    /// Regions of clients each service is also decided for, each from where its clients
+    /// are; clients in no region get the default decision (the global node's own view).
+    #[serde(default)]
+    pub regions: Vec<RegionSpec>,
 }
 
 impl GlobalConfig {
@@ -33,6 +37,7 @@ impl GlobalConfig {
         GlobalConfig {
             services,
             ttl: BTreeMap::new(),
+            regions: Vec::new(),
         }
     }
 }
@@ -43,6 +48,8 @@ impl GlobalConfig {
 pub struct Publish {
     /// The service.
     pub service: ServiceId,
+    /// Whose answer it is: a region's clients, or (`None`) the default region's.
+    pub region: Option<RegionId>,
     /// The decision; never an empty answer.
     pub decision: Decision,
     /// The TTL, in seconds, from the service's [`TtlRule`].
@@ -64,8 +71,8 @@ pub enum GlobalOutput {
 pub struct GlobalState {
     tier: Tier,
     ttl: BTreeMap<ServiceId, TtlRule>,
-    /// What was last handed out per service, to publish again only on a change.
-    published: BTreeMap<ServiceId, Publish>,
+    /// What was last handed out per service and region, to publish again only on a change.
+    published: BTreeMap<(ServiceId, Option<RegionId>), Publish>,
     rng: SmallRng,
     outputs: VecDeque<GlobalOutput>,
 }
@@ -73,8 +80,11 @@ pub struct GlobalState {
 impl GlobalState {
     /// A global node with nothing heard yet; `seed` drives random policies.
     pub fn new(config: GlobalConfig, seed: u64) -> Self {
+        let mut tier = Tier::default();
+        tier.set_regions(config.regions);
+        tier.set_services(config.services);
         GlobalState {
-            tier: Tier::new(config.services),
+            tier,
             ttl: config.ttl,
             published: BTreeMap::new(),
             rng: SmallRng::seed_from_u64(seed),
@@ -109,10 +119,16 @@ impl GlobalState {
 
     /// Applies a new config (a reload), keeping what is known of members that remain.
     pub fn set_config(&mut self, config: GlobalConfig, now: Timestamp) {
+        self.tier.set_regions(config.regions);
         self.tier.set_services(config.services);
         self.ttl = config.ttl;
-        self.published
-            .retain(|service, _| self.tier.services().contains_key(service));
+        let tier = &self.tier;
+        self.published.retain(|(service, region), _| {
+            tier.services().contains_key(service)
+                && region
+                    .as_ref()
+                    .is_none_or(|r| tier.regions().iter().any(|s| &s.id == r))
+        });
         self.tier.recompute_all(now, &mut self.rng);
         self.flush(now);
     }
@@ -174,43 +190,53 @@ impl GlobalState {
         self.outputs.pop_front()
     }
 
-    /// What was last handed out for each service.
-    pub fn published(&self) -> &BTreeMap<ServiceId, Publish> {
+    /// What was last handed out for each service and region (`None`: the default region).
+    pub fn published(&self) -> &BTreeMap<(ServiceId, Option<RegionId>), Publish> {
         &self.published
     }
 
-    /// Hands out every service whose answer changed, and, where the TTL is derived, every
-    /// service whose next possible change moved (its TTL follows it).
+    /// Hands out every answer (service and region) that changed, and, where the TTL is
+    /// derived, every answer whose next possible change moved (its TTL follows it).
     fn flush(&mut self, now: Timestamp) {
         self.tier.take_recomputed();
-        let changed: BTreeMap<ServiceId, Decision> = self.tier.take_changed().into_iter().collect();
-        for (service, tier) in self.tier.services() {
-            let rule = self.ttl.get(service).copied().unwrap_or_default();
-            let next_change = tier.next_change();
-            let ttl = rule.ttl(next_change, now);
-            let last = self.published.get(service);
-            let decision = match (changed.get(service), last) {
-                (Some(d), _) => d,
-                // a derived TTL follows the next possible change; a fixed one, a reload
-                (None, Some(p))
-                    if (rule.derive && p.next_change != next_change)
-                        || (!rule.derive && p.ttl != ttl) =>
-                {
-                    &p.decision
+        let changed: BTreeMap<(ServiceId, Option<RegionId>), Decision> = self
+            .tier
+            .take_changed()
+            .into_iter()
+            .map(|(service, region, d)| ((service, region), d))
+            .collect();
+        let regions = std::iter::once(None).chain(self.tier.regions().iter().map(|r| Some(&r.id)));
+        for region in regions {
+            for (service, tier) in self.tier.services() {
+                let rule = self.ttl.get(service).copied().unwrap_or_default();
+                let next_change = tier.next_change_in(region);
+                let ttl = rule.ttl(next_change, now);
+                let key = (service.clone(), region.cloned());
+                let last = self.published.get(&key);
+                let decision = match (changed.get(&key), last) {
+                    (Some(d), _) => d,
+                    // a derived TTL follows the next possible change; a fixed one, a reload
+                    (None, Some(p))
+                        if (rule.derive && p.next_change != next_change)
+                            || (!rule.derive && p.ttl != ttl) =>
+                    {
+                        &p.decision
+                    }
+                    _ => continue,
+                };
+                if decision.addresses.is_empty() {
+                    continue;
                 }
-                _ => continue,
-            };
-            if decision.addresses.is_empty() {
-                continue;
+                let publish = Publish {
+                    service: service.clone(),
+                    region: region.cloned(),
+                    decision: decision.clone(),
+                    ttl,
+                    next_change,
+                };
+                self.published.insert(key, publish.clone());
+                self.outputs.push_back(GlobalOutput::Publish(publish));
             }
-            let publish = Publish {
-                service: service.clone(),
-                decision: decision.clone(),
-                ttl,
-                next_change,
-            };
-            self.published.insert(service.clone(), publish.clone());
-            self.outputs.push_back(GlobalOutput::Publish(publish));
         }
     }
 }

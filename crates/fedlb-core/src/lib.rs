@@ -34,6 +34,8 @@ pub use monitor::{
     Measurement, Monitor, MonitorConfig, MonitorOutput, ProbeResult, ProbeSchedule, Report,
 };
 pub use policy::{ClosestBy, Filter, Policy, Ranked};
-pub use tier::{MemberKind, MemberSpec, MemberView, Refused, Tier, TierService, Update};
+pub use tier::{
+    MemberKind, MemberSpec, MemberView, Refused, RegionSpec, RegionTier, Tier, TierService, Update,
+};
 pub use time::Timestamp;
 pub use ttl::TtlRule;

@@ -32,12 +32,17 @@ pub enum Policy {
     /// Lowest value of a named application metric (e.g. fewest DBMS users).
     LowestMetric(String),
     /// Rank by `rank` among the candidates that pass every filter; those that fail a
-    /// filter come after all those that pass ("closest among those under 80 % load").
+    /// filter come after all those that pass ("closest among those under 80 % load"), ranked
+    /// by `fallback` when given ("…, else the least loaded"), else by `rank`.
     Composite {
         /// Conditions a candidate should meet.
         filters: Vec<Filter>,
-        /// How the candidates are then ranked.
+        /// How the candidates that pass are ranked.
         rank: Box<Policy>,
+        /// How the candidates that fail a filter are ranked, after those that pass; `None`:
+        /// by `rank` too.
+        #[serde(default)]
+        fallback: Option<Box<Policy>>,
     },
 }
 
@@ -80,6 +85,22 @@ impl Filter {
     }
 }
 
+impl Filter {
+    /// The reading the filter looks at, as an operator reads it (`load 41 %`); `None`
+    /// when the candidate does not report it.
+    pub fn shown(&self, c: &Candidate) -> Option<String> {
+        match self {
+            Filter::MaxLoad(_) => c.load().map(|l| format!("load {:.0} %", l * 100.0)),
+            Filter::MaxResponseTime(_) => c.readings.response_time.map(|s| human(s.value)),
+            Filter::MaxMetric(name, _) => c
+                .readings
+                .metrics
+                .get(name)
+                .map(|s| format!("{name} {}", s.value)),
+        }
+    }
+}
+
 impl fmt::Display for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -103,10 +124,17 @@ impl fmt::Display for Policy {
             Policy::RoundRobin => f.write_str("round robin"),
             Policy::Random => f.write_str("random"),
             Policy::LowestMetric(m) => write!(f, "lowest {m}"),
-            Policy::Composite { filters, rank } => {
+            Policy::Composite {
+                filters,
+                rank,
+                fallback,
+            } => {
                 write!(f, "{rank} among")?;
                 for (i, filter) in filters.iter().enumerate() {
                     write!(f, "{} {filter}", if i == 0 { "" } else { " and" })?;
+                }
+                if let Some(fallback) = fallback {
+                    write!(f, ", else {fallback}")?;
                 }
                 Ok(())
             }
@@ -133,7 +161,9 @@ impl Policy {
     pub fn is_stable(&self) -> bool {
         match self {
             Policy::Weighted | Policy::RoundRobin | Policy::Random => false,
-            Policy::Composite { rank, .. } => rank.is_stable(),
+            Policy::Composite { rank, fallback, .. } => {
+                rank.is_stable() && fallback.as_deref().is_none_or(Policy::is_stable)
+            }
             _ => true,
         }
     }
@@ -146,9 +176,13 @@ impl Policy {
         rotation: u64,
         rng: &mut impl Rng,
     ) -> Vec<Ranked> {
-        let (filters, inner): (&[Filter], &Policy) = match self {
-            Policy::Composite { filters, rank } => (filters, rank),
-            other => (&[], other),
+        let (filters, inner, fallback): (&[Filter], &Policy, Option<&Policy>) = match self {
+            Policy::Composite {
+                filters,
+                rank,
+                fallback,
+            } => (filters, rank, fallback.as_deref()),
+            other => (&[], other, None),
         };
         let mut sorted: Vec<&Candidate> = candidates.to_vec();
         sorted.sort_by(|a, b| a.id.cmp(&b.id));
@@ -206,13 +240,47 @@ impl Policy {
         for r in &mut ranked {
             if let Some(c) = by_id(&r.id) {
                 r.passes = filters.iter().all(|f| f.passes(c));
+                // show what the filters looked at, so that the why says why a candidate
+                // failed ("12 ms, load 91 %")
+                for f in filters {
+                    if let Some(part) = f.shown(c)
+                        && !r.shown.contains(&part)
+                    {
+                        r.shown = format!("{}, {part}", r.shown);
+                    }
+                }
             }
         }
-        if inner.is_stable() {
-            ranked.sort_by(compare_ranked);
-        } else {
+        if let Some(fallback) = fallback {
+            // those that fail a filter are ranked among themselves by the fallback
+            let failing: Vec<&Candidate> = candidates
+                .iter()
+                .copied()
+                .filter(|c| !filters.iter().all(|f| f.passes(c)))
+                .collect();
+            let again = fallback.rank(&failing, rotation, rng);
+            for r in ranked.iter_mut().filter(|r| !r.passes) {
+                if let Some(f) = again.iter().find(|f| f.id == r.id) {
+                    r.score = f.score;
+                    if !r.shown.contains(&f.shown) {
+                        r.shown = format!("{}, {}", r.shown, f.shown);
+                    }
+                }
+            }
+        }
+        match (inner.is_stable(), fallback) {
+            (true, _) => ranked.sort_by(compare_ranked),
             // keep the drawn order, but filters still come first
-            ranked.sort_by_key(|r| !r.passes);
+            (false, None) => ranked.sort_by_key(|r| !r.passes),
+            (false, Some(_)) => ranked.sort_by(|a, b| {
+                b.passes.cmp(&a.passes).then_with(|| {
+                    if a.passes {
+                        Ordering::Equal
+                    } else {
+                        compare_ranked(a, b)
+                    }
+                })
+            }),
         }
         ranked
     }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::candidate::{Candidate, Distance, Health, Members, Readings};
 use crate::decision::{Decision, Selector, SelectorConfig};
 use crate::health::Liveness;
-use crate::id::{CandidateId, ServiceId};
+use crate::id::{CandidateId, RegionId, ServiceId};
 use crate::time::Timestamp;
 
 /// What a member of a tier is: a server, or a farm seen as one candidate through its
@@ -59,6 +59,67 @@ pub struct MemberSpec {
     pub distance: Option<Distance>,
     /// When its silence makes it stale, then down.
     pub liveness: Liveness,
+}
+
+/// A region of clients as the global tier sees it: how far each member is from those
+/// clients. The global tier decides each service once for its own view (the default region,
+/// for clients in no region) and once per region, over the same members and health.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegionSpec {
+    /// Its name.
+    pub id: RegionId,
+    /// Distance from the region's clients to each member (declared, or derived from
+    /// locations). A member not listed has no known distance from this region: closest
+    /// ranks it after those that have one. Round-trip times and hop counts measured from the
+    /// deciding node say nothing about a region's clients and are not used for it.
+    pub distances: BTreeMap<CandidateId, Distance>,
+}
+
+impl RegionSpec {
+    /// A member as this region's clients see it: its distance from them, and no reading
+    /// measured from the deciding node's own position.
+    fn view(&self, c: &Candidate) -> Candidate {
+        let mut c = c.clone();
+        c.distance = self.distances.get(&c.id).copied();
+        c.readings.rtt = None;
+        c.readings.hops = None;
+        c
+    }
+}
+
+/// One region's decision of one service.
+#[derive(Clone, Debug)]
+pub struct RegionTier {
+    spec: RegionSpec,
+    selector: Selector,
+    decision: Option<Decision>,
+    changed: bool,
+}
+
+impl RegionTier {
+    fn new(spec: RegionSpec, selector: SelectorConfig) -> Self {
+        RegionTier {
+            spec,
+            selector: Selector::new(selector),
+            decision: None,
+            changed: false,
+        }
+    }
+
+    /// The region.
+    pub fn id(&self) -> &RegionId {
+        &self.spec.id
+    }
+
+    /// The region's latest decision.
+    pub fn decision(&self) -> Option<&Decision> {
+        self.decision.as_ref()
+    }
+
+    /// When the region's decision could next change with no new input.
+    pub fn next_change(&self) -> Option<Timestamp> {
+        self.selector.poll_timeout()
+    }
 }
 
 /// What a member last said about itself.
@@ -179,6 +240,8 @@ pub struct ServiceTier {
     decision: Option<Decision>,
     /// Last time the answer changed (for outputs).
     changed: bool,
+    /// The same service decided for each region's clients (empty: one decision for all).
+    regions: Vec<RegionTier>,
     /// Since when an update waits to be taken into a decision (readings only: health
     /// changes are decided at once).
     dirty_since: Option<Timestamp>,
@@ -190,9 +253,13 @@ pub struct ServiceTier {
 }
 
 impl ServiceTier {
-    fn new(selector: SelectorConfig, members: &[MemberSpec]) -> Self {
+    fn new(selector: SelectorConfig, members: &[MemberSpec], regions: &[RegionSpec]) -> Self {
         let mut t = ServiceTier {
             members: BTreeMap::new(),
+            regions: regions
+                .iter()
+                .map(|r| RegionTier::new(r.clone(), selector.clone()))
+                .collect(),
             selector: Selector::new(selector),
             decision: None,
             changed: false,
@@ -225,6 +292,24 @@ impl ServiceTier {
             };
             self.members.insert(spec.id.clone(), state);
         }
+    }
+
+    /// Applies the regions (a reload), keeping each remaining region's decision state.
+    fn set_regions(&mut self, regions: &[RegionSpec]) {
+        let config = self.selector.config().clone();
+        let mut old = std::mem::take(&mut self.regions);
+        self.regions = regions
+            .iter()
+            .map(|spec| match old.iter().position(|r| r.spec.id == spec.id) {
+                Some(i) => {
+                    let mut r = old.swap_remove(i);
+                    r.spec = spec.clone();
+                    r.selector.set_config(config.clone());
+                    r
+                }
+                None => RegionTier::new(spec.clone(), config.clone()),
+            })
+            .collect();
     }
 
     /// The candidates as they are at `now`.
@@ -280,6 +365,51 @@ impl ServiceTier {
         self.selector.poll_timeout()
     }
 
+    /// The decision for one region's clients (`None`: the default region's, that is
+    /// [`ServiceTier::decision`]); `None` for an unknown region or before a first decision.
+    pub fn decision_in(&self, region: Option<&RegionId>) -> Option<&Decision> {
+        match region {
+            None => self.decision(),
+            Some(id) => self.region(id)?.decision(),
+        }
+    }
+
+    /// When the decision for one region's clients could next change with no new input.
+    pub fn next_change_in(&self, region: Option<&RegionId>) -> Option<Timestamp> {
+        match region {
+            None => self.next_change(),
+            Some(id) => self.region(id)?.next_change(),
+        }
+    }
+
+    /// Each region's decision state, in the order the regions were declared.
+    pub fn regions(&self) -> &[RegionTier] {
+        &self.regions
+    }
+
+    fn region(&self, id: &RegionId) -> Option<&RegionTier> {
+        self.regions.iter().find(|r| &r.spec.id == id)
+    }
+
+    /// Whether any decision (the default one or a region's) answers `member`, and whether
+    /// any of them is fail-static.
+    fn answering(&self, member: &CandidateId) -> (bool, bool) {
+        let decisions = std::iter::once(self.decision.as_ref())
+            .chain(self.regions.iter().map(|r| r.decision.as_ref()));
+        let mut chosen = false;
+        let mut degraded = false;
+        for d in decisions {
+            match d {
+                Some(d) => {
+                    chosen |= d.chosen.contains(member);
+                    degraded |= d.degraded;
+                }
+                None => degraded = true,
+            }
+        }
+        (chosen, degraded)
+    }
+
     /// The selector's config.
     pub fn selector_config(&self) -> &SelectorConfig {
         self.selector.config()
@@ -306,12 +436,27 @@ impl ServiceTier {
             .is_none_or(|old| !old.same_answer(&d));
         self.changed |= changed;
         self.decision = Some(d);
+        for region in &mut self.regions {
+            let seen: Vec<Candidate> = candidates.iter().map(|c| region.spec.view(c)).collect();
+            let mut d = region.selector.decide(&seen, now, rng);
+            d.why = format!("{} clients: {}", region.spec.id, d.why);
+            region.changed |= region
+                .decision
+                .as_ref()
+                .is_none_or(|old| !old.same_answer(&d));
+            region.decision = Some(d);
+        }
     }
 
     fn poll_timeout(&self) -> Option<Timestamp> {
         self.liveness_floor
             .into_iter()
             .chain(self.selector.poll_timeout())
+            .chain(
+                self.regions
+                    .iter()
+                    .filter_map(|r| r.selector.poll_timeout()),
+            )
             .min()
     }
 
@@ -351,6 +496,8 @@ pub struct Tier {
     last_heard: Option<Timestamp>,
     /// How long a change of readings may wait before it is decided on.
     coalesce: Duration,
+    /// The regions every service is also decided for.
+    regions: Vec<RegionSpec>,
 }
 
 /// A service's config at one tier.
@@ -396,6 +543,7 @@ impl Default for Tier {
             warmup_window: None,
             last_heard: None,
             coalesce: Tier::DEFAULT_COALESCE,
+            regions: Vec::new(),
         }
     }
 }
@@ -433,12 +581,27 @@ impl Tier {
                 Some(mut t) => {
                     t.selector.set_config(svc.selector);
                     t.set_members(&svc.members);
+                    t.set_regions(&self.regions);
                     t
                 }
-                None => ServiceTier::new(svc.selector, &svc.members),
+                None => ServiceTier::new(svc.selector, &svc.members, &self.regions),
             };
             self.services.insert(id, tier);
         }
+    }
+
+    /// Decides every service for each region's clients too (besides the default region);
+    /// each remaining region keeps its decision state. Recompute afterwards.
+    pub fn set_regions(&mut self, regions: Vec<RegionSpec>) {
+        for tier in self.services.values_mut() {
+            tier.set_regions(&regions);
+        }
+        self.regions = regions;
+    }
+
+    /// The regions every service is also decided for.
+    pub fn regions(&self) -> &[RegionSpec] {
+        &self.regions
     }
 
     /// Services by name.
@@ -503,10 +666,7 @@ impl Tier {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let (chosen, degraded) = match &tier.decision {
-            Some(d) => (d.chosen.contains(member), d.degraded),
-            None => (false, true),
-        };
+        let (chosen, degraded) = tier.answering(member);
         let material = tier.decision.is_none()
             || (chosen && (after != before || moved))
             || (degraded && after.is_up() && before != after);
@@ -630,14 +790,22 @@ impl Tier {
             .min()
     }
 
-    /// Services whose answer changed since the last call, with their decisions.
-    pub fn take_changed(&mut self) -> Vec<(ServiceId, Decision)> {
+    /// Decisions whose answer changed since the last call: the service, the region (`None`:
+    /// the default one) and the decision.
+    pub fn take_changed(&mut self) -> Vec<(ServiceId, Option<RegionId>, Decision)> {
         let mut out = Vec::new();
         for (id, tier) in &mut self.services {
             if std::mem::take(&mut tier.changed)
                 && let Some(d) = &tier.decision
             {
-                out.push((id.clone(), d.clone()));
+                out.push((id.clone(), None, d.clone()));
+            }
+            for region in &mut tier.regions {
+                if std::mem::take(&mut region.changed)
+                    && let Some(d) = &region.decision
+                {
+                    out.push((id.clone(), Some(region.spec.id.clone()), d.clone()));
+                }
             }
         }
         out

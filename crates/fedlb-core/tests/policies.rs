@@ -45,9 +45,15 @@ fn parse_policy(s: &str) -> (Policy, u64) {
                     }
                 })
                 .collect();
+            // `>RANK/FALLBACK`: those failing a filter are ranked by FALLBACK
+            let (rank, fallback) = match rank.split_once('/') {
+                Some((rank, fallback)) => (rank, Some(Box::new(parse_policy(fallback).0))),
+                None => (rank, None),
+            };
             Policy::Composite {
                 filters,
                 rank: Box::new(parse_policy(rank).0),
+                fallback,
             }
         }
         other => panic!("unknown policy {other}"),
@@ -179,8 +185,19 @@ fn policy_names_read_well() {
     let p = Policy::Composite {
         filters: vec![Filter::MaxLoad(0.8)],
         rank: Box::new(Policy::Closest(ClosestBy::Auto)),
+        fallback: None,
     };
     assert_eq!(p.to_string(), "closest among load ≤ 80 %");
     assert!(p.is_stable());
+    let spill = Policy::Composite {
+        filters: vec![Filter::MaxLoad(0.8)],
+        rank: Box::new(Policy::Closest(ClosestBy::Auto)),
+        fallback: Some(Box::new(Policy::LeastLoaded)),
+    };
+    assert_eq!(
+        spill.to_string(),
+        "closest among load ≤ 80 %, else least loaded"
+    );
+    assert!(spill.is_stable());
     assert!(!Policy::RoundRobin.is_stable());
 }

@@ -60,9 +60,15 @@ fn policy() -> impl Strategy<Value = Policy> {
     ];
     prop_oneof![
         3 => leaf.clone(),
-        1 => (leaf, 0.1f64..1.0).prop_map(|(rank, max)| Policy::Composite {
+        1 => (leaf.clone(), 0.1f64..1.0).prop_map(|(rank, max)| Policy::Composite {
             filters: vec![Filter::MaxLoad(max)],
             rank: Box::new(rank),
+            fallback: None,
+        }),
+        1 => (leaf.clone(), leaf, 0.1f64..1.0).prop_map(|(rank, fallback, max)| Policy::Composite {
+            filters: vec![Filter::MaxLoad(max)],
+            rank: Box::new(rank),
+            fallback: Some(Box::new(fallback)),
         }),
     ]
 }

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use fedlb_core::{Publish, ServiceId, Timestamp};
+use fedlb_core::{Publish, RegionId, ServiceId, Timestamp};
 use fedlb_dns::{
     DesiredZone, EmbeddedConfig, EmbeddedServer, Name, PassOutcome, Publisher, PublisherKind,
     RecordSet, Rfc2136Config, Rfc2136Publisher, TsigAlgorithm, TsigKey,
@@ -83,7 +83,11 @@ impl Publishing {
 
     /// Hands the answers the core decided to every publisher. Each diffs, so answers
     /// that did not change cost nothing.
-    pub fn set_answers(&mut self, t: &Topology, published: &BTreeMap<ServiceId, Publish>) {
+    pub fn set_answers(
+        &mut self,
+        t: &Topology,
+        published: &BTreeMap<(ServiceId, Option<RegionId>), Publish>,
+    ) {
         self.desired
             .send_replace(desired_zone(&self.zone, t, published));
     }
@@ -147,10 +151,10 @@ fn zone(t: &Topology) -> Result<Name, NodeError> {
 fn desired_zone(
     zone: &Name,
     t: &Topology,
-    published: &BTreeMap<ServiceId, Publish>,
+    published: &BTreeMap<(ServiceId, Option<RegionId>), Publish>,
 ) -> DesiredZone {
     let mut desired = DesiredZone::for_zone(zone);
-    for (service, p) in published {
+    for ((service, _), p) in published.iter().filter(|((_, r), _)| r.is_none()) {
         let Some(svc) = t.services.get(service) else {
             continue;
         };

@@ -334,6 +334,7 @@ impl TopologyBuilder {
                     },
                 )]),
                 ttl: BTreeMap::new(),
+                regions: Vec::new(),
             },
             service: self.service,
             farms,

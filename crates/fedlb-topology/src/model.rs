@@ -731,7 +731,11 @@ impl Topology {
                 (svc.id.clone(), rule)
             })
             .collect();
-        GlobalConfig { services, ttl }
+        GlobalConfig {
+            services,
+            ttl,
+            regions: Vec::new(),
+        }
     }
 
     /// The monitors of one server: one per service it offers.

@@ -478,7 +478,7 @@ fn three_continents_gives_the_core_its_configs() {
     assert!(km("america") > 6000.0 && km("asia") > 9000.0);
     assert!(matches!(
         &g.selector.policy,
-        Policy::Composite { filters, rank } if filters == &[Filter::MaxLoad(0.8)] && **rank == Policy::Closest(ClosestBy::Auto)
+        Policy::Composite { filters, rank, .. } if filters == &[Filter::MaxLoad(0.8)] && **rank == Policy::Closest(ClosestBy::Auto)
     ));
     let europe = g
         .members

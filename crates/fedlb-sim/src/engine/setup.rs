@@ -208,6 +208,7 @@ impl<'a> World<'a> {
                     },
                 )]),
                 ttl: BTreeMap::from([(topo.service.clone(), ttl)]),
+                regions: Vec::new(),
             };
             globals.push(GlobalSim {
                 state: GlobalState::new(config, seed.wrapping_add(g as u64)),

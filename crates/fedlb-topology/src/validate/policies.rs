@@ -246,6 +246,7 @@ impl Ctx<'_> {
                 Policy::Composite {
                     filters,
                     rank: Box::new(rank),
+                    fallback: None,
                 }
             }
         };
