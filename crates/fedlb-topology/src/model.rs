@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use fedlb_core::{
     CandidateId, Distance, FarmConfig, FarmId, GlobalConfig, Liveness, MemberKind, MemberSpec,
-    MonitorConfig, ProbeId, ProbeSchedule, RegionId, SelectorConfig, ServerId, ServiceId,
-    Thresholds, TierService, TtlRule,
+    MonitorConfig, ProbeId, ProbeSchedule, RegionId, RegionSpec, SelectorConfig, ServerId,
+    ServiceId, Thresholds, TierService, TtlRule,
 };
 use ipnet::IpNet;
 
@@ -600,19 +600,19 @@ impl Topology {
     }
 
     /// Per region, its distance to each farm and direct server it can be measured to
-    /// ([`Topology::region_distance`]); candidates with no known distance are left out (the
-    /// global node then measures them as it does for the default region). This is what
-    /// the global node's per-region decisions take.
-    pub fn region_specs(&self) -> Vec<(RegionId, BTreeMap<CandidateId, Distance>)> {
+    /// ([`Topology::region_distance`]), in region name order; candidates with no known
+    /// distance are left out (closest ranks them after those that have one). This is what
+    /// the global node decides each region's answers with ([`GlobalConfig::regions`]).
+    pub fn region_specs(&self) -> Vec<RegionSpec> {
         let members = self.region_members();
         self.regions
             .values()
-            .map(|r| {
-                let distances = members
+            .map(|r| RegionSpec {
+                id: r.id.clone(),
+                distances: members
                     .iter()
                     .filter_map(|c| Some((c.clone(), self.region_distance(r, c)?)))
-                    .collect();
-                (r.id.clone(), distances)
+                    .collect(),
             })
             .collect()
     }
@@ -671,7 +671,8 @@ impl Topology {
     }
 
     /// What the global node runs: per service, the global policy over the farms offering
-    /// it and the direct servers offering it, with their distances. A farm's addresses
+    /// it and the direct servers offering it, with their distances; and the regions each
+    /// service is also decided for ([`Topology::region_specs`]). A farm's addresses
     /// start as all its servers' (used only by fail-static `all` before its first
     /// summary); its summaries replace them.
     pub fn global_config(&self) -> GlobalConfig {
@@ -734,7 +735,7 @@ impl Topology {
         GlobalConfig {
             services,
             ttl,
-            regions: Vec::new(),
+            regions: self.region_specs(),
         }
     }
 

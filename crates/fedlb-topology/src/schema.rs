@@ -344,6 +344,7 @@ pub(crate) struct RawPolicyTable {
     pub metric: Option<String>,
     pub filters: Option<Vec<RawFilter>>,
     pub rank: Option<Box<RawPolicy>>,
+    pub fallback: Option<Box<RawPolicy>>,
     /// Written as a bare name (`policy = "closest"`), not as a table.
     #[serde(skip)]
     pub short: bool,

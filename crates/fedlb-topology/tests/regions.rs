@@ -223,9 +223,14 @@ fn a_region_is_typed_in_the_model() {
 #[test]
 fn region_specs_pin_declared_distances_and_compute_the_rest() {
     let t = regions().topology;
-    let specs: BTreeMap<RegionId, BTreeMap<CandidateId, Distance>> =
-        t.region_specs().into_iter().collect();
+    let specs: BTreeMap<RegionId, BTreeMap<CandidateId, Distance>> = t
+        .region_specs()
+        .into_iter()
+        .map(|r| (r.id, r.distances))
+        .collect();
     assert_eq!(specs.len(), 2);
+    // the global node decides with them
+    assert_eq!(t.global_config().regions, t.region_specs());
 
     // eu: a location, so kilometres to every located candidate, except the pinned fra
     let eu = &specs[&RegionId::from("eu")];
@@ -298,7 +303,26 @@ fn with_regions_the_default_global_policy_is_closest_under_80_percent_load() {
         Policy::Composite {
             filters: vec![Filter::MaxLoad(0.8)],
             rank: Box::new(Policy::Closest(ClosestBy::Auto)),
+            fallback: Some(Box::new(Policy::LeastLoaded)),
         }
+    );
+    assert_eq!(
+        t.services[&www].global.policy.to_string(),
+        "closest among load ≤ 80 %, else least loaded"
+    );
+    // the same written out in the file
+    let t = load_in_dir(
+        "r.toml",
+        &REGIONS_TOML.replace(
+            "port = 8080\n",
+            "port = 8080\nglobal = { policy = { kind = \"composite\", filters = [{ max_load = 0.8 }], rank = \"closest\", fallback = \"least_loaded\" } }\n",
+        ),
+    )
+    .unwrap()
+    .topology;
+    assert_eq!(
+        t.services[&www].global.policy.to_string(),
+        "closest among load ≤ 80 %, else least loaded"
     );
     // a policy the file sets is kept
     let t = load_in_dir(
@@ -404,7 +428,7 @@ location = { lat = 52.52, lon = 13.40 }
             .collect::<Vec<_>>(),
         [(
             "regions[0]",
-            "region \"eu\" is close to no farm: it has a location, but no farm or direct server has one; its clients are answered as if they stood at the global node"
+            "region \"eu\" is close to no farm: it has a location, but no farm or direct server has one; closest has no distance to rank farms by for its clients (what the global node measures is not used for a region)"
         )]
     );
 }

@@ -227,7 +227,7 @@ impl Ctx<'_> {
                 };
                 self.warn(
                     path.clone(),
-                    format!("region \"{id}\" is close to no farm: {why}; its clients are answered as if they stood at the global node"),
+                    format!("region \"{id}\" is close to no farm: {why}; closest has no distance to rank farms by for its clients (what the global node measures is not used for a region)"),
                 );
             }
 

@@ -446,18 +446,16 @@ pub(super) fn metrics_of(s: &Service) -> BTreeSet<String> {
     metrics_of_probes(&s.probes)
 }
 
-/// The global policy of a service that sets none: the closest candidate; with regions,
-/// the closest among those with load ≤ 0.8, because the closest farm of a crowded region
-/// would otherwise take all of its clients.
-///
-/// The one place this default is built. When `Policy::Composite` gains `fallback` in
-/// fedlb-core, add `fallback: Some(Box::new(Policy::LeastLoaded))`: the candidates above
-/// 0.8 are then ranked least loaded first, instead of closest first as today.
+/// The global policy of a service that sets none: the closest candidate. With regions,
+/// the closest among those with load ≤ 0.8, else the least loaded: a region's closest farm
+/// would otherwise take all of that region's clients however busy it is, and once every
+/// farm is over the limit the one with the most room left is the best guess.
 pub(crate) fn default_global_policy(regions: bool) -> Policy {
     if regions {
         Policy::Composite {
             filters: vec![Filter::MaxLoad(0.8)],
             rank: Box::new(Policy::Closest(ClosestBy::Auto)),
+            fallback: Some(Box::new(Policy::LeastLoaded)),
         }
     } else {
         Policy::Closest(ClosestBy::Auto)
