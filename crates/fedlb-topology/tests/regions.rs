@@ -565,3 +565,36 @@ fn fedlb_check_describes_each_region_its_clients_and_distances() {
         .topology;
     assert!(!t.describe().contains("regions:"));
 }
+
+#[test]
+fn a_regions_lists_and_distances_can_come_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("geo")).unwrap();
+    std::fs::write(dir.path().join("geo/country.mmdb"), b"").unwrap();
+    let path = dir.path().join("r.toml");
+    std::fs::write(&path, REGIONS_TOML).unwrap();
+    let t = load_with_env(
+        &path,
+        [
+            (
+                "FEDLB__REGIONS__0__CLIENTS",
+                "10.10.0.0/16,2001:db8:20::/48",
+            ),
+            ("FEDLB__REGIONS__1__GEOIP__COUNTRIES", "MX"),
+            // (a variable name cannot hold `-`: only names without one can be overridden)
+            ("FEDLB__REGIONS__0__DISTANCE_MS__FRA", "9"),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .topology;
+    assert_eq!(
+        t.regions[&RegionId::from("eu")].clients,
+        [net("10.10.0.0/16"), net("2001:db8:20::/48")]
+    );
+    let us = &t.regions[&RegionId::from("us")];
+    assert_eq!(us.countries, BTreeSet::from(["MX".to_owned()]));
+    assert_eq!(
+        t.regions[&RegionId::from("eu")].distance_ms[&CandidateId::from("fra")],
+        9.0
+    );
+}
