@@ -598,3 +598,33 @@ fn a_regions_lists_and_distances_can_come_from_the_environment() {
         9.0
     );
 }
+
+#[test]
+fn three_continents_declares_regions() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../topologies/three-continents.toml");
+    let t = load_with_env(&path, Vec::<(String, String)>::new())
+        .unwrap()
+        .topology;
+    let specs: BTreeMap<RegionId, BTreeMap<CandidateId, Distance>> = t
+        .global_config()
+        .regions
+        .into_iter()
+        .map(|r| (r.id, r.distances))
+        .collect();
+    let closest = |region: &str| {
+        specs[&RegionId::from(region)]
+            .iter()
+            .filter(|(c, _)| ["europe", "america", "asia"].contains(&c.as_str()))
+            .min_by(|a, b| {
+                let v = |d: &Distance| match d {
+                    Distance::Pinned(ms) => *ms,
+                    Distance::Kilometres(km) => km / 100.0,
+                };
+                v(a.1).total_cmp(&v(b.1))
+            })
+            .map(|(c, _)| c.as_str().to_owned())
+    };
+    assert_eq!(closest("emea").as_deref(), Some("europe"));
+    assert_eq!(closest("americas").as_deref(), Some("america"));
+    assert_eq!(closest("apac").as_deref(), Some("asia"));
+}
