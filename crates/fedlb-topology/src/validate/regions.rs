@@ -50,6 +50,13 @@ struct KeyUse {
     owner: String,
 }
 
+/// A region's geoip codes as read: each with its index in the file.
+struct Geo {
+    countries: Vec<(usize, String)>,
+    continents: Vec<(usize, Continent)>,
+    ok: bool,
+}
+
 impl Ctx<'_> {
     pub(super) fn regions(
         &mut self,
@@ -141,7 +148,11 @@ impl Ctx<'_> {
             let (region_countries, region_continents) = match &rr.geoip {
                 Some(g) => {
                     any_geoip = true;
-                    let (c, k, geo_ok) = self.geoip(&p("geoip"), g, &id);
+                    let Geo {
+                        countries: c,
+                        continents: k,
+                        ok: geo_ok,
+                    } = self.geoip(&p("geoip"), g, &id);
                     region_ok &= geo_ok;
                     if !facts.geoip_database {
                         self.err(
@@ -369,13 +380,7 @@ impl Ctx<'_> {
 
     /// Country and continent codes, normalised to upper case, each with its index in the
     /// file; and whether all were valid.
-    #[allow(clippy::type_complexity)]
-    fn geoip(
-        &mut self,
-        path: &str,
-        raw: &RawGeoip,
-        id: &RegionId,
-    ) -> (Vec<(usize, String)>, Vec<(usize, Continent)>, bool) {
+    fn geoip(&mut self, path: &str, raw: &RawGeoip, id: &RegionId) -> Geo {
         let mut ok = true;
         if raw.countries.is_empty() && raw.continents.is_empty() {
             self.err(
@@ -430,7 +435,11 @@ impl Ctx<'_> {
                 }
             }
         }
-        (countries, continents, ok)
+        Geo {
+            countries,
+            continents,
+            ok,
+        }
     }
 
     /// A prefix inside another: in another region, clients in the inner one belong to its
