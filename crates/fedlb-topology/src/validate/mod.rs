@@ -175,6 +175,7 @@ impl Ctx<'_> {
                 _ => None,
             },
             raw.dns.geoip_database.is_some(),
+            raw.dns.server.is_some(),
         );
         let has_regions = !raw.regions.is_empty();
         let dns = self.dns(raw.dns);
@@ -291,6 +292,7 @@ impl Ctx<'_> {
             &regions::DnsFacts {
                 external: dns_facts.0,
                 geoip_database: dns_facts.1,
+                single_server: dns_facts.2,
                 dns: dns.as_ref(),
             },
             &index,

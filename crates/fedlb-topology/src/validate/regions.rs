@@ -37,6 +37,8 @@ pub(super) struct DnsFacts<'a> {
     /// `Some(true)`: external primaries (`dns.servers`); `Some(false)`: the embedded
     /// server; `None`: not known (the section is wrong and has its own error).
     pub external: Option<bool>,
+    /// Whether the zone's primary is written `dns.server` (one), not `dns.servers`.
+    pub single_server: bool,
     /// Whether `dns.geoip_database` is given.
     pub geoip_database: bool,
     /// The validated section, when it is valid.
@@ -81,7 +83,12 @@ impl Ctx<'_> {
         }) = facts.dns
         {
             for (i, a) in zone.iter().enumerate() {
-                primaries.insert(*a, format!("dns.servers[{i}]"));
+                let at = if facts.single_server {
+                    "dns.server".to_owned()
+                } else {
+                    format!("dns.servers[{i}]")
+                };
+                primaries.insert(*a, at);
             }
         }
         // the keys of the views on the zone's server; the default view's comes first
