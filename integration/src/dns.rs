@@ -7,21 +7,42 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::op::{Edns, Message, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{Name, RData, RecordType};
 
 use crate::fed::Fed;
 use crate::topo::{TSIG_NAME, TSIG_SECRET};
 
 fn query(server: SocketAddr, name: &str, rtype: RecordType) -> Result<Message, String> {
+    query_as(server, name, rtype, None, None)
+}
+
+/// A query sent from `source` (any address of 127.0.0.0/8 works on Linux loopback), with an
+/// EDNS Client Subnet option (RFC 7871) for `subnet` when given, as `dig -b SOURCE
+/// +subnet=NET/LEN` would.
+fn query_as(
+    server: SocketAddr,
+    name: &str,
+    rtype: RecordType,
+    source: Option<IpAddr>,
+    subnet: Option<(IpAddr, u8)>,
+) -> Result<Message, String> {
     let qname = Name::from_ascii(name).map_err(|e| format!("{name}: {e}"))?;
     let mut msg = Message::query();
     msg.add_query(Query::query(qname, rtype));
     msg.metadata.recursion_desired = false;
+    if let Some((net, len)) = subnet {
+        let mut edns = Edns::new();
+        edns.options_mut()
+            .insert(EdnsOption::Subnet(ClientSubnet::new(net, len, 0)));
+        msg.set_edns(edns);
+    }
     let bytes = msg.to_vec().map_err(|e| e.to_string())?;
-    let bind: SocketAddr = match server {
-        SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
-        SocketAddr::V6(_) => ([0u16; 8], 0).into(),
+    let bind: SocketAddr = match (source, server) {
+        (Some(ip), _) => (ip, 0).into(),
+        (None, SocketAddr::V4(_)) => ([0, 0, 0, 0], 0).into(),
+        (None, SocketAddr::V6(_)) => ([0u16; 8], 0).into(),
     };
     let sock = UdpSocket::bind(bind).map_err(|e| e.to_string())?;
     sock.set_read_timeout(Some(Duration::from_millis(700)))
@@ -60,6 +81,36 @@ pub fn query_a(server: SocketAddr, name: &str) -> Result<Vec<IpAddr>, String> {
         .collect();
     out.sort();
     Ok(out)
+}
+
+/// What a client at `source` is answered for `name` (A records, sorted), and the ECS scope
+/// prefix length the server answered with when `subnet` was sent (`None`: no ECS option in
+/// the answer).
+pub fn query_a_as(
+    server: SocketAddr,
+    name: &str,
+    source: IpAddr,
+    subnet: Option<(IpAddr, u8)>,
+) -> Result<(Vec<IpAddr>, Option<u8>), String> {
+    let reply = query_as(server, name, RecordType::A, Some(source), subnet)?;
+    let mut out: Vec<IpAddr> = reply
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    let scope = reply
+        .edns
+        .as_ref()
+        .and_then(|e| e.option(EdnsCode::Subnet))
+        .and_then(|o| match o {
+            EdnsOption::Subnet(s) => Some(s.scope_prefix()),
+            _ => None,
+        });
+    Ok((out, scope))
 }
 
 /// The zone's SOA serial at `server`.

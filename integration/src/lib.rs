@@ -42,11 +42,13 @@ mod http;
 mod timing;
 mod topo;
 
-pub use dns::{Bind, DnsWatch, nsupdate_replace, query_a, query_soa_serial};
+pub use dns::{Bind, DnsWatch, nsupdate_replace, query_a, query_a_as, query_soa_serial};
 pub use fed::{Fed, fedlb_bin, require_tool, wait_listening};
 pub use http::{http_post, status};
 pub use timing::record_timing;
-pub use topo::{DnsTarget, FarmSpec, HTTP_PROBE, ServerSpec, TSIG_NAME, TSIG_SECRET, Topo};
+pub use topo::{
+    DnsTarget, FarmSpec, HTTP_PROBE, RegionSpec, ServerSpec, TSIG_NAME, TSIG_SECRET, Topo,
+};
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

@@ -107,6 +107,37 @@ impl FarmSpec {
     }
 }
 
+/// A region of clients (`[[regions]]`).
+#[derive(Clone, Debug)]
+pub struct RegionSpec {
+    /// Its name.
+    pub name: String,
+    /// Its client prefixes.
+    pub clients: Vec<String>,
+    /// Pinned distance from its clients to each farm.
+    pub distance_ms: Vec<(String, u32)>,
+    /// Its own TSIG key name (secret: the suite's); `None`: none given.
+    pub tsig_name: Option<String>,
+    /// Its own primaries (`dns.servers` of the region).
+    pub servers: Vec<SocketAddr>,
+}
+
+impl RegionSpec {
+    /// A region of `clients` at the given distances from farms.
+    pub fn new(name: &str, clients: &[String], distance_ms: &[(&str, u32)]) -> RegionSpec {
+        RegionSpec {
+            name: name.to_owned(),
+            clients: clients.to_vec(),
+            distance_ms: distance_ms
+                .iter()
+                .map(|(f, d)| ((*f).to_owned(), *d))
+                .collect(),
+            tsig_name: None,
+            servers: Vec::new(),
+        }
+    }
+}
+
 /// A whole test topology, rendered as TOML.
 #[derive(Clone, Debug)]
 pub struct Topo {
@@ -134,6 +165,8 @@ pub struct Topo {
     pub farms: Vec<FarmSpec>,
     /// Servers attached directly to the global node.
     pub direct: Vec<ServerSpec>,
+    /// Regions of clients.
+    pub regions: Vec<RegionSpec>,
 }
 
 /// The default probe: HTTP `/health` every 250 ms, 200 ms timeout, rise 2, fall 2.
@@ -164,6 +197,7 @@ impl Topo {
             reconcile: None,
             farms: Vec::new(),
             direct: Vec::new(),
+            regions: Vec::new(),
         }
     }
 
@@ -268,6 +302,31 @@ impl Topo {
         }
         for s in &self.direct {
             server_toml(&mut t, "servers", s);
+        }
+        for r in &self.regions {
+            let clients: Vec<String> = r.clients.iter().map(|c| format!("\"{c}\"")).collect();
+            let distances: Vec<String> = r
+                .distance_ms
+                .iter()
+                .map(|(f, d)| format!("{f} = {d}"))
+                .collect();
+            let _ = writeln!(
+                t,
+                "\n[[regions]]\nname = \"{}\"\nclients = [{}]\ndistance_ms = {{ {} }}",
+                r.name,
+                clients.join(", "),
+                distances.join(", ")
+            );
+            if let Some(key) = &r.tsig_name {
+                let _ = writeln!(
+                    t,
+                    "tsig = {{ secret = \"{TSIG_SECRET}\", name = \"{key}\", algorithm = \"hmac-sha256\" }}"
+                );
+            }
+            if !r.servers.is_empty() {
+                let servers: Vec<String> = r.servers.iter().map(|a| format!("\"{a}\"")).collect();
+                let _ = writeln!(t, "dns = {{ servers = [{}] }}", servers.join(", "));
+            }
         }
         t
     }

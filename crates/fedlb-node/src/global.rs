@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use fedlb_core::{Decision, GlobalOutput, GlobalState, Report, ServiceId};
+use fedlb_core::{Decision, GlobalOutput, GlobalState, RegionId, Report, ServiceId};
 use fedlb_dns::PassOutcome;
 use fedlb_net::{Role, Server, ServerConfig, ServerEvent, bind_udp};
 use fedlb_probe::Prober;
@@ -89,7 +89,7 @@ pub async fn run_with(
                 node.feed(&reports);
             }
             () = sleep_until(&node.clock, deadline) => node.on_timeout(),
-            Some(outcome) = node.publishing.next_outcome() => node.on_published(outcome),
+            Some((region, outcome)) = node.publishing.next_outcome() => node.on_published(region, outcome),
             Some(reply) = status_rx.recv() => {
                 let _ = reply.send(node.status());
             }
@@ -117,7 +117,7 @@ struct Global {
     certificates: CertificateExpiry,
     extras: GlobalExtras,
     /// The last answer carried out per service, to tell a new answer from a new TTL.
-    decisions: BTreeMap<ServiceId, Decision>,
+    decisions: BTreeMap<(ServiceId, Option<RegionId>), Decision>,
     current: Arc<Topology>,
     shared: SharedTopology,
     /// The addresses this node is bound to (QUIC, status); a reload does not move them.
@@ -237,7 +237,7 @@ impl Global {
         self.state.handle_timeout(now);
     }
 
-    fn on_published(&mut self, outcome: PassOutcome) {
+    fn on_published(&mut self, region: Option<RegionId>, outcome: PassOutcome) {
         let result = if outcome.is_ok() { "ok" } else { "error" };
         self.metrics
             .publishes
@@ -246,7 +246,7 @@ impl Global {
                 ("result", result),
             ]))
             .inc();
-        self.publishing.record(outcome, self.clock.now());
+        self.publishing.record(region, outcome, self.clock.now());
         self.count_degraded();
     }
 
@@ -300,23 +300,26 @@ impl Global {
         let mut changed = false;
         while let Some(GlobalOutput::Publish(p)) = self.state.poll_output() {
             let (service, d) = (&p.service, &p.decision);
+            let key = (service.clone(), p.region.clone());
             let moved = self
                 .decisions
-                .get(service)
+                .get(&key)
                 .is_none_or(|old| old.addresses != d.addresses);
+            let region = p.region.as_ref().map_or("default", RegionId::as_str);
             if moved {
                 self.metrics
                     .decisions
                     .get_or_create(&labels(&[
                         ("service", service.as_str()),
                         ("tier", "global"),
+                        ("region", region),
                     ]))
                     .inc();
-                info!(%service, answer = ?d.addresses, ttl = p.ttl, degraded = d.degraded, why = %d.why, "global decision");
+                info!(%service, region, answer = ?d.addresses, ttl = p.ttl, degraded = d.degraded, why = %d.why, "global decision");
             } else {
-                debug!(%service, ttl = p.ttl, "derived ttl changed");
+                debug!(%service, region, ttl = p.ttl, "derived ttl changed");
             }
-            self.decisions.insert(service.clone(), d.clone());
+            self.decisions.insert(key, d.clone());
             changed = true;
         }
         if changed {
@@ -330,14 +333,13 @@ impl Global {
     /// behind the decision with updates failing.
     fn count_degraded(&mut self) {
         let published = self.publishing.statuses(self.clock.now());
-        let degraded = self
+        let degraded: std::collections::BTreeSet<&ServiceId> = self
             .decisions
             .iter()
-            .filter(|(service, d)| {
-                d.degraded || published.get(*service).is_some_and(|p| p.degraded)
-            })
-            .count();
-        self.metrics.degraded_services.set(degraded as i64);
+            .filter(|(key, d)| d.degraded || published.get(*key).is_some_and(|p| p.degraded))
+            .map(|((service, _), _)| service)
+            .collect();
+        self.metrics.degraded_services.set(degraded.len() as i64);
     }
 }
 

@@ -1,10 +1,16 @@
 //! The global node's publishing: DNS start-up (the embedded server if the topology asks for
 //! it), one task per publisher running [`fedlb_dns::run`] on the latest answers, and what
-//! the publishers report back, kept per service for the status page.
+//! the publishers report back, kept per service and region for the status page.
+//!
+//! Each region of clients is one **view**: its own copy of the zone, written with its own
+//! TSIG key — a view of the embedded server or of BIND (the key selects the view), or the
+//! region's own primaries. The default view (clients in no region) is the zone as it was
+//! before regions. Every view's DNS publisher is the same RFC 2136 code path.
 //!
 //! The driver hands over answers with [`Publishing::set_answers`]; each publisher follows
-//! them on its own (the DNS publisher, plus the files and the command the topology may ask
-//! for: the patent's "specialized objects") and sends a [`PassOutcome`] after every pass.
+//! them on its own (the DNS publishers, plus the files and the command the topology may ask
+//! for: the patent's "specialized objects", which carry the default view's answers) and
+//! sends a [`PassOutcome`] after every pass.
 
 use std::collections::BTreeMap;
 
@@ -25,34 +31,62 @@ use crate::status::PublishStatus;
 /// How many pass outcomes may wait for the driver before a publisher waits in turn.
 const OUTCOMES: usize = 16;
 
+/// One view: the answers of one region's clients (`None`: the default region's).
+struct View {
+    region: Option<RegionId>,
+    desired: watch::Sender<DesiredZone>,
+    /// What the view's DNS primaries serve for each name after its last DNS pass, and when
+    /// that pass ended.
+    dns: Option<(PassOutcome, Timestamp)>,
+}
+
 /// The publishers of one global node and what they last reported.
 pub struct Publishing {
     zone: Name,
-    desired: watch::Sender<DesiredZone>,
-    outcomes: mpsc::Receiver<PassOutcome>,
+    views: Vec<View>,
+    outcomes: mpsc::Receiver<(Option<RegionId>, PassOutcome)>,
     tasks: Vec<JoinHandle<()>>,
     /// The published name of each service (parsed once per topology).
     names: BTreeMap<ServiceId, Name>,
-    /// What the DNS primaries serve for each name after the last DNS pass, and when it ended.
-    dns: Option<(PassOutcome, Timestamp)>,
 }
 
 impl Publishing {
     /// Starts DNS (the embedded server if asked for) and every publisher of `t`.
     pub async fn start(t: &Topology, shutdown: &CancellationToken) -> Result<Self, NodeError> {
         let zone = zone(t)?;
-        let (dns, embedded) = start_dns(t, &zone).await?;
-        let (desired, desired_rx) = watch::channel(DesiredZone::for_zone(&zone));
+        let (targets, embedded) = start_dns(t, &zone).await?;
         let (outcomes_tx, outcomes) = mpsc::channel(OUTCOMES);
-        let mut tasks: Vec<JoinHandle<()>> = std::iter::once(dns)
-            .chain(extra_publishers(t, &zone))
-            .map(|mut publisher| {
-                let (rx, tx, token) = (desired_rx.clone(), outcomes_tx.clone(), shutdown.clone());
-                tokio::spawn(async move {
+        let mut tasks = Vec::new();
+        let mut views = Vec::new();
+        for (region, dns) in targets {
+            let (desired, desired_rx) = watch::channel(DesiredZone::for_zone(&zone));
+            let extra = if region.is_none() {
+                extra_publishers(t, &zone)
+            } else {
+                Vec::new()
+            };
+            for mut publisher in std::iter::once(dns).chain(extra) {
+                let (rx, token) = (desired_rx.clone(), shutdown.clone());
+                let (tx, mut from) = mpsc::channel(OUTCOMES);
+                tasks.push(tokio::spawn(async move {
                     fedlb_dns::run(&mut publisher, rx, tx, token.cancelled_owned()).await;
-                })
-            })
-            .collect();
+                }));
+                // each outcome goes to the driver with the view it belongs to
+                let (to, region) = (outcomes_tx.clone(), region.clone());
+                tasks.push(tokio::spawn(async move {
+                    while let Some(outcome) = from.recv().await {
+                        if to.send((region.clone(), outcome)).await.is_err() {
+                            break;
+                        }
+                    }
+                }));
+            }
+            views.push(View {
+                region,
+                desired,
+                dns: None,
+            });
+        }
         if let Some(server) = embedded {
             let token = shutdown.clone();
             tasks.push(tokio::spawn(async move {
@@ -64,10 +98,9 @@ impl Publishing {
         Ok(Self {
             names: names(t),
             zone,
-            desired,
+            views,
             outcomes,
             tasks,
-            dns: None,
         })
     }
 
@@ -81,50 +114,59 @@ impl Publishing {
         self.names = names(t);
     }
 
-    /// Hands the answers the core decided to every publisher. Each diffs, so answers
-    /// that did not change cost nothing.
+    /// Hands the answers the core decided to every publisher, each view its region's. Each
+    /// diffs, so answers that did not change cost nothing.
     pub fn set_answers(
         &mut self,
         t: &Topology,
         published: &BTreeMap<(ServiceId, Option<RegionId>), Publish>,
     ) {
-        self.desired
-            .send_replace(desired_zone(&self.zone, t, published));
-    }
-
-    /// The next pass outcome of any publisher (cancel-safe).
-    pub async fn next_outcome(&mut self) -> Option<PassOutcome> {
-        self.outcomes.recv().await
-    }
-
-    /// Remembers what the DNS primaries serve after a DNS pass that ended at `now`.
-    pub fn record(&mut self, outcome: PassOutcome, now: Timestamp) {
-        if outcome.publisher == PublisherKind::Dns {
-            self.dns = Some((outcome, now));
+        for view in &self.views {
+            view.desired
+                .send_replace(desired_zone(&self.zone, t, published, view.region.as_ref()));
         }
     }
 
-    /// What DNS serves for each service next to what the decisions want (nothing before the
-    /// first DNS pass).
-    pub fn statuses(&self, now: Timestamp) -> BTreeMap<ServiceId, PublishStatus> {
-        let Some((served, at)) = &self.dns else {
-            return BTreeMap::new();
-        };
-        let age = ((now - *at).as_secs_f64() * 1000.0).round() / 1000.0;
-        let desired = self.desired.borrow();
-        self.names
-            .iter()
-            .map(|(service, name)| {
+    /// The next pass outcome of any publisher, with its view (cancel-safe).
+    pub async fn next_outcome(&mut self) -> Option<(Option<RegionId>, PassOutcome)> {
+        self.outcomes.recv().await
+    }
+
+    /// Remembers what a view's DNS primaries serve after a DNS pass that ended at `now`.
+    pub fn record(&mut self, region: Option<RegionId>, outcome: PassOutcome, now: Timestamp) {
+        if outcome.publisher != PublisherKind::Dns {
+            return;
+        }
+        if let Some(view) = self.views.iter_mut().find(|v| v.region == region) {
+            view.dns = Some((outcome, now));
+        }
+    }
+
+    /// What DNS serves for each service in each view next to what the decisions want
+    /// (nothing for a view before its first DNS pass).
+    pub fn statuses(
+        &self,
+        now: Timestamp,
+    ) -> BTreeMap<(ServiceId, Option<RegionId>), PublishStatus> {
+        let mut out = BTreeMap::new();
+        for view in &self.views {
+            let Some((served, at)) = &view.dns else {
+                continue;
+            };
+            let age = ((now - *at).as_secs_f64() * 1000.0).round() / 1000.0;
+            let desired = view.desired.borrow();
+            for (service, name) in &self.names {
                 let primaries = served.served(name);
                 let status = PublishStatus::new(name, desired.get(name), primaries, Some(age));
-                (service.clone(), status)
-            })
-            .collect()
+                out.insert((service.clone(), view.region.clone()), status);
+            }
+        }
+        out
     }
 
     /// Waits for every publisher and the embedded server to stop (after shutdown).
     pub async fn stopped(self) {
-        drop(self.desired);
+        drop(self.views);
         for task in self.tasks {
             let _ = task.await;
         }
@@ -146,15 +188,16 @@ fn zone(t: &Topology) -> Result<Name, NodeError> {
     })
 }
 
-/// The answers to publish: every decided service under its FQDN, with the TTL the core
-/// chose for it.
+/// The answers one view publishes: every service decided for its region under its FQDN,
+/// with the TTL the core chose for it.
 fn desired_zone(
     zone: &Name,
     t: &Topology,
     published: &BTreeMap<(ServiceId, Option<RegionId>), Publish>,
+    region: Option<&RegionId>,
 ) -> DesiredZone {
     let mut desired = DesiredZone::for_zone(zone);
-    for ((service, _), p) in published.iter().filter(|((_, r), _)| r.is_none()) {
+    for ((service, _), p) in published.iter().filter(|((_, r), _)| r.as_ref() == region) {
         let Some(svc) = t.services.get(service) else {
             continue;
         };
@@ -170,7 +213,7 @@ fn desired_zone(
 async fn start_dns(
     t: &Topology,
     zone: &Name,
-) -> Result<(Publisher, Option<EmbeddedServer>), NodeError> {
+) -> Result<(Vec<(Option<RegionId>, Publisher)>, Option<EmbeddedServer>), NodeError> {
     let key = t.dns.tsig.clone();
     match &t.dns.server {
         DnsServer::Rfc2136 { primaries } => {
@@ -182,7 +225,10 @@ async fn start_dns(
             };
             let mut config = Rfc2136Config::new(zone.clone(), primaries.clone(), key);
             config.reconcile_interval = t.dns.reconcile;
-            Ok((Publisher::Rfc2136(Rfc2136Publisher::new(config)?), None))
+            Ok((
+                vec![(None, Publisher::Rfc2136(Rfc2136Publisher::new(config)?))],
+                None,
+            ))
         }
         DnsServer::Embedded { listen, state_dir } => {
             // The embedded server and this node share a key; without one in the topology,
@@ -214,7 +260,7 @@ async fn start_dns(
             config.reconcile_interval = t.dns.reconcile;
             info!(addr = %server.local_addr(), dir = %state_dir.display(), "embedded dns server running");
             Ok((
-                Publisher::Rfc2136(Rfc2136Publisher::new(config)?),
+                vec![(None, Publisher::Rfc2136(Rfc2136Publisher::new(config)?))],
                 Some(server),
             ))
         }

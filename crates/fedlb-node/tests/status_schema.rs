@@ -97,7 +97,7 @@ fn world() -> (FarmState, GlobalState, GlobalExtras, Timestamp) {
         .fqdns
         .insert("www".into(), "www.example.test.".into());
     extras.published.insert(
-        "www".into(),
+        ("www".into(), None),
         PublishStatus {
             addresses: vec![ip(12)],
             ttl: 30,
@@ -319,4 +319,75 @@ fn item3_a_candidates_kind_is_the_declared_one() {
     let s = status::global_status("global", &direct, &extras, Duration::from_secs(5), now);
     let g = s.services[0].global.as_ref().unwrap();
     assert_eq!(g.candidates[0].kind, "server");
+}
+
+/// With regions, each service lists each region's decision, ranked from there, next to the
+/// default region's; the table and the page show them.
+#[test]
+fn regions_are_shown_with_their_own_choice_and_why() {
+    let (_, _, mut extras, now) = world();
+    let mut gservices = BTreeMap::new();
+    gservices.insert(
+        ServiceId::from("www"),
+        TierService {
+            selector: SelectorConfig {
+                hysteresis: Hysteresis::NONE,
+                ..SelectorConfig::new(Policy::Closest(ClosestBy::Auto))
+            },
+            members: vec![
+                member("eu-1", 12, Some(12.0)),
+                member("us-1", 21, Some(85.0)),
+            ],
+        },
+    );
+    let us = RegionSpec {
+        id: "us".into(),
+        distances: [
+            (CandidateId::from("eu-1"), Distance::Pinned(90.0)),
+            (CandidateId::from("us-1"), Distance::Pinned(8.0)),
+        ]
+        .into(),
+    };
+    let config = GlobalConfig {
+        regions: vec![us],
+        ..GlobalConfig::new(gservices)
+    };
+    let mut global = GlobalState::new(config, 1);
+    global.set_coalesce(Duration::ZERO);
+    for server in ["eu-1", "us-1"] {
+        global
+            .handle_report(&report(server, Health::Up, 1), now)
+            .unwrap();
+    }
+    extras.published.insert(("www".into(), Some("us".into())), {
+        let mut p = extras.published[&("www".into(), None)].clone();
+        p.addresses = vec![ip(21)];
+        p.desired = vec![ip(21)];
+        p
+    });
+    let s = status::global_status("global", &global, &extras, Duration::from_secs(5), now);
+    let v = serde_json::to_value(&s).unwrap();
+    let svc = &v["services"][0];
+    assert_eq!(svc["global"]["chosen"][0], "eu-1");
+    let region = &svc["regions"][0];
+    assert_eq!(keys(region), ["decision", "published", "region"]);
+    assert_eq!(region["region"], "us");
+    assert_eq!(region["decision"]["chosen"][0], "us-1");
+    assert_eq!(region["decision"]["answers"][0], "127.0.0.21");
+    let why = region["decision"]["why"].as_str().unwrap();
+    assert!(why.starts_with("us clients: us-1: closest (8 ms)"), "{why}");
+    let ranked: Vec<(&str, &str)> = region["decision"]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["id"].as_str().unwrap(), c["shown"].as_str().unwrap()))
+        .collect();
+    assert_eq!(ranked, [("eu-1", "90 ms"), ("us-1", "8 ms")]);
+    assert_eq!(region["published"]["addresses"][0], "127.0.0.21");
+
+    let table = status::render_table(&s);
+    assert!(table.contains("region us"), "{table}");
+    assert!(table.contains("why: us clients: us-1"), "{table}");
+    let page = status::render_html(&s, 5);
+    assert!(page.contains(r#"<tr data-region="us"><td>us</td><td><b>us-1</b> 127.0.0.21"#));
 }

@@ -40,6 +40,9 @@ impl Topology {
             (None, None) => "no tsig".to_owned(),
         };
         let _ = writeln!(w, "     ttl {}, {key}", human(dns.ttl));
+        if let Some(g) = &dns.geoip_database {
+            let _ = writeln!(w, "     geoip database {}", g.display());
+        }
         let _ = writeln!(
             w,
             "heartbeat every {}; stale after {} missed, down after {}",
@@ -57,6 +60,8 @@ impl Topology {
                 let _ = writeln!(w, "    probe {}", probe(p));
             }
         }
+
+        self.describe_regions(w);
 
         let _ = writeln!(w, "\nnodes:");
         for n in self.nodes() {
@@ -146,6 +151,65 @@ impl Topology {
             }
         }
         out
+    }
+}
+
+impl Topology {
+    /// Each region: its clients, its distance to each candidate of the global tier, and
+    /// where its answers are published.
+    fn describe_regions(&self, w: &mut String) {
+        if self.regions.is_empty() {
+            return;
+        }
+        let _ = writeln!(w, "\nregions:");
+        let members = self.region_members();
+        for r in self.regions.values() {
+            let mut clients = vec![
+                r.clients
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ];
+            if !r.countries.is_empty() {
+                let list: Vec<&str> = r.countries.iter().map(String::as_str).collect();
+                clients.push(format!("countries {}", list.join(", ")));
+            }
+            if !r.continents.is_empty() {
+                let list: Vec<&str> = r.continents.iter().map(|c| c.code()).collect();
+                clients.push(format!("continents {}", list.join(", ")));
+            }
+            clients.retain(|c| !c.is_empty());
+            let _ = writeln!(w, "  {}: {}", r.id, clients.join("; "));
+            let distances: Vec<String> = members
+                .iter()
+                .map(|c| match self.region_distance(r, c) {
+                    Some(Distance::Pinned(ms)) => format!("{c} {ms} ms (pinned)"),
+                    Some(Distance::Kilometres(km)) => format!("{c} {km:.0} km"),
+                    None => format!("{c} unknown"),
+                })
+                .collect();
+            let _ = writeln!(w, "    distance to {}", distances.join(", "));
+            let key = match (&r.tsig, &r.tsig_file) {
+                (Some(k), _) if r.uses_zone_key(&self.dns) => {
+                    format!("the zone's tsig key \"{}\"", k.name)
+                }
+                (Some(k), _) => format!("tsig key \"{}\" ({})", k.name, k.algorithm),
+                (None, Some(f)) => format!("tsig key file {} (not read)", f.display()),
+                (None, None) => "a tsig key made at run time".to_owned(),
+            };
+            let target = match (&self.dns.server, r.dns_servers.as_slice()) {
+                (_, []) if matches!(self.dns.server, DnsServer::Embedded { .. }) => {
+                    "answered by the embedded server".to_owned()
+                }
+                (_, []) => "published to its view of the zone's servers".to_owned(),
+                (_, own) => {
+                    let list: Vec<String> = own.iter().map(ToString::to_string).collect();
+                    format!("published to its own servers {}", list.join(", "))
+                }
+            };
+            let _ = writeln!(w, "    {target}, {key}");
+        }
     }
 }
 

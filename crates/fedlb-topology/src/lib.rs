@@ -25,9 +25,9 @@ use std::fmt;
 use std::path::Path;
 
 pub use model::{
-    Attachment, CommandOutput, DnsServer, DnsTarget, Farm, FileOutput, GlobalNode, Heartbeat,
-    HttpCheck, LoadSource, Location, Mode, NodeInfo, Probe, ProbeKind, Role, Server, Service,
-    Topology,
+    Attachment, CommandOutput, Continent, DnsServer, DnsTarget, Farm, FileOutput, GlobalNode,
+    Heartbeat, HttpCheck, LoadSource, Location, Mode, NodeInfo, Probe, ProbeKind, Region,
+    RegionClientsInput, Role, Server, Service, Topology,
 };
 pub use source::{MAX_DEPTH, MAX_FILE_BYTES, MAX_YAML_ALIAS_BYTES, MAX_YAML_ALIAS_NODES};
 pub use tsig::{TsigAlgorithm, TsigKey, TsigKeyError};
@@ -331,17 +331,32 @@ impl Loader {
             }
         });
 
-        let source = config::Environment::with_prefix("FEDLB")
+        let mut source = config::Environment::with_prefix("FEDLB")
             .prefix_separator("__")
             .separator("__")
             .try_parsing(true)
             .list_separator(",")
-            .with_list_parse_key("dns.servers")
-            .source(Some(
-                env.into_iter()
-                    .map(|(key, (_, value))| (format!("{ENV_PREFIX}{key}"), value))
-                    .collect(),
-            ));
+            .with_list_parse_key("dns.servers");
+        // the lists of each region in the file (`FEDLB__REGIONS__0__CLIENTS=10.0.0.0/8,…`)
+        let regions = match parsed.table.get("regions").map(|v| &v.kind) {
+            Some(config::ValueKind::Array(a)) => a.len(),
+            _ => 0,
+        };
+        for i in 0..regions {
+            for list in [
+                "clients",
+                "geoip.countries",
+                "geoip.continents",
+                "dns.servers",
+            ] {
+                source = source.with_list_parse_key(&format!("regions[{i}].{list}"));
+            }
+        }
+        let source = source.source(Some(
+            env.into_iter()
+                .map(|(key, (_, value))| (format!("{ENV_PREFIX}{key}"), value))
+                .collect(),
+        ));
         let layered = config::Config::builder()
             .add_source(FileTree(parsed.table))
             .add_source(source)

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use fedlb_core::{
     CandidateId, Distance, FarmConfig, FarmId, GlobalConfig, Liveness, MemberKind, MemberSpec,
-    MonitorConfig, ProbeId, ProbeSchedule, SelectorConfig, ServerId, ServiceId, Thresholds,
-    TierService, TtlRule,
+    MonitorConfig, ProbeId, ProbeSchedule, RegionId, RegionSpec, SelectorConfig, ServerId,
+    ServiceId, Thresholds, TierService, TtlRule,
 };
+use ipnet::IpNet;
 
 use crate::tsig::TsigKey;
 
@@ -32,6 +33,9 @@ pub struct Topology {
     pub farms: BTreeMap<FarmId, Farm>,
     /// Servers attached directly to the global node (the patent's mixed case).
     pub direct_servers: BTreeMap<ServerId, Server>,
+    /// Regions of clients, each answered from where it is; clients in none get the
+    /// implicit default region (the global node's own view). Empty: one answer for all.
+    pub regions: BTreeMap<RegionId, Region>,
 }
 
 /// How often a reporter speaks when nothing changes, and when its silence counts.
@@ -143,6 +147,9 @@ pub struct DnsTarget {
     pub tsig: Option<TsigKey>,
     /// The key file, when the key comes from one.
     pub tsig_file: Option<PathBuf>,
+    /// The MaxMind-format country database that places clients of regions with `geoip`
+    /// (GeoIP2/GeoLite2 Country, DB-IP); `None` when no region matches by geography.
+    pub geoip_database: Option<PathBuf>,
 }
 
 /// Files the answers are also written to.
@@ -179,6 +186,106 @@ pub enum DnsServer {
         state_dir: PathBuf,
     },
 }
+
+/// A region: a set of clients, by address prefix or geography, answered from where they
+/// are. Its distances to farms replace the global node's own when deciding for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Region {
+    /// Its name (never `default`: that is the implicit region of every other client).
+    pub id: RegionId,
+    /// Client prefixes (host bits zero; a bare address is a /32 or /128), in file order.
+    /// A client matches the most specific prefix of all regions.
+    pub clients: Vec<IpNet>,
+    /// Countries placed here by the geoip database: ISO 3166-1 alpha-2, upper-case.
+    pub countries: BTreeSet<String>,
+    /// Continents placed here by the geoip database.
+    pub continents: BTreeSet<Continent>,
+    /// Where its clients are, for great-circle distances to farms with a location.
+    pub location: Option<Location>,
+    /// Pinned distances in milliseconds to farms and direct servers; they beat the ones
+    /// computed from locations.
+    pub distance_ms: BTreeMap<CandidateId, f64>,
+    /// Its own primaries (DNS servers without views: Knot, PowerDNS); empty when it is a
+    /// view of `dns.servers` (selected by its key) or served by the embedded server.
+    pub dns_servers: Vec<SocketAddr>,
+    /// The key signing its updates: its own `tsig`, else the zone's `dns.tsig` when it has
+    /// servers of its own. `None` with the embedded server when none is given (a random
+    /// one is made at run time), or when key files are not read (then `tsig_file` is set).
+    pub tsig: Option<TsigKey>,
+    /// The key file, when the key comes from one.
+    pub tsig_file: Option<PathBuf>,
+}
+
+impl Region {
+    /// Whether its key is the zone's `dns.tsig` (it has servers of its own and names no
+    /// key), rather than one of its own.
+    pub fn uses_zone_key(&self, dns: &DnsTarget) -> bool {
+        !self.dns_servers.is_empty()
+            && self.tsig.is_some()
+            && self.tsig == dns.tsig
+            && self.tsig_file == dns.tsig_file
+    }
+}
+
+/// A continent as geoip databases code it (MaxMind's `continent.code`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Continent {
+    /// `AF`, Africa.
+    Africa,
+    /// `AN`, Antarctica.
+    Antarctica,
+    /// `AS`, Asia.
+    Asia,
+    /// `EU`, Europe.
+    Europe,
+    /// `NA`, North America.
+    NorthAmerica,
+    /// `OC`, Oceania.
+    Oceania,
+    /// `SA`, South America.
+    SouthAmerica,
+}
+
+impl Continent {
+    /// Every continent, in code order.
+    pub const ALL: [Continent; 7] = [
+        Continent::Africa,
+        Continent::Antarctica,
+        Continent::Asia,
+        Continent::Europe,
+        Continent::NorthAmerica,
+        Continent::Oceania,
+        Continent::SouthAmerica,
+    ];
+
+    /// The two-letter code (`EU`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Continent::Africa => "AF",
+            Continent::Antarctica => "AN",
+            Continent::Asia => "AS",
+            Continent::Europe => "EU",
+            Continent::NorthAmerica => "NA",
+            Continent::Oceania => "OC",
+            Continent::SouthAmerica => "SA",
+        }
+    }
+
+    /// The continent of a code, upper-case (`EU`).
+    pub fn from_code(code: &str) -> Option<Continent> {
+        Continent::ALL.into_iter().find(|c| c.code() == code)
+    }
+}
+
+impl std::fmt::Display for Continent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// What a client map needs of one region, in plain types: its name, prefixes, country
+/// codes (ISO 3166-1 alpha-2) and continent codes (`EU`), as geoip databases write them.
+pub type RegionClientsInput = (RegionId, Vec<IpNet>, Vec<String>, Vec<String>);
 
 /// A replicated service.
 #[derive(Clone, Debug, PartialEq)]
@@ -462,6 +569,70 @@ impl Topology {
         ))
     }
 
+    /// A region's distance to a farm or direct server: pinned in the region's
+    /// `distance_ms` if listed, else great-circle kilometres between the region's location
+    /// and the candidate's. `None` when neither is known (or the candidate is unknown).
+    pub fn region_distance(&self, region: &Region, candidate: &CandidateId) -> Option<Distance> {
+        if let Some(ms) = region.distance_ms.get(candidate) {
+            return Some(Distance::Pinned(*ms));
+        }
+        let at = self
+            .farms
+            .get(&FarmId(candidate.0.clone()))
+            .map(|f| f.location)
+            .or_else(|| {
+                self.direct_servers
+                    .get(&ServerId(candidate.0.clone()))
+                    .map(|s| s.location)
+            })??;
+        Some(Distance::Kilometres(region.location?.km_to(&at)))
+    }
+
+    /// The global tier's candidates that a region measures distances to: every farm
+    /// offering a service, then every direct server, by name.
+    pub fn region_members(&self) -> Vec<CandidateId> {
+        self.farms
+            .values()
+            .filter(|f| f.servers.values().any(|s| !s.services.is_empty()))
+            .map(|f| CandidateId::from(&f.id))
+            .chain(self.direct_servers.keys().map(CandidateId::from))
+            .collect()
+    }
+
+    /// Per region, its distance to each farm and direct server it can be measured to
+    /// ([`Topology::region_distance`]), in region name order; candidates with no known
+    /// distance are left out (closest ranks them after those that have one). This is what
+    /// the global node decides each region's answers with ([`GlobalConfig::regions`]).
+    pub fn region_specs(&self) -> Vec<RegionSpec> {
+        let members = self.region_members();
+        self.regions
+            .values()
+            .map(|r| RegionSpec {
+                id: r.id.clone(),
+                distances: members
+                    .iter()
+                    .filter_map(|c| Some((c.clone(), self.region_distance(r, c)?)))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// What a client map needs, per region in name order: (name, prefixes, countries,
+    /// continents), the codes upper-case as geoip databases write them.
+    pub fn client_map_input(&self) -> Vec<RegionClientsInput> {
+        self.regions
+            .values()
+            .map(|r| {
+                (
+                    r.id.clone(),
+                    r.clients.clone(),
+                    r.countries.iter().cloned().collect(),
+                    r.continents.iter().map(|c| c.code().to_owned()).collect(),
+                )
+            })
+            .collect()
+    }
+
     /// What a farm node runs: per service offered in the farm, its local policy and the
     /// servers offering it.
     pub fn farm_config(&self, farm: &FarmId) -> Option<FarmConfig> {
@@ -500,7 +671,8 @@ impl Topology {
     }
 
     /// What the global node runs: per service, the global policy over the farms offering
-    /// it and the direct servers offering it, with their distances. A farm's addresses
+    /// it and the direct servers offering it, with their distances; and the regions each
+    /// service is also decided for ([`Topology::region_specs`]). A farm's addresses
     /// start as all its servers' (used only by fail-static `all` before its first
     /// summary); its summaries replace them.
     pub fn global_config(&self) -> GlobalConfig {
@@ -563,7 +735,7 @@ impl Topology {
         GlobalConfig {
             services,
             ttl,
-            regions: Vec::new(),
+            regions: self.region_specs(),
         }
     }
 

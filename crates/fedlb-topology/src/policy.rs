@@ -22,7 +22,7 @@ pub enum PolicyKind {
     Random,
     /// `"lowest_metric"` (field `metric`).
     LowestMetric,
-    /// `"composite"` (fields `filters`, `rank`).
+    /// `"composite"` (fields `filters`, `rank`, optional `fallback`).
     Composite,
 }
 
@@ -66,7 +66,7 @@ impl PolicyKind {
             PolicyKind::Closest => &["by"],
             PolicyKind::Failover => &["order"],
             PolicyKind::LowestMetric => &["metric"],
-            PolicyKind::Composite => &["filters", "rank"],
+            PolicyKind::Composite => &["filters", "rank", "fallback"],
             PolicyKind::LeastLoaded
             | PolicyKind::FastestResponse
             | PolicyKind::Weighted

@@ -5,8 +5,10 @@
 //! are accepted (by file extension). Any value can be overridden from the environment with
 //! the prefix `FEDLB` and `__` between levels: `FEDLB__DNS__TTL=30`,
 //! `FEDLB__GLOBAL__STATUS=127.0.0.1:9000`, `FEDLB__DNS__SERVERS=127.0.0.1:53,[::1]:53`
-//! (a comma-separated list), `FEDLB__FARMS__0__SERVERS__1__CAPACITY=2` (a number indexes
-//! an array, counting from 0 in file order). A problem in an overridden value names the
+//! (a comma-separated list; so are a region's `clients`, `geoip.countries`,
+//! `geoip.continents` and `dns.servers`: `FEDLB__REGIONS__0__CLIENTS=10.0.0.0/8,2001:db8::/32`),
+//! `FEDLB__FARMS__0__SERVERS__1__CAPACITY=2` (a number indexes an array, counting from 0 in
+//! file order). A problem in an overridden value names the
 //! variable. Variables with a single underscore (`FEDLB_LOG`) are not read, so unrelated variables
 //! cannot break start-up. Values from the environment are typed as TOML would type them
 //! (`30` is a number, `true` a boolean).
@@ -34,9 +36,10 @@
 //! | round robin | `"round_robin"` |
 //! | random | `"random"` |
 //! | lowest application metric | `{ kind = "lowest_metric", metric = "dbms_users" }` |
-//! | composite | `{ kind = "composite", filters = [{ max_load = 0.8 }, { max_response_time = "200ms" }, { max_metric = { dbms_users = 100 } }], rank = "closest" }` |
+//! | composite | `{ kind = "composite", filters = [{ max_load = 0.8 }, { max_response_time = "200ms" }, { max_metric = { dbms_users = 100 } }], rank = "closest", fallback = "least_loaded" }` |
 //!
-//!   A composite ranks by `rank` among the candidates that pass every filter, then the rest.
+//!   A composite ranks by `rank` among the candidates that pass every filter, then the rest,
+//!   ranked by `fallback` if given (a policy name or table, not a composite), else by `rank`.
 //!   `max_load` is a fraction of capacity in `0..=1`. `closest` measures distance by
 //!   `auto` (declared distance, else measured RTT, else hops) unless `by` says otherwise.
 //!
@@ -50,6 +53,7 @@
 //! [[services]] # replicated services                      (at least one)
 //! [[farms]]    # sites, each with a farm node             (any number)
 //! [[servers]]  # servers attached directly to the global node (any number)
+//! [[regions]]  # regions of clients, each answered from where it is (any number)
 //! ```
 //!
 //! `heartbeat`: a report (monitor → farm or global node) and a summary (farm → global node)
@@ -84,6 +88,7 @@
 //!                                 # command with the answers as JSON on stdin, on change
 //! answers = 1                     # addresses per name (default 1; a service may override)
 //! tsig = { key_file = "keys/fedlb-key.conf" }
+//! geoip_database = "GeoLite2-Country.mmdb"   # only for regions with `geoip`
 //! ```
 //!
 //! or the built-in server:
@@ -102,6 +107,10 @@
 //! `secret = "base64…"` gives the secret inline (handy from the environment:
 //! `FEDLB__DNS__TSIG__SECRET`). Algorithms: `hmac-sha256`, `hmac-sha384`, `hmac-sha512`.
 //!
+//! `geoip_database`: a MaxMind-format country database (GeoIP2/GeoLite2 Country, DB-IP),
+//! needed when a region places clients by `geoip`. Checked to be a file where key files
+//! are read (the global node, `fedlb check`).
+//!
 //! ## `[[services]]`
 //!
 //! | field | type | |
@@ -114,7 +123,9 @@
 //! | `local` | tier | how each farm node chooses among its servers (farms may override) |
 //! | `probes` | array of probes | how every instance of the service is measured |
 //!
-//! A **tier** table: `policy` (default global `"closest"`, local `"least_loaded"`),
+//! A **tier** table: `policy` (default global `"closest"`, or with `[[regions]]` the
+//! composite `{ filters = [{ max_load = 0.8 }], rank = "closest", fallback = "least_loaded" }`;
+//! local `"least_loaded"`),
 //! `answers` (≥ 1; global default `dns.answers`, local default 1), `fail_static`
 //! (`"keep_last"` default, or `"all"`), `hysteresis = { margin = 0.2, dwell = "10s" }`
 //! (margin in `0..1`), `rotate_every` (how often round robin, random and weighted draw a
@@ -172,6 +183,51 @@
 //! | `probe_address` | IP | probe this address instead of the answered one |
 //! | `distance_ms`, `location` | | direct servers only: distance from the global node |
 //!
+//! ## `[[regions]]`
+//!
+//! The global node decides each service once for its own view (the **default region**:
+//! every client no region claims) and once per region, from where that region's clients
+//! are, so each client is sent to the closest healthy farm from where *it* is.
+//!
+//! ```toml
+//! [[regions]]
+//! name = "eu"
+//! clients = ["127.0.10.0/24", "2001:db8:10::/48", "192.0.2.7"]
+//! geoip = { countries = ["DE", "FR"], continents = ["EU"] }   # needs dns.geoip_database
+//! location = { lat = 50.11, lon = 8.68 }
+//! distance_ms = { europe = 12, america = 95 }
+//! tsig = { key_file = "keys/eu.conf" }       # the key of its view
+//! # dns = { servers = ["127.0.0.1:5310"] }   # or a primary of its own
+//! ```
+//!
+//! | field | type | |
+//! |---|---|---|
+//! | `name` | name | required, unique; `default` is reserved for the implicit default region |
+//! | `clients` | array of prefixes | `"10.0.0.0/8"`, `"2001:db8::/32"`; a bare address is a /32 or /128. Host bits must be zero. A prefix belongs to one region; a client matches the most specific prefix of all regions |
+//! | `geoip` | `{ countries, continents }` | countries as ISO 3166-1 alpha-2 codes (`"DE"`; any case), continents as `AF`, `AN`, `AS`, `EU`, `NA`, `OC`, `SA`; a country or continent belongs to one region. Needs `dns.geoip_database` |
+//! | `location` | location | where its clients are: great-circle km to farms (and direct servers) with a location |
+//! | `distance_ms` | table name → number ≥ 0 | pinned distance to farms and direct servers, by name; beats the one computed from locations |
+//! | `dns` | `{ servers = [socket address, …] }` | its own primaries, for DNS servers without views (Knot, PowerDNS) |
+//! | `tsig` | as `dns.tsig` | the key its updates are signed with |
+//!
+//! A region needs `clients` or `geoip` (or both). A farm's distance from a region is its
+//! `distance_ms` entry if listed, else the great-circle distance between the two locations;
+//! a candidate with neither is ranked after those with a distance (round-trip times and hop
+//! counts measured from the global node say nothing of a region's clients).
+//!
+//! Where a region's answers go, and with which key:
+//!
+//! - External server (`dns.servers`), region without `dns`: the region is a **view** of
+//!   the zone's servers (BIND `view` with `match-clients { key <its key>; !key <others>; … }`),
+//!   selected by the key signing the update. Its `tsig` is required, and differs from
+//!   `dns.tsig` (the default view's) and from every other view's.
+//! - External server, region with `dns.servers`: its own primaries get its updates, signed
+//!   with its `tsig`, or with `dns.tsig` when it gives none. Its servers are not the zone's
+//!   nor another region's.
+//! - Embedded server: it answers each region itself (by client address, or EDNS Client
+//!   Subnet); `dns` is refused, `tsig` is optional (a random key is made at run time, as for
+//!   the default view).
+//!
 //! ## Defaults and why
 //!
 //! | setting | default | why |
@@ -197,7 +253,14 @@
 //! two nodes on one address, two servers answering one address for one port, a server
 //! named like a farm, a load-probe URL whose host is a name (not an IP or `server`), a
 //! `proc_net_tcp` or `command` probe on a remotely probed server (it would measure the
-//! farm or global node), an environment variable indexing past the end of an array.
+//! farm or global node), an environment variable indexing past the end of an array;
+//! regions: a region named `default` or declared twice, a bad prefix or one with host bits
+//! set, a prefix, country or continent in two regions, a region with no clients, `geoip`
+//! without `dns.geoip_database` (or a database that is not a file), an unknown country or
+//! continent code, a `distance_ms` naming no farm or direct server or not a number ≥ 0, a
+//! view without its own key or with another view's key, a region's `dns` with the embedded
+//! server, a region primary that is already the zone's or another region's; a composite
+//! `fallback` that is itself a composite.
 //!
 //! Limits: a topology file is at most 4 MiB and nested at most 64 levels; in YAML,
 //! anchors and aliases may copy at most 100,000 values or 4 MiB in all (an alias bomb is
@@ -208,7 +271,10 @@
 //! of 1 with sub-second intervals, a timeout not below its interval, a hop probe more often
 //! than every minute, a hop probe on a remotely probed server (it counts hops from the
 //! farm or global node), a service with no probe that affects health, `closest` without
-//! declared distances, `lowest_metric` on a metric no probe measures, a short TSIG secret.
+//! declared distances, `lowest_metric` on a metric no probe measures, a short TSIG secret,
+//! a client prefix inside another region's (its clients belong to the most specific) or
+//! inside its own region's (redundant), a region close to no farm (no `distance_ms`, and no
+//! location or none on farms), a `dns.geoip_database` no region uses.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -229,6 +295,8 @@ pub(crate) struct RawTopology {
     pub farms: Vec<RawFarm>,
     #[serde(default)]
     pub servers: Vec<RawServer>,
+    #[serde(default)]
+    pub regions: Vec<RawRegion>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,6 +337,7 @@ pub(crate) struct RawDns {
     pub command: Option<RawCommandOutput>,
     pub answers: Option<i64>,
     pub tsig: Option<RawTsig>,
+    pub geoip_database: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -341,6 +410,7 @@ pub(crate) struct RawPolicyTable {
     pub metric: Option<String>,
     pub filters: Option<Vec<RawFilter>>,
     pub rank: Option<Box<RawPolicy>>,
+    pub fallback: Option<Box<RawPolicy>>,
     /// Written as a bare name (`policy = "closest"`), not as a table.
     #[serde(skip)]
     pub short: bool,
@@ -438,6 +508,34 @@ pub(crate) struct RawServer {
     pub probe_address: Option<String>,
     pub distance_ms: Option<f64>,
     pub location: Option<RawLocation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRegion {
+    pub name: String,
+    pub clients: Option<Vec<String>>,
+    pub geoip: Option<RawGeoip>,
+    pub location: Option<RawLocation>,
+    #[serde(default)]
+    pub distance_ms: BTreeMap<String, f64>,
+    pub dns: Option<RawRegionDns>,
+    pub tsig: Option<RawTsig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGeoip {
+    #[serde(default)]
+    pub countries: Vec<String>,
+    #[serde(default)]
+    pub continents: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRegionDns {
+    pub servers: Vec<String>,
 }
 
 /// A duration as written: a humane string or a number of seconds.

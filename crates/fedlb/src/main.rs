@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod certs;
 mod check;
+mod dns_config;
 mod roles;
 mod status;
 mod up;
@@ -103,6 +104,23 @@ enum Command {
         #[arg(long, value_name = "NODE")]
         add: Option<String>,
     },
+    /// Print the configuration a DNS server needs to serve each region its own answers.
+    ///
+    /// `bind`: the `key` and `view` blocks for BIND 9 — one view per region published to
+    /// dns.servers, selected by the region's TSIG key for updates and by its client prefixes
+    /// (and geoip entries) for queries, then the default view. Include the output in
+    /// named.conf; each view's zone file must exist before named starts.
+    DnsConfig {
+        /// The DNS server: only `bind` has views that RFC 2136 can address (Knot and
+        /// PowerDNS take one primary per region: `regions[].dns.servers`).
+        #[arg(value_enum)]
+        server: DnsConfigServer,
+        /// The topology file.
+        topology: PathBuf,
+        /// Directory of the views' zone files in the output (`<dir>/<zone>.<view>.db`).
+        #[arg(long, default_value = "/var/lib/bind")]
+        zone_dir: PathBuf,
+    },
     /// Print a node's global and local choices, with the why of each, as a table.
     Status {
         /// The node's status URL (e.g. http://127.0.0.1:7480).
@@ -150,6 +168,13 @@ enum Command {
     },
 }
 
+/// DNS servers `fedlb dns-config` writes configuration for.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum DnsConfigServer {
+    /// BIND 9 views.
+    Bind,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(&cli.log);
@@ -166,6 +191,14 @@ fn main() -> ExitCode {
             add,
         } => report(certs::run(&topology, &out, force, add.as_deref())),
         Command::Status { url, json } => report(status::run(&url, json)),
+        Command::DnsConfig {
+            server: DnsConfigServer::Bind,
+            topology,
+            zone_dir,
+        } => report(dns_config::run(
+            &topology,
+            &dns_config::BindOptions { zone_dir },
+        )),
         Command::Global(args) => report(roles::run(roles::Role::Global, args)),
         Command::Farm(args) => report(roles::run(roles::Role::Farm, args)),
         Command::Agent(args) => report(roles::run(roles::Role::Agent, args)),

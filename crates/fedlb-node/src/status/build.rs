@@ -8,12 +8,13 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use fedlb_core::{
-    Decision, FarmId, FarmState, GlobalState, MemberView, Readings, ServiceId, Summary, Timestamp,
+    Decision, FarmId, FarmState, GlobalState, MemberView, Readings, RegionId, ServiceId, Summary,
+    Timestamp,
 };
 
 use super::model::{
     AgedValue, CandidateStatus, CertificateExpiry, FarmStatus, PrimaryStatus, PublishStatus,
-    ReadingsStatus, SCHEMA_VERSION, ServiceStatus, Status, TierStatus,
+    ReadingsStatus, RegionStatus, SCHEMA_VERSION, ServiceStatus, Status, TierStatus,
 };
 
 impl CertificateExpiry {
@@ -189,6 +190,7 @@ pub fn farm_status(node: &str, farm: &FarmState, uptime: Duration, now: Timestam
                     ),
                 }],
                 published: None,
+                regions: Vec::new(),
             }
         })
         .collect();
@@ -209,8 +211,8 @@ pub struct GlobalExtras {
     pub summaries: BTreeMap<(ServiceId, FarmId), (Summary, Timestamp)>,
     /// The published name of each service.
     pub fqdns: BTreeMap<ServiceId, String>,
-    /// The publisher's last result per service.
-    pub published: BTreeMap<ServiceId, PublishStatus>,
+    /// What DNS serves per service and region (`None`: the default region).
+    pub published: BTreeMap<(ServiceId, Option<RegionId>), PublishStatus>,
 }
 
 /// The global node's status.
@@ -226,7 +228,26 @@ pub fn global_status(
         .services()
         .iter()
         .map(|(id, tier)| {
-            let candidates = tier.views(now).iter().map(|v| candidate(v, now)).collect();
+            let views = tier.views(now);
+            let candidates = views.iter().map(|v| candidate(v, now)).collect();
+            let policy = tier.selector_config().policy.to_string();
+            let regions = tier
+                .regions()
+                .iter()
+                .map(|r| RegionStatus {
+                    region: r.id().to_string(),
+                    decision: tier_status(
+                        policy.clone(),
+                        r.decision(),
+                        region_candidates(&views, r.decision(), now),
+                        now,
+                    ),
+                    published: extras
+                        .published
+                        .get(&(id.clone(), Some(r.id().clone())))
+                        .cloned(),
+                })
+                .collect();
             let farms = extras
                 .summaries
                 .iter()
@@ -236,14 +257,10 @@ pub fn global_status(
             ServiceStatus {
                 service: id.to_string(),
                 fqdn: extras.fqdns.get(id).cloned(),
-                global: Some(tier_status(
-                    tier.selector_config().policy.to_string(),
-                    tier.decision(),
-                    candidates,
-                    now,
-                )),
+                global: Some(tier_status(policy, tier.decision(), candidates, now)),
                 farms,
-                published: extras.published.get(id).cloned(),
+                published: extras.published.get(&(id.clone(), None)).cloned(),
+                regions,
             }
         })
         .collect();
@@ -255,6 +272,26 @@ pub fn global_status(
         services,
         certificates: None,
     }
+}
+
+/// The members as one region's decision ranks them: health, readings and reason are the
+/// member's own; rank, the policy's view and whether it is chosen are the region's.
+fn region_candidates(
+    views: &[MemberView],
+    d: Option<&Decision>,
+    now: Timestamp,
+) -> Vec<CandidateStatus> {
+    views
+        .iter()
+        .map(|v| {
+            let mut c = candidate(v, now);
+            let standing = d.and_then(|d| d.standings.iter().find(|s| s.id == v.id));
+            c.rank = standing.and_then(|s| s.rank);
+            c.shown = standing.map_or_else(|| v.health.to_string(), |s| s.shown.clone());
+            c.chosen = d.is_some_and(|d| d.chosen.contains(&v.id));
+            c
+        })
+        .collect()
 }
 
 /// A farm's local decision as its latest summary (arrived at `at`) describes it: the

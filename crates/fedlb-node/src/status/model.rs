@@ -49,7 +49,24 @@ pub struct ServiceStatus {
     pub global: Option<TierStatus>,
     /// Each farm's local decision.
     pub farms: Vec<FarmStatus>,
-    /// What was last published (global node only).
+    /// What was last published (global node only): the default region's answer, for
+    /// clients in no region.
+    pub published: Option<PublishStatus>,
+    /// Each region's decision and what DNS serves its clients (global node with regions
+    /// only), in the order the topology declares them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<RegionStatus>,
+}
+
+/// One region's decision for a service: the same farms and servers, ranked from where the
+/// region's clients are.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegionStatus {
+    /// The region.
+    pub region: String,
+    /// Its decision; each candidate's `rank`, `shown` and `chosen` are the region's.
+    pub decision: TierStatus,
+    /// What DNS serves the region's clients (its view, or its own primary).
     pub published: Option<PublishStatus>,
 }
 
@@ -182,5 +199,9 @@ pub fn any_degraded(s: &Status) -> bool {
         svc.global.as_ref().is_some_and(|g| g.degraded)
             || svc.farms.iter().any(|f| f.local.degraded)
             || svc.published.as_ref().is_some_and(|p| p.degraded)
+            || svc
+                .regions
+                .iter()
+                .any(|r| r.decision.degraded || r.published.as_ref().is_some_and(|p| p.degraded))
     })
 }

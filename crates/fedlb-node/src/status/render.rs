@@ -42,6 +42,27 @@ pub fn render_table(s: &Status) -> String {
                 let _ = writeln!(out, "          pending: {}", join_ips(pending));
             }
         }
+        for r in &svc.regions {
+            let d = &r.decision;
+            let _ = writeln!(
+                out,
+                "  region {:<12} → {:<24} {}",
+                r.region,
+                join_ips(&d.answers),
+                if d.degraded { "DEGRADED" } else { "" }
+            );
+            let _ = writeln!(out, "          why: {}", d.why);
+            if let Some(p) = &r.published {
+                let _ = writeln!(
+                    out,
+                    "          dns {} ttl {} — {}{}",
+                    join_ips(&p.addresses),
+                    p.ttl,
+                    p.result,
+                    if p.degraded { "  DEGRADED" } else { "" }
+                );
+            }
+        }
         for f in &svc.farms {
             let _ = writeln!(
                 out,
@@ -114,6 +135,7 @@ h1{{font-size:1.3em}} h2{{font-size:1.1em;margin-top:1.5em}}
 .degraded{{color:#b00;font-weight:700}}
 .legend{{color:#555;font-size:.9em}} .legend .node{{margin:0 .3em}}
 .legend .sample-local{{border:2px dashed #7bbf8e;background:#f3faf5}}
+table.regions{{border-collapse:collapse;margin:.5em 0}} .regions td,.regions th{{border:1px solid #ddd;padding:.2em .5em;text-align:left}}
 </style></head><body>
 <h1>fedlb {role} node “{node}”</h1>
 <p>up {up:.0} s · refreshes every {refresh_s} s · <a href="/status">JSON</a> · <a href="/metrics">metrics</a></p>
@@ -152,6 +174,51 @@ h1{{font-size:1.3em}} h2{{font-size:1.1em;margin-top:1.5em}}
                 } else {
                     ""
                 }
+            );
+        }
+        if !svc.regions.is_empty() {
+            let _ = write!(
+                h,
+                r#"<table class="regions"><tr><th>clients</th><th>answer</th><th>DNS serves</th><th>why</th></tr>"#
+            );
+            for r in &svc.regions {
+                let d = &r.decision;
+                let _ = write!(
+                    h,
+                    r#"<tr data-region="{}"><td>{}</td><td><b>{}</b> {}{}</td><td>{}</td><td class="why">{}</td></tr>"#,
+                    esc(&r.region),
+                    esc(&r.region),
+                    esc(&d.chosen.join(", ")),
+                    esc(&join_ips(&d.answers)),
+                    if d.degraded {
+                        r#" <span class="degraded">DEGRADED</span>"#
+                    } else {
+                        ""
+                    },
+                    r.published.as_ref().map_or_else(
+                        || "-".to_owned(),
+                        |p| format!(
+                            "{} TTL {} s — {}{}",
+                            esc(&join_ips(&p.addresses)),
+                            p.ttl,
+                            esc(&p.result),
+                            if p.degraded {
+                                r#" <span class="degraded">DEGRADED</span>"#
+                            } else {
+                                ""
+                            }
+                        )
+                    ),
+                    esc(&d.why)
+                );
+            }
+            let _ = write!(
+                h,
+                r#"<tr data-region=""><td>anyone else</td><td><b>{}</b></td><td></td><td class="why">the tree below</td></tr></table>"#,
+                esc(&svc
+                    .global
+                    .as_ref()
+                    .map_or_else(String::new, |g| g.chosen.join(", ")))
             );
         }
         let _ = write!(

@@ -232,14 +232,7 @@ impl Ctx<'_> {
         }
         let gc = t.global_config();
         for (sid, svc) in &t.services {
-            let by = match &svc.global.policy {
-                Policy::Closest(by) => Some(*by),
-                Policy::Composite { rank, .. } => match rank.as_ref() {
-                    Policy::Closest(by) => Some(*by),
-                    _ => None,
-                },
-                _ => None,
-            };
+            let by = closest_by(&svc.global.policy);
             let Some(by) = by else { continue };
             let members = &gc.services[sid].members;
             let without: Vec<&str> = members
@@ -280,8 +273,7 @@ impl Ctx<'_> {
         }
         for (fid, f) in &t.farms {
             for (sid, cfg) in &f.local {
-                let declared = matches!(cfg.policy, Policy::Closest(ClosestBy::Declared))
-                    || matches!(&cfg.policy, Policy::Composite { rank, .. } if matches!(rank.as_ref(), Policy::Closest(ClosestBy::Declared)));
+                let declared = closest_by(&cfg.policy) == Some(ClosestBy::Declared);
                 if declared {
                     self.err(
                         format!("{}.local.{sid}.policy", farm_paths[fid]),
@@ -316,5 +308,24 @@ impl Ctx<'_> {
                 );
             }
         }
+    }
+}
+
+/// How a policy measures distance when it ranks by closest: itself, or a composite's `rank`,
+/// else its `fallback` (declared distance first: it is the one that can be missing).
+fn closest_by(policy: &Policy) -> Option<ClosestBy> {
+    match policy {
+        Policy::Closest(by) => Some(*by),
+        Policy::Composite { rank, fallback, .. } => {
+            let inner = [Some(rank.as_ref()), fallback.as_deref()];
+            let found: Vec<ClosestBy> =
+                inner.into_iter().flatten().filter_map(closest_by).collect();
+            found
+                .iter()
+                .copied()
+                .find(|b| *b == ClosestBy::Declared)
+                .or(found.first().copied())
+        }
+        _ => None,
     }
 }

@@ -130,7 +130,7 @@ impl Ctx<'_> {
             }
         };
         let (tsig, tsig_file) = match raw.tsig {
-            Some(t) => self.tsig(t),
+            Some(t) => self.tsig("dns.tsig", t),
             None => {
                 if matches!(server, Some(DnsServer::Rfc2136 { .. })) {
                     self.err(
@@ -140,6 +140,27 @@ impl Ctx<'_> {
                 }
                 (None, None)
             }
+        };
+        let geoip_database = match raw.geoip_database.as_deref() {
+            Some(g) if g.trim().is_empty() => {
+                self.err("dns.geoip_database", "must not be empty");
+                None
+            }
+            Some(g) => {
+                let path = self.file_path(g);
+                // read by the node that publishes, like the key file
+                if self.opts.read_key_files && !path.is_file() {
+                    self.err(
+                        "dns.geoip_database",
+                        format!(
+                            "geoip database \"{}\" is not a file here (a MaxMind-format country database, as GeoLite2-Country.mmdb)",
+                            path.display()
+                        ),
+                    );
+                }
+                Some(path)
+            }
+            None => None,
         };
         Some(DnsTarget {
             zone: zone?,
@@ -153,15 +174,16 @@ impl Ctx<'_> {
             server: server?,
             tsig,
             tsig_file,
+            geoip_database,
         })
     }
 
-    pub(super) fn tsig(&mut self, raw: RawTsig) -> (Option<TsigKey>, Option<PathBuf>) {
+    pub(super) fn tsig(&mut self, at: &str, raw: RawTsig) -> (Option<TsigKey>, Option<PathBuf>) {
         let algorithm = match &raw.algorithm {
             Some(a) => match TsigAlgorithm::parse(a) {
                 Ok(a) => Some(a),
                 Err(e) => {
-                    self.err("dns.tsig.algorithm", e);
+                    self.err(format!("{at}.algorithm"), e);
                     return (None, None);
                 }
             },
@@ -169,12 +191,15 @@ impl Ctx<'_> {
         };
         let key = match (raw.key_file, raw.secret) {
             (Some(_), Some(_)) => {
-                self.err("dns.tsig.secret", "give `key_file` or `secret`, not both");
+                self.err(
+                    format!("{at}.secret"),
+                    "give `key_file` or `secret`, not both",
+                );
                 return (None, None);
             }
             (None, None) => {
                 self.err(
-                    "dns.tsig",
+                    at,
                     "needs `key_file` (a tsig-keygen file or a bare base64 secret) or `secret`",
                 );
                 return (None, None);
@@ -183,12 +208,12 @@ impl Ctx<'_> {
                 let secret = match decode_secret(&secret) {
                     Ok(s) => s,
                     Err(e) => {
-                        self.err("dns.tsig.secret", e);
+                        self.err(format!("{at}.secret"), e);
                         return (None, None);
                     }
                 };
                 let Some(name) = raw.name else {
-                    self.err("dns.tsig.name", "required with an inline secret");
+                    self.err(format!("{at}.name"), "required with an inline secret");
                     return (None, None);
                 };
                 (
@@ -210,7 +235,7 @@ impl Ctx<'_> {
                     Ok(t) => t,
                     Err(e) => {
                         self.err(
-                            "dns.tsig.key_file",
+                            format!("{at}.key_file"),
                             format!("cannot read key file \"{shown}\": {e}"),
                         );
                         return (None, Some(path));
@@ -218,13 +243,16 @@ impl Ctx<'_> {
                 };
                 match parse_key_file(&text) {
                     Err(e) => {
-                        self.err("dns.tsig.key_file", format!("key file \"{shown}\": {e}"));
+                        self.err(
+                            format!("{at}.key_file"),
+                            format!("key file \"{shown}\": {e}"),
+                        );
                         return (None, Some(path));
                     }
                     Ok(KeyFile::Bare(secret)) => {
                         let Some(name) = raw.name else {
                             self.err(
-                                "dns.tsig.name",
+                                format!("{at}.name"),
                                 format!("required: key file \"{shown}\" holds a bare secret, not a named key"),
                             );
                             return (None, Some(path));
@@ -252,7 +280,7 @@ impl Ctx<'_> {
                             None if keys.len() == 1 => keys.first(),
                             None => {
                                 self.err(
-                                    "dns.tsig.name",
+                                    format!("{at}.name"),
                                     format!(
                                         "required: key file \"{shown}\" holds several keys ({})",
                                         names()
@@ -263,7 +291,7 @@ impl Ctx<'_> {
                         };
                         let Some(k) = found else {
                             self.err(
-                                "dns.tsig.name",
+                                format!("{at}.name"),
                                 format!(
                                     "key file \"{shown}\" has no key \"{}\" (it has {})",
                                     raw.name.unwrap_or_default(),
@@ -275,7 +303,10 @@ impl Ctx<'_> {
                         let file_alg = match TsigAlgorithm::parse(&k.algorithm) {
                             Ok(a) => a,
                             Err(e) => {
-                                self.err("dns.tsig.key_file", format!("key file \"{shown}\": {e}"));
+                                self.err(
+                                    format!("{at}.key_file"),
+                                    format!("key file \"{shown}\": {e}"),
+                                );
                                 return (None, Some(path));
                             }
                         };
@@ -283,7 +314,7 @@ impl Ctx<'_> {
                             && a != file_alg
                         {
                             self.err(
-                                "dns.tsig.algorithm",
+                                format!("{at}.algorithm"),
                                 format!("{a} does not match key \"{}\" in \"{shown}\", which is {file_alg}", k.name),
                             );
                         }
@@ -302,7 +333,7 @@ impl Ctx<'_> {
         let (key, file) = key;
         if key.secret.len() < key.algorithm.output_len() {
             self.warn(
-                "dns.tsig",
+                at,
                 format!(
                     "key \"{}\" is {} bytes, shorter than {}'s {} (RFC 8945 advises at least that); make one with tsig-keygen",
                     key.name,

@@ -2,12 +2,14 @@
 //!
 //! [`validate`] walks the file in `Ctx::topology`; each section is checked by one `impl`
 //! in its own file: [`values`] (single values), [`dns`], [`services`] (and probes),
-//! [`policies`] (tiers), [`farms`] (and servers), and [`checks`] across sections.
+//! [`policies`] (tiers), [`farms`] (and servers), [`regions`], and [`checks`] across
+//! sections.
 
 mod checks;
 mod dns;
 mod farms;
 mod policies;
+mod regions;
 mod services;
 mod values;
 
@@ -166,6 +168,16 @@ impl Ctx<'_> {
             .global
             .location
             .and_then(|l| self.location("global.location", l));
+        let dns_facts = (
+            match (&raw.dns.server, &raw.dns.servers, &raw.dns.embedded) {
+                (Some(_), None, None) | (None, Some(_), None) => Some(true),
+                (None, None, Some(_)) => Some(false),
+                _ => None,
+            },
+            raw.dns.geoip_database.is_some(),
+            raw.dns.server.is_some(),
+        );
+        let has_regions = !raw.regions.is_empty();
         let dns = self.dns(raw.dns);
 
         // services
@@ -175,7 +187,15 @@ impl Ctx<'_> {
         let default_answers = dns.as_ref().map_or(1, |d| d.answers);
         for (i, rs) in raw.services.into_iter().enumerate() {
             let path = format!("services[{i}]");
-            if let Some(s) = self.service(&path, rs, default_answers, dns.as_ref(), &mut orders) {
+            let svc = self.service(
+                &path,
+                rs,
+                default_answers,
+                dns.as_ref(),
+                has_regions,
+                &mut orders,
+            );
+            if let Some(s) = svc {
                 if let Some(first) = service_paths.get(&s.id) {
                     self.err(
                         format!("{path}.name"),
@@ -267,7 +287,22 @@ impl Ctx<'_> {
         self.check_orders(&orders, &index);
         self.check_remote_probes(&services, &service_paths, &farms, &direct, &server_paths);
 
-        let (Some(listen), Some(status), Some(dns)) = (global_listen, global_status, dns) else {
+        let regions = self.regions(
+            raw.regions,
+            &regions::DnsFacts {
+                external: dns_facts.0,
+                geoip_database: dns_facts.1,
+                single_server: dns_facts.2,
+                dns: dns.as_ref(),
+            },
+            &index,
+            &farms,
+            &direct,
+        );
+
+        let (Some(listen), Some(status), Some(dns), Some(regions)) =
+            (global_listen, global_status, dns, regions)
+        else {
             return None;
         };
         let topology = Topology {
@@ -284,6 +319,7 @@ impl Ctx<'_> {
             services,
             farms,
             direct_servers: direct,
+            regions,
         };
         self.check_nodes(&topology, &farm_paths, &server_paths);
         self.check_distances(&topology, &service_paths, &farm_paths, &direct_paths);

@@ -107,6 +107,7 @@ impl Ctx<'_> {
             ("metric", raw.metric.is_some()),
             ("filters", raw.filters.is_some()),
             ("rank", raw.rank.is_some()),
+            ("fallback", raw.fallback.is_some()),
         ];
         let mut ok = true;
         for (field, present) in given {
@@ -177,7 +178,7 @@ impl Ctx<'_> {
                 if nested {
                     self.err(
                         path,
-                        "a composite policy cannot rank by another composite; merge their filters",
+                        "a composite policy cannot rank by another composite (in `rank` or `fallback`); merge their filters",
                     );
                     return None;
                 }
@@ -242,11 +243,21 @@ impl Ctx<'_> {
                     );
                     return None;
                 };
-                let rank = self.policy(&p("rank"), &rank.0, usage, orders, true)?;
+                let rank = self.policy(&p("rank"), &rank.0, usage, orders, true);
+                let fallback = match &raw.fallback {
+                    Some(f) => Some(Box::new(self.policy(
+                        &p("fallback"),
+                        &f.0,
+                        usage,
+                        orders,
+                        true,
+                    )?)),
+                    None => None,
+                };
                 Policy::Composite {
                     filters,
-                    rank: Box::new(rank),
-                    fallback: None,
+                    rank: Box::new(rank?),
+                    fallback,
                 }
             }
         };

@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use fedlb_core::time::human;
-use fedlb_core::{ClosestBy, Hysteresis, Policy, ProbeId, SelectorConfig, ServiceId, Thresholds};
+use fedlb_core::{
+    ClosestBy, Filter, Hysteresis, Policy, ProbeId, SelectorConfig, ServiceId, Thresholds,
+};
 
 use crate::model::{DnsTarget, HttpCheck, LoadSource, Probe, ProbeKind, Service};
 use crate::schema::{RawProbe, RawService};
@@ -21,6 +23,7 @@ impl Ctx<'_> {
         raw: RawService,
         default_answers: usize,
         dns: Option<&DnsTarget>,
+        regions: bool,
         orders: &mut Vec<OrderCheck>,
     ) -> Option<Service> {
         let name_ok = self.name(&format!("{path}.name"), &raw.name);
@@ -70,7 +73,7 @@ impl Ctx<'_> {
         let metrics = metrics_of_probes(&probes);
         let global_base = SelectorConfig {
             answers: default_answers,
-            ..SelectorConfig::new(Policy::Closest(ClosestBy::Auto))
+            ..SelectorConfig::new(default_global_policy(regions))
         };
         let global_use = PolicyUse {
             service: &id,
@@ -441,4 +444,20 @@ pub(super) fn metrics_of_probes(probes: &[Probe]) -> BTreeSet<String> {
 
 pub(super) fn metrics_of(s: &Service) -> BTreeSet<String> {
     metrics_of_probes(&s.probes)
+}
+
+/// The global policy of a service that sets none: the closest candidate. With regions,
+/// the closest among those with load ≤ 0.8, else the least loaded: a region's closest farm
+/// would otherwise take all of that region's clients however busy it is, and once every
+/// farm is over the limit the one with the most room left is the best guess.
+pub(crate) fn default_global_policy(regions: bool) -> Policy {
+    if regions {
+        Policy::Composite {
+            filters: vec![Filter::MaxLoad(0.8)],
+            rank: Box::new(Policy::Closest(ClosestBy::Auto)),
+            fallback: Some(Box::new(Policy::LeastLoaded)),
+        }
+    } else {
+        Policy::Closest(ClosestBy::Auto)
+    }
 }

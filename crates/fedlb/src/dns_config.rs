@@ -1,0 +1,332 @@
+//! `fedlb dns-config bind TOPOLOGY`: the `key` and `view` blocks BIND needs to serve each
+//! region of a topology its own answers, written from the topology so that nobody writes
+//! them by hand.
+//!
+//! One view per region whose answers go to `dns.servers` (regions with servers of their own
+//! are not views: they are separate primaries), then the default view. Each view holds its
+//! own copy of the zone, updated by fedlb with the region's TSIG key; BIND matches views in
+//! order, first match wins, so each view's `match-clients` is built to give exactly fedlb's
+//! rule:
+//!
+//! 1. an UPDATE signed with a region's key lands in that region's view and no other (`key
+//!    <own>;` first, then `!key <other>;` for every other key, so that an update signed by
+//!    another region's key from an address of this region does not land here);
+//! 2. the most specific prefix wins across regions: a more specific prefix of another
+//!    region inside one of this region's prefixes is excluded (`!prefix;`) before the
+//!    region's own prefixes;
+//! 3. prefixes beat geoip, and a country beats a continent: before its `geoip` entries a
+//!    region excludes every other region's prefixes, and before a continent every other
+//!    region's countries;
+//! 4. everyone else gets the default view (`any;`), updated with the zone's key.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use fedlb_topology::{DnsServer, Region, Topology, TsigKey};
+
+/// What `fedlb dns-config bind` writes besides the topology.
+#[derive(Clone, Debug)]
+pub struct BindOptions {
+    /// Where each view's zone file lives (`<dir>/<zone>.<view>.db`).
+    pub zone_dir: PathBuf,
+}
+
+/// Loads `topology` (reading its key files) and prints BIND's configuration for it.
+pub fn run(topology: &Path, options: &BindOptions) -> anyhow::Result<()> {
+    let loaded = fedlb_topology::load(topology).map_err(|e| {
+        let problems: Vec<String> = e.problems().iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("{}", problems.join("\n"))
+    })?;
+    let text = bind_config(&loaded.topology, options)
+        .with_context(|| format!("{}", topology.display()))?;
+    print!("{text}");
+    Ok(())
+}
+
+/// BIND's `key` and `view` blocks for `t`.
+pub fn bind_config(t: &Topology, options: &BindOptions) -> anyhow::Result<String> {
+    if matches!(t.dns.server, DnsServer::Embedded { .. }) {
+        bail!(
+            "dns: the topology publishes to the embedded server, not to BIND; set dns.servers to BIND's address to use BIND views"
+        );
+    }
+    let zone = t.dns.zone.trim_end_matches('.');
+    let Some(zone_key) = &t.dns.tsig else {
+        bail!("dns.tsig: BIND views need the zone's key (its default view is updated with it)");
+    };
+    // the regions BIND serves as views: those without primaries of their own
+    let views: Vec<&Region> = t
+        .regions
+        .values()
+        .filter(|r| r.dns_servers.is_empty())
+        .collect();
+    if views.is_empty() {
+        bail!("regions: no region is published to dns.servers, so BIND needs no views");
+    }
+    let mut keys: Vec<(&TsigKey, Option<&Path>)> = vec![(zone_key, t.dns.tsig_file.as_deref())];
+    for r in &views {
+        let Some(key) = &r.tsig else {
+            bail!(
+                "regions.{}.tsig: a region served as a BIND view needs its own key",
+                r.id
+            );
+        };
+        if key.name == zone_key.name || keys.iter().any(|(k, _)| k.name == key.name) {
+            bail!(
+                "regions.{}.tsig: key \"{}\" is already another view's key; BIND selects a view by the key that signs an update, so each view needs its own",
+                r.id,
+                key.name
+            );
+        }
+        keys.push((key, r.tsig_file.as_deref()));
+    }
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# BIND configuration for the regions of topology \"{}\", written by `fedlb dns-config bind`.\n\
+         # Include it in named.conf in place of any `zone \"{zone}\"` statement: once views exist,\n\
+         # every zone must be inside a view. Each view's zone file must exist before named starts\n\
+         # (a SOA and an NS record, as for any primary); fedlb fills in the answers.",
+        t.name
+    );
+    let _ = writeln!(out);
+    for (key, file) in &keys {
+        match file {
+            Some(path) => {
+                let _ = writeln!(out, "include \"{}\";", path.display());
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "key \"{}\" {{ algorithm {}; secret \"{}\"; }};",
+                    key_name(key),
+                    key.algorithm.as_str(),
+                    base64::engine::general_purpose::STANDARD.encode(&key.secret)
+                );
+            }
+        }
+    }
+    if views
+        .iter()
+        .any(|r| !r.countries.is_empty() || !r.continents.is_empty())
+    {
+        let _ = writeln!(
+            out,
+            "\n# Regions placed by geography need BIND built with MaxMind support (Debian's is) and\n\
+             # the database's directory in the options block: geoip-directory \"/usr/share/GeoIP\";"
+        );
+    }
+
+    for r in &views {
+        let own = r.tsig.as_ref().expect("checked above");
+        let mut matches: Vec<String> = vec![format!("key \"{}\"", key_name(own))];
+        matches.extend(
+            keys.iter()
+                .filter(|(k, _)| k.name != own.name)
+                .map(|(k, _)| format!("!key \"{}\"", key_name(k))),
+        );
+        let others: Vec<&Region> = t.regions.values().filter(|o| o.id != r.id).collect();
+        // a more specific prefix of another region inside one of ours is theirs
+        for o in &others {
+            for q in &o.clients {
+                if r.clients.iter().any(|p| p.contains(q) && p != q) {
+                    push_once(&mut matches, format!("!{q}"));
+                }
+            }
+        }
+        matches.extend(r.clients.iter().map(ToString::to_string));
+        if !r.countries.is_empty() || !r.continents.is_empty() {
+            // prefixes beat geography: every other region's prefixes first
+            for o in &others {
+                for q in &o.clients {
+                    push_once(&mut matches, format!("!{q}"));
+                }
+            }
+            for c in &r.countries {
+                matches.push(format!("geoip country {c}"));
+            }
+            if !r.continents.is_empty() {
+                // a country beats a continent
+                for o in &others {
+                    for c in &o.countries {
+                        push_once(&mut matches, format!("!geoip country {c}"));
+                    }
+                }
+                for c in &r.continents {
+                    matches.push(format!("geoip continent {}", c.code()));
+                }
+            }
+        }
+        view(&mut out, r.id.as_str(), &matches, zone, own, options);
+    }
+    let mut matches: Vec<String> = keys
+        .iter()
+        .skip(1)
+        .map(|(k, _)| format!("!key \"{}\"", key_name(k)))
+        .collect();
+    matches.push("any".to_owned());
+    view(&mut out, "default", &matches, zone, zone_key, options);
+    Ok(out)
+}
+
+fn view(
+    out: &mut String,
+    name: &str,
+    matches: &[String],
+    zone: &str,
+    key: &TsigKey,
+    options: &BindOptions,
+) {
+    let _ = writeln!(out, "\nview \"{name}\" {{");
+    let _ = writeln!(out, "  match-clients {{ {}; }};", matches.join("; "));
+    let _ = writeln!(
+        out,
+        "  zone \"{zone}\" {{\n    type primary;\n    file \"{}\";\n    update-policy {{ grant \"{}\" zonesub ANY; }};\n  }};",
+        options.zone_dir.join(format!("{zone}.{name}.db")).display(),
+        key_name(key)
+    );
+    let _ = writeln!(out, "}};");
+}
+
+fn push_once(list: &mut Vec<String>, item: String) {
+    if !list.contains(&item) {
+        list.push(item);
+    }
+}
+
+/// The key's name as BIND writes it: no trailing dot.
+fn key_name(key: &TsigKey) -> &str {
+    key.name.trim_end_matches('.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology(text: &str) -> Topology {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, text).unwrap();
+        std::fs::write(dir.path().join("geo.mmdb"), b"").unwrap();
+        fedlb_topology::load(&path)
+            .unwrap_or_else(|e| panic!("{:?}", e.problems()))
+            .topology
+    }
+
+    const BASE: &str = r#"
+[global]
+listen = "127.0.0.1:7400"
+status = "127.0.0.1:7480"
+[dns]
+zone = "demo.test."
+servers = ["127.0.0.1:5354"]
+tsig = { name = "zone-key", algorithm = "hmac-sha256", secret = "yEJLwxMvZN+2Sokg00jb+a2uBusiYoLtflt2Nf6gHzQ=" }
+[[services]]
+name = "www"
+fqdn = "www.demo.test."
+port = 80
+[[services.probes]]
+kind = "tcp"
+[[farms]]
+name = "eu-west"
+listen = "127.0.0.2:7401"
+status = "127.0.0.2:7481"
+[[farms.servers]]
+name = "eu-1"
+address = "127.0.0.11"
+services = ["www"]
+[[farms]]
+name = "us-east"
+listen = "127.0.0.3:7401"
+status = "127.0.0.3:7481"
+[[farms.servers]]
+name = "us-1"
+address = "127.0.0.21"
+services = ["www"]
+"#;
+
+    fn region(name: &str, clients: &str, extra: &str) -> String {
+        format!(
+            "[[regions]]\nname = \"{name}\"\nclients = [{clients}]\ndistance_ms = {{ eu-west = 10, us-east = 90 }}\n\
+             tsig = {{ name = \"{name}-key\", algorithm = \"hmac-sha256\", secret = \"c2VjcmV0LW9mLXRoZS1yZWdpb24ta2V5LTAxMjM0NTY=\" }}\n{extra}\n"
+        )
+    }
+
+    fn options() -> BindOptions {
+        BindOptions {
+            zone_dir: "/var/lib/bind".into(),
+        }
+    }
+
+    #[test]
+    fn each_view_takes_its_key_and_its_prefixes_and_the_default_takes_the_rest() {
+        let t = topology(&format!(
+            "{BASE}{}{}",
+            region("eu", "\"127.0.10.0/24\"", ""),
+            region("us", "\"127.0.20.0/24\", \"2001:db8::/32\"", "")
+        ));
+        let conf = bind_config(&t, &options()).unwrap();
+        assert!(conf.contains(r#"key "zone-key" { algorithm hmac-sha256; secret "yEJLwxMvZN+2Sokg00jb+a2uBusiYoLtflt2Nf6gHzQ="; };"#), "{conf}");
+        assert!(conf.contains(r#"key "eu-key" { algorithm hmac-sha256;"#));
+        assert!(
+            conf.contains(
+                r#"match-clients { key "eu-key"; !key "zone-key"; !key "us-key"; 127.0.10.0/24; };"#
+            ),
+            "{conf}"
+        );
+        assert!(conf.contains(r#"match-clients { key "us-key"; !key "zone-key"; !key "eu-key"; 127.0.20.0/24; 2001:db8::/32; };"#), "{conf}");
+        assert!(
+            conf.contains(r#"match-clients { !key "eu-key"; !key "us-key"; any; };"#),
+            "{conf}"
+        );
+        assert!(conf.contains(r#"file "/var/lib/bind/demo.test.eu.db";"#));
+        assert!(conf.contains(r#"update-policy { grant "eu-key" zonesub ANY; };"#));
+        assert!(conf.contains(r#"update-policy { grant "zone-key" zonesub ANY; };"#));
+        // views in the topology's order, the default last
+        let eu = conf.find(r#"view "eu""#).unwrap();
+        let us = conf.find(r#"view "us""#).unwrap();
+        let default = conf.find(r#"view "default""#).unwrap();
+        assert!(eu < us && us < default);
+    }
+
+    #[test]
+    fn a_nested_prefix_of_another_region_is_kept_out_and_geography_comes_last() {
+        let base = BASE.replace("[dns]\n", "[dns]\ngeoip_database = \"geo.mmdb\"\n");
+        let t = topology(&format!(
+            "{base}{}{}",
+            region("eu", "\"10.0.0.0/8\"", "geoip = { continents = [\"EU\"] }"),
+            region("lab", "\"10.1.0.0/16\"", "geoip = { countries = [\"DE\"] }"),
+        ));
+        let conf = bind_config(&t, &options()).unwrap();
+        assert!(
+            conf.contains(r#"match-clients { key "eu-key"; !key "zone-key"; !key "lab-key"; !10.1.0.0/16; 10.0.0.0/8; !geoip country DE; geoip continent EU; };"#),
+            "{conf}"
+        );
+        assert!(
+            conf.contains(r#"match-clients { key "lab-key"; !key "zone-key"; !key "eu-key"; 10.1.0.0/16; !10.0.0.0/8; geoip country DE; };"#),
+            "{conf}"
+        );
+        assert!(conf.contains("geoip-directory"));
+    }
+
+    #[test]
+    fn refuses_what_bind_views_cannot_do() {
+        let embedded = topology(&format!(
+            "{}{}",
+            BASE.replace(
+                "servers = [\"127.0.0.1:5354\"]",
+                "embedded = { listen = \"127.0.0.1:5300\", state_dir = \"dns\" }"
+            ),
+            region("eu", "\"127.0.10.0/24\"", "")
+        ));
+        let e = bind_config(&embedded, &options()).unwrap_err().to_string();
+        assert!(e.contains("embedded server"), "{e}");
+
+        let none = topology(BASE);
+        let e = bind_config(&none, &options()).unwrap_err().to_string();
+        assert!(e.contains("no region"), "{e}");
+    }
+}
