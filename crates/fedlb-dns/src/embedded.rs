@@ -53,7 +53,7 @@ use crate::{
     Error, TsigKey,
     front::{View, Views, serve_tcp, serve_udp},
     geoip::GeoDb,
-    tsig::{FUDGE_SECS, hickory_algorithm, key_name},
+    tsig::{FUDGE_SECS, hickory_algorithm, key_name, signer},
 };
 
 /// One region's view of the zone in an [`EmbeddedServer`].
@@ -151,13 +151,19 @@ impl EmbeddedServer {
             .map_err(|e| fail(format!("binding {}: {e}", config.listen)))?;
         let default = catalog(&zone, &config.dir, &config.keys, local_addr).await?;
         let mut views = Vec::with_capacity(config.views.len());
-        for view in &config.views {
+        let mut keys = Vec::new();
+        for key in &config.keys {
+            keys.push((signer(key)?, None));
+        }
+        for (i, view) in config.views.iter().enumerate() {
             let dir = config.dir.join("regions").join(view.region.as_str());
             views.push(View {
                 region: view.region.clone(),
                 catalog: catalog(&zone, &dir, &view.keys, local_addr).await?,
-                keys: view.keys.iter().map(key_name).collect::<Result<_, _>>()?,
             });
+            for key in &view.keys {
+                keys.push((signer(key)?, Some(i)));
+            }
         }
         let region_view = config
             .clients
@@ -181,6 +187,7 @@ impl EmbeddedServer {
             default,
             views,
             region_view,
+            keys,
             clients: config.clients.clone(),
             geo,
         });

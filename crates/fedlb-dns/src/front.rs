@@ -11,6 +11,8 @@
 //! Routing, as BIND views matched by key first and then by client:
 //! - an UPDATE goes to the view whose TSIG key signs it; unsigned, or signed with a key no
 //!   view has, it goes to the default view, which refuses it unless the key is its own;
+//! - a QUERY signed (verifiably, in time) with a view's key goes to that view, so that a
+//!   publisher reads back the view it writes (`Rfc2136Config::sign_reads`);
 //! - a QUERY goes to the view of the client's region: the ECS option's subnet when valid,
 //!   else the source address; a region without a view gets the default view. When ECS was
 //!   used, the answer echoes it with the SCOPE PREFIX-LENGTH of the classification;
@@ -26,7 +28,7 @@ use fedlb_core::{ClientMap, RegionId};
 use hickory_proto::{
     op::{Edns, Header, HeaderCounts, Message, MessageType, OpCode, ResponseCode},
     rr::{
-        Name, Record,
+        Record, TSigner,
         rdata::opt::{ClientSubnet, EdnsOption},
     },
     serialize::binary::{BinDecodable, BinDecoder, BinEncoder},
@@ -48,11 +50,10 @@ use crate::{
     geoip::GeoDb,
 };
 
-/// One region's view: its zone copy and the names of the keys that update it.
+/// One region's view: its zone copy.
 pub(crate) struct View {
     pub(crate) region: RegionId,
     pub(crate) catalog: Catalog,
-    pub(crate) keys: Vec<Name>,
 }
 
 /// Every view of the zone and how to choose one.
@@ -61,6 +62,8 @@ pub(crate) struct Views {
     pub(crate) views: Vec<View>,
     /// For each region of `clients` (by index), its view.
     pub(crate) region_view: Vec<Option<usize>>,
+    /// Every key and its view (`None`: the default view).
+    pub(crate) keys: Vec<(TSigner, Option<usize>)>,
     pub(crate) clients: Arc<ClientMap>,
     pub(crate) geo: Option<GeoDb>,
 }
@@ -117,31 +120,68 @@ impl Views {
             return (&self.default, None);
         }
         match request.metadata.op_code {
-            OpCode::Update => {
-                let key = request.signature.as_ref().map(|s| &s.name);
-                let view = key.and_then(|k| self.views.iter().find(|v| v.keys.contains(k)));
-                (view.map_or(&self.default, |v| &v.catalog), None)
-            }
-            OpCode::Query => {
-                let (addr, source) = match ecs {
-                    Some(s) => (s.addr(), Some(s.source_prefix())),
-                    None => (request.src().ip(), None),
-                };
-                let geo = match &self.geo {
-                    Some(db) if self.clients.wants_geoip() => Some(db.lookup(addr)),
-                    _ => None,
-                };
-                let class = self.clients.classify(addr, source, geo.as_ref());
-                let view = class.index.and_then(|i| self.region_view[i]);
-                let catalog = view.map_or(&self.default, |v| &self.views[v].catalog);
-                // a signed response must not change after signing
-                let echo = ecs
-                    .filter(|_| request.signature.is_none())
-                    .map(|s| ClientSubnet::new(s.addr(), s.source_prefix(), class.scope));
-                (catalog, echo)
-            }
+            // the view's own zone handler checks the signature
+            OpCode::Update => (self.catalog(self.key_view(request).flatten()), None),
+            OpCode::Query if request.signature.is_some() => match self.verified_key_view(request) {
+                Some(view) => (self.catalog(view), None),
+                None => self.by_client(request, ecs),
+            },
+            OpCode::Query => self.by_client(request, ecs),
             _ => (&self.default, None),
         }
+    }
+
+    fn catalog(&self, view: Option<usize>) -> &Catalog {
+        view.map_or(&self.default, |v| &self.views[v].catalog)
+    }
+
+    /// The view of the key named in the request's TSIG record, if a known key.
+    fn key_view(&self, request: &Request) -> Option<Option<usize>> {
+        let name = &request.signature.as_ref()?.name;
+        self.keys
+            .iter()
+            .find(|(signer, _)| signer.signer_name() == name)
+            .map(|(_, view)| *view)
+    }
+
+    /// The view of the key that signed a query, if the signature verifies and is in time
+    /// (RFC 8945 §5.2): fedlb's publishers sign their reads so that they read the view they
+    /// write. A query with a bad signature is answered like an unsigned one (no secret is
+    /// behind an answer: any client of the region may read it).
+    fn verified_key_view(&self, request: &Request) -> Option<Option<usize>> {
+        let name = &request.signature.as_ref()?.name;
+        let (signer, view) = self
+            .keys
+            .iter()
+            .find(|(signer, _)| signer.signer_name() == name)?;
+        let (_, _, window) = signer
+            .verify_message_byte(request.as_slice(), None, true)
+            .ok()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        window.contains(&now).then_some(*view)
+    }
+
+    /// The view of the client's region (ECS subnet or source address), and the ECS echo.
+    fn by_client(
+        &self,
+        request: &Request,
+        ecs: Option<ClientSubnet>,
+    ) -> (&Catalog, Option<ClientSubnet>) {
+        let (addr, source) = match ecs {
+            Some(s) => (s.addr(), Some(s.source_prefix())),
+            None => (request.src().ip(), None),
+        };
+        let geo = match &self.geo {
+            Some(db) if self.clients.wants_geoip() => Some(db.lookup(addr)),
+            _ => None,
+        };
+        let class = self.clients.classify(addr, source, geo.as_ref());
+        let view = class.index.and_then(|i| self.region_view[i]);
+        let echo = ecs.map(|s| ClientSubnet::new(s.addr(), s.source_prefix(), class.scope));
+        (self.catalog(view), echo)
     }
 
     /// The region of each view, for logs.

@@ -253,7 +253,7 @@ pub async fn query_rrsets<'a>(
     names: impl IntoIterator<Item = &'a Name>,
     timeout: Duration,
 ) -> Result<ZoneState, Error> {
-    wire::read_state(server, zone, names, timeout)
+    wire::read_state(server, zone, names, timeout, None)
         .await
         .map(|r| r.state)
 }
@@ -265,7 +265,7 @@ pub async fn query_serial(
     zone: &Name,
     timeout: Duration,
 ) -> Result<u32, Error> {
-    wire::read_state(server, zone, [], timeout)
+    wire::read_state(server, zone, [], timeout, None)
         .await
         .map(|r| r.serial)
 }
