@@ -20,6 +20,7 @@ pub mod health;
 pub mod id;
 pub mod monitor;
 pub mod policy;
+pub mod region;
 pub mod tier;
 pub mod time;
 pub mod ttl;
@@ -34,6 +35,7 @@ pub use monitor::{
     Measurement, Monitor, MonitorConfig, MonitorOutput, ProbeResult, ProbeSchedule, Report,
 };
 pub use policy::{ClosestBy, Filter, Policy, Ranked};
+pub use region::{Classified, ClientMap, ClientMapError, GeoHit, RegionClients};
 pub use tier::{
     MemberKind, MemberSpec, MemberView, Refused, RegionSpec, RegionTier, Tier, TierService, Update,
 };

@@ -9,7 +9,19 @@
 //!   read only when there is no journal yet;
 //! - `<zone>jrnl.sqlite`: the journal. Every update is written there before it is applied, and on
 //!   restart the zone is rebuilt from it alone. Delete it to reseed from the zone file;
-//! - `keys/<key name>.key`: the raw TSIG secrets (mode 0600), rewritten at each start.
+//! - `keys/<key name>.key`: the raw TSIG secrets (mode 0600), rewritten at each start;
+//! - `regions/<region>/`: the same three for each region's view (see below).
+//!
+//! # Regions
+//!
+//! With [`EmbeddedConfig::views`], the server holds one copy of the zone per region, like BIND
+//! views: each view has its own zone file, journal and TSIG keys, and an UPDATE lands in the
+//! view whose key signs it, so fedlb writes a region's answers with an
+//! [`Rfc2136Publisher`](crate::Rfc2136Publisher) holding that region's key. A query is answered
+//! from the view of the client's region ([`fedlb_core::ClientMap`]), the client being the EDNS
+//! Client Subnet of the query when it carries a valid one (echoed with its scope), else the
+//! source address; clients of no region get the default view, the one under `dir`. See
+//! the `front` module for the routing rules and `ecs` for malformed options.
 //!
 //! Differences from BIND that matter to a writer: a value-dependent prerequisite is checked as a
 //! subset (each listed record exists), not as RRset equality (see
@@ -24,20 +36,35 @@ use std::{
     time::Duration,
 };
 
+use fedlb_core::{ClientMap, RegionId};
 use hickory_proto::rr::{LowerName, Name};
 use hickory_server::{
-    Server,
     store::sqlite::{SqliteConfig, SqliteZoneHandler, TsigKeyConfig},
     zone_handler::{AxfrPolicy, Catalog, ZoneType},
 };
-use tokio::net::{TcpListener, UdpSocket};
-use tokio_util::sync::CancellationToken;
+use tokio::{
+    net::{TcpListener, UdpSocket},
+    task::JoinSet,
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
 use crate::{
     Error, TsigKey,
-    tsig::{FUDGE_SECS, hickory_algorithm, key_name},
+    front::{View, Views, serve_tcp, serve_udp},
+    geoip::GeoDb,
+    tsig::{FUDGE_SECS, hickory_algorithm, key_name, signer},
 };
+
+/// One region's view of the zone in an [`EmbeddedServer`].
+#[derive(Debug, Clone)]
+pub struct EmbeddedView {
+    /// The region whose clients this view answers (as [`EmbeddedConfig::clients`] names it).
+    pub region: RegionId,
+    /// Keys allowed to update this view; an update signed by one lands only here. No key may
+    /// belong to two views (or to a view and the default one).
+    pub keys: Vec<TsigKey>,
+}
 
 /// Configuration of an [`EmbeddedServer`].
 #[derive(Debug, Clone)]
@@ -52,6 +79,14 @@ pub struct EmbeddedConfig {
     pub keys: Vec<TsigKey>,
     /// Idle limit of a TCP connection.
     pub tcp_timeout: Duration,
+    /// One view per region, each its own copy of the zone under `dir/regions/<region>/`. With
+    /// none, every client gets the one zone under `dir` and ECS options are ignored.
+    pub views: Vec<EmbeddedView>,
+    /// Which region a client is in (read only when there are views).
+    pub clients: Arc<ClientMap>,
+    /// A MaxMind-format database for regions that list countries or continents (opened only
+    /// when [`ClientMap::wants_geoip`]).
+    pub geoip: Option<PathBuf>,
 }
 
 impl EmbeddedConfig {
@@ -68,7 +103,23 @@ impl EmbeddedConfig {
             dir: dir.into(),
             keys,
             tcp_timeout: Duration::from_secs(10),
+            views: Vec::new(),
+            clients: Arc::new(ClientMap::empty()),
+            geoip: None,
         }
+    }
+
+    /// The same config answering per region: `views`, their clients, and a geoip database.
+    pub fn with_views(
+        mut self,
+        views: Vec<EmbeddedView>,
+        clients: Arc<ClientMap>,
+        geoip: Option<PathBuf>,
+    ) -> Self {
+        self.views = views;
+        self.clients = clients;
+        self.geoip = geoip;
+        self
     }
 }
 
@@ -77,11 +128,16 @@ impl EmbeddedConfig {
 pub struct EmbeddedServer {
     zone: Name,
     local_addr: SocketAddr,
-    server: Server<Catalog>,
+    stop: CancellationToken,
+    /// The UDP and TCP loops.
+    loops: JoinSet<std::io::Result<()>>,
+    /// Requests and connections in flight.
+    tasks: TaskTracker,
 }
 
 impl EmbeddedServer {
-    /// Loads (or creates) the zone, binds UDP and TCP and starts answering.
+    /// Loads (or creates) the zone and every view's copy, binds UDP and TCP and starts
+    /// answering.
     pub async fn start(config: EmbeddedConfig) -> Result<Self, Error> {
         let mut zone = config.zone.to_lowercase();
         zone.set_fqdn(true);
@@ -89,20 +145,77 @@ impl EmbeddedServer {
             zone: zone.to_string(),
             reason,
         };
+        check_views(&config).map_err(fail)?;
         let (udp, tcp, local_addr) = bind(config.listen)
             .await
             .map_err(|e| fail(format!("binding {}: {e}", config.listen)))?;
-        let handler = load_zone(&zone, &config, local_addr).await?;
-        let mut catalog = Catalog::new();
-        catalog.upsert(LowerName::from(&zone), vec![Arc::new(handler)]);
-        let mut server = Server::new(catalog);
-        server.register_socket(udp);
-        server.register_listener(tcp, config.tcp_timeout, 65_535);
-        info!(zone = %zone, addr = %local_addr, dir = %config.dir.display(), "embedded dns server started");
+        let default = catalog(&zone, &config.dir, &config.keys, local_addr).await?;
+        let mut views = Vec::with_capacity(config.views.len());
+        let mut keys = Vec::new();
+        for key in &config.keys {
+            keys.push((signer(key)?, None));
+        }
+        for (i, view) in config.views.iter().enumerate() {
+            let dir = config.dir.join("regions").join(view.region.as_str());
+            views.push(View {
+                region: view.region.clone(),
+                catalog: catalog(&zone, &dir, &view.keys, local_addr).await?,
+            });
+            for key in &view.keys {
+                keys.push((signer(key)?, Some(i)));
+            }
+        }
+        let region_view = config
+            .clients
+            .regions()
+            .iter()
+            .map(|r| {
+                let view = config.views.iter().position(|v| &v.region == r);
+                if view.is_none() && !config.views.is_empty() {
+                    warn!(zone = %zone, region = %r, "region has no view; its clients get the default view");
+                }
+                view
+            })
+            .collect();
+        let geo = match &config.geoip {
+            Some(path) if !config.views.is_empty() && config.clients.wants_geoip() => {
+                Some(GeoDb::open(path).map_err(fail)?)
+            }
+            _ => None,
+        };
+        let views = Arc::new(Views {
+            default,
+            views,
+            region_view,
+            keys,
+            clients: config.clients.clone(),
+            geo,
+        });
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let mut loops = JoinSet::new();
+        loops.spawn(serve_udp(
+            Arc::new(udp),
+            views.clone(),
+            tasks.clone(),
+            stop.clone(),
+        ));
+        loops.spawn(serve_tcp(
+            tcp,
+            views.clone(),
+            config.tcp_timeout,
+            tasks.clone(),
+            stop.clone(),
+        ));
+        let regions: Vec<&str> = views.regions().map(RegionId::as_str).collect();
+        info!(zone = %zone, addr = %local_addr, dir = %config.dir.display(), views = ?regions,
+            "embedded dns server started");
         Ok(Self {
             zone,
             local_addr,
-            server,
+            stop,
+            loops,
+            tasks,
         })
     }
 
@@ -116,30 +229,90 @@ impl EmbeddedServer {
         &self.zone
     }
 
-    /// Stops accepting, lets running requests finish, and returns.
+    /// Stops accepting, lets running requests finish (for at most 5 s), and returns.
     pub async fn shutdown(mut self) -> Result<(), Error> {
-        let result = self.server.shutdown_gracefully().await;
+        self.stop.cancel();
+        let mut result = Ok(());
+        while let Some(done) = self.loops.join_next().await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e.to_string()),
+                Err(e) => result = Err(format!("internal error: {e}")),
+            }
+        }
+        self.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(zone = %self.zone, "requests still running after 5 s; dropped");
+        }
         info!(zone = %self.zone, addr = %self.local_addr, "embedded dns server stopped");
-        result.map_err(|e| Error::Embedded {
+        result.map_err(|reason| Error::Embedded {
             zone: self.zone.to_string(),
-            reason: format!("stopping: {e}"),
+            reason: format!("stopping: {reason}"),
         })
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully. Returns early with an
-    /// error if the server's tasks stop on their own.
+    /// error if the server's socket loops stop on their own.
     pub async fn serve(mut self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        let token: CancellationToken = self.server.shutdown_token().clone();
-        tokio::select! {
-            () = shutdown => {}
-            () = token.cancelled() => {}
-            result = self.server.block_until_done() => {
-                warn!(zone = %self.zone, "embedded dns server stopped by itself");
-                return result.map_err(|e| Error::Embedded { zone: self.zone.to_string(), reason: e.to_string() });
-            }
+        let stopped_by_itself = tokio::select! {
+            () = shutdown => None,
+            done = self.loops.join_next() => Some(done),
+        };
+        if let Some(done) = stopped_by_itself {
+            warn!(zone = %self.zone, "embedded dns server stopped by itself");
+            let reason = match done {
+                Some(Ok(Err(e))) => e.to_string(),
+                Some(Err(e)) => format!("internal error: {e}"),
+                _ => "a socket loop ended".to_owned(),
+            };
+            self.stop.cancel();
+            return Err(Error::Embedded {
+                zone: self.zone.to_string(),
+                reason,
+            });
         }
         self.shutdown().await
     }
+}
+
+/// Problems of the view list that would make routing ambiguous.
+fn check_views(config: &EmbeddedConfig) -> Result<(), String> {
+    let mut owners: Vec<(Name, String)> = Vec::new();
+    for key in &config.keys {
+        if let Ok(name) = key_name(key) {
+            owners.push((name, "the default view".to_owned()));
+        }
+    }
+    for (i, view) in config.views.iter().enumerate() {
+        let region = view.region.as_str();
+        if region.is_empty()
+            || region.starts_with('.')
+            || !region
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(format!(
+                "view {i}: region \"{region}\" cannot name a directory (letters, digits, '-', '_', '.')"
+            ));
+        }
+        if config.views[..i].iter().any(|v| v.region == view.region) {
+            return Err(format!("region \"{region}\" has two views"));
+        }
+        for key in &view.keys {
+            let Ok(name) = key_name(key) else { continue };
+            if let Some((_, other)) = owners.iter().find(|(n, _)| *n == name) {
+                return Err(format!(
+                    "tsig key \"{}\" belongs to {other} and to the view of region \"{region}\": an update signed with it could land in either",
+                    key.name
+                ));
+            }
+            owners.push((name, format!("the view of region \"{region}\"")));
+        }
+    }
+    Ok(())
 }
 
 async fn bind(listen: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener, SocketAddr)> {
@@ -174,9 +347,24 @@ fn zone_file_text(zone: &Name, addr: SocketAddr) -> String {
     )
 }
 
+/// A catalog serving the zone from `dir` (created with its initial zone file if new),
+/// updatable with `keys`.
+async fn catalog(
+    zone: &Name,
+    dir: &Path,
+    keys: &[TsigKey],
+    addr: SocketAddr,
+) -> Result<Catalog, Error> {
+    let handler = load_zone(zone, dir, keys, addr).await?;
+    let mut catalog = Catalog::new();
+    catalog.upsert(LowerName::from(zone), vec![Arc::new(handler)]);
+    Ok(catalog)
+}
+
 async fn load_zone(
     zone: &Name,
-    config: &EmbeddedConfig,
+    dir: &Path,
+    keys: &[TsigKey],
     addr: SocketAddr,
 ) -> Result<SqliteZoneHandler, Error> {
     let file_err = |path: &Path, action, source| Error::File {
@@ -184,7 +372,6 @@ async fn load_zone(
         action,
         source,
     };
-    let dir = &config.dir;
     let keys_dir = dir.join("keys");
     std::fs::create_dir_all(&keys_dir).map_err(|e| file_err(&keys_dir, "creating directory", e))?;
     let base = zone.to_string();
@@ -194,7 +381,7 @@ async fn load_zone(
         crate::file::write_atomic(&zone_path, zone_file_text(zone, addr).as_bytes())?;
     }
     let mut tsig_keys = Vec::new();
-    for key in &config.keys {
+    for key in keys {
         let name = key_name(key)?.to_string();
         let key_file = keys_dir.join(format!("{}.key", name.trim_end_matches('.')));
         write_secret(&key_file, &key.secret)
@@ -209,7 +396,7 @@ async fn load_zone(
     let sqlite = SqliteConfig {
         zone_path,
         journal_path,
-        allow_update: !config.keys.is_empty(),
+        allow_update: !keys.is_empty(),
         tsig_keys,
     };
     SqliteZoneHandler::try_from_config(

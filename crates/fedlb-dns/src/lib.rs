@@ -13,16 +13,21 @@
 //! - [`Publisher`]: one enum over the publisher kinds, each with `publish`, `reconcile`,
 //!   `poll_timeout` / `handle_timeout` and `metrics`; [`run`] drives one from a `watch` channel
 //!   and sends a [`PassOutcome`] after every pass (per name: what each DNS primary serves).
-//! - [`EmbeddedServer`]: a zone served in-process, written to through [`Rfc2136Publisher`].
+//! - [`EmbeddedServer`]: a zone served in-process, written to through [`Rfc2136Publisher`];
+//!   optionally one copy per region ([`EmbeddedView`]), each updated with its own TSIG key and
+//!   answering the clients of its region (by EDNS Client Subnet or source address).
 //! - [`TsigKey`] / [`TsigAlgorithm`]: fedlb-topology's, the one TSIG key type of the workspace
 //!   (it also parses key files); this crate only turns them into hickory's signer.
 
 mod answers;
 pub mod command;
 mod diff;
+mod ecs;
 pub mod embedded;
 mod error;
 pub mod file;
+mod front;
+mod geoip;
 mod render;
 mod report;
 pub mod rfc2136;
@@ -34,7 +39,7 @@ use std::{future::Future, net::SocketAddr, time::Duration};
 pub use answers::{DesiredZone, Family, RecordSet, RrData, RrKey, ZoneState, fqdn, zone_name};
 pub use command::{CommandConfig, CommandPublisher};
 pub use diff::{Change, accept, apply, diff};
-pub use embedded::{EmbeddedConfig, EmbeddedServer};
+pub use embedded::{EmbeddedConfig, EmbeddedServer, EmbeddedView};
 pub use error::{Error, FailureClass};
 pub use file::{FileConfig, FilePublisher, write_atomic};
 pub use hickory_proto::rr::Name;
@@ -248,7 +253,7 @@ pub async fn query_rrsets<'a>(
     names: impl IntoIterator<Item = &'a Name>,
     timeout: Duration,
 ) -> Result<ZoneState, Error> {
-    wire::read_state(server, zone, names, timeout)
+    wire::read_state(server, zone, names, timeout, None)
         .await
         .map(|r| r.state)
 }
@@ -260,7 +265,7 @@ pub async fn query_serial(
     zone: &Name,
     timeout: Duration,
 ) -> Result<u32, Error> {
-    wire::read_state(server, zone, [], timeout)
+    wire::read_state(server, zone, [], timeout, None)
         .await
         .map(|r| r.serial)
 }

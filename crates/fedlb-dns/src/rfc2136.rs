@@ -53,10 +53,15 @@ pub struct Rfc2136Config {
     pub backoff_max: Duration,
     /// How many compare-and-swap conflicts one pass resolves by re-reading before giving up.
     pub conflict_retries: u32,
+    /// Sign the queries that read the server back with the key too. A server with views
+    /// (the embedded server's regions, BIND `match-clients { key k; }`) then answers them from
+    /// the view the updates go to, not from the view of fedlb's own address.
+    pub sign_reads: bool,
 }
 
 impl Rfc2136Config {
-    /// Defaults: 5 s timeout, reconcile every 60 s, backoff 1 s … 60 s, 2 conflict retries.
+    /// Defaults: 5 s timeout, reconcile every 60 s, backoff 1 s … 60 s, 2 conflict retries,
+    /// unsigned reads.
     pub fn new(zone: Name, primaries: Vec<SocketAddr>, key: TsigKey) -> Self {
         Self {
             zone,
@@ -67,6 +72,7 @@ impl Rfc2136Config {
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             conflict_retries: 2,
+            sign_reads: false,
         }
     }
 }
@@ -323,8 +329,15 @@ async fn sync(ctx: &Ctx<'_>, p: &mut Primary, reason: Reason) -> Status {
     loop {
         if read {
             p.metrics.reads += 1;
-            match wire::read_state(p.server, ctx.zone, ctx.desired.names(), ctx.config.timeout)
-                .await
+            let signer = ctx.config.sign_reads.then_some(ctx.signer);
+            match wire::read_state(
+                p.server,
+                ctx.zone,
+                ctx.desired.names(),
+                ctx.config.timeout,
+                signer,
+            )
+            .await
             {
                 Ok(back) => {
                     if let Some(prev) = p.serial.filter(|&prev| serial_before(back.serial, prev)) {

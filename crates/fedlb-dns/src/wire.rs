@@ -113,11 +113,29 @@ impl Conn {
         }
     }
 
-    /// Queries one name/type without recursion; returns the parsed response.
-    async fn query(&mut self, name: &Name, rtype: RecordType) -> Result<Message, Error> {
+    /// Queries one name/type without recursion, signed with `signer` if given (a server with
+    /// views answers a signed query from the view of its key); returns the parsed response.
+    /// The response's signature, if any, is not checked: reads are not trusted for more than
+    /// what the server says it holds.
+    async fn query(
+        &mut self,
+        name: &Name,
+        rtype: RecordType,
+        signer: Option<&TSigner>,
+    ) -> Result<Message, Error> {
         let mut msg = Message::query();
         msg.metadata.recursion_desired = false;
         msg.add_query(Query::query(name.clone(), rtype));
+        if let Some(signer) = signer {
+            msg.finalize(signer, unix_now())
+                .map_err(|e| Error::BadResponse {
+                    server: self.server,
+                    reason: format!(
+                        "cannot sign query with key \"{}\": {e}",
+                        signer.signer_name()
+                    ),
+                })?;
+        }
         let id = msg.metadata.id;
         let wire = msg.to_vec().map_err(|e| Error::BadResponse {
             server: self.server,
@@ -129,6 +147,13 @@ impl Conn {
             reason: format!("undecodable answer to {name} {rtype}: {e}"),
         })
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 /// What a read of the server returned.
@@ -143,9 +168,10 @@ pub(crate) async fn read_state<'a>(
     zone: &Name,
     names: impl IntoIterator<Item = &'a Name>,
     timeout: Duration,
+    signer: Option<&TSigner>,
 ) -> Result<ReadBack, Error> {
     let mut conn = Conn::connect(server, timeout, "reading records").await?;
-    let soa = conn.query(zone, RecordType::SOA).await?;
+    let soa = conn.query(zone, RecordType::SOA, signer).await?;
     let serial = soa.answers.iter().find_map(|r| match &r.data {
         RData::SOA(soa) if r.name == *zone => Some(soa.serial),
         _ => None,
@@ -167,7 +193,7 @@ pub(crate) async fn read_state<'a>(
     let mut state = ZoneState::default();
     for name in names {
         for family in Family::ALL {
-            let answer = conn.query(name, family.record_type()).await?;
+            let answer = conn.query(name, family.record_type(), signer).await?;
             match answer.metadata.response_code {
                 ResponseCode::NoError | ResponseCode::NXDomain => {}
                 rcode => {
@@ -305,10 +331,7 @@ pub(crate) async fn send_update(
 ) -> Result<(), Error> {
     let zone_text = zone.to_string();
     let key = signer.signer_name().to_string();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
+    let now = unix_now();
     let bad = |reason: String| Error::BadResponse { server, reason };
     let mut verifier = msg
         .finalize(signer, now)
@@ -480,7 +503,10 @@ mod tests {
         });
         let zone = fqdn("example.test").unwrap();
         let timeout = Duration::from_millis(200);
-        let err = read_state(silent, &zone, [], timeout).await.err().unwrap();
+        let err = read_state(silent, &zone, [], timeout, None)
+            .await
+            .err()
+            .unwrap();
         assert_eq!(err.class(), crate::FailureClass::Timeout, "{err}");
         assert!(err.to_string().contains(&silent.to_string()));
         hold.abort();
@@ -489,7 +515,10 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
         };
-        let err = read_state(closed, &zone, [], timeout).await.err().unwrap();
+        let err = read_state(closed, &zone, [], timeout, None)
+            .await
+            .err()
+            .unwrap();
         assert_eq!(err.class(), crate::FailureClass::Unreachable, "{err}");
     }
 }

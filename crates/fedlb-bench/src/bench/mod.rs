@@ -4,6 +4,7 @@
 pub mod bind;
 pub mod core_scale;
 pub mod dns_qps;
+pub mod dns_regions;
 pub mod failover;
 pub mod fault_cost;
 pub mod footprint;

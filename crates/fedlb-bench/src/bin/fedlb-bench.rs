@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use fedlb_bench::bench::{
-    core_scale, dns_qps, failover, fault_cost, footprint, ingest, propagation,
+    core_scale, dns_qps, dns_regions, failover, fault_cost, footprint, ingest, propagation,
 };
 use fedlb_bench::output::{Output, check};
 
@@ -137,6 +137,15 @@ enum Cmd {
         /// Skip BIND.
         #[arg(long)]
         no_bind: bool,
+    },
+    /// 8b. DNS answer cost of regions: the embedded server with three regional views against
+    ///     none, plain queries and queries with EDNS Client Subnet.
+    DnsRegions {
+        #[command(flatten)]
+        common: Common,
+        /// Seconds per dnsperf run (default 5; 1 in smoke mode).
+        #[arg(long)]
+        seconds: Option<u64>,
     },
     /// 9. Cost of a fault: CPU, probes/s and connects/s with one backend dead or frozen,
     ///    against the all-up baseline.
@@ -267,6 +276,11 @@ fn run(cmd: Cmd) -> anyhow::Result<Option<Output>> {
             common.trials(3, 1),
             seconds.unwrap_or(if common.smoke { 1 } else { 10 }),
             &targets(no_bind),
+            common.smoke,
+        )?,
+        Cmd::DnsRegions { common, seconds } => dns_regions::run(
+            common.trials(5, 1),
+            seconds.unwrap_or(if common.smoke { 1 } else { 5 }),
             common.smoke,
         )?,
         Cmd::FaultCost {

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod mmdb;
+
 use std::{
     net::{SocketAddr, TcpListener, UdpSocket},
     path::{Path, PathBuf},

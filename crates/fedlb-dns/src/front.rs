@@ -1,0 +1,382 @@
+//! The embedded server's front: its UDP and TCP sockets, and the choice of the view (one
+//! hickory `Catalog` per region, plus the default one) that answers each request.
+//!
+//! hickory-server's own `Server` parses a request before any handler sees it and answers
+//! FORMERR when an ECS option does not parse; fedlb must answer such a query by its source
+//! address instead, so it reads the sockets itself and hands hickory's `Catalog` a request it
+//! can parse (see [`crate::ecs`]). The rest is what hickory's `Server` does: one task per UDP
+//! request, one per TCP connection (requests answered in order, idle limit), responses to a
+//! QR=1 message never sent (no reflection), FORMERR for a message that does not parse.
+//!
+//! Routing, as BIND views matched by key first and then by client:
+//! - an UPDATE goes to the view whose TSIG key signs it; unsigned, or signed with a key no
+//!   view has, it goes to the default view, which refuses it unless the key is its own;
+//! - a QUERY signed (verifiably, in time) with a view's key goes to that view, so that a
+//!   publisher reads back the view it writes (`Rfc2136Config::sign_reads`);
+//! - a QUERY goes to the view of the client's region: the ECS option's subnet when valid,
+//!   else the source address; a region without a view gets the default view. When ECS was
+//!   used, the answer echoes it with the SCOPE PREFIX-LENGTH of the classification;
+//! - anything else goes to the default view.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use fedlb_core::{ClientMap, RegionId};
+use hickory_proto::{
+    op::{Edns, Header, HeaderCounts, Message, MessageType, OpCode, ResponseCode},
+    rr::{
+        Record, TSigner,
+        rdata::opt::{ClientSubnet, EdnsOption},
+    },
+    serialize::binary::{BinDecodable, BinDecoder, BinEncoder},
+};
+use hickory_server::{
+    net::{NetError, runtime::TokioTime, xfer::Protocol},
+    server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
+    zone_handler::{Catalog, MessageResponse},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream, UdpSocket},
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{debug, warn};
+
+use crate::{
+    ecs::{EcsScan, scan},
+    geoip::GeoDb,
+};
+
+/// One region's view: its zone copy.
+pub(crate) struct View {
+    pub(crate) region: RegionId,
+    pub(crate) catalog: Catalog,
+}
+
+/// Every view of the zone and how to choose one.
+pub(crate) struct Views {
+    pub(crate) default: Catalog,
+    pub(crate) views: Vec<View>,
+    /// For each region of `clients` (by index), its view.
+    pub(crate) region_view: Vec<Option<usize>>,
+    /// Every key and its view (`None`: the default view).
+    pub(crate) keys: Vec<(TSigner, Option<usize>)>,
+    pub(crate) clients: Arc<ClientMap>,
+    pub(crate) geo: Option<GeoDb>,
+}
+
+impl Views {
+    /// Answers one raw request; returns the messages to send back (none for a message that
+    /// is not a request).
+    pub(crate) async fn handle(
+        &self,
+        mut raw: Vec<u8>,
+        src: SocketAddr,
+        protocol: Protocol,
+    ) -> Vec<Vec<u8>> {
+        let mut ecs = None;
+        if !self.views.is_empty() {
+            match scan(&raw) {
+                EcsScan::Absent => {}
+                EcsScan::Valid(subnet) => ecs = Some(subnet),
+                EcsScan::Malformed { reason, stripped } => {
+                    debug!(%src, reason, "malformed client subnet option; answering by source address");
+                    raw = stripped;
+                }
+            }
+        }
+        // shorter than a header: not DNS, no answer (as hickory's server)
+        let Ok(header) = Header::read(&mut BinDecoder::new(&raw)) else {
+            return Vec::new();
+        };
+        if header.metadata.message_type == MessageType::Response {
+            return Vec::new();
+        }
+        let request = match Request::from_bytes(raw, src, protocol) {
+            Ok(request) => request,
+            Err(e) => return form_error(&e.to_string(), src, &header),
+        };
+        let (catalog, echo) = self.route(&request, ecs);
+        let responder = Responder {
+            protocol,
+            echo,
+            out: Arc::default(),
+        };
+        catalog
+            .handle_request::<_, TokioTime>(&request, responder.clone())
+            .await;
+        std::mem::take(&mut *responder.out.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn route(
+        &self,
+        request: &Request,
+        ecs: Option<ClientSubnet>,
+    ) -> (&Catalog, Option<ClientSubnet>) {
+        if self.views.is_empty() {
+            return (&self.default, None);
+        }
+        match request.metadata.op_code {
+            // the view's own zone handler checks the signature
+            OpCode::Update => (self.catalog(self.key_view(request).flatten()), None),
+            OpCode::Query if request.signature.is_some() => match self.verified_key_view(request) {
+                Some(view) => (self.catalog(view), None),
+                None => self.by_client(request, ecs),
+            },
+            OpCode::Query => self.by_client(request, ecs),
+            _ => (&self.default, None),
+        }
+    }
+
+    fn catalog(&self, view: Option<usize>) -> &Catalog {
+        view.map_or(&self.default, |v| &self.views[v].catalog)
+    }
+
+    /// The view of the key named in the request's TSIG record, if a known key.
+    fn key_view(&self, request: &Request) -> Option<Option<usize>> {
+        let name = &request.signature.as_ref()?.name;
+        self.keys
+            .iter()
+            .find(|(signer, _)| signer.signer_name() == name)
+            .map(|(_, view)| *view)
+    }
+
+    /// The view of the key that signed a query, if the signature verifies and is in time
+    /// (RFC 8945 §5.2): fedlb's publishers sign their reads so that they read the view they
+    /// write. A query with a bad signature is answered like an unsigned one (no secret is
+    /// behind an answer: any client of the region may read it).
+    fn verified_key_view(&self, request: &Request) -> Option<Option<usize>> {
+        let name = &request.signature.as_ref()?.name;
+        let (signer, view) = self
+            .keys
+            .iter()
+            .find(|(signer, _)| signer.signer_name() == name)?;
+        let (_, _, window) = signer
+            .verify_message_byte(request.as_slice(), None, true)
+            .ok()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        window.contains(&now).then_some(*view)
+    }
+
+    /// The view of the client's region (ECS subnet or source address), and the ECS echo.
+    fn by_client(
+        &self,
+        request: &Request,
+        ecs: Option<ClientSubnet>,
+    ) -> (&Catalog, Option<ClientSubnet>) {
+        let (addr, source) = match ecs {
+            Some(s) => (s.addr(), Some(s.source_prefix())),
+            None => (request.src().ip(), None),
+        };
+        let geo = match &self.geo {
+            Some(db) if self.clients.wants_geoip() => Some(db.lookup(addr)),
+            _ => None,
+        };
+        let class = self.clients.classify(addr, source, geo.as_ref());
+        let view = class.index.and_then(|i| self.region_view[i]);
+        let echo = ecs.map(|s| ClientSubnet::new(s.addr(), s.source_prefix(), class.scope));
+        (self.catalog(view), echo)
+    }
+
+    /// The region of each view, for logs.
+    pub(crate) fn regions(&self) -> impl Iterator<Item = &RegionId> {
+        self.views.iter().map(|v| &v.region)
+    }
+}
+
+/// FORMERR for a request that does not parse (when its header does), as hickory's server
+/// answers it.
+fn form_error(error: &str, src: SocketAddr, header: &Header) -> Vec<Vec<u8>> {
+    debug!(%src, %error, "request does not parse; FORMERR");
+    Message::error_msg(
+        header.metadata.id,
+        header.metadata.op_code,
+        ResponseCode::FormErr,
+    )
+    .to_vec()
+    .map(|m| vec![m])
+    .unwrap_or_default()
+}
+
+/// Encodes hickory's responses into buffers for the socket loop to send, adding the ECS
+/// echo to the response's OPT record.
+#[derive(Clone)]
+struct Responder {
+    protocol: Protocol,
+    echo: Option<ClientSubnet>,
+    out: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+fn with_edns<'q, 'a, A, N, S, D>(
+    mut response: MessageResponse<'q, 'a, A, N, S, D>,
+    edns: &'q Edns,
+) -> MessageResponse<'q, 'a, A, N, S, D>
+where
+    A: Iterator<Item = &'a Record> + Send + 'a,
+    N: Iterator<Item = &'a Record> + Send + 'a,
+    S: Iterator<Item = &'a Record> + Send + 'a,
+    D: Iterator<Item = &'a Record> + Send + 'a,
+{
+    response.set_edns(edns);
+    response
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for Responder {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let echoed: Option<Edns> = match (self.echo, response.edns()) {
+            (Some(subnet), Some(edns)) => {
+                let mut edns = edns.clone();
+                edns.options_mut().insert(EdnsOption::Subnet(subnet));
+                Some(edns)
+            }
+            _ => None,
+        };
+        let response = match &echoed {
+            Some(edns) => with_edns(response, edns),
+            None => response,
+        };
+        let max = match self.protocol {
+            Protocol::Udp => response.edns().map_or(512, |e| e.max_payload().max(512)),
+            _ => u16::MAX,
+        };
+        let id = response.metadata().id;
+        let op_code = response.metadata().op_code;
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(max);
+        let info = match response.destructive_emit(&mut encoder) {
+            Ok(info) => info,
+            Err(error) => {
+                warn!(%error, id, "response does not encode; SERVFAIL");
+                let msg = Message::error_msg(id, op_code, ResponseCode::ServFail);
+                bytes = msg.to_vec()?;
+                ResponseInfo::from(Header {
+                    metadata: msg.metadata,
+                    counts: HeaderCounts::default(),
+                })
+            }
+        };
+        self.out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(bytes);
+        Ok(info)
+    }
+}
+
+/// Reads the UDP socket until `stop`; each request is answered in its own task.
+pub(crate) async fn serve_udp(
+    socket: Arc<UdpSocket>,
+    views: Arc<Views>,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let (n, src) = tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            got = socket.recv_from(&mut buf) => match got {
+                Ok(got) => got,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::NotConnected | std::io::ErrorKind::ConnectionAborted) => return Err(e),
+                Err(e) => {
+                    debug!(error = %e, "udp receive failed");
+                    continue;
+                }
+            },
+        };
+        if src.port() == 0 {
+            continue;
+        }
+        let raw = buf[..n].to_vec();
+        let (socket, views) = (socket.clone(), views.clone());
+        tasks.spawn(async move {
+            for reply in views.handle(raw, src, Protocol::Udp).await {
+                if let Err(e) = socket.send_to(&reply, src).await {
+                    debug!(%src, error = %e, "udp send failed");
+                }
+            }
+        });
+    }
+}
+
+/// Accepts TCP connections until `stop`; each connection is served in its own task.
+pub(crate) async fn serve_tcp(
+    listener: TcpListener,
+    views: Arc<Views>,
+    idle: Duration,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    loop {
+        let (stream, src) = tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            got = listener.accept() => match got {
+                Ok(got) => got,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::NotConnected | std::io::ErrorKind::ConnectionAborted) => return Err(e),
+                Err(e) => {
+                    debug!(error = %e, "tcp accept failed");
+                    continue;
+                }
+            },
+        };
+        if src.port() == 0 {
+            continue;
+        }
+        let (views, stop) = (views.clone(), stop.clone());
+        tasks.spawn(async move {
+            if let Err(e) = serve_connection(stream, src, &views, idle, &stop).await {
+                debug!(%src, error = %e, "tcp connection closed");
+            }
+        });
+    }
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    src: SocketAddr,
+    views: &Views,
+    idle: Duration,
+    stop: &CancellationToken,
+) -> std::io::Result<()> {
+    loop {
+        let mut len = [0u8; 2];
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            read = tokio::time::timeout(idle, stream.read_exact(&mut len)) => match read {
+                Err(_) => return Ok(()),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Ok(r) => { r?; }
+            },
+        }
+        let mut raw = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        tokio::time::timeout(idle, stream.read_exact(&mut raw))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request body"))??;
+        for reply in views.handle(raw, src, Protocol::Tcp).await {
+            let Ok(len) = u16::try_from(reply.len()) else {
+                continue;
+            };
+            let mut framed = Vec::with_capacity(reply.len() + 2);
+            framed.extend_from_slice(&len.to_be_bytes());
+            framed.extend_from_slice(&reply);
+            stream.write_all(&framed).await?;
+        }
+    }
+}
