@@ -1,5 +1,6 @@
-//! Properties of client classification (the per-query rule of the embedded server): the scope of an answer never spans two regions, the
-//! most specific prefix wins (checked against a linear scan), and families never mix.
+//! Properties of client classification (the per-query rule of the embedded server): the
+//! scope of an answer never spans two regions, the most specific prefix wins (checked against
+//! a linear scan), and families never mix.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

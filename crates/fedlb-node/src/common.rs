@@ -73,6 +73,14 @@ pub enum NodeError {
         /// The primaries the updates would go to.
         primaries: Vec<SocketAddr>,
     },
+    /// The regions' clients cannot be told apart (a prefix in two regions).
+    #[error("{file}: regions: {reason}")]
+    Regions {
+        /// The topology file.
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The TSIG key cannot sign updates.
     #[error("{file}: dns.tsig: {source}")]
     TsigKey {

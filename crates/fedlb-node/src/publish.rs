@@ -13,11 +13,12 @@
 //! sends a [`PassOutcome`] after every pass.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use fedlb_core::{Publish, RegionId, ServiceId, Timestamp};
+use fedlb_core::{ClientMap, Publish, RegionClients, RegionId, ServiceId, Timestamp};
 use fedlb_dns::{
-    DesiredZone, EmbeddedConfig, EmbeddedServer, Name, PassOutcome, Publisher, PublisherKind,
-    RecordSet, Rfc2136Config, Rfc2136Publisher, TsigAlgorithm, TsigKey,
+    DesiredZone, EmbeddedConfig, EmbeddedServer, EmbeddedView, Name, PassOutcome, Publisher,
+    PublisherKind, RecordSet, Rfc2136Config, Rfc2136Publisher, TsigAlgorithm, TsigKey,
 };
 use fedlb_topology::{DnsServer, Topology};
 use tokio::sync::{mpsc, watch};
@@ -209,60 +210,113 @@ fn desired_zone(
     desired
 }
 
-/// Starts the embedded DNS server if the topology asks for it, and builds the DNS publisher.
+/// Starts the embedded DNS server if the topology asks for it, and builds one DNS publisher
+/// per view: the default one, then one per region (in name order).
+///
+/// Where each region's answers go: a region with `dns.servers` of its own is written there
+/// with its key (or the zone's); otherwise it is a view of the zone's server selected by its
+/// own key — a view of the embedded server, or of BIND (`fedlb dns-config bind`).
 async fn start_dns(
     t: &Topology,
     zone: &Name,
 ) -> Result<(Vec<(Option<RegionId>, Publisher)>, Option<EmbeddedServer>), NodeError> {
-    let key = t.dns.tsig.clone();
+    let publisher = |primaries: Vec<std::net::SocketAddr>, key: TsigKey| {
+        let mut config = Rfc2136Config::new(zone.clone(), primaries, key);
+        config.reconcile_interval = t.dns.reconcile;
+        // a server with views answers a read from the view of the key that signs it, so the
+        // publisher reads back the very view it writes
+        config.sign_reads = !t.regions.is_empty();
+        Ok::<_, NodeError>(Publisher::Rfc2136(Rfc2136Publisher::new(config)?))
+    };
+    let random_key = |name: String| {
+        let secret: [u8; 32] = rand::random();
+        TsigKey::new(&name, TsigAlgorithm::HmacSha256, secret.to_vec()).map_err(|e| {
+            NodeError::TsigKey {
+                file: t.file.clone(),
+                key: name.clone(),
+                source: Box::new(e.into()),
+            }
+        })
+    };
+    // regions with primaries of their own
+    let mut out = Vec::new();
+    for r in t.regions.values().filter(|r| !r.dns_servers.is_empty()) {
+        let Some(key) = r.tsig.clone().or_else(|| t.dns.tsig.clone()) else {
+            return Err(NodeError::TsigKeyMissing {
+                file: t.file.clone(),
+                primaries: r.dns_servers.clone(),
+            });
+        };
+        out.push((Some(r.id.clone()), publisher(r.dns_servers.clone(), key)?));
+    }
+    let views = t.regions.values().filter(|r| r.dns_servers.is_empty());
     match &t.dns.server {
         DnsServer::Rfc2136 { primaries } => {
-            let Some(key) = key else {
+            let Some(key) = t.dns.tsig.clone() else {
                 return Err(NodeError::TsigKeyMissing {
                     file: t.file.clone(),
                     primaries: primaries.clone(),
                 });
             };
-            let mut config = Rfc2136Config::new(zone.clone(), primaries.clone(), key);
-            config.reconcile_interval = t.dns.reconcile;
-            Ok((
-                vec![(None, Publisher::Rfc2136(Rfc2136Publisher::new(config)?))],
-                None,
-            ))
+            let mut dns = vec![(None, publisher(primaries.clone(), key)?)];
+            for r in views {
+                // the topology refuses a view of an external server without its own key
+                let Some(key) = r.tsig.clone() else {
+                    return Err(NodeError::TsigKeyMissing {
+                        file: t.file.clone(),
+                        primaries: primaries.clone(),
+                    });
+                };
+                dns.push((Some(r.id.clone()), publisher(primaries.clone(), key)?));
+            }
+            dns.extend(out);
+            Ok((dns, None))
         }
         DnsServer::Embedded { listen, state_dir } => {
-            // The embedded server and this node share a key; without one in the topology,
+            // The embedded server and this node share each key; without one in the topology,
             // a fresh random key is made for this run.
-            let key = match key {
+            let key = match t.dns.tsig.clone() {
                 Some(k) => k,
-                None => {
-                    let secret: [u8; 32] = rand::random();
-                    TsigKey::new(
-                        "fedlb-embedded.",
-                        TsigAlgorithm::HmacSha256,
-                        secret.to_vec(),
-                    )
-                    .map_err(|e| NodeError::TsigKey {
-                        file: t.file.clone(),
-                        key: "fedlb-embedded.".to_owned(),
-                        source: Box::new(e.into()),
-                    })?
-                }
+                None => random_key("fedlb-embedded.".to_owned())?,
             };
-            let server = EmbeddedServer::start(EmbeddedConfig::new(
-                zone.clone(),
-                *listen,
-                state_dir,
-                vec![key.clone()],
-            ))
-            .await?;
-            let mut config = Rfc2136Config::new(zone.clone(), vec![server.local_addr()], key);
-            config.reconcile_interval = t.dns.reconcile;
-            info!(addr = %server.local_addr(), dir = %state_dir.display(), "embedded dns server running");
-            Ok((
-                vec![(None, Publisher::Rfc2136(Rfc2136Publisher::new(config)?))],
-                Some(server),
-            ))
+            let mut embedded_views = Vec::new();
+            let mut clients = Vec::new();
+            for r in views {
+                let key = match r.tsig.clone() {
+                    Some(k) => k,
+                    None => random_key(format!("fedlb-embedded-{}.", r.id))?,
+                };
+                embedded_views.push(EmbeddedView {
+                    region: r.id.clone(),
+                    keys: vec![key],
+                });
+                clients.push(RegionClients {
+                    region: r.id.clone(),
+                    prefixes: r.clients.clone(),
+                    countries: r.countries.iter().cloned().collect(),
+                    continents: r.continents.iter().map(|c| c.code().to_owned()).collect(),
+                });
+            }
+            let clients = ClientMap::new(clients).map_err(|e| NodeError::Regions {
+                file: t.file.clone(),
+                reason: e.to_string(),
+            })?;
+            let config = EmbeddedConfig::new(zone.clone(), *listen, state_dir, vec![key.clone()])
+                .with_views(
+                    embedded_views.clone(),
+                    Arc::new(clients),
+                    t.dns.geoip_database.clone(),
+                );
+            let server = EmbeddedServer::start(config).await?;
+            let addr = server.local_addr();
+            info!(%addr, dir = %state_dir.display(), views = embedded_views.len(), "embedded dns server running");
+            let mut dns = vec![(None, publisher(vec![addr], key)?)];
+            for view in embedded_views {
+                let key = view.keys.into_iter().next().expect("one key per view");
+                dns.push((Some(view.region), publisher(vec![addr], key)?));
+            }
+            dns.extend(out);
+            Ok((dns, Some(server)))
         }
     }
 }
