@@ -238,6 +238,19 @@ pub struct Bind {
     named: PathBuf,
     dir: PathBuf,
     zone: String,
+    /// Its process name in the [`Fed`].
+    name: String,
+    /// The views it serves the zone in (none: the zone alone).
+    views: Vec<String>,
+}
+
+/// The names of the views in a BIND configuration (`view "eu" {`).
+fn view_names(conf: &str) -> Vec<String> {
+    conf.lines()
+        .filter_map(|l| l.strip_prefix("view \""))
+        .filter_map(|l| l.split('"').next())
+        .map(str::to_owned)
+        .collect()
 }
 
 impl Bind {
@@ -245,20 +258,48 @@ impl Bind {
     /// 127.0.0.1 and a free port: named listens only on addresses configured on an
     /// interface, so not on the rest of 127.0.0.0/8.
     pub fn start(fed: &mut Fed, named: &Path, zone: &str) -> Bind {
+        Bind::start_as(fed, named, zone, "named", None)
+    }
+
+    /// Like [`Bind::start`], as process `name` (several BIND servers in one federation).
+    /// With `views`, the zone is served in the views it gives (the output of `fedlb
+    /// dns-config bind … --zone-dir <dir>`, where [`Bind::dir_for`] tells the directory):
+    /// each view's zone file is written before named starts, as an operator would.
+    pub fn start_as(
+        fed: &mut Fed,
+        named: &Path,
+        zone: &str,
+        name: &str,
+        views: Option<&str>,
+    ) -> Bind {
         let addr = free_loopback_port();
-        let dir = fed.dir().join("bind");
-        std::fs::create_dir_all(&dir).expect("creating bind/");
+        let dir = Bind::dir_for(fed, name);
+        std::fs::create_dir_all(&dir).expect("creating the BIND directory");
         let bind = Bind {
             addr,
             named: named.to_owned(),
             dir,
             zone: zone.trim_end_matches('.').to_owned(),
+            name: name.to_owned(),
+            views: views.map(view_names).unwrap_or_default(),
         };
         bind.write_zone_file();
         let d = bind.dir.display();
+        let zones = match views {
+            Some(views) => views.to_owned(),
+            None => format!(
+                r#"key "{TSIG_NAME}" {{ algorithm hmac-sha256; secret "{TSIG_SECRET}"; }};
+zone "{zone}" {{
+    type primary;
+    file "{d}/zone.db";
+    update-policy {{ grant {TSIG_NAME} zonesub ANY; }};
+}};
+"#,
+                zone = bind.zone
+            ),
+        };
         let conf = format!(
-            r#"key "{TSIG_NAME}" {{ algorithm hmac-sha256; secret "{TSIG_SECRET}"; }};
-options {{
+            r#"options {{
     directory "{d}";
     pid-file "{d}/named.pid";
     session-keyfile none;
@@ -269,15 +310,9 @@ options {{
     notify no;
 }};
 controls {{ }};
-zone "{zone}" {{
-    type primary;
-    file "{d}/zone.db";
-    update-policy {{ grant {TSIG_NAME} zonesub ANY; }};
-}};
-"#,
+{zones}"#,
             port = addr.port(),
             ip = addr.ip(),
-            zone = bind.zone,
         );
         std::fs::write(bind.dir.join("named.conf"), conf).expect("writing named.conf");
         let args = vec![
@@ -285,9 +320,14 @@ zone "{zone}" {{
             "-c".into(),
             bind.dir.join("named.conf").into_os_string(),
         ];
-        fed.spawn("named", &bind.named, &args, &[]);
+        fed.spawn(name, &bind.named, &args, &[]);
         bind.wait_ready(fed);
         bind
+    }
+
+    /// The directory of BIND server `name` of `fed` (configuration and zone files).
+    pub fn dir_for(fed: &Fed, name: &str) -> PathBuf {
+        fed.dir().join(name)
     }
 
     fn write_zone_file(&self) {
@@ -295,15 +335,22 @@ zone "{zone}" {{
         let text = format!(
             "$TTL 300\n{z}.\tIN\tSOA\tns1.{z}. hostmaster.{z}. ( 1 3600 600 86400 300 )\n{z}.\tIN\tNS\tns1.{z}.\nns1.{z}.\tIN\tA\t127.0.0.1\n"
         );
-        std::fs::write(self.dir.join("zone.db"), text).expect("writing zone.db");
+        if self.views.is_empty() {
+            std::fs::write(self.dir.join("zone.db"), &text).expect("writing zone.db");
+        }
+        for view in &self.views {
+            std::fs::write(self.dir.join(format!("{z}.{view}.db")), &text)
+                .expect("writing a view's zone file");
+        }
     }
 
     fn wait_ready(&self, fed: &mut Fed) {
         crate::wait_for("named to answer", crate::PATIENCE, || {
             assert!(
-                fed.is_running("named"),
-                "named exited:\n{}",
-                fed.log("named")
+                fed.is_running(&self.name),
+                "{} exited:\n{}",
+                self.name,
+                fed.log(&self.name)
             );
             query_soa_serial(self.addr, &self.zone).ok()
         });
@@ -311,7 +358,7 @@ zone "{zone}" {{
 
     /// Stops named at once (SIGKILL): the DNS server is down.
     pub fn kill(&self, fed: &mut Fed) {
-        fed.kill("named");
+        fed.kill(&self.name);
     }
 
     /// Starts named again. With `reset`, its data is first replaced by the original zone
@@ -319,9 +366,12 @@ zone "{zone}" {{
     pub fn start_again(&self, fed: &mut Fed, reset: bool) {
         if reset {
             let _ = std::fs::remove_file(self.dir.join("zone.db.jnl"));
+            for view in &self.views {
+                let _ = std::fs::remove_file(self.dir.join(format!("{}.{view}.db.jnl", self.zone)));
+            }
             self.write_zone_file();
         }
-        fed.start("named");
+        fed.start(&self.name);
         self.wait_ready(fed);
     }
 }

@@ -9,11 +9,12 @@
 //! primary.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fedlb_integration::{
-    FarmSpec, Fed, PATIENCE, RegionSpec, ServerSpec, Topo, bring_up, ip_of, query_a_as,
-    record_timing, wait_for,
+    Bind, DnsTarget, FarmSpec, Fed, PATIENCE, RegionSpec, ServerSpec, Topo, bring_up, fedlb_bin,
+    ip_of, query_a_as, record_timing, require_tool, wait_for,
 };
 
 /// The federation: farms eu/us/ap, one server each except eu (two), and regions eu and us.
@@ -146,4 +147,112 @@ fn embedded_server_answers_each_region_from_where_it_is() {
     );
     wait_client(dns, &fqdn, elsewhere, None, &[us1]);
     hold_client(dns, &fqdn, us_client, &[us1], Duration::from_secs(2));
+}
+
+/// The BIND configuration `fedlb dns-config bind` writes for `topo`, with the views' zone
+/// files in `zone_dir`.
+fn dns_config_bind(fed: &Fed, topo: &Topo, zone_dir: &std::path::Path) -> String {
+    fed.write_topology(&topo.to_toml());
+    let out = Command::new(fedlb_bin())
+        .arg("dns-config")
+        .arg("bind")
+        .arg(fed.topology_path())
+        .arg("--zone-dir")
+        .arg(zone_dir)
+        .output()
+        .expect("running fedlb dns-config bind");
+    assert!(
+        out.status.success(),
+        "fedlb dns-config bind failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// BIND serves a view per region, configured by `fedlb dns-config bind` and updated by fedlb
+/// with each region's key: each region's clients get their own closest farm from BIND.
+#[test]
+fn bind_views_answer_each_region_from_where_it_is() {
+    let scenario = "regions-bind-views";
+    let Some(named) = require_tool(scenario, "named", "bind9") else {
+        return;
+    };
+    let (mut fed, mut topo) = setup(scenario);
+    for r in &mut topo.regions {
+        r.tsig_name = Some(format!("{}-key", r.name));
+    }
+    // the topology names BIND's address, which is known once BIND has a port: write it
+    // once to get the views, then start BIND with them and write it again with its address
+    topo.dns = DnsTarget::External("127.0.0.1:1".parse().expect("an address"));
+    let views = dns_config_bind(&fed, &topo, &Bind::dir_for(&fed, "named"));
+    assert!(views.contains(r#"view "eu""#) && views.contains(r#"view "default""#));
+    let bind = Bind::start_as(&mut fed, &named, &topo.zone, "named", Some(&views));
+    topo.dns = DnsTarget::External(bind.addr);
+    bring_up(&mut fed, &topo, &[]);
+    let fqdn = topo.fqdn.clone();
+    let (eu_client, us_client) = (fed.ip(201), fed.ip(209));
+    let (us1, ap1) = (ip_of(&topo, "us1"), ip_of(&topo, "ap1"));
+    let eu_farm = [ip_of(&topo, "eu1"), ip_of(&topo, "eu2")];
+    // BIND listens on 127.0.0.1 only; clients are told apart by their source address
+    wait_client(bind.addr, &fqdn, us_client, None, &[us1]);
+    let eu_answer = wait_for("eu clients answered by the eu farm", PATIENCE, || {
+        let (a, _) = query_a_as(bind.addr, &fqdn, IpAddr::V4(eu_client), None).ok()?;
+        (a.len() == 1 && eu_farm.contains(&a[0])).then_some(a)
+    });
+    // the default view: anyone else, the global node's own view (eu closest)
+    wait_client(bind.addr, &fqdn, fed.ip(1), None, &eu_answer);
+
+    let t0 = Instant::now();
+    fed.kill("eu1");
+    fed.kill("eu2");
+    wait_client(bind.addr, &fqdn, eu_client, None, &[ap1]);
+    record_timing(
+        scenario,
+        "eu farm down → eu clients on ap",
+        "bind",
+        t0.elapsed(),
+    );
+    wait_client(bind.addr, &fqdn, fed.ip(1), None, &[us1]);
+    hold_client(bind.addr, &fqdn, us_client, &[us1], Duration::from_secs(2));
+}
+
+/// Regions with primaries of their own (DNS servers without views: one BIND per region
+/// here, as Knot or PowerDNS would be): each primary serves its region's answer.
+#[test]
+fn a_primary_per_region_serves_that_regions_answer() {
+    let scenario = "regions-own-primaries";
+    let Some(named) = require_tool(scenario, "named", "bind9") else {
+        return;
+    };
+    let (mut fed, mut topo) = setup(scenario);
+    let default = Bind::start_as(&mut fed, &named, &topo.zone, "named", None);
+    let eu = Bind::start_as(&mut fed, &named, &topo.zone, "named-eu", None);
+    let us = Bind::start_as(&mut fed, &named, &topo.zone, "named-us", None);
+    topo.dns = DnsTarget::External(default.addr);
+    topo.regions[0].servers = vec![eu.addr];
+    topo.regions[1].servers = vec![us.addr];
+    bring_up(&mut fed, &topo, &[]);
+    let fqdn = topo.fqdn.clone();
+    let anyone = fed.ip(1);
+    let (us1, ap1) = (ip_of(&topo, "us1"), ip_of(&topo, "ap1"));
+    let eu_farm = [ip_of(&topo, "eu1"), ip_of(&topo, "eu2")];
+    wait_client(us.addr, &fqdn, anyone, None, &[us1]);
+    for server in [eu.addr, default.addr] {
+        wait_for("the eu farm answered", PATIENCE, || {
+            let (a, _) = query_a_as(server, &fqdn, IpAddr::V4(anyone), None).ok()?;
+            (a.len() == 1 && eu_farm.contains(&a[0])).then_some(())
+        });
+    }
+    let t0 = Instant::now();
+    fed.kill("eu1");
+    fed.kill("eu2");
+    wait_client(eu.addr, &fqdn, anyone, None, &[ap1]);
+    record_timing(
+        scenario,
+        "eu farm down → eu primary on ap",
+        "bind",
+        t0.elapsed(),
+    );
+    wait_client(default.addr, &fqdn, anyone, None, &[us1]);
+    hold_client(us.addr, &fqdn, anyone, &[us1], Duration::from_secs(2));
 }
