@@ -31,6 +31,10 @@ pub enum Error {
         /// The names available.
         known: String,
     },
+    /// A suite directory is wrong: every problem of every scenario in it, each naming its
+    /// file, one per line.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Suite(Vec<Error>),
     /// Bad command line.
     #[error("{0}")]
     Usage(String),

@@ -228,6 +228,15 @@ impl Variant {
         }
     }
 
+    /// Whether it is one of the patent's single-level baselines the suite compares every
+    /// policy with: round robin, random, closest or least loaded over all servers.
+    pub fn is_baseline(&self) -> bool {
+        matches!(
+            self.flat,
+            Some(Policy::RoundRobin | Policy::Random | Policy::Closest(_) | Policy::LeastLoaded)
+        )
+    }
+
     /// The comparison run when a scenario lists no `[[policies]]`: the patent's four
     /// single-level baselines against fedlb's hierarchical policy, its knobs, and fedlb
     /// deciding per region of clients (`fedlb-regions`).

@@ -132,22 +132,45 @@ enum Command {
     /// What-if: compare policies on a topology with simulated clients, resolvers that cache
     /// for the TTL, queueing servers and faults — driving the real decision core on a
     /// simulated clock. Prints a table; --out also writes CSV files and an SVG plot.
+    ///
+    /// One scenario: `fedlb simulate TOPOLOGY --scenario FILE`.
+    ///
+    /// A suite: `fedlb simulate --suite scenarios` runs every DIR/<name>/ holding a
+    /// topology.toml and a scenario.toml, and prints one table: per scenario and policy the
+    /// mean and p99 response times, the share refused, and both as ratios to the scenario's
+    /// best single-level baseline (round robin, random, closest or least loaded, best by
+    /// mean); then per policy the geometric mean of its ratios over the suite, and whether
+    /// fedlb's default (fedlb-regions where clients come from several regions, else fedlb)
+    /// meets the bar of ≤ 1.0× mean and p99 on every scenario and ≤ 0.8× mean overall.
+    #[command(verbatim_doc_comment)]
     Simulate {
-        /// The topology file.
-        topology: PathBuf,
+        /// The topology file (one scenario).
+        #[arg(required_unless_present = "suite", conflicts_with = "suite")]
+        topology: Option<PathBuf>,
         /// The scenario file (regions, rates, servers, faults, policies to compare).
-        #[arg(long)]
-        scenario: PathBuf,
-        /// Only these policies (names from the scenario; repeat or comma-separate).
+        #[arg(long, required_unless_present = "suite", conflicts_with = "suite")]
+        scenario: Option<PathBuf>,
+        /// Run every scenario of this suite directory (DIR/<name>/topology.toml and
+        /// DIR/<name>/scenario.toml) and print the suite table.
+        #[arg(long, value_name = "DIR")]
+        suite: Option<PathBuf>,
+        /// With --suite: only these scenarios (directory names; repeat or comma-separate).
+        #[arg(long, value_delimiter = ',', requires = "suite", value_name = "SCENARIO")]
+        only: Vec<String>,
+        /// Only these policies (names from the scenario; repeat or comma-separate). With
+        /// --suite the single-level baselines always run too: the ratios need them.
         #[arg(long, value_delimiter = ',')]
         policy: Vec<String>,
-        /// Random seed (default: the scenario's); the same seed gives byte-identical output.
+        /// Random seed (default: the scenario's; with --suite, replaces every scenario's);
+        /// the same seed gives byte-identical output.
         #[arg(long)]
         seed: Option<u64>,
-        /// Directory for table.txt, the CSV files and response.svg.
+        /// Directory for table.txt and the CSV files (one scenario: summary.csv, regions.csv,
+        /// series.csv, response.svg; a suite: suite.csv, suite-summary.csv and each
+        /// scenario's files in <name>/).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Policies simulated in parallel (the output does not depend on it).
+        /// Runs simulated in parallel (the output does not depend on it).
         #[arg(long)]
         threads: Option<usize>,
     },
@@ -219,13 +242,26 @@ fn main() -> ExitCode {
         Command::Simulate {
             topology,
             scenario,
+            suite,
+            only,
             policy,
             seed,
             out,
             threads,
         } => {
-            let mut args: Vec<std::ffi::OsString> =
-                vec![topology.into(), "--scenario".into(), scenario.into()];
+            let mut args: Vec<std::ffi::OsString> = Vec::new();
+            if let Some(dir) = suite {
+                args.extend(["--suite".into(), dir.into()]);
+            }
+            if !only.is_empty() {
+                args.extend(["--only".into(), only.join(",").into()]);
+            }
+            if let Some(topology) = topology {
+                args.push(topology.into());
+            }
+            if let Some(scenario) = scenario {
+                args.extend(["--scenario".into(), scenario.into()]);
+            }
             if !policy.is_empty() {
                 args.extend(["--policy".into(), policy.join(",").into()]);
             }
@@ -240,9 +276,9 @@ fn main() -> ExitCode {
             }
             match fedlb_sim::run_cli(args, &mut std::io::stdout()) {
                 // one line per problem, as `fedlb check` prints a topology's
-                Err(fedlb_sim::Error::Scenario(problems)) => {
-                    for p in &problems {
-                        eprintln!("error: {p}");
+                Err(e @ (fedlb_sim::Error::Scenario(_) | fedlb_sim::Error::Suite(_))) => {
+                    for line in e.to_string().lines() {
+                        eprintln!("error: {line}");
                     }
                     ExitCode::from(1)
                 }
