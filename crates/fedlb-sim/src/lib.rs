@@ -167,7 +167,11 @@ fn select<'s>(
         return Ok(scenario.variants.iter().collect());
     }
     let mut out: Vec<&Variant> = if baselines {
-        scenario.variants.iter().filter(|v| v.is_baseline()).collect()
+        scenario
+            .variants
+            .iter()
+            .filter(|v| v.is_baseline())
+            .collect()
     } else {
         Vec::new()
     };
@@ -248,7 +252,13 @@ fn run_jobs(jobs: &[Job], threads: usize) -> Vec<Result<PolicyResult, Error>> {
                     let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(&i) = order.get(k) else { break };
                     let j = &jobs[i];
-                    let r = engine::run(j.topology, j.scenario, j.prepared, j.variant, j.scenario.seed);
+                    let r = engine::run(
+                        j.topology,
+                        j.scenario,
+                        j.prepared,
+                        j.variant,
+                        j.scenario.seed,
+                    );
                     done.lock().expect("no worker panics while holding it")[i] = Some(r);
                 }
             });

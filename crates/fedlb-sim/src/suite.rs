@@ -74,7 +74,10 @@ impl Suite {
                 problems.push(Error::Mismatch(format!(
                     "{}: no scenario \"{want}\" (it has: {})",
                     shown,
-                    dirs.iter().map(|d| name_of(d)).collect::<Vec<_>>().join(", ")
+                    dirs.iter()
+                        .map(|d| name_of(d))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
         }
@@ -142,10 +145,7 @@ pub fn default_policy(sc: &Scenario) -> Option<&str> {
     } else {
         "fedlb"
     };
-    sc.variants
-        .iter()
-        .any(|v| v.name == name)
-        .then_some(name)
+    sc.variants.iter().any(|v| v.name == name).then_some(name)
 }
 
 /// One scenario's results in a suite.
@@ -237,7 +237,11 @@ impl SuiteReport {
         names
     }
 
-    fn summarize(&self, name: &str, pick: impl Fn(&SuiteScenario) -> Option<String>) -> Option<PolicySummary> {
+    fn summarize(
+        &self,
+        name: &str,
+        pick: impl Fn(&SuiteScenario) -> Option<String>,
+    ) -> Option<PolicySummary> {
         let rows: Vec<(&str, f64, f64)> = self
             .scenarios
             .iter()
@@ -250,7 +254,11 @@ impl SuiteReport {
         let worst = |f: fn(&(&str, f64, f64)) -> f64| {
             rows.iter()
                 .fold((f64::NEG_INFINITY, String::new()), |w, r| {
-                    if f(r) > w.0 { (f(r), r.0.to_owned()) } else { w }
+                    if f(r) > w.0 {
+                        (f(r), r.0.to_owned())
+                    } else {
+                        w
+                    }
                 })
         };
         let means: Vec<f64> = rows.iter().map(|r| r.1).collect();
@@ -325,8 +333,16 @@ impl SuiteReport {
             let best = s.best_baseline().map(|b| b.name.clone());
             for (i, p) in s.report.policies.iter().enumerate() {
                 let mark = [
-                    if best.as_ref() == Some(&p.name) { 'b' } else { ' ' },
-                    if s.default.as_ref() == Some(&p.name) { 'd' } else { ' ' },
+                    if best.as_ref() == Some(&p.name) {
+                        'b'
+                    } else {
+                        ' '
+                    },
+                    if s.default.as_ref() == Some(&p.name) {
+                        'd'
+                    } else {
+                        ' '
+                    },
                 ]
                 .iter()
                 .collect::<String>();
@@ -374,7 +390,12 @@ impl SuiteReport {
                 if p.misses.is_empty() {
                     "none".to_owned()
                 } else {
-                    format!("{} of {}: {}", p.misses.len(), p.scenarios, p.misses.join(", "))
+                    format!(
+                        "{} of {}: {}",
+                        p.misses.len(),
+                        p.scenarios,
+                        p.misses.join(", ")
+                    )
                 },
                 w = sw + 7
             );
@@ -496,5 +517,102 @@ mod tests {
         assert!(close(geometric_mean(&[0.5, 2.0]).unwrap(), 1.0));
         assert!(close(geometric_mean(&[1.0, 4.0, 16.0]).unwrap(), 4.0));
         assert!(close(geometric_mean(&[0.8; 5]).unwrap(), 0.8));
+    }
+
+    fn policy(name: &str, mean_ms: f64, p99_ms: f64) -> PolicyResult {
+        PolicyResult {
+            name: name.into(),
+            description: String::new(),
+            requests: 1,
+            mean_ms,
+            p50_ms: mean_ms,
+            p99_ms,
+            max_utilisation: 0.0,
+            to_down_share: 0.0,
+            refused_share: 0.0,
+            dns_changes_per_hour: 0.0,
+            flips_per_minute: 0.0,
+            last_to_down: None,
+            regions: Vec::new(),
+            series: Vec::new(),
+            servers: Vec::new(),
+        }
+    }
+
+    fn scenario(name: &str, policies: Vec<PolicyResult>, default: &str) -> SuiteScenario {
+        SuiteScenario {
+            name: name.into(),
+            report: Report {
+                scenario: name.into(),
+                seed: 1,
+                duration: std::time::Duration::from_secs(60),
+                warmup: std::time::Duration::ZERO,
+                bin: std::time::Duration::from_secs(10),
+                policies,
+            },
+            baselines: vec!["rr".into(), "ll".into()],
+            default: Some(default.into()),
+        }
+    }
+
+    #[test]
+    fn the_summary_takes_the_best_baseline_by_mean_and_the_geometric_mean_of_ratios() {
+        let r = SuiteReport {
+            dir: "s".into(),
+            seed: None,
+            scenarios: vec![
+                // best baseline by mean is ll (its p99 is the worse one); x, not a
+                // baseline, is never the reference however good
+                scenario(
+                    "one",
+                    vec![
+                        policy("rr", 100.0, 200.0),
+                        policy("ll", 50.0, 400.0),
+                        policy("x", 25.0, 800.0),
+                        policy("y", 10.0, 1.0),
+                    ],
+                    "x",
+                ),
+                scenario(
+                    "two",
+                    vec![
+                        policy("rr", 10.0, 100.0),
+                        policy("ll", 20.0, 50.0),
+                        policy("x", 40.0, 25.0),
+                        policy("y", 10.0, 1.0),
+                    ],
+                    "y",
+                ),
+            ],
+        };
+        assert_eq!(r.scenarios[0].best_baseline().unwrap().name, "ll");
+        assert_eq!(r.scenarios[1].best_baseline().unwrap().name, "rr");
+        assert_eq!(r.scenarios[0].ratios("x"), Some((0.5, 2.0)));
+        assert_eq!(r.scenarios[1].ratios("x"), Some((4.0, 0.25)));
+        let summary = r.summary();
+        let names: Vec<&str> = summary.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["rr", "ll", "x", "y", DEFAULT_ROW]);
+        let x = &summary[2];
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        // √(0.5 × 4) and √(2 × 0.25)
+        assert!(close(x.mean_ratio, 2f64.sqrt()), "{}", x.mean_ratio);
+        assert!(close(x.p99_ratio, 0.5f64.sqrt()), "{}", x.p99_ratio);
+        assert_eq!(x.worst_mean, (4.0, "two".to_owned()));
+        assert_eq!(x.worst_p99, (2.0, "one".to_owned()));
+        assert_eq!(x.misses, ["one", "two"]);
+        // the default row: x on one (0.5, 2), y on two (1, 0.01)
+        let d = &summary[4];
+        assert!(close(d.mean_ratio, 0.5f64.sqrt()), "{}", d.mean_ratio);
+        assert!(close(d.p99_ratio, 0.02f64.sqrt()), "{}", d.p99_ratio);
+        assert_eq!(d.misses, ["one"]);
+        let table = r.to_table();
+        assert!(
+            table.contains("≤ 1.0× mean and p99 on 1 of 2 scenarios (above on one); geometric mean 0.71× on mean (bar 0.80×). Bar not met."),
+            "{table}"
+        );
+        assert!(
+            r.summary_csv()
+                .contains("\nx,2,1.4142,0.7071,4.0000,two,2.0000,one,one two\n")
+        );
     }
 }

@@ -223,8 +223,13 @@ fn command_line() {
         "topo.toml --scenario s.toml --policy fedlb,random --policy closest --seed 7 --out=dir",
     )
     .unwrap();
-    assert_eq!(a.topology, PathBuf::from("topo.toml"));
-    assert_eq!(a.scenario, PathBuf::from("s.toml"));
+    assert_eq!(
+        a.input,
+        fedlb_sim::Input::One {
+            topology: PathBuf::from("topo.toml"),
+            scenario: PathBuf::from("s.toml")
+        }
+    );
     assert_eq!(a.options.policies, ["fedlb", "random", "closest"]);
     assert_eq!(a.options.seed, Some(7));
     assert_eq!(a.out, Some(PathBuf::from("dir")));

@@ -155,7 +155,12 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         suite: Option<PathBuf>,
         /// With --suite: only these scenarios (directory names; repeat or comma-separate).
-        #[arg(long, value_delimiter = ',', requires = "suite", value_name = "SCENARIO")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            requires = "suite",
+            value_name = "SCENARIO"
+        )]
         only: Vec<String>,
         /// Only these policies (names from the scenario; repeat or comma-separate). With
         /// --suite the single-level baselines always run too: the ratios need them.
