@@ -283,6 +283,11 @@ impl Variant {
             fallback: Some(Box::new(Policy::LeastLoaded)),
         });
         regions.per_region = true;
+        // The same without the load limit: each region always answered by its closest
+        // farm, so that the suite shows what the spill (a whole region moved at once) costs.
+        let mut regions_closest = regions.clone();
+        regions_closest.name = "fedlb-regions-closest".into();
+        regions_closest.global = Some(Policy::Closest(ClosestBy::Auto));
         vec![
             rr,
             random,
@@ -293,6 +298,7 @@ impl Variant {
             top2,
             derived,
             regions,
+            regions_closest,
         ]
     }
 }
