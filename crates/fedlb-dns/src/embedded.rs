@@ -194,6 +194,7 @@ impl EmbeddedServer {
             keys,
             clients: config.clients.clone(),
             geo,
+            gate: tokio::sync::RwLock::new(()),
         });
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
