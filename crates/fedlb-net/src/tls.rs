@@ -29,12 +29,14 @@ pub struct TransportSettings {
     pub keep_alive_interval: Duration,
     /// A connection with no packets for this long is dead (the smaller of both ends' values).
     pub idle_timeout: Duration,
-    /// Concurrently open message streams a peer may have; one message is one stream.
+    /// Concurrently open message streams a peer may have; a client keeps one per class
+    /// (routine, urgent) open for the life of its connection.
     pub max_concurrent_uni_streams: u32,
     /// Receive window per stream. The default, [`MAX_MESSAGE_LEN`], lets any message
     /// arrive without waiting for window credit.
     pub stream_receive_window: u32,
-    /// Receive window per connection: the bound on unread data buffered for one peer.
+    /// Receive window per connection: the bound on unread data buffered for one peer. The
+    /// default holds one largest message on each of a client's two streams.
     pub receive_window: u32,
     /// How long the server waits for a client's hello after the TLS handshake.
     pub hello_timeout: Duration,
@@ -47,9 +49,9 @@ impl Default for TransportSettings {
         TransportSettings {
             keep_alive_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(15),
-            max_concurrent_uni_streams: 256,
+            max_concurrent_uni_streams: 4,
             stream_receive_window: MAX_MESSAGE_LEN as u32,
-            receive_window: 1024 * 1024,
+            receive_window: 2 * MAX_MESSAGE_LEN as u32,
             hello_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
         }

@@ -316,6 +316,7 @@ fn run_one(p: &Params, n: usize, out: &mut Output) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(if p.smoke { 1 } else { 3 }));
 
     // steady state
+    crate::hook::window("start", farm_pid);
     let rss1 = rss_kib(&pid).unwrap_or(0);
     let c0 = cpu_time(&pid).unwrap_or_default();
     let g0 = cpu_time("self").unwrap_or_default();
@@ -356,6 +357,7 @@ fn run_one(p: &Params, n: usize, out: &mut Output) -> anyhow::Result<()> {
     let g1 = cpu_time("self").unwrap_or_default();
     let m1 = farm_metric(status, "fedlb_messages_received_total").unwrap_or(f64::NAN);
     let rss2 = rss_kib(&pid).unwrap_or(0);
+    crate::hook::window("stop", farm_pid);
     let msgs = m1 - m0;
     let cpu = (c1 - c0).as_secs_f64();
     let per_report_us = cpu / msgs * 1e6;
