@@ -181,6 +181,10 @@ impl EmbeddedServer {
             Some(path) if !config.views.is_empty() && config.clients.wants_geoip() => {
                 Some(GeoDb::open(path).map_err(fail)?)
             }
+            None if !config.views.is_empty() && config.clients.wants_geoip() => {
+                warn!(zone = %zone, "regions list countries or continents but no geoip database is configured; they match by prefix only");
+                None
+            }
             _ => None,
         };
         let views = Arc::new(Views {
@@ -190,6 +194,7 @@ impl EmbeddedServer {
             keys,
             clients: config.clients.clone(),
             geo,
+            gate: tokio::sync::RwLock::new(()),
         });
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();

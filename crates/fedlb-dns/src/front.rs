@@ -66,6 +66,10 @@ pub(crate) struct Views {
     pub(crate) keys: Vec<(TSigner, Option<usize>)>,
     pub(crate) clients: Arc<ClientMap>,
     pub(crate) geo: Option<GeoDb>,
+    /// An UPDATE is applied alone, every other request shares: hickory applies an update
+    /// record by record (a replaced RRset is deleted, then added), so a query answered in
+    /// between would see the name empty. Updates are rare; queries wait at most one.
+    pub(crate) gate: tokio::sync::RwLock<()>,
 }
 
 impl Views {
@@ -105,9 +109,17 @@ impl Views {
             echo,
             out: Arc::default(),
         };
-        catalog
-            .handle_request::<_, TokioTime>(&request, responder.clone())
-            .await;
+        if request.metadata.op_code == OpCode::Update {
+            let _alone = self.gate.write().await;
+            catalog
+                .handle_request::<_, TokioTime>(&request, responder.clone())
+                .await;
+        } else {
+            let _shared = self.gate.read().await;
+            catalog
+                .handle_request::<_, TokioTime>(&request, responder.clone())
+                .await;
+        }
         std::mem::take(&mut *responder.out.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
