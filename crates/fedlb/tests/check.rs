@@ -132,3 +132,51 @@ fn item4_simulate_prints_every_scenario_problem_on_its_own_error_line() {
         "{err}"
     );
 }
+
+#[test]
+fn simulate_suite_prints_every_problem_of_every_scenario_on_its_own_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("suite");
+    std::fs::create_dir_all(bad.join("a")).unwrap();
+    std::fs::create_dir_all(bad.join("b")).unwrap();
+    std::fs::write(
+        bad.join("a/scenario.toml"),
+        "duration = \"0s\"\n[[regions]]\nname = \"eu\"\nrate = -1\n",
+    )
+    .unwrap();
+    std::fs::copy(
+        root().join("scenarios/three-regions/topology.toml"),
+        bad.join("a/topology.toml"),
+    )
+    .unwrap();
+    let (code, out, err) = fedlb(&["simulate", "--suite", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    let a = bad.join("a/scenario.toml").display().to_string();
+    let b = bad.join("b");
+    assert_eq!(
+        lines,
+        [
+            format!("error: {a}: duration: must be above zero"),
+            format!("error: {a}: regions[0].rate: -1: must be ≥ 0"),
+            format!(
+                "error: {}: missing (a suite scenario is a directory with scenario.toml and topology.toml)",
+                b.join("scenario.toml").display()
+            ),
+            format!(
+                "error: {}: missing (a suite scenario is a directory with scenario.toml and topology.toml)",
+                b.join("topology.toml").display()
+            ),
+        ],
+        "{err}"
+    );
+    // one scenario or a suite, not both
+    let (code, _, err) = fedlb(&[
+        "simulate",
+        "--suite",
+        "scenarios",
+        "scenarios/three-regions/topology.toml",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
+}
