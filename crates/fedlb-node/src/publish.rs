@@ -289,6 +289,7 @@ async fn start_dns(
                 embedded_views.push(EmbeddedView {
                     region: r.id.clone(),
                     keys: vec![key],
+                    transfer_keys: Vec::new(),
                 });
                 clients.push(RegionClients {
                     region: r.id.clone(),
