@@ -215,8 +215,18 @@ impl FarmState {
         found
     }
 
-    /// Time passed.
+    /// Time passed: decides what can have changed (see
+    /// [`Tier::handle_timeout`](crate::tier::Tier::handle_timeout)) and sends the
+    /// heartbeat when due.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.tier.handle_timeout(now, &mut self.rng);
+        let heartbeat = now >= self.next_heartbeat;
+        self.flush(now, heartbeat);
+    }
+
+    /// [`FarmState::handle_timeout`], re-deciding every service whether or not anything
+    /// changed. The outputs are the same; tests and benchmarks compare the two.
+    pub fn recompute_all(&mut self, now: Timestamp) {
         self.tier.recompute_all(now, &mut self.rng);
         let heartbeat = now >= self.next_heartbeat;
         self.flush(now, heartbeat);

@@ -250,6 +250,16 @@ pub struct ServiceTier {
     /// No member's liveness changes before this (a lower bound, refreshed on every
     /// timeout), so that finding the next timeout does not visit every member.
     liveness_floor: Option<Timestamp>,
+    /// Whether `liveness_floor` is the exact next change as of its last refresh (no update
+    /// lowered it since): a timeout then need not visit the members to refresh it.
+    floor_exact: bool,
+    /// An input changed since the last decision and no decision is due for it yet (taken
+    /// during a warm-up, or a reload): the next timeout decides.
+    stale: bool,
+    /// The last decision changed what is chosen (here or in a region): deciding again on
+    /// the same input may take one more step (one hysteresis swap per decision), so the
+    /// next timeout decides again.
+    unsettled: bool,
 }
 
 impl ServiceTier {
@@ -266,6 +276,9 @@ impl ServiceTier {
             dirty_since: None,
             recomputed: false,
             liveness_floor: None,
+            floor_exact: false,
+            stale: true,
+            unsettled: false,
         };
         t.set_members(members);
         t
@@ -276,6 +289,8 @@ impl ServiceTier {
         if self.members.values().any(|m| m.last.is_some()) {
             self.liveness_floor = Some(Timestamp::ZERO);
         }
+        self.floor_exact = false;
+        self.stale = true;
         let mut old = std::mem::take(&mut self.members);
         for spec in specs {
             let state = match old.remove(&spec.id) {
@@ -296,6 +311,7 @@ impl ServiceTier {
 
     /// Applies the regions (a reload), keeping each remaining region's decision state.
     fn set_regions(&mut self, regions: &[RegionSpec]) {
+        self.stale = true;
         let config = self.selector.config().clone();
         let mut old = std::mem::take(&mut self.regions);
         self.regions = regions
@@ -427,9 +443,14 @@ impl ServiceTier {
 
     fn recompute(&mut self, now: Timestamp, rng: &mut impl Rng) {
         self.dirty_since = None;
+        self.stale = false;
         self.recomputed = true;
         let candidates = self.candidates(now);
         let d = self.selector.decide(&candidates, now, rng);
+        let moved = |old: &Option<Decision>, d: &Decision| {
+            old.as_ref().is_none_or(|old| old.chosen != d.chosen)
+        };
+        let mut unsettled = moved(&self.decision, &d);
         let changed = self
             .decision
             .as_ref()
@@ -440,12 +461,35 @@ impl ServiceTier {
             let seen: Vec<Candidate> = candidates.iter().map(|c| region.spec.view(c)).collect();
             let mut d = region.selector.decide(&seen, now, rng);
             d.why = format!("{} clients: {}", region.spec.id, d.why);
+            unsettled |= moved(&region.decision, &d);
             region.changed |= region
                 .decision
                 .as_ref()
                 .is_none_or(|old| !old.same_answer(&d));
             region.decision = Some(d);
         }
+        self.unsettled = unsettled;
+    }
+
+    /// Whether deciding again at `now` could give another decision than the last one, with
+    /// no new input: something changed since (an update waiting in its window, a member's
+    /// liveness deadline passed, a reload), a challenger's dwell runs (its why counts the
+    /// dwell) or ended, or a rotating policy's period turned. Deciding a service for which
+    /// this is false gives the same decision and draws no randomness, so a timeout skips it.
+    fn due(&self, now: Timestamp) -> bool {
+        let selector = |s: &Selector| {
+            s.poll_timeout().is_some_and(|t| {
+                // a stable policy's timeout is a hold: its why says how long it has held
+                s.config().policy.is_stable() || t <= now
+            })
+        };
+        self.stale
+            || self.unsettled
+            || self.dirty_since.is_some()
+            || self.decision.is_none()
+            || self.liveness_floor.is_some_and(|t| t <= now)
+            || selector(&self.selector)
+            || self.regions.iter().any(|r| selector(&r.selector))
     }
 
     fn poll_timeout(&self) -> Option<Timestamp> {
@@ -462,6 +506,11 @@ impl ServiceTier {
 
     /// Recomputes the exact next liveness change of any member.
     fn refresh_liveness(&mut self, now: Timestamp) {
+        // An exact floor still ahead stays exact: no member has a deadline before it.
+        if self.floor_exact && self.liveness_floor.is_none_or(|t| t > now) {
+            return;
+        }
+        self.floor_exact = true;
         self.liveness_floor = self
             .members
             .values()
@@ -666,11 +715,13 @@ impl Tier {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        tier.floor_exact = false;
         let (chosen, degraded) = tier.answering(member);
         let material = tier.decision.is_none()
             || (chosen && (after != before || moved))
             || (degraded && after.is_up() && before != after);
         if !tier.ready(warmup, now) {
+            tier.stale = true;
             return Ok(());
         }
         if material || self.coalesce.is_zero() {
@@ -698,6 +749,8 @@ impl Tier {
                     } else {
                         tier.dirty_since.get_or_insert(now);
                     }
+                } else {
+                    tier.stale = true;
                 }
             }
         }
@@ -718,18 +771,41 @@ impl Tier {
                 found = true;
                 if tier.ready(self.warmup, now) {
                     tier.recompute(now, rng);
+                } else {
+                    tier.stale = true;
                 }
             }
         }
         found
     }
 
-    /// Re-decides every service (after time passed or a reload).
+    /// Re-decides every service, whether or not anything changed (a reload). Gives the
+    /// same decisions as [`Tier::handle_timeout`], which decides only what can have changed.
     pub fn recompute_all(&mut self, now: Timestamp, rng: &mut impl Rng) {
         for tier in self.services.values_mut() {
             tier.refresh_liveness(now);
             if tier.ready(self.warmup, now) {
                 tier.recompute(now, rng);
+            }
+        }
+    }
+
+    /// Time passed: re-decides the services whose decision can have changed since it was
+    /// made — an update waiting in its coalescing window, a member's stale or down deadline
+    /// passed, a challenger's dwell or a rotation, a reload or the end of a warm-up — and
+    /// leaves the others as they are (deciding them again would give the same decision).
+    pub fn handle_timeout(&mut self, now: Timestamp, rng: &mut impl Rng) {
+        for tier in self.services.values_mut() {
+            let due = tier.due(now);
+            tier.refresh_liveness(now);
+            if !due {
+                continue;
+            }
+            if tier.ready(self.warmup, now) {
+                tier.recompute(now, rng);
+            } else {
+                // the floor moved past what changed: remember it for the end of the warm-up
+                tier.stale = true;
             }
         }
     }

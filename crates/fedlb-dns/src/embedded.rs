@@ -23,6 +23,22 @@
 //! source address; clients of no region get the default view, the one under `dir`. See
 //! the `front` module for the routing rules and `ecs` for malformed options.
 //!
+//! # Secondaries
+//!
+//! With [`EmbeddedConfig::secondaries`], the server is a (hidden) primary: it serves zone
+//! transfers to those addresses only, over TCP, signed with a transfer key
+//! ([`EmbeddedConfig::transfer_keys`], [`EmbeddedView::transfer_keys`]) or a view's update key;
+//! the key picks the view transferred. A transfer key cannot update. After every change it sends
+//! each secondary a NOTIFY (see `notify`), signed with the default view's first transfer key.
+//!
+//! # Serials
+//!
+//! The journal keeps the SOA serial across restarts (hickory writes the SOA after each update).
+//! A reseeded zone (journal deleted) would restart from the zone file's serial and secondaries
+//! would ignore it until it caught up, so at every start the serial is raised to the Unix time
+//! when below it (written to the journal like an update); serials only go back if a previous
+//! run made more changes than seconds have passed since and then lost its journal.
+//!
 //! Differences from BIND that matter to a writer: a value-dependent prerequisite is checked as a
 //! subset (each listed record exists), not as RRset equality (see
 //! [the RFC 2136 publisher](crate::rfc2136) for why fedlb stays correct); an update for a zone
@@ -37,7 +53,7 @@ use std::{
 };
 
 use fedlb_core::{ClientMap, RegionId};
-use hickory_proto::rr::{LowerName, Name};
+use hickory_proto::rr::{LowerName, Name, RData, RecordType, RrKey};
 use hickory_server::{
     store::sqlite::{SqliteConfig, SqliteZoneHandler, TsigKeyConfig},
     zone_handler::{AxfrPolicy, Catalog, ZoneType},
@@ -51,8 +67,9 @@ use tracing::{info, warn};
 
 use crate::{
     Error, TsigKey,
-    front::{View, Views, serve_tcp, serve_udp},
+    front::{View, ViewKey, Views, serve_tcp, serve_udp},
     geoip::GeoDb,
+    notify::Notifier,
     tsig::{FUDGE_SECS, hickory_algorithm, key_name, signer},
 };
 
@@ -64,6 +81,9 @@ pub struct EmbeddedView {
     /// Keys allowed to update this view; an update signed by one lands only here. No key may
     /// belong to two views (or to a view and the default one).
     pub keys: Vec<TsigKey>,
+    /// Keys a secondary may sign a transfer of this view with (besides `keys`); they cannot
+    /// update.
+    pub transfer_keys: Vec<TsigKey>,
 }
 
 /// Configuration of an [`EmbeddedServer`].
@@ -87,6 +107,12 @@ pub struct EmbeddedConfig {
     /// A MaxMind-format database for regions that list countries or continents (opened only
     /// when [`ClientMap::wants_geoip`]).
     pub geoip: Option<PathBuf>,
+    /// Secondaries: zone transfers are served to these addresses only, and each gets a NOTIFY
+    /// after every change. With none, transfers are refused.
+    pub secondaries: Vec<SocketAddr>,
+    /// Keys secondaries sign transfers of the default view with; they cannot update. The
+    /// first also signs NOTIFY messages.
+    pub transfer_keys: Vec<TsigKey>,
 }
 
 impl EmbeddedConfig {
@@ -106,7 +132,21 @@ impl EmbeddedConfig {
             views: Vec::new(),
             clients: Arc::new(ClientMap::empty()),
             geoip: None,
+            secondaries: Vec::new(),
+            transfer_keys: Vec::new(),
         }
+    }
+
+    /// The same config as a hidden primary: transfers to and NOTIFY for `secondaries`, signed
+    /// with `transfer_keys`.
+    pub fn with_secondaries(
+        mut self,
+        secondaries: Vec<SocketAddr>,
+        transfer_keys: Vec<TsigKey>,
+    ) -> Self {
+        self.secondaries = secondaries;
+        self.transfer_keys = transfer_keys;
+        self
     }
 
     /// The same config answering per region: `views`, their clients, and a geoip database.
@@ -149,21 +189,48 @@ impl EmbeddedServer {
         let (udp, tcp, local_addr) = bind(config.listen)
             .await
             .map_err(|e| fail(format!("binding {}: {e}", config.listen)))?;
-        let default = catalog(&zone, &config.dir, &config.keys, local_addr).await?;
+        let transfers = !config.secondaries.is_empty();
+        let default = catalog(
+            &zone,
+            &config.dir,
+            &config.keys,
+            &config.transfer_keys,
+            transfers,
+            local_addr,
+        )
+        .await?;
         let mut views = Vec::with_capacity(config.views.len());
         let mut keys = Vec::new();
-        for key in &config.keys {
-            keys.push((signer(key)?, None));
-        }
+        let mut add_keys = |view: Option<usize>, update: &[TsigKey], transfer: &[TsigKey]| {
+            for (key, transfer_only) in update
+                .iter()
+                .map(|k| (k, false))
+                .chain(transfer.iter().map(|k| (k, true)))
+            {
+                keys.push(ViewKey {
+                    signer: signer(key)?,
+                    view,
+                    transfer_only,
+                });
+            }
+            Ok::<_, Error>(())
+        };
+        add_keys(None, &config.keys, &config.transfer_keys)?;
         for (i, view) in config.views.iter().enumerate() {
             let dir = config.dir.join("regions").join(view.region.as_str());
             views.push(View {
                 region: view.region.clone(),
-                catalog: catalog(&zone, &dir, &view.keys, local_addr).await?,
+                catalog: catalog(
+                    &zone,
+                    &dir,
+                    &view.keys,
+                    &view.transfer_keys,
+                    transfers,
+                    local_addr,
+                )
+                .await?,
             });
-            for key in &view.keys {
-                keys.push((signer(key)?, Some(i)));
-            }
+            add_keys(Some(i), &view.keys, &view.transfer_keys)?;
         }
         let region_view = config
             .clients
@@ -187,6 +254,21 @@ impl EmbeddedServer {
             }
             _ => None,
         };
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let notifier = transfers
+            .then(|| {
+                let signer = config.transfer_keys.first().map(signer).transpose()?;
+                Ok::<_, Error>(Notifier::start(
+                    zone.clone(),
+                    &config.secondaries,
+                    local_addr.ip(),
+                    signer,
+                    &tasks,
+                    &stop,
+                ))
+            })
+            .transpose()?;
         let views = Arc::new(Views {
             default,
             views,
@@ -195,9 +277,9 @@ impl EmbeddedServer {
             clients: config.clients.clone(),
             geo,
             gate: tokio::sync::RwLock::new(()),
+            secondaries: config.secondaries.iter().map(SocketAddr::ip).collect(),
+            notifier,
         });
-        let stop = CancellationToken::new();
-        let tasks = TaskTracker::new();
         let mut loops = JoinSet::new();
         loops.spawn(serve_udp(
             Arc::new(udp),
@@ -214,7 +296,7 @@ impl EmbeddedServer {
         ));
         let regions: Vec<&str> = views.regions().map(RegionId::as_str).collect();
         info!(zone = %zone, addr = %local_addr, dir = %config.dir.display(), views = ?regions,
-            "embedded dns server started");
+            secondaries = ?config.secondaries, "embedded dns server started");
         Ok(Self {
             zone,
             local_addr,
@@ -286,7 +368,20 @@ impl EmbeddedServer {
 /// Problems of the view list that would make routing ambiguous.
 fn check_views(config: &EmbeddedConfig) -> Result<(), String> {
     let mut owners: Vec<(Name, String)> = Vec::new();
-    for key in &config.keys {
+    for secondary in &config.secondaries {
+        if *secondary == config.listen {
+            return Err(format!("secondary {secondary} is the server's own address"));
+        }
+    }
+    if !config.secondaries.is_empty()
+        && config.transfer_keys.is_empty()
+        && config.views.iter().all(|v| v.transfer_keys.is_empty())
+    {
+        return Err(
+            "secondaries need a transfer key: transfers are served only when signed".to_owned(),
+        );
+    }
+    for key in config.keys.iter().chain(&config.transfer_keys) {
         if let Ok(name) = key_name(key) {
             owners.push((name, "the default view".to_owned()));
         }
@@ -306,7 +401,7 @@ fn check_views(config: &EmbeddedConfig) -> Result<(), String> {
         if config.views[..i].iter().any(|v| v.region == view.region) {
             return Err(format!("region \"{region}\" has two views"));
         }
-        for key in &view.keys {
+        for key in view.keys.iter().chain(&view.transfer_keys) {
             let Ok(name) = key_name(key) else { continue };
             if let Some((_, other)) = owners.iter().find(|(n, _)| *n == name) {
                 return Err(format!(
@@ -353,23 +448,69 @@ fn zone_file_text(zone: &Name, addr: SocketAddr) -> String {
 }
 
 /// A catalog serving the zone from `dir` (created with its initial zone file if new),
-/// updatable with `keys`.
+/// updatable with `keys`, transferable (when `transfers`) with those and `transfer_keys`.
 async fn catalog(
     zone: &Name,
     dir: &Path,
     keys: &[TsigKey],
+    transfer_keys: &[TsigKey],
+    transfers: bool,
     addr: SocketAddr,
 ) -> Result<Catalog, Error> {
-    let handler = load_zone(zone, dir, keys, addr).await?;
+    let handler = load_zone(zone, dir, keys, transfer_keys, transfers, addr).await?;
+    let floor = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+        .unwrap_or_default();
+    raise_serial(&handler, zone, floor)
+        .await
+        .map_err(|reason| Error::Embedded {
+            zone: zone.to_string(),
+            reason: format!("{}: {reason}", dir.display()),
+        })?;
     let mut catalog = Catalog::new();
     catalog.upsert(LowerName::from(zone), vec![Arc::new(handler)]);
     Ok(catalog)
+}
+
+/// Raises the zone's SOA serial to `floor` when below it (RFC 1982 order), writing the new
+/// SOA to the journal; returns the serial now served.
+async fn raise_serial(handler: &SqliteZoneHandler, zone: &Name, floor: u32) -> Result<u32, String> {
+    let soa = handler
+        .records()
+        .await
+        .get(&RrKey::new(LowerName::from(zone), RecordType::SOA))
+        .and_then(|set| set.records_without_rrsigs().next().cloned());
+    let Some(mut soa) = soa else {
+        return Err("the zone has no SOA record".to_owned());
+    };
+    let RData::SOA(data) = &mut soa.data else {
+        return Err("the SOA record holds no SOA data".to_owned());
+    };
+    let serial = data.serial;
+    if !serial_below(serial, floor) {
+        return Ok(serial);
+    }
+    data.serial = floor;
+    handler
+        .update_records(&[soa], false)
+        .await
+        .map_err(|rcode| format!("raising the serial from {serial} to {floor}: {rcode}"))?;
+    info!(zone = %zone, from = serial, to = floor, "soa serial raised to the current time");
+    Ok(floor)
+}
+
+/// `a < b` in serial number arithmetic (RFC 1982).
+fn serial_below(a: u32, b: u32) -> bool {
+    a != b && b.wrapping_sub(a) < 1 << 31
 }
 
 async fn load_zone(
     zone: &Name,
     dir: &Path,
     keys: &[TsigKey],
+    transfer_keys: &[TsigKey],
+    transfers: bool,
     addr: SocketAddr,
 ) -> Result<SqliteZoneHandler, Error> {
     let file_err = |path: &Path, action, source| Error::File {
@@ -385,8 +526,10 @@ async fn load_zone(
     if !zone_path.exists() && !journal_path.exists() {
         crate::file::write_atomic(&zone_path, zone_file_text(zone, addr).as_bytes())?;
     }
+    // hickory checks one key list for both updates and transfers: the front refuses an update
+    // signed with a transfer-only key before it gets here
     let mut tsig_keys = Vec::new();
-    for key in keys {
+    for key in keys.iter().chain(transfer_keys) {
         let name = key_name(key)?.to_string();
         let key_file = keys_dir.join(format!("{}.key", name.trim_end_matches('.')));
         write_secret(&key_file, &key.secret)
@@ -407,7 +550,11 @@ async fn load_zone(
     SqliteZoneHandler::try_from_config(
         zone.clone(),
         ZoneType::Primary,
-        AxfrPolicy::Deny,
+        if transfers {
+            AxfrPolicy::AllowSigned
+        } else {
+            AxfrPolicy::Deny
+        },
         false,
         None,
         &sqlite,
@@ -437,6 +584,15 @@ fn write_secret(path: &Path, secret: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serial_order_wraps() {
+        assert!(serial_below(1, 2));
+        assert!(!serial_below(2, 2));
+        assert!(!serial_below(3, 2));
+        assert!(serial_below(u32::MAX, 5));
+        assert!(!serial_below(5, u32::MAX));
+    }
 
     #[test]
     fn initial_zone_has_soa_ns_and_glue() {

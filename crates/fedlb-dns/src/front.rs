@@ -17,26 +17,34 @@
 //!   else the source address; a region without a view gets the default view. When ECS was
 //!   used, the answer echoes it with the SCOPE PREFIX-LENGTH of the classification;
 //! - anything else goes to the default view.
+//!
+//! Zone transfers (AXFR, and IXFR answered with the whole zone as RFC 1995 §4 allows: hickory
+//! keeps no history) are served only over TCP, only to a listed secondary's address, and only
+//! when signed: a secondary transfers the view of the key that signs its request (a view's
+//! transfer key, or one of its update keys), as BIND views match a transfer by key. Unsigned,
+//! from elsewhere or over UDP: REFUSED. A transfer-only key cannot update (REFUSED): a
+//! secondary holding it can read the zone but never write it. After every UPDATE answered
+//! NOERROR the secondaries are notified ([`crate::notify`]).
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use fedlb_core::{ClientMap, RegionId};
 use hickory_proto::{
-    op::{Edns, Header, HeaderCounts, Message, MessageType, OpCode, ResponseCode},
+    op::{Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode},
     rr::{
-        Record, TSigner,
+        Record, RecordType, TSigResponseContext, TSigner,
         rdata::opt::{ClientSubnet, EdnsOption},
     },
-    serialize::binary::{BinDecodable, BinDecoder, BinEncoder},
+    serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder},
 };
 use hickory_server::{
     net::{NetError, runtime::TokioTime, xfer::Protocol},
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
-    zone_handler::{Catalog, MessageResponse},
+    zone_handler::{Catalog, LookupError, LookupOptions, MessageResponse, MessageResponseBuilder},
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -48,6 +56,7 @@ use tracing::{debug, warn};
 use crate::{
     ecs::{EcsScan, scan},
     geoip::GeoDb,
+    notify::Notifier,
 };
 
 /// One region's view: its zone copy.
@@ -56,14 +65,26 @@ pub(crate) struct View {
     pub(crate) catalog: Catalog,
 }
 
+/// A TSIG key the server knows: the view it belongs to (`None`: the default view) and
+/// whether it may only sign transfers.
+pub(crate) struct ViewKey {
+    pub(crate) signer: TSigner,
+    pub(crate) view: Option<usize>,
+    pub(crate) transfer_only: bool,
+}
+
 /// Every view of the zone and how to choose one.
 pub(crate) struct Views {
     pub(crate) default: Catalog,
     pub(crate) views: Vec<View>,
     /// For each region of `clients` (by index), its view.
     pub(crate) region_view: Vec<Option<usize>>,
-    /// Every key and its view (`None`: the default view).
-    pub(crate) keys: Vec<(TSigner, Option<usize>)>,
+    /// Every key and its view.
+    pub(crate) keys: Vec<ViewKey>,
+    /// The only addresses zone transfers are served to.
+    pub(crate) secondaries: Vec<IpAddr>,
+    /// Tells the secondaries about changes (none without secondaries).
+    pub(crate) notifier: Option<Notifier>,
     pub(crate) clients: Arc<ClientMap>,
     pub(crate) geo: Option<GeoDb>,
     /// An UPDATE is applied alone, every other request shares: hickory applies an update
@@ -103,24 +124,52 @@ impl Views {
             Ok(request) => request,
             Err(e) => return form_error(&e.to_string(), src, &header),
         };
-        let (catalog, echo) = self.route(&request, ecs);
         let responder = Responder {
             protocol,
-            echo,
+            echo: None,
             out: Arc::default(),
         };
+        if is_transfer(&request) {
+            return self.transfer(&request, responder).await;
+        }
+        if request.metadata.op_code == OpCode::Update
+            && self.key(&request).is_some_and(|k| k.transfer_only)
+        {
+            debug!(%src, "update signed with a transfer-only key; refused");
+            return refuse(&request);
+        }
+        let (catalog, echo) = self.route(&request, ecs);
+        let responder = Responder { echo, ..responder };
         if request.metadata.op_code == OpCode::Update {
-            let _alone = self.gate.write().await;
-            catalog
-                .handle_request::<_, TokioTime>(&request, responder.clone())
-                .await;
+            let info = {
+                let _alone = self.gate.write().await;
+                catalog
+                    .handle_request::<_, TokioTime>(&request, responder.clone())
+                    .await
+            };
+            if info.response_code == ResponseCode::NoError
+                && let Some(notifier) = &self.notifier
+            {
+                notifier.changed();
+            }
         } else {
             let _shared = self.gate.read().await;
             catalog
                 .handle_request::<_, TokioTime>(&request, responder.clone())
                 .await;
         }
-        std::mem::take(&mut *responder.out.lock().unwrap_or_else(|e| e.into_inner()))
+        let out = std::mem::take(&mut *responder.out.lock().unwrap_or_else(|e| e.into_inner()));
+        // hickory answers a signed query unsigned; a secondary signs its SOA refresh query
+        // with its transfer key and drops an unsigned answer (BIND: "expected a TSIG")
+        match self.verified_key(&request) {
+            Some(key) if request.metadata.op_code == OpCode::Query => {
+                debug!(%src, key = %key.signer.signer_name(), "signed query answered");
+                out.into_iter()
+                    .filter_map(|reply| sign_reply(reply, &request, &key.signer))
+                    .collect()
+            }
+            _ => out,
+        }
     }
 
     fn route(
@@ -147,13 +196,39 @@ impl Views {
         view.map_or(&self.default, |v| &self.views[v].catalog)
     }
 
+    /// The known key named in the request's TSIG record.
+    fn key(&self, request: &Request) -> Option<&ViewKey> {
+        let name = &request.signature.as_ref()?.name;
+        self.keys.iter().find(|k| k.signer.signer_name() == name)
+    }
+
     /// The view of the key named in the request's TSIG record, if a known key.
     fn key_view(&self, request: &Request) -> Option<Option<usize>> {
-        let name = &request.signature.as_ref()?.name;
-        self.keys
-            .iter()
-            .find(|(signer, _)| signer.signer_name() == name)
-            .map(|(_, view)| *view)
+        self.key(request).map(|k| k.view)
+    }
+
+    /// Serves a zone transfer to a listed secondary that signs it, from the view of its key.
+    async fn transfer(&self, request: &Request, responder: Responder) -> Vec<Vec<u8>> {
+        let src = request.src();
+        let refused = if !self.secondaries.contains(&src.ip()) {
+            Some("not from a listed secondary")
+        } else if responder.protocol != Protocol::Tcp {
+            Some("not over tcp")
+        } else if request.signature.is_none() {
+            Some("not signed with a transfer key")
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            warn!(%src, why, "zone transfer refused");
+            return refuse(request);
+        }
+        debug!(%src, "zone transfer requested");
+        // an unknown key goes to the default view, whose handler answers NOTAUTH/BADKEY
+        let catalog = self.catalog(self.key_view(request).flatten());
+        let _shared = self.gate.read().await;
+        serve_transfer(catalog, request, responder.clone()).await;
+        std::mem::take(&mut *responder.out.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The view of the key that signed a query, if the signature verifies and is in time
@@ -161,19 +236,18 @@ impl Views {
     /// write. A query with a bad signature is answered like an unsigned one (no secret is
     /// behind an answer: any client of the region may read it).
     fn verified_key_view(&self, request: &Request) -> Option<Option<usize>> {
+        self.verified_key(request).map(|k| k.view)
+    }
+
+    /// The key that signed the request, if the signature verifies and is in time.
+    fn verified_key(&self, request: &Request) -> Option<&ViewKey> {
         let name = &request.signature.as_ref()?.name;
-        let (signer, view) = self
-            .keys
-            .iter()
-            .find(|(signer, _)| signer.signer_name() == name)?;
-        let (_, _, window) = signer
+        let key = self.keys.iter().find(|k| k.signer.signer_name() == name)?;
+        let (_, _, window) = key
+            .signer
             .verify_message_byte(request.as_slice(), None, true)
             .ok()?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        window.contains(&now).then_some(*view)
+        window.contains(&unix_now()).then_some(key)
     }
 
     /// The view of the client's region (ECS subnet or source address), and the ECS echo.
@@ -199,6 +273,138 @@ impl Views {
     /// The region of each view, for logs.
     pub(crate) fn regions(&self) -> impl Iterator<Item = &RegionId> {
         self.views.iter().map(|v| &v.region)
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// `reply` with a TSIG record appended, signed with `signer` over the request's MAC
+/// (RFC 8945 §5.3: the TSIG goes last and ARCOUNT counts it).
+fn sign_reply(mut reply: Vec<u8>, request: &Request, signer: &TSigner) -> Option<Vec<u8>> {
+    let mac = request.signature.as_ref()?.data.mac.clone();
+    let context =
+        TSigResponseContext::new(request.metadata.id, unix_now(), signer.clone(), mac, None);
+    let signature = match context.sign(&reply) {
+        Ok(s) => s,
+        Err(error) => {
+            warn!(%error, "answer to a signed query not signed; dropped");
+            return None;
+        }
+    };
+    let mut tsig = Vec::with_capacity(128);
+    if let Err(error) = signature.emit(&mut BinEncoder::new(&mut tsig)) {
+        warn!(%error, "answer to a signed query not signed; dropped");
+        return None;
+    }
+    let additional = u16::from_be_bytes([*reply.get(10)?, *reply.get(11)?]).checked_add(1)?;
+    reply[10..12].copy_from_slice(&additional.to_be_bytes());
+    reply.extend_from_slice(&tsig);
+    Some(reply)
+}
+
+fn is_transfer(request: &Request) -> bool {
+    request.metadata.op_code == OpCode::Query
+        && request
+            .queries
+            .queries()
+            .first()
+            .is_some_and(|q| matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR))
+}
+
+/// An unsigned REFUSED for `request`.
+fn refuse(request: &Request) -> Vec<Vec<u8>> {
+    Message::error_msg(
+        request.metadata.id,
+        request.metadata.op_code,
+        ResponseCode::Refused,
+    )
+    .to_vec()
+    .map(|m| vec![m])
+    .unwrap_or_default()
+}
+
+/// The whole zone in one message, signed with the request's key, as hickory's catalog answers
+/// an AXFR: written here because the catalog answers an IXFR as a plain query (no records),
+/// which secondaries take for a failed transfer. The handler checks the signature
+/// (`AxfrPolicy::AllowSigned`).
+async fn serve_transfer(catalog: &Catalog, request: &Request, mut responder: Responder) {
+    let now = unix_now();
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    let handler = request
+        .queries
+        .queries()
+        .first()
+        .and_then(|q| catalog.find(q.name()).map(|h| (q, h)))
+        .and_then(|(q, h)| h.first().filter(|h| h.origin() == q.name()));
+    let Some(handler) = handler else {
+        // a name that is not the zone's apex
+        metadata.response_code = ResponseCode::NotAuth;
+        let response =
+            MessageResponseBuilder::new(&request.queries, None).build_no_records(metadata);
+        let _ = responder.send_response(response).await;
+        return;
+    };
+    let Some((result, signer)) = handler
+        .zone_transfer(request, LookupOptions::default(), now)
+        .await
+    else {
+        metadata.response_code = ResponseCode::ServFail;
+        let response =
+            MessageResponseBuilder::new(&request.queries, None).build_no_records(metadata);
+        let _ = responder.send_response(response).await;
+        return;
+    };
+    let transfer = match result {
+        Ok(transfer) => {
+            metadata.response_code = ResponseCode::NoError;
+            metadata.authoritative = true;
+            Some(transfer)
+        }
+        Err(LookupError::ResponseCode(code)) => {
+            metadata.response_code = code;
+            None
+        }
+        Err(error) => {
+            warn!(%error, "zone transfer failed");
+            metadata.response_code = ResponseCode::ServFail;
+            None
+        }
+    };
+    let build = || {
+        MessageResponseBuilder::new(&request.queries, None).build(
+            metadata,
+            transfer.iter().flat_map(|t| t.iter()),
+            std::iter::empty(),
+            std::iter::empty(),
+            std::iter::empty(),
+        )
+    };
+    let mut response = build();
+    if let Some(signer) = signer {
+        let mut tbs = Vec::with_capacity(4096);
+        let signature = build()
+            .destructive_emit(&mut BinEncoder::new(&mut tbs))
+            .map_err(|e| e.to_string())
+            .and_then(|_| signer.sign(&tbs).map_err(|e| e.to_string()));
+        match signature {
+            Ok(signature) => response.set_signature(signature),
+            Err(error) => {
+                warn!(%error, "zone transfer not signed; SERVFAIL");
+                metadata.response_code = ResponseCode::ServFail;
+                let response =
+                    MessageResponseBuilder::new(&request.queries, None).build_no_records(metadata);
+                let _ = responder.send_response(response).await;
+                return;
+            }
+        }
+    }
+    if let Err(error) = responder.send_response(response).await {
+        warn!(%error, "zone transfer not sent");
     }
 }
 

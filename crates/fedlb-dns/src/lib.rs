@@ -28,9 +28,11 @@ mod error;
 pub mod file;
 mod front;
 mod geoip;
+mod notify;
 mod render;
 mod report;
 pub mod rfc2136;
+pub mod secondary;
 mod tsig;
 mod wire;
 
@@ -48,6 +50,7 @@ pub use report::{
     PassOutcome, PublishReport, PublisherMetrics, Status, TargetMetrics, TargetReport,
 };
 pub use rfc2136::{PrimaryView, Rfc2136Config, Rfc2136Publisher};
+pub use secondary::{SecondarySpec, bind_secondary, knot_secondary};
 use tokio::{
     sync::{mpsc, watch},
     time::Instant,

@@ -61,10 +61,12 @@ fn views() -> Vec<EmbeddedView> {
         EmbeddedView {
             region: "eu".into(),
             keys: vec![eu_key()],
+            transfer_keys: Vec::new(),
         },
         EmbeddedView {
             region: "us".into(),
             keys: vec![us_key()],
+            transfer_keys: Vec::new(),
         },
     ]
 }
@@ -457,6 +459,7 @@ async fn geoip_regions_by_country_then_continent() {
         .map(|(i, r)| EmbeddedView {
             region: (*r).into(),
             keys: vec![region_key(&format!("{r}-key"), i as u8 + 1)],
+            transfer_keys: Vec::new(),
         })
         .collect::<Vec<_>>();
     let config = EmbeddedConfig::new(
@@ -520,6 +523,7 @@ async fn geoip_regions_by_country_then_continent() {
         vec![EmbeddedView {
             region: "eu".into(),
             keys: vec![eu_key()],
+            transfer_keys: Vec::new(),
         }],
         Arc::new(map),
         Some(missing.clone()),
@@ -548,6 +552,7 @@ async fn ambiguous_views_are_refused_at_start() {
     let view = |region: &str, keys: Vec<TsigKey>| EmbeddedView {
         region: region.into(),
         keys,
+        transfer_keys: Vec::new(),
     };
     let err = start(vec![view("eu", vec![eu_key()]), view("us", vec![eu_key()])]).await;
     assert!(matches!(err, Error::Embedded { .. }), "{err:?}");

@@ -272,7 +272,13 @@ async fn start_dns(
             dns.extend(out);
             Ok((dns, None))
         }
-        DnsServer::Embedded { listen, state_dir } => {
+        DnsServer::Embedded {
+            listen,
+            state_dir,
+            secondaries,
+            transfer_key,
+            ..
+        } => {
             // The embedded server and this node share each key; without one in the topology,
             // a fresh random key is made for this run.
             let key = match t.dns.tsig.clone() {
@@ -289,6 +295,7 @@ async fn start_dns(
                 embedded_views.push(EmbeddedView {
                     region: r.id.clone(),
                     keys: vec![key],
+                    transfer_keys: Vec::new(),
                 });
                 clients.push(RegionClients {
                     region: r.id.clone(),
@@ -306,7 +313,8 @@ async fn start_dns(
                     embedded_views.clone(),
                     Arc::new(clients),
                     t.dns.geoip_database.clone(),
-                );
+                )
+                .with_secondaries(secondaries.clone(), transfer_key.iter().cloned().collect());
             let server = EmbeddedServer::start(config).await?;
             let addr = server.local_addr();
             info!(%addr, dir = %state_dir.display(), views = embedded_views.len(), "embedded dns server running");

@@ -25,13 +25,26 @@ impl Topology {
                     list.join(", ")
                 );
             }
-            DnsServer::Embedded { listen, state_dir } => {
+            DnsServer::Embedded {
+                listen,
+                state_dir,
+                secondaries,
+                ..
+            } => {
                 let _ = writeln!(
                     w,
                     "dns: zone {} on the embedded server at {listen} (state in {})",
                     dns.zone,
                     state_dir.display()
                 );
+                if !secondaries.is_empty() {
+                    let list: Vec<String> = secondaries.iter().map(ToString::to_string).collect();
+                    let _ = writeln!(
+                        w,
+                        "dns: secondaries {} (signed transfers, NOTIFY on change)",
+                        list.join(", ")
+                    );
+                }
             }
         }
         let key = match (&dns.tsig, &dns.tsig_file) {

@@ -184,6 +184,14 @@ pub enum DnsServer {
         listen: SocketAddr,
         /// Its zone database and journal.
         state_dir: PathBuf,
+        /// Secondaries: the only addresses it serves zone transfers to, and where it sends
+        /// NOTIFY after every change. Empty: transfers are refused.
+        secondaries: Vec<SocketAddr>,
+        /// The key secondaries sign their transfers with (it cannot update the zone). Read
+        /// only where key files are read (the global node, `fedlb check`).
+        transfer_key: Option<TsigKey>,
+        /// The file `transfer_key` was read from, if any.
+        transfer_key_file: Option<PathBuf>,
     },
 }
 

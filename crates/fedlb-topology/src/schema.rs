@@ -99,6 +99,24 @@
 //! embedded = { listen = "127.0.0.1:5353", state_dir = "/var/lib/fedlb/dns" }
 //! ```
 //!
+//! The built-in server as a hidden primary, with secondaries (BIND, Knot, … that answer the
+//! clients and keep answering while the global node is down):
+//!
+//! ```toml
+//! [dns]
+//! zone = "example.test."
+//! embedded = { listen = "192.0.2.1:5353", state_dir = "/var/lib/fedlb/dns",
+//!              secondaries = ["192.0.2.53:53", "192.0.2.54:53"],
+//!              transfer_key = { key_file = "keys/transfer.conf" } }
+//! ```
+//!
+//! `secondaries`: addresses (`ip:port`; the port is where NOTIFY goes) that may transfer the
+//! zone; each gets a NOTIFY after every change. Transfers from any other address, unsigned
+//! or over UDP are refused. `transfer_key` (required with `secondaries`, same form as `tsig`):
+//! the key secondaries sign transfers with; it cannot update the zone. A region's view is
+//! transferred with the region's own key. `fedlb dns-config bind|knot` prints the
+//! secondaries' configuration.
+//!
 //! `tsig` (required with `servers`, optional with `embedded`): `key_file` is the file
 //! `tsig-keygen NAME > file` writes (`key "NAME" { algorithm hmac-sha256; secret "…"; };`)
 //! or a file holding only the base64 secret. With a keygen file, `name` selects one of
@@ -359,6 +377,9 @@ pub(crate) struct RawCommandOutput {
 pub(crate) struct RawEmbedded {
     pub listen: String,
     pub state_dir: String,
+    #[serde(default)]
+    pub secondaries: Vec<String>,
+    pub transfer_key: Option<RawTsig>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,13 @@
-//! `fedlb dns-config bind TOPOLOGY`: the `key` and `view` blocks BIND needs to serve each
-//! region of a topology its own answers, written from the topology so that nobody writes
-//! them by hand.
+//! `fedlb dns-config bind|knot TOPOLOGY`: DNS server configuration written from the topology so
+//! that nobody writes it by hand.
+//!
+//! - With `dns.embedded` (the built-in server as a hidden primary): the secondary's `key` and
+//!   `zone` (BIND: `type secondary` with `primaries { ADDR port P key K; }`; Knot: `key`,
+//!   `remote`, `acl` for its NOTIFY, `zone` with `master`), from `dns.embedded.secondaries`
+//!   and `transfer_key`. The text comes from `fedlb_dns::secondary`, which the tests start real
+//!   secondaries from.
+//! - With `dns.servers` (`bind` only): the `key` and `view` blocks BIND needs to serve each
+//!   region of a topology its own answers, as below.
 //!
 //! One view per region whose answers go to `dns.servers` (regions with servers of their own
 //! are not views: they are separate primaries), then the default view. Each view holds its
@@ -20,6 +27,7 @@
 //! 4. everyone else gets the default view (`any;`), updated with the zone's key.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
@@ -33,16 +41,106 @@ pub struct BindOptions {
     pub zone_dir: PathBuf,
 }
 
-/// Loads `topology` (reading its key files) and prints BIND's configuration for it.
-pub fn run(topology: &Path, options: &BindOptions) -> anyhow::Result<()> {
+/// The DNS servers `fedlb dns-config` writes for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    /// BIND 9: views for `dns.servers`, or a secondary of the embedded server.
+    Bind,
+    /// Knot 3: a secondary of the embedded server.
+    Knot,
+}
+
+/// What `fedlb dns-config` writes besides the topology.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where zone files live (default: /var/lib/bind or /var/lib/knot).
+    pub zone_dir: Option<PathBuf>,
+    /// The embedded server's address as secondaries reach it (default: `dns.embedded.listen`).
+    pub primary: Option<SocketAddr>,
+}
+
+/// Loads `topology` (reading its key files) and prints `server`'s configuration for it.
+pub fn run(topology: &Path, server: Server, options: &Options) -> anyhow::Result<()> {
     let loaded = fedlb_topology::load(topology).map_err(|e| {
         let problems: Vec<String> = e.problems().iter().map(ToString::to_string).collect();
         anyhow::anyhow!("{}", problems.join("\n"))
     })?;
-    let text = bind_config(&loaded.topology, options)
-        .with_context(|| format!("{}", topology.display()))?;
+    let t = &loaded.topology;
+    let zone_dir = options.zone_dir.clone().unwrap_or_else(|| {
+        PathBuf::from(match server {
+            Server::Bind => "/var/lib/bind",
+            Server::Knot => "/var/lib/knot",
+        })
+    });
+    let text = match (&t.dns.server, server) {
+        (DnsServer::Embedded { .. }, _) => secondary_config(t, server, &zone_dir, options.primary),
+        (DnsServer::Rfc2136 { .. }, Server::Bind) => bind_config(t, &BindOptions { zone_dir }),
+        (DnsServer::Rfc2136 { .. }, Server::Knot) => Err(anyhow::anyhow!(
+            "dns.servers: fedlb updates these servers directly; `knot` prints the configuration of a Knot secondary of the embedded server (dns.embedded), and Knot has no views (a region takes primaries of its own: regions[].dns.servers)"
+        )),
+    }
+    .with_context(|| format!("{}", topology.display()))?;
     print!("{text}");
     Ok(())
+}
+
+/// The configuration of a secondary of the embedded server: one stanza, the same for every
+/// listed secondary.
+pub fn secondary_config(
+    t: &Topology,
+    server: Server,
+    zone_dir: &Path,
+    primary: Option<SocketAddr>,
+) -> anyhow::Result<String> {
+    let DnsServer::Embedded {
+        listen,
+        secondaries,
+        transfer_key,
+        ..
+    } = &t.dns.server
+    else {
+        bail!("dns: the topology does not use the embedded server");
+    };
+    if secondaries.is_empty() {
+        bail!(
+            "dns.embedded.secondaries: empty, so the embedded server refuses every transfer; list the secondaries' addresses (and a transfer_key) first"
+        );
+    }
+    let Some(key) = transfer_key else {
+        bail!("dns.embedded.transfer_key: missing (secondaries sign their transfers with it)");
+    };
+    let primary = primary.unwrap_or(*listen);
+    if primary.ip().is_unspecified() {
+        bail!(
+            "dns.embedded.listen: {listen} is every local address; give --primary with the address the secondaries reach the embedded server at"
+        );
+    }
+    let zone = t.dns.zone.trim_end_matches('.');
+    let file = zone_dir.join(format!("{zone}.db"));
+    let spec = fedlb_dns::SecondarySpec {
+        zone,
+        primary,
+        key,
+        file: &file,
+    };
+    let list: Vec<String> = secondaries.iter().map(ToString::to_string).collect();
+    let (comment, body) = match server {
+        Server::Bind => ("//", fedlb_dns::bind_secondary(&spec)),
+        Server::Knot => ("#", fedlb_dns::knot_secondary(&spec)),
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{comment} Secondary of fedlb's embedded server for zone \"{zone}\" (topology \"{}\"), written by\n\
+         {comment} `fedlb dns-config`. The same text for each secondary listed in dns.embedded.secondaries\n\
+         {comment} ({}): the primary serves transfers only to those addresses, signed with key \"{}\",\n\
+         {comment} and sends NOTIFY to them after every change. Add it to the server's configuration.",
+        t.name,
+        list.join(", "),
+        key.config_name()
+    );
+    out.push_str(&body);
+    Ok(out)
 }
 
 /// BIND's `key` and `view` blocks for `t`.
@@ -328,5 +426,74 @@ services = ["www"]
         let none = topology(BASE);
         let e = bind_config(&none, &options()).unwrap_err().to_string();
         assert!(e.contains("no region"), "{e}");
+    }
+
+    fn embedded(listen: &str, extra: &str) -> Topology {
+        topology(&BASE.replace(
+            "servers = [\"127.0.0.1:5354\"]",
+            &format!("embedded = {{ listen = \"{listen}\", state_dir = \"dns\"{extra} }}"),
+        ))
+    }
+
+    const SECONDARIES: &str = r#", secondaries = ["192.0.2.53:53", "192.0.2.54:53"], transfer_key = { name = "fedlb-transfer", secret = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" }"#;
+
+    #[test]
+    fn prints_the_secondary_of_the_embedded_server() {
+        let t = embedded("192.0.2.1:5353", SECONDARIES);
+        let dir = Path::new("/srv/dns");
+        let bind = secondary_config(&t, Server::Bind, dir, None).unwrap();
+        assert!(
+            bind.contains("// Secondary of fedlb's embedded server for zone \"demo.test\""),
+            "{bind}"
+        );
+        assert!(bind.contains("(192.0.2.53:53, 192.0.2.54:53)"), "{bind}");
+        assert!(bind.contains("key \"fedlb-transfer\" { algorithm hmac-sha256; secret \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"; };"), "{bind}");
+        assert!(bind.contains("zone \"demo.test\" {\n    type secondary;\n    primaries { 192.0.2.1 port 5353 key \"fedlb-transfer\"; };\n    file \"/srv/dns/demo.test.db\";\n};"), "{bind}");
+        let knot = secondary_config(&t, Server::Knot, dir, None).unwrap();
+        assert!(knot.starts_with("# Secondary"), "{knot}");
+        assert!(
+            knot.contains("    address: 192.0.2.1@5353\n    key: fedlb-transfer\n"),
+            "{knot}"
+        );
+        assert!(
+            knot.contains("  - domain: demo.test\n    master: fedlb-primary\n"),
+            "{knot}"
+        );
+        // --primary overrides the listen address
+        let other = secondary_config(
+            &t,
+            Server::Bind,
+            dir,
+            Some("198.51.100.1:53".parse().unwrap()),
+        )
+        .unwrap();
+        assert!(
+            other.contains("primaries { 198.51.100.1 port 53 key"),
+            "{other}"
+        );
+    }
+
+    #[test]
+    fn a_secondary_needs_secondaries_and_a_reachable_primary() {
+        let dir = Path::new("/srv/dns");
+        let none = embedded("192.0.2.1:5353", "");
+        let e = secondary_config(&none, Server::Knot, dir, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("dns.embedded.secondaries: empty"), "{e}");
+        let any = embedded("0.0.0.0:5353", SECONDARIES);
+        let e = secondary_config(&any, Server::Bind, dir, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("give --primary"), "{e}");
+        assert!(
+            secondary_config(
+                &any,
+                Server::Bind,
+                dir,
+                Some("192.0.2.1:5353".parse().unwrap())
+            )
+            .is_ok()
+        );
     }
 }

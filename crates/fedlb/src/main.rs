@@ -104,22 +104,32 @@ enum Command {
         #[arg(long, value_name = "NODE")]
         add: Option<String>,
     },
-    /// Print the configuration a DNS server needs to serve each region its own answers.
+    /// Print the configuration a DNS server needs for this topology.
     ///
-    /// `bind`: the `key` and `view` blocks for BIND 9 — one view per region published to
-    /// dns.servers, selected by the region's TSIG key for updates and by its client prefixes
-    /// (and geoip entries) for queries, then the default view. Include the output in
-    /// named.conf; each view's zone file must exist before named starts.
+    /// With `dns.embedded` (the built-in server as a hidden primary): the configuration of a
+    /// secondary — `bind`: a `key` block and a `zone { type secondary; primaries { ADDR port P
+    /// key K; }; }`; `knot`: `key`, `remote`, `acl` (NOTIFY from the primary) and `zone` with
+    /// `master`. One text for every address in dns.embedded.secondaries, signed with
+    /// dns.embedded.transfer_key.
+    ///
+    /// With `dns.servers` (`bind` only): the `key` and `view` blocks for BIND 9 — one view per
+    /// region published to dns.servers, selected by the region's TSIG key for updates and by
+    /// its client prefixes (and geoip entries) for queries, then the default view. Include the
+    /// output in named.conf; each view's zone file must exist before named starts.
     DnsConfig {
-        /// The DNS server: only `bind` has views that RFC 2136 can address (Knot and
-        /// PowerDNS take one primary per region: `regions[].dns.servers`).
+        /// The DNS server the configuration is for.
         #[arg(value_enum)]
         server: DnsConfigServer,
         /// The topology file.
         topology: PathBuf,
-        /// Directory of the views' zone files in the output (`<dir>/<zone>.<view>.db`).
-        #[arg(long, default_value = "/var/lib/bind")]
-        zone_dir: PathBuf,
+        /// Directory of the zone files in the output (views: `<dir>/<zone>.<view>.db`; a
+        /// secondary's copy: `<dir>/<zone>.db`). Default: /var/lib/bind or /var/lib/knot.
+        #[arg(long)]
+        zone_dir: Option<PathBuf>,
+        /// The embedded server's address as the secondaries reach it (default:
+        /// dns.embedded.listen; required when that listens on every address).
+        #[arg(long, value_name = "IP:PORT")]
+        primary: Option<SocketAddr>,
     },
     /// Print a node's global and local choices, with the why of each, as a table.
     Status {
@@ -199,8 +209,10 @@ enum Command {
 /// DNS servers `fedlb dns-config` writes configuration for.
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum DnsConfigServer {
-    /// BIND 9 views.
+    /// BIND 9: a secondary of the embedded server, or views of dns.servers.
     Bind,
+    /// Knot 3: a secondary of the embedded server.
+    Knot,
 }
 
 fn main() -> ExitCode {
@@ -220,12 +232,17 @@ fn main() -> ExitCode {
         } => report(certs::run(&topology, &out, force, add.as_deref())),
         Command::Status { url, json } => report(status::run(&url, json)),
         Command::DnsConfig {
-            server: DnsConfigServer::Bind,
+            server,
             topology,
             zone_dir,
+            primary,
         } => report(dns_config::run(
             &topology,
-            &dns_config::BindOptions { zone_dir },
+            match server {
+                DnsConfigServer::Bind => dns_config::Server::Bind,
+                DnsConfigServer::Knot => dns_config::Server::Knot,
+            },
+            &dns_config::Options { zone_dir, primary },
         )),
         Command::Global(args) => report(roles::run(roles::Role::Global, args)),
         Command::Farm(args) => report(roles::run(roles::Role::Farm, args)),

@@ -74,6 +74,7 @@ async fn start(dir: &std::path::Path, regions: bool) -> anyhow::Result<EmbeddedS
             .map(|(i, r)| EmbeddedView {
                 region: (*r).into(),
                 keys: vec![key(&format!("{r}-key"), 2 + i as u8)],
+                transfer_keys: Vec::new(),
             })
             .collect();
         config = config.with_views(views, Arc::new(clients()?), None);

@@ -64,7 +64,7 @@ impl Kind {
     }
 }
 
-fn find_binary(name: &str) -> Option<PathBuf> {
+pub fn find_binary(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin", "/usr/bin", "/sbin"].map(PathBuf::from))
@@ -102,7 +102,7 @@ pub fn zone() -> Name {
 }
 
 /// A free loopback port for both UDP and TCP (bound once, then released).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     loop {
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = udp.local_addr().unwrap().port();
@@ -110,6 +110,31 @@ fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// Whether the packages of `kind` are installed. When not: a loud message on stderr, or a
+/// panic when `CI` is set.
+pub fn installed(kind: Kind) -> bool {
+    let missing: Vec<_> = kind
+        .binaries()
+        .iter()
+        .filter(|(bin, _)| find_binary(bin).is_none())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let what = missing
+        .iter()
+        .map(|(bin, pkg)| format!("{bin} (apt package {pkg})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if std::env::var_os("CI").is_some() {
+        panic!("{kind:?} server test: {what} not installed; CI must install it");
+    }
+    eprintln!(
+        "\n!!!!! SKIPPED {kind:?} server test: {what} not installed (set CI=1 to make this fail) !!!!!\n"
+    );
+    false
 }
 
 enum Running {
@@ -130,23 +155,7 @@ impl TestServer {
     /// not installed and `CI` is not set.
     pub async fn start(kind: Kind) -> Option<Self> {
         init_logs();
-        let missing: Vec<_> = kind
-            .binaries()
-            .iter()
-            .filter(|(bin, _)| find_binary(bin).is_none())
-            .collect();
-        if !missing.is_empty() {
-            let what = missing
-                .iter()
-                .map(|(bin, pkg)| format!("{bin} (apt package {pkg})"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            if std::env::var_os("CI").is_some() {
-                panic!("{kind:?} server test: {what} not installed; CI must install it");
-            }
-            eprintln!(
-                "\n!!!!! SKIPPED {kind:?} server test: {what} not installed (set CI=1 to make this fail) !!!!!\n"
-            );
+        if !installed(kind) {
             return None;
         }
         let mut last_err = String::new();

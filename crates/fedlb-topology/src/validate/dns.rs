@@ -116,10 +116,57 @@ impl Ctx<'_> {
                 if e.state_dir.trim().is_empty() {
                     self.err("dns.embedded.state_dir", "must not be empty");
                 }
-                listen.map(|listen| DnsServer::Embedded {
-                    listen,
-                    state_dir: self.file_path(&e.state_dir),
-                })
+                let mut secondaries = Vec::new();
+                let mut secondaries_ok = true;
+                for (i, s) in e.secondaries.iter().enumerate() {
+                    let p = format!("dns.embedded.secondaries[{i}]");
+                    match self.socket(&p, s) {
+                        Some(a) if Some(a) == listen => {
+                            self.err(
+                                p,
+                                format!("{a} is the embedded server's own address (dns.embedded.listen): a secondary is another server"),
+                            );
+                            secondaries_ok = false;
+                        }
+                        Some(a) if secondaries.contains(&a) => {
+                            self.err(p, format!("secondary {a} listed twice"));
+                            secondaries_ok = false;
+                        }
+                        Some(a) => secondaries.push(a),
+                        None => secondaries_ok = false,
+                    }
+                }
+                let (transfer_key, transfer_key_file) = match e.transfer_key {
+                    Some(t) => {
+                        if e.secondaries.is_empty() {
+                            self.warn(
+                                "dns.embedded.transfer_key",
+                                "no secondaries: the key is unused (list them in dns.embedded.secondaries)",
+                            );
+                        }
+                        self.tsig("dns.embedded.transfer_key", t)
+                    }
+                    None => {
+                        if !e.secondaries.is_empty() {
+                            self.err(
+                                "dns.embedded.transfer_key",
+                                "missing: secondaries must sign their zone transfers with a key (unsigned transfers are refused); make one with tsig-keygen",
+                            );
+                            secondaries_ok = false;
+                        }
+                        (None, None)
+                    }
+                };
+                match (listen, secondaries_ok) {
+                    (Some(listen), true) => Some(DnsServer::Embedded {
+                        listen,
+                        state_dir: self.file_path(&e.state_dir),
+                        secondaries,
+                        transfer_key,
+                        transfer_key_file,
+                    }),
+                    _ => None,
+                }
             }
             (None, None, None) => {
                 self.err(
@@ -141,6 +188,20 @@ impl Ctx<'_> {
                 (None, None)
             }
         };
+        if let (
+            Some(DnsServer::Embedded {
+                transfer_key: Some(t),
+                ..
+            }),
+            Some(k),
+        ) = (&server, &tsig)
+            && t.name.trim_end_matches('.') == k.name.trim_end_matches('.')
+        {
+            self.warn(
+                "dns.embedded.transfer_key",
+                format!("key \"{}\" is also dns.tsig: every secondary holding it can update the zone; give secondaries a key of their own", t.name),
+            );
+        }
         let geoip_database = match raw.geoip_database.as_deref() {
             Some(g) if g.trim().is_empty() => {
                 self.err("dns.geoip_database", "must not be empty");

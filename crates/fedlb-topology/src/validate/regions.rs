@@ -100,6 +100,22 @@ impl Ctx<'_> {
                 owner: "the default region".to_owned(),
             });
         }
+        if let Some(DnsTarget {
+            server:
+                DnsServer::Embedded {
+                    transfer_key: Some(t),
+                    ..
+                },
+            ..
+        }) = facts.dns
+            && !view_keys.iter().any(|u| u.name == t.name)
+        {
+            view_keys.push(KeyUse {
+                name: t.name.clone(),
+                path: "dns.embedded.transfer_key".to_owned(),
+                owner: "the secondaries' transfers of the default region".to_owned(),
+            });
+        }
         let mut any_geoip = false;
 
         for (i, rr) in raw.into_iter().enumerate() {
