@@ -23,6 +23,17 @@
 //! source address; clients of no region get the default view, the one under `dir`. See
 //! the `front` module for the routing rules and `ecs` for malformed options.
 //!
+//! # Spreading
+//!
+//! With [`EmbeddedConfig::spread`] other than [`Spread::All`], a client's query for a name
+//! whose A (or AAAA) RRset holds several addresses is answered with one of them, picked per
+//! query by [`fedlb_core::spread::pick_weighted`] or, keyed by the client's /24 or /56 (the
+//! ECS subnet when the query carries one, else the source address), by
+//! [`fedlb_core::spread::pick_hashed`] — the very functions `fedlb simulate` runs — with the
+//! weights in [`EmbeddedConfig::weights`], which the global node updates in-process as it
+//! decides. A query signed (verifiably) with one of the server's TSIG keys is a publisher
+//! reading back what it wrote: it always gets the whole RRset.
+//!
 //! Differences from BIND that matter to a writer: a value-dependent prerequisite is checked as a
 //! subset (each listed record exists), not as RRset equality (see
 //! [the RFC 2136 publisher](crate::rfc2136) for why fedlb stays correct); an update for a zone
@@ -36,7 +47,7 @@ use std::{
     time::Duration,
 };
 
-use fedlb_core::{ClientMap, RegionId};
+use fedlb_core::{ClientMap, RegionId, Spread};
 use hickory_proto::rr::{LowerName, Name};
 use hickory_server::{
     store::sqlite::{SqliteConfig, SqliteZoneHandler, TsigKeyConfig},
@@ -50,7 +61,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
 use crate::{
-    Error, TsigKey,
+    AnswerWeights, Error, TsigKey,
     front::{View, Views, serve_tcp, serve_udp},
     geoip::GeoDb,
     tsig::{FUDGE_SECS, hickory_algorithm, key_name, signer},
@@ -87,6 +98,11 @@ pub struct EmbeddedConfig {
     /// A MaxMind-format database for regions that list countries or continents (opened only
     /// when [`ClientMap::wants_geoip`]).
     pub geoip: Option<PathBuf>,
+    /// How a client's query for a set of several addresses is answered (see the module doc).
+    pub spread: Spread,
+    /// The weights each view's sets are spread by (shared with the publisher that updates
+    /// them).
+    pub weights: AnswerWeights,
 }
 
 impl EmbeddedConfig {
@@ -106,7 +122,16 @@ impl EmbeddedConfig {
             views: Vec::new(),
             clients: Arc::new(ClientMap::empty()),
             geoip: None,
+            spread: Spread::All,
+            weights: AnswerWeights::new(),
         }
+    }
+
+    /// The same config spreading sets per query by `weights`.
+    pub fn with_spread(mut self, spread: Spread, weights: AnswerWeights) -> Self {
+        self.spread = spread;
+        self.weights = weights;
+        self
     }
 
     /// The same config answering per region: `views`, their clients, and a geoip database.
@@ -190,6 +215,8 @@ impl EmbeddedServer {
             keys,
             clients: config.clients.clone(),
             geo,
+            spread: config.spread,
+            weights: config.weights.clone(),
         });
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -209,7 +236,7 @@ impl EmbeddedServer {
         ));
         let regions: Vec<&str> = views.regions().map(RegionId::as_str).collect();
         info!(zone = %zone, addr = %local_addr, dir = %config.dir.display(), views = ?regions,
-            "embedded dns server started");
+            spread = config.spread.as_str(), "embedded dns server started");
         Ok(Self {
             zone,
             local_addr,

@@ -17,6 +17,13 @@
 //!   else the source address; a region without a view gets the default view. When ECS was
 //!   used, the answer echoes it with the SCOPE PREFIX-LENGTH of the classification;
 //! - anything else goes to the default view.
+//!
+//! Spreading (when asked): a client's QUERY (not verifiably signed with one of the server's
+//! keys) for A or AAAA whose answer holds several addresses of the name is answered with one
+//! of them, picked by the view's weights ([`crate::AnswerWeights`]) with the core's pick
+//! rules. With `hashed`, the client is its ECS subnet when the query has one (then the echo's
+//! scope is at least the /24 or /56 the pick is keyed by, so resolvers cache the pick per
+//! subnet), else its source address.
 
 use std::{
     net::SocketAddr,
@@ -24,11 +31,14 @@ use std::{
     time::Duration,
 };
 
-use fedlb_core::{ClientMap, RegionId};
+use fedlb_core::{
+    ClientMap, RegionId, Spread,
+    spread::{client_key, pick_hashed, pick_weighted},
+};
 use hickory_proto::{
     op::{Edns, Header, HeaderCounts, Message, MessageType, OpCode, ResponseCode},
     rr::{
-        Record, TSigner,
+        RData, Record, RecordType, TSigner,
         rdata::opt::{ClientSubnet, EdnsOption},
     },
     serialize::binary::{BinDecodable, BinDecoder, BinEncoder},
@@ -46,6 +56,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, warn};
 
 use crate::{
+    AnswerWeights,
     ecs::{EcsScan, scan},
     geoip::GeoDb,
 };
@@ -66,6 +77,16 @@ pub(crate) struct Views {
     pub(crate) keys: Vec<(TSigner, Option<usize>)>,
     pub(crate) clients: Arc<ClientMap>,
     pub(crate) geo: Option<GeoDb>,
+    pub(crate) spread: Spread,
+    pub(crate) weights: AnswerWeights,
+}
+
+/// Where a request goes: the view (`None`: the default one), the ECS option to echo, and
+/// whether it is a client's query (which spreading applies to).
+struct Route {
+    view: Option<usize>,
+    echo: Option<ClientSubnet>,
+    client_query: bool,
 }
 
 impl Views {
@@ -78,7 +99,7 @@ impl Views {
         protocol: Protocol,
     ) -> Vec<Vec<u8>> {
         let mut ecs = None;
-        if !self.views.is_empty() {
+        if !self.views.is_empty() || self.spread == Spread::Hashed {
             match scan(&raw) {
                 EcsScan::Absent => {}
                 EcsScan::Valid(subnet) => ecs = Some(subnet),
@@ -99,36 +120,123 @@ impl Views {
             Ok(request) => request,
             Err(e) => return form_error(&e.to_string(), src, &header),
         };
-        let (catalog, echo) = self.route(&request, ecs);
+        let route = self.route(&request, ecs);
         let responder = Responder {
             protocol,
-            echo,
+            echo: route.echo,
             out: Arc::default(),
         };
-        catalog
+        self.catalog(route.view)
             .handle_request::<_, TokioTime>(&request, responder.clone())
             .await;
-        std::mem::take(&mut *responder.out.lock().unwrap_or_else(|e| e.into_inner()))
+        let replies = std::mem::take(&mut *responder.out.lock().unwrap_or_else(|e| e.into_inner()));
+        if self.spread == Spread::All || !route.client_query {
+            return replies;
+        }
+        let client = match ecs {
+            Some(s) => client_key(s.addr(), Some(s.source_prefix())),
+            None => client_key(src.ip(), None),
+        };
+        let region = route.view.map(|v| &self.views[v].region);
+        replies
+            .into_iter()
+            .map(|reply| self.spread_reply(reply, region, client))
+            .collect()
     }
 
-    fn route(
-        &self,
-        request: &Request,
-        ecs: Option<ClientSubnet>,
-    ) -> (&Catalog, Option<ClientSubnet>) {
+    fn route(&self, request: &Request, ecs: Option<ClientSubnet>) -> Route {
+        let plain = |view, client_query| Route {
+            view,
+            echo: None,
+            client_query,
+        };
+        let is_query = request.metadata.op_code == OpCode::Query;
+        // a publisher reads back what it wrote with a signed query: never spread
+        let signed = request.signature.is_some() && self.verified_key_view(request).is_some();
         if self.views.is_empty() {
-            return (&self.default, None);
+            let echo = match (self.spread, ecs) {
+                (Spread::Hashed, Some(s)) if is_query && !signed => Some(ClientSubnet::new(
+                    s.addr(),
+                    s.source_prefix(),
+                    client_key(s.addr(), Some(s.source_prefix())).prefix_len(),
+                )),
+                _ => None,
+            };
+            return Route {
+                view: None,
+                echo,
+                client_query: is_query && !signed,
+            };
         }
         match request.metadata.op_code {
             // the view's own zone handler checks the signature
-            OpCode::Update => (self.catalog(self.key_view(request).flatten()), None),
+            OpCode::Update => plain(self.key_view(request).flatten(), false),
             OpCode::Query if request.signature.is_some() => match self.verified_key_view(request) {
-                Some(view) => (self.catalog(view), None),
+                Some(view) => plain(view, false),
                 None => self.by_client(request, ecs),
             },
             OpCode::Query => self.by_client(request, ecs),
-            _ => (&self.default, None),
+            _ => plain(None, false),
         }
+    }
+
+    /// A reply with the queried name's A or AAAA set cut to one address, picked by the
+    /// view's weights; any other reply as it is.
+    fn spread_reply(
+        &self,
+        reply: Vec<u8>,
+        region: Option<&RegionId>,
+        client: ipnet::IpNet,
+    ) -> Vec<u8> {
+        let Ok(mut msg) = Message::from_vec(&reply) else {
+            return reply;
+        };
+        let Some(query) = msg.queries.first() else {
+            return reply;
+        };
+        let qtype = query.query_type();
+        if !matches!(qtype, RecordType::A | RecordType::AAAA) {
+            return reply;
+        }
+        let mut name = query.name().to_lowercase();
+        name.set_fqdn(true);
+        let set: Vec<(usize, std::net::IpAddr)> = msg
+            .answers
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.name.to_lowercase() == name)
+            .filter_map(|(i, r)| match &r.data {
+                RData::A(a) => Some((i, std::net::IpAddr::V4(a.0))),
+                RData::AAAA(a) => Some((i, std::net::IpAddr::V6(a.0))),
+                _ => None,
+            })
+            .collect();
+        if set.len() < 2 {
+            return reply;
+        }
+        let addresses: Vec<std::net::IpAddr> = set.iter().map(|(_, a)| *a).collect();
+        let Some(weights) = self.weights.weigh(region, &name, &addresses) else {
+            return reply;
+        };
+        let picked = match self.spread {
+            Spread::All => return reply,
+            Spread::Weighted => pick_weighted(&weights, &mut rand::rng()),
+            Spread::Hashed => {
+                let members: Vec<_> = addresses.iter().copied().zip(weights).collect();
+                pick_hashed(&members, client)
+            }
+        };
+        let Some(keep) = picked.map(|p| set[p].0) else {
+            return reply;
+        };
+        let drop: Vec<usize> = set.iter().map(|(i, _)| *i).filter(|i| *i != keep).collect();
+        let mut i = 0;
+        msg.answers.retain(|_| {
+            let gone = drop.contains(&i);
+            i += 1;
+            !gone
+        });
+        msg.to_vec().unwrap_or(reply)
     }
 
     fn catalog(&self, view: Option<usize>) -> &Catalog {
@@ -164,12 +272,9 @@ impl Views {
         window.contains(&now).then_some(*view)
     }
 
-    /// The view of the client's region (ECS subnet or source address), and the ECS echo.
-    fn by_client(
-        &self,
-        request: &Request,
-        ecs: Option<ClientSubnet>,
-    ) -> (&Catalog, Option<ClientSubnet>) {
+    /// The view of the client's region (ECS subnet or source address), and the ECS echo
+    /// (with `hashed` spreading, its scope covers at least the subnet the pick is keyed by).
+    fn by_client(&self, request: &Request, ecs: Option<ClientSubnet>) -> Route {
         let (addr, source) = match ecs {
             Some(s) => (s.addr(), Some(s.source_prefix())),
             None => (request.src().ip(), None),
@@ -180,8 +285,20 @@ impl Views {
         };
         let class = self.clients.classify(addr, source, geo.as_ref());
         let view = class.index.and_then(|i| self.region_view[i]);
-        let echo = ecs.map(|s| ClientSubnet::new(s.addr(), s.source_prefix(), class.scope));
-        (self.catalog(view), echo)
+        let echo = ecs.map(|s| {
+            let scope = match self.spread {
+                Spread::Hashed => class
+                    .scope
+                    .max(client_key(s.addr(), Some(s.source_prefix())).prefix_len()),
+                _ => class.scope,
+            };
+            ClientSubnet::new(s.addr(), s.source_prefix(), scope)
+        });
+        Route {
+            view,
+            echo,
+            client_query: true,
+        }
     }
 
     /// The region of each view, for logs.
