@@ -6,7 +6,7 @@ need_pkg ip iproute2
 need_pkg named bind9
 need_pkg dnsperf dnsperf
 need_pdns
-for b in failover-remote failover-intrusive propagation farm-failover ingest core-scale agent-footprint dns-qps dns-regions fault-cost; do
+for b in failover-remote failover-intrusive propagation farm-failover ingest core-scale agent-footprint dns-qps dns-regions fault-cost global-scale; do
   "scripts/bench/$b.sh" "$@"
   echo
 done

@@ -12,7 +12,7 @@ out="${FEDLB_BENCH_OUT:-${CARGO_TARGET_DIR:-target}/bench}/smoke"
 export FEDLB_BENCH_OUT="$out"
 rm -rf "$out"; mkdir -p "$(dirname "$out")"
 start=$(date +%s)
-benches="failover-remote failover-intrusive propagation farm-failover ingest core-scale agent-footprint dns-qps dns-regions fault-cost"
+benches="failover-remote failover-intrusive propagation farm-failover ingest core-scale agent-footprint dns-qps dns-regions fault-cost global-scale"
 for b in $benches; do
   t=$(date +%s)
   run_bench "$b" --smoke >"$out.$b.log" 2>&1 || { echo "smoke: $b failed:"; tail -30 "$out.$b.log"; exit 1; }

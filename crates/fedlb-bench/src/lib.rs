@@ -10,6 +10,7 @@
 
 pub mod bench;
 pub mod dns;
+pub mod hook;
 pub mod logs;
 pub mod machine;
 pub mod netns;

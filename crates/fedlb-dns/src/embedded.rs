@@ -206,6 +206,10 @@ impl EmbeddedServer {
             Some(path) if !config.views.is_empty() && config.clients.wants_geoip() => {
                 Some(GeoDb::open(path).map_err(fail)?)
             }
+            None if !config.views.is_empty() && config.clients.wants_geoip() => {
+                warn!(zone = %zone, "regions list countries or continents but no geoip database is configured; they match by prefix only");
+                None
+            }
             _ => None,
         };
         let views = Arc::new(Views {
@@ -217,6 +221,7 @@ impl EmbeddedServer {
             geo,
             spread: config.spread,
             weights: config.weights.clone(),
+            gate: tokio::sync::RwLock::new(()),
         });
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();

@@ -79,6 +79,10 @@ pub(crate) struct Views {
     pub(crate) geo: Option<GeoDb>,
     pub(crate) spread: Spread,
     pub(crate) weights: AnswerWeights,
+    /// An UPDATE is applied alone, every other request shares: hickory applies an update
+    /// record by record (a replaced RRset is deleted, then added), so a query answered in
+    /// between would see the name empty. Updates are rare; queries wait at most one.
+    pub(crate) gate: tokio::sync::RwLock<()>,
 }
 
 /// Where a request goes: the view (`None`: the default one), the ECS option to echo, and
@@ -126,9 +130,18 @@ impl Views {
             echo: route.echo,
             out: Arc::default(),
         };
-        self.catalog(route.view)
-            .handle_request::<_, TokioTime>(&request, responder.clone())
-            .await;
+        let catalog = self.catalog(route.view);
+        if request.metadata.op_code == OpCode::Update {
+            let _alone = self.gate.write().await;
+            catalog
+                .handle_request::<_, TokioTime>(&request, responder.clone())
+                .await;
+        } else {
+            let _shared = self.gate.read().await;
+            catalog
+                .handle_request::<_, TokioTime>(&request, responder.clone())
+                .await;
+        }
         let replies = std::mem::take(&mut *responder.out.lock().unwrap_or_else(|e| e.into_inner()));
         if self.spread == Spread::All || !route.client_query {
             return replies;

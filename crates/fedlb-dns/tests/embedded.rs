@@ -267,3 +267,64 @@ async fn item5_dns_and_tsig_problems_are_typed_errors_naming_the_zone_and_the_ke
     );
     assert_eq!(err.class(), FailureClass::Config);
 }
+
+/// A replaced answer is replaced atomically for clients: while the publisher moves a name
+/// between two addresses again and again, a client asking all the while never sees the name
+/// without an address (hickory applies an update record by record; the server applies each
+/// UPDATE alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_never_sees_a_replaced_answer_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EmbeddedConfig::new(
+        zone(),
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path(),
+        vec![key()],
+    );
+    let server = EmbeddedServer::start(config).await.unwrap();
+    let addr = server.local_addr();
+    let mut p = Rfc2136Publisher::new(test_config(vec![addr], key())).unwrap();
+    p.publish(&answers(&[("www.example.test", 30, &["192.0.2.1"])]))
+        .await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asker = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let name = fedlb_dns::fqdn("www.example.test").unwrap();
+            let (mut asked, mut empty) = (0u32, 0u32);
+            let mut buf = [0u8; 512];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut query = hickory_proto::op::Message::query();
+                query.add_query(hickory_proto::op::Query::query(
+                    name.clone(),
+                    hickory_proto::rr::RecordType::A,
+                ));
+                udp.send_to(&query.to_vec().unwrap(), addr).await.unwrap();
+                let Ok(Ok((n, _))) =
+                    tokio::time::timeout(Duration::from_secs(1), udp.recv_from(&mut buf)).await
+                else {
+                    continue;
+                };
+                let answer = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
+                asked += 1;
+                if answer.answers.is_empty() {
+                    empty += 1;
+                }
+            }
+            (asked, empty)
+        })
+    };
+    for i in 0..100 {
+        let to = if i % 2 == 0 { "192.0.2.2" } else { "192.0.2.1" };
+        let report = p
+            .publish(&answers(&[("www.example.test", 30, &[to])]))
+            .await;
+        assert!(report.is_ok(), "{report:?}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (asked, empty) = asker.await.unwrap();
+    assert!(asked > 100, "the client asked {asked} times");
+    assert_eq!(empty, 0, "{empty} of {asked} answers were empty");
+    server.shutdown().await.unwrap();
+}

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use quinn::{Connection, Endpoint, ReadError, ReadToEndError};
+use quinn::{Connection, Endpoint, ReadError, ReadToEndError, SendStream};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -19,7 +19,7 @@ use tracing::{error, info, warn};
 
 use crate::close::{clip, describe, is_duplicate_identity};
 use crate::socket::enlarge_buffers;
-use crate::wire::{HELLO_LEN, Hello, encode};
+use crate::wire::{HELLO_LEN, Hello, StreamClass, encode, frame};
 use crate::{CloseCode, NetError, NodeTls, PeerIdentity, TransportSettings};
 
 /// Reconnect delays: exponential from `min` to `max`, each delay drawn uniformly from its
@@ -171,6 +171,8 @@ struct Queue {
 
 struct QueueInner {
     items: VecDeque<Bytes>,
+    /// Messages for the urgent stream, sent before any routine one.
+    urgent: VecDeque<Bytes>,
     dropped: u64,
     stopped: bool,
 }
@@ -180,23 +182,35 @@ impl Queue {
         self.items.lock().expect("client queue poisoned")
     }
 
-    /// Takes the oldest message; cancel-safe (removes only when it returns).
-    async fn pop(&self) -> Bytes {
+    /// Takes the oldest urgent message, else the oldest routine one; cancel-safe (removes
+    /// only when it returns).
+    async fn pop(&self) -> (StreamClass, Bytes) {
         loop {
             let notified = self.readable.notified();
-            if let Some(b) = self.lock().items.pop_front() {
-                self.writable.notify_one();
-                return b;
+            {
+                let mut q = self.lock();
+                if let Some(b) = q.urgent.pop_front() {
+                    return (StreamClass::Urgent, b);
+                }
+                if let Some(b) = q.items.pop_front() {
+                    drop(q);
+                    self.writable.notify_one();
+                    return (StreamClass::Routine, b);
+                }
             }
             notified.await;
         }
     }
 
-    /// Puts back a message whose stream never got written, unless newer ones fill the queue.
-    fn requeue(&self, b: Bytes) {
+    /// Puts back a message that never got written, unless newer ones fill the queue.
+    fn requeue(&self, class: StreamClass, b: Bytes) {
         let mut q = self.lock();
-        if q.items.len() < self.capacity {
-            q.items.push_front(b);
+        let items = match class {
+            StreamClass::Urgent => &mut q.urgent,
+            StreamClass::Routine => &mut q.items,
+        };
+        if items.len() < self.capacity {
+            items.push_front(b);
         } else {
             q.dropped += 1;
         }
@@ -204,7 +218,8 @@ impl Queue {
 }
 
 /// A connection to one server that keeps itself up: it reconnects with [`Backoff`] and sends
-/// queued messages, each on its own stream, whenever it is connected.
+/// queued messages whenever it is connected, on one long-lived stream per class (urgent
+/// messages first, on their own stream).
 ///
 /// Delivery is at most once: a message whose stream was written when the connection died is
 /// lost, and the queue drops its oldest message when full. That suits status reports, where
@@ -230,6 +245,7 @@ impl<M: Serialize> Client<M> {
         let queue = Arc::new(Queue {
             items: Mutex::new(QueueInner {
                 items: VecDeque::new(),
+                urgent: VecDeque::new(),
                 dropped: 0,
                 stopped: false,
             }),
@@ -263,7 +279,7 @@ impl<M: Serialize> Client<M> {
                 server: self.server.to_string(),
             });
         }
-        Ok(Bytes::from(encode(msg)?))
+        Ok(Bytes::from(frame(&encode(msg)?)))
     }
 
     /// Queues a message without waiting; when the queue is full the oldest queued message
@@ -279,6 +295,26 @@ impl<M: Serialize> Client<M> {
             Queued::Queued
         };
         q.items.push_back(bytes);
+        drop(q);
+        self.queue.readable.notify_one();
+        Ok(outcome)
+    }
+
+    /// Queues a message that must not wait behind routine ones (a health change): it goes
+    /// out before any queued routine message, on the urgent stream, and the server hands it
+    /// to the application before routine messages it has queued. When the urgent queue is
+    /// full its oldest message is dropped.
+    pub fn send_urgent(&self, msg: &M) -> Result<Queued, NetError> {
+        let bytes = self.encode(msg)?;
+        let mut q = self.queue.lock();
+        let outcome = if q.urgent.len() >= self.queue.capacity {
+            q.urgent.pop_front();
+            q.dropped += 1;
+            Queued::DroppedOldest
+        } else {
+            Queued::Queued
+        };
+        q.urgent.push_back(bytes);
         drop(q);
         self.queue.readable.notify_one();
         Ok(outcome)
@@ -494,23 +530,45 @@ async fn hello(
 
 /// Sends queued messages until the connection ends (returns why) or shutdown (`None`).
 async fn pump(conn: &Connection, queue: &Queue, token: &CancellationToken) -> Option<String> {
+    // The long-lived streams of this connection, opened at their first message.
+    let mut routine: Option<SendStream> = None;
+    let mut urgent: Option<SendStream> = None;
     loop {
-        let bytes = tokio::select! {
+        let (class, bytes) = tokio::select! {
             _ = token.cancelled() => return None,
             e = conn.closed() => return Some(describe(&e)),
-            b = queue.pop() => b,
+            m = queue.pop() => m,
+        };
+        let slot = match class {
+            StreamClass::Routine => &mut routine,
+            StreamClass::Urgent => &mut urgent,
         };
         let sent = async {
-            let mut stream = conn.open_uni().await.map_err(|e| e.to_string())?;
-            stream.write_all(&bytes).await.map_err(|e| e.to_string())?;
-            stream.finish().map_err(|e| e.to_string())
+            if slot.is_none() {
+                let stream = conn.open_uni().await.map_err(|e| e.to_string())?;
+                // quinn sends the data of higher-priority streams first
+                if class == StreamClass::Urgent {
+                    let _ = stream.set_priority(1);
+                }
+                *slot = Some(stream);
+                let stream = slot.as_mut().expect("just opened");
+                stream
+                    .write_all(&[class.to_wire()])
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            let stream = slot.as_mut().expect("opened above");
+            stream
+                .write_chunk(bytes.clone())
+                .await
+                .map_err(|e| e.to_string())
         };
         let sent = tokio::select! {
             _ = token.cancelled() => return None,
             r = sent => r,
         };
         if let Err(e) = sent {
-            queue.requeue(bytes);
+            queue.requeue(class, bytes);
             return Some(conn.close_reason().map_or(e, |c| describe(&c)));
         }
     }

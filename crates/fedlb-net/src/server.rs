@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use quinn::crypto::rustls::HandshakeData;
-use quinn::{Connection, Endpoint, ReadToEndError, RecvStream, SendStream, VarInt};
+use quinn::{Connection, Endpoint, ReadExactError, ReadToEndError, RecvStream, SendStream, VarInt};
 use rustls::pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 use crate::admission::{Admission, AdmissionLimits, LogGate, Source};
 use crate::close::{clip, describe};
 use crate::socket::enlarge_buffers;
-use crate::wire::{HELLO_LEN, Hello, MAX_MESSAGE_LEN, decode};
+use crate::wire::{FRAME_HEADER_LEN, HELLO_LEN, Hello, MAX_MESSAGE_LEN, StreamClass, decode};
 use crate::{CloseCode, NetError, NodeTls, PeerIdentity, TransportSettings};
 
 /// Decides who may connect and what they may say. Both checks run on every connection and
@@ -69,6 +69,8 @@ impl std::fmt::Display for ConnId {
 /// What the server tells the application.
 ///
 /// For one connection the order is always `Connected`, `Message`*, `Disconnected`.
+/// Messages a peer sent on its urgent stream reach the application before routine messages
+/// that are still queued ([`Events::recv`]).
 #[derive(Debug)]
 pub enum ServerEvent<M> {
     /// A peer passed TLS, the authoriser and the hello.
@@ -105,8 +107,9 @@ pub struct ServerConfig {
     pub protocol_version: u16,
     /// Transport settings.
     pub transport: TransportSettings,
-    /// Capacity of the event queue. When it is full, connection tasks wait (QUIC flow
-    /// control then slows the peers); `Rejected` events are dropped instead.
+    /// Capacity of each of the two event queues (routine and urgent). When one is full,
+    /// the streams feeding it wait (QUIC flow control then slows those peers); `Rejected`
+    /// events are dropped instead.
     pub event_capacity: usize,
     /// TLS handshakes in progress beyond this are refused at once; the client backs off.
     pub max_handshakes_in_flight: usize,
@@ -130,6 +133,32 @@ impl ServerConfig {
     }
 }
 
+/// The server's events: two queues, urgent first.
+///
+/// A peer marks the messages that must not wait (a server going down) by sending them on
+/// its urgent stream; they go through a queue of their own that [`Events::recv`] empties
+/// first, so under load they are handled before routine readings that arrived earlier.
+#[derive(Debug)]
+pub struct Events<M> {
+    urgent: mpsc::Receiver<ServerEvent<M>>,
+    routine: mpsc::Receiver<ServerEvent<M>>,
+}
+
+impl<M> Events<M> {
+    /// The next event, urgent ones first; `None` once the server has stopped and both
+    /// queues are empty. Cancel-safe: use it in `select!`.
+    pub async fn recv(&mut self) -> Option<ServerEvent<M>> {
+        tokio::select! {
+            biased;
+            Some(ev) = self.urgent.recv() => Some(ev),
+            ev = self.routine.recv() => match ev {
+                Some(ev) => Some(ev),
+                None => self.urgent.recv().await,
+            },
+        }
+    }
+}
+
 /// A running server. Stop it with the `CancellationToken` given to [`Server::start`].
 #[derive(Debug)]
 pub struct Server {
@@ -145,7 +174,11 @@ struct Shared<M, A> {
     config: ServerConfig,
     identity: PeerIdentity,
     authoriser: A,
+    /// Routine messages, disconnections and refusals.
     events: mpsc::Sender<ServerEvent<M>>,
+    /// Urgent messages and connections (so that a connection's urgent messages never
+    /// overtake its `Connected`).
+    urgent: mpsc::Sender<ServerEvent<M>>,
     live: LiveMap,
     next_id: AtomicU64,
     shutdown: CancellationToken,
@@ -193,7 +226,7 @@ impl Server {
         config: ServerConfig,
         authoriser: A,
         shutdown: CancellationToken,
-    ) -> Result<(Server, mpsc::Receiver<ServerEvent<M>>), NetError>
+    ) -> Result<(Server, Events<M>), NetError>
     where
         M: DeserializeOwned + Send + 'static,
         A: Authoriser<M>,
@@ -215,6 +248,7 @@ impl Server {
             source,
         })?;
         let (tx, rx) = mpsc::channel(config.event_capacity.max(1));
+        let (urgent_tx, urgent_rx) = mpsc::channel(config.event_capacity.max(1));
         let live: LiveMap = Arc::new(Mutex::new(HashMap::new()));
         let admission = Arc::new(Mutex::new(Admission::new(config.admission.clone())));
         let log_gate = Mutex::new(LogGate::new(
@@ -227,6 +261,7 @@ impl Server {
             identity: tls.identity().clone(),
             authoriser,
             events: tx,
+            urgent: urgent_tx,
             live: live.clone(),
             next_id: AtomicU64::new(1),
             shutdown,
@@ -243,7 +278,10 @@ impl Server {
                 task,
                 live,
             },
-            rx,
+            Events {
+                urgent: urgent_rx,
+                routine: rx,
+            },
         ))
     }
 
@@ -364,8 +402,14 @@ where
 impl<M: Send + 'static, A> Shared<M, A> {
     /// Queues an event; waits for room, except during shutdown, when waiting could hang.
     async fn emit(&self, event: ServerEvent<M>) {
+        self.emit_to(false, event).await;
+    }
+
+    /// Queues an event on the urgent or the routine queue.
+    async fn emit_to(&self, urgent: bool, event: ServerEvent<M>) {
+        let queue = if urgent { &self.urgent } else { &self.events };
         tokio::select! {
-            _ = self.events.send(event) => {}
+            _ = queue.send(event) => {}
             _ = self.shutdown.cancelled() => {}
         }
     }
@@ -523,12 +567,17 @@ where
         return refuse_early(&shared, &conn, remote, Some(peer), code, reason);
     }
     info!(%peer, conn = %id, %remote, "peer connected");
+    // On the urgent queue, which is emptied first: the connection's urgent messages
+    // cannot overtake it.
     shared
-        .emit(ServerEvent::Connected {
-            conn: id,
-            peer: peer.clone(),
-            remote,
-        })
+        .emit_to(
+            true,
+            ServerEvent::Connected {
+                conn: id,
+                peer: peer.clone(),
+                remote,
+            },
+        )
         .await;
 
     let ctx = Arc::new(ConnCtx {
@@ -537,20 +586,14 @@ where
         peer,
         reason: OnceLock::new(),
     });
-    // A stream's credit returns to the peer once it is read, before its message is handed
-    // over; the permits keep the messages waiting for a slow application bounded too.
-    let permits = Arc::new(Semaphore::new(
-        shared.config.transport.max_concurrent_uni_streams.max(1) as usize,
-    ));
+    // Each message stream is read by a task of its own, so that the urgent stream is never
+    // held up by a routine one waiting for room in its queue. The transport's stream limit
+    // bounds the tasks, and each stream's window the bytes a slow application leaves unread.
     let streams = TaskTracker::new();
     let ended = loop {
-        let permit = tokio::select! {
-            e = ctx.conn.closed() => break e,
-            p = permits.clone().acquire_owned() => p.expect("stream permits are never closed"),
-        };
         match ctx.conn.accept_uni().await {
             Ok(stream) => {
-                streams.spawn(message(shared.clone(), ctx.clone(), stream, permit));
+                streams.spawn(message_stream(shared.clone(), ctx.clone(), stream));
             }
             Err(e) => break e,
         }
@@ -737,53 +780,120 @@ async fn answers(conn: &Connection, receive_window: u32) -> bool {
     }
 }
 
-/// Reads, decodes and authorises one message stream.
-async fn message<M, A>(
-    shared: Arc<Shared<M, A>>,
-    ctx: Arc<ConnCtx>,
-    mut stream: RecvStream,
-    _permit: OwnedSemaphorePermit,
-) where
+/// Reads one message stream: its class byte, then frames until the peer finishes it.
+/// Each frame is read into one buffer reused for the life of the stream, decoded,
+/// authorised and handed over on the queue of the stream's class.
+async fn message_stream<M, A>(shared: Arc<Shared<M, A>>, ctx: Arc<ConnCtx>, mut stream: RecvStream)
+where
     M: DeserializeOwned + Send + 'static,
     A: Authoriser<M>,
 {
-    let bytes = match stream.read_to_end(MAX_MESSAGE_LEN).await {
-        Ok(bytes) => bytes,
-        Err(ReadToEndError::TooLong) => {
+    let mut class = [0u8; 1];
+    if let Err(e) = stream.read_exact(&mut class).await {
+        debug!(peer = %ctx.peer, conn = %ctx.id, error = %e, "message stream ended before its class");
+        return;
+    }
+    let Some(class) = StreamClass::from_wire(class[0]) else {
+        return ctx.refuse(
+            CloseCode::BadMessage,
+            format!("message stream of unknown class {}", class[0]),
+        );
+    };
+    let urgent = class == StreamClass::Urgent;
+    let mut buf = Vec::new();
+    loop {
+        let mut header = [0u8; FRAME_HEADER_LEN];
+        match stream.read_exact(&mut header).await {
+            Ok(()) => {}
+            // finished between two messages: the peer is done with this stream
+            Err(ReadExactError::FinishedEarly(0)) => return,
+            Err(e) => {
+                // Stream reset or connection gone: the connection task reports the latter.
+                debug!(peer = %ctx.peer, conn = %ctx.id, error = %e, "message stream ended early");
+                return;
+            }
+        }
+        let len = u32::from_be_bytes(header) as usize;
+        if len > MAX_MESSAGE_LEN {
             return ctx.refuse(
                 CloseCode::MessageTooLarge,
                 format!("message exceeds {MAX_MESSAGE_LEN} bytes"),
             );
         }
-        Err(ReadToEndError::Read(e)) => {
-            // Stream reset or connection gone: the connection task reports the latter.
-            debug!(peer = %ctx.peer, conn = %ctx.id, error = %e, "message stream ended early");
+        buf.resize(len, 0);
+        if let Err(e) = stream.read_exact(&mut buf).await {
+            debug!(peer = %ctx.peer, conn = %ctx.id, error = %e, "message stream ended inside a message");
             return;
         }
-    };
-    let msg: M = match decode(&bytes) {
-        Ok(msg) => msg,
-        Err(e) => {
+        let msg: M = match decode(&buf) {
+            Ok(msg) => msg,
+            Err(e) => {
+                return ctx.refuse(
+                    CloseCode::BadMessage,
+                    format!("undecodable message of {len} bytes: {e}"),
+                );
+            }
+        };
+        if let Err(reason) = shared.authoriser.authorise_message(&ctx.peer, &msg) {
             return ctx.refuse(
-                CloseCode::BadMessage,
-                format!("undecodable message of {} bytes: {e}", bytes.len()),
+                CloseCode::MessageRefused,
+                format!("message refused: {reason}"),
             );
         }
-    };
-    if let Err(reason) = shared.authoriser.authorise_message(&ctx.peer, &msg) {
-        return ctx.refuse(
-            CloseCode::MessageRefused,
-            format!("message refused: {reason}"),
-        );
+        if ctx.reason.get().is_some() {
+            return; // the connection was refused meanwhile; nothing more from it counts
+        }
+        shared
+            .emit_to(
+                urgent,
+                ServerEvent::Message {
+                    conn: ctx.id,
+                    peer: ctx.peer.clone(),
+                    msg,
+                },
+            )
+            .await;
     }
-    if ctx.reason.get().is_some() {
-        return; // the connection was refused meanwhile; nothing more from it counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(n: u64) -> ServerEvent<u64> {
+        ServerEvent::Message {
+            conn: ConnId(1),
+            peer: PeerIdentity::new(crate::Role::Agent, crate::NodeName::new("a").unwrap()),
+            msg: n,
+        }
     }
-    shared
-        .emit(ServerEvent::Message {
-            conn: ctx.id,
-            peer: ctx.peer.clone(),
-            msg,
-        })
-        .await;
+
+    fn seq(ev: Option<ServerEvent<u64>>) -> u64 {
+        match ev {
+            Some(ServerEvent::Message { msg, .. }) => msg,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn urgent_events_overtake_queued_routine_ones() {
+        let (routine_tx, routine) = mpsc::channel(8);
+        let (urgent_tx, urgent) = mpsc::channel(8);
+        let mut events = Events { urgent, routine };
+        for n in 1..=3 {
+            routine_tx.send(message(n)).await.unwrap();
+        }
+        urgent_tx.send(message(100)).await.unwrap();
+        assert_eq!(seq(events.recv().await), 100);
+        assert_eq!(seq(events.recv().await), 1);
+        urgent_tx.send(message(101)).await.unwrap();
+        assert_eq!(seq(events.recv().await), 101);
+        drop(routine_tx);
+        assert_eq!(seq(events.recv().await), 2);
+        assert_eq!(seq(events.recv().await), 3);
+        urgent_tx.send(message(102)).await.unwrap();
+        assert_eq!(seq(events.recv().await), 102);
+        drop(urgent_tx);
+        assert!(events.recv().await.is_none());
+    }
 }

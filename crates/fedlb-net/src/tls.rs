@@ -22,6 +22,9 @@ use crate::{NetError, PeerIdentity};
 /// a mismatch gets a message naming both versions instead of a bare TLS alert.
 pub const ALPN: &[u8] = b"fedlb";
 
+/// The least time between two stateless resets from one endpoint.
+pub const STATELESS_RESET_INTERVAL: Duration = Duration::from_millis(1);
+
 /// Connection-level settings shared by servers and clients.
 #[derive(Clone, Debug)]
 pub struct TransportSettings {
@@ -29,12 +32,14 @@ pub struct TransportSettings {
     pub keep_alive_interval: Duration,
     /// A connection with no packets for this long is dead (the smaller of both ends' values).
     pub idle_timeout: Duration,
-    /// Concurrently open message streams a peer may have; one message is one stream.
+    /// Concurrently open message streams a peer may have; a client keeps one per class
+    /// (routine, urgent) open for the life of its connection.
     pub max_concurrent_uni_streams: u32,
     /// Receive window per stream. The default, [`MAX_MESSAGE_LEN`], lets any message
     /// arrive without waiting for window credit.
     pub stream_receive_window: u32,
-    /// Receive window per connection: the bound on unread data buffered for one peer.
+    /// Receive window per connection: the bound on unread data buffered for one peer. The
+    /// default holds one largest message on each of a client's two streams.
     pub receive_window: u32,
     /// How long the server waits for a client's hello after the TLS handshake.
     pub hello_timeout: Duration,
@@ -47,9 +52,9 @@ impl Default for TransportSettings {
         TransportSettings {
             keep_alive_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(15),
-            max_concurrent_uni_streams: 256,
+            max_concurrent_uni_streams: 4,
             stream_receive_window: MAX_MESSAGE_LEN as u32,
-            receive_window: 1024 * 1024,
+            receive_window: 2 * MAX_MESSAGE_LEN as u32,
             hello_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
         }
@@ -228,6 +233,12 @@ impl NodeTls {
         config.cid_generator(move || {
             Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
         });
+        // quinn sends at most one stateless reset per 20 ms per endpoint: after a restart a
+        // farm node told 50 of its agents a second, and the rest waited out the idle
+        // timeout, then all came back at once. At one per millisecond the resets pace the
+        // reconnections at about what one core can handshake (≈ 1,000 a second), and a
+        // reset is smaller than the packet that incites it, so nothing is amplified.
+        config.min_reset_interval(STATELESS_RESET_INTERVAL);
         config
     }
 

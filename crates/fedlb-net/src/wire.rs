@@ -2,9 +2,14 @@
 //!
 //! A connection opens with a hello exchange on one bidirectional stream: the client
 //! writes its [`Hello`] and finishes, the server checks it and answers with its own (or
-//! closes the connection with a reason). After that every application message is one
-//! unidirectional stream holding exactly one [`encode`]d message: no head-of-line blocking
-//! between reports under loss, and a reader that needs no framing state.
+//! closes the connection with a reason). After that the client sends its messages on
+//! long-lived unidirectional streams, at most one per [`StreamClass`]: each opens with its
+//! class byte, then carries frames, each a [`FRAME_HEADER_LEN`]-byte big-endian length and
+//! one [`encode`]d message of at most [`MAX_MESSAGE_LEN`] bytes. A stream per message
+//! cost the server a stream's set-up, a task and a buffer per report; a long-lived stream
+//! costs it one read into a reused buffer. Urgent messages (a health change) travel on a
+//! stream of their own, so they are neither blocked behind routine readings on the wire
+//! nor queued behind them in the server.
 //!
 //! The codec itself ([`encode`], [`decode`], [`MAX_MESSAGE_LEN`], [`WIRE_CONFIG`]) is
 //! `fedlb_proto::codec`, re-exported here: the transport runs exactly the codec that
@@ -16,6 +21,45 @@ pub use fedlb_proto::codec::{
 };
 
 use crate::{NetError, Role};
+
+/// The length of a frame's header: the message's length, u32 big endian.
+pub const FRAME_HEADER_LEN: usize = 4;
+
+/// What a message stream carries, named by its first byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamClass {
+    /// Periodic readings and heartbeats: queued in order.
+    Routine,
+    /// Messages that must not wait behind routine ones (health changes).
+    Urgent,
+}
+
+impl StreamClass {
+    /// The class byte.
+    pub fn to_wire(self) -> u8 {
+        match self {
+            StreamClass::Routine => 0,
+            StreamClass::Urgent => 1,
+        }
+    }
+
+    /// The class of a class byte; `None` for an unknown one.
+    pub fn from_wire(b: u8) -> Option<StreamClass> {
+        match b {
+            0 => Some(StreamClass::Routine),
+            1 => Some(StreamClass::Urgent),
+            _ => None,
+        }
+    }
+}
+
+/// One frame: the header, then `message` (already encoded).
+pub fn frame(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + message.len());
+    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    out.extend_from_slice(message);
+    out
+}
 
 /// The first bytes each side sends: who it is and which protocol version it speaks.
 ///

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fedlb_net::wire::{Hello, MAX_MESSAGE_LEN, encode};
+use fedlb_net::wire::{Hello, MAX_MESSAGE_LEN, StreamClass, encode};
 use fedlb_net::{
     Backoff, Ca, Client, ClientConfig, ClientEndpoint, ConnId, ConnState, FnAuthoriser, NodeName,
     NodeTls, PeerIdentity, Role, Server, ServerConfig, ServerEvent, TransportSettings, bind_udp,
@@ -351,10 +351,14 @@ async fn raw_connection(tls: &NodeTls, server: SocketAddr) -> quinn::Connection 
     conn
 }
 
+/// Sends `bytes` as one framed message on a routine message stream.
 async fn send_raw(conn: &quinn::Connection, bytes: &[u8]) {
     let mut s = conn.open_uni().await.unwrap();
+    let mut framed = vec![StreamClass::Routine.to_wire()];
+    framed.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    framed.extend_from_slice(bytes);
     // The server may close the connection before all is written.
-    let _ = s.write_all(bytes).await;
+    let _ = s.write_all(&framed).await;
     let _ = s.finish();
 }
 
@@ -426,6 +430,61 @@ async fn good_agent_delivers_with_identity_from_its_certificate() {
     })
     .await;
     farm.stop().await;
+}
+
+#[tokio::test]
+async fn urgent_and_routine_messages_both_arrive_after_connected() {
+    let fed = Fed::new();
+    let mut farm = start_farm(
+        &fed,
+        bind_udp("127.0.0.1:0".parse().unwrap()).unwrap(),
+        &["good"],
+    );
+    let stop = CancellationToken::new();
+    let client = agent_client(&fed, "good", farm.addr(), VERSION, &stop);
+    for seq in 1..=10 {
+        if seq % 3 == 0 {
+            client.send_urgent(&status("good", seq)).unwrap();
+        } else {
+            client.send(&status("good", seq)).unwrap();
+        }
+    }
+    until("10 reports", || {
+        farm.seen()
+            .iter()
+            .filter(|s| matches!(s, Seen::Message(..)))
+            .count()
+            == 10
+    })
+    .await;
+    let seen = farm.seen();
+    assert!(matches!(seen[0], Seen::Connected(..)), "{seen:?}");
+    let seqs: BTreeSet<u64> = seen
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Message(_, _, Report::Status { seq, .. }) => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs, (1..=10).collect());
+    client.stop().await;
+    farm.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_stream_class_is_refused() {
+    refused_while_good_flows(
+        "message stream of unknown class 7",
+        |fed, addr| async move {
+            let conn = raw_connection(&fed.tls(Role::Agent, "raw"), addr).await;
+            let mut s = conn.open_uni().await.unwrap();
+            let _ = s.write_all(&[7, 0, 0, 0, 1, 0]).await;
+            let _ = s.finish();
+            let reason = closed_reason(&conn).await;
+            assert!(reason.contains("unknown class"), "{reason}");
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

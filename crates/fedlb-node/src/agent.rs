@@ -2,10 +2,11 @@
 //! pushes their reports to its farm node — or to the global node for a server attached
 //! directly. A health change goes at once; otherwise reports are heartbeats.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use fedlb_core::Report;
+use fedlb_core::{Health, Report, ServerId, ServiceId};
 use fedlb_net::{
     Client, ClientConfig, ClientEndpoint, PeerIdentity, Role, TransportSettings, bind_udp,
 };
@@ -61,7 +62,8 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     let plan0 = plan(&topology, &opts.node).map_err(NodeError::Probe)?;
     info!(node = %opts.node, upstream = %current.1, addr = %current.0, monitors = plan0.len(), "agent running");
     let first = monitors.set_plan(plan0, clock.now());
-    send(&client, first, &clock);
+    let mut sent = SentHealth::default();
+    send(&client, first, &clock, &mut sent);
     let mut reloads = reload::spawn(opts.topology.clone(), false, shutdown.clone());
 
     loop {
@@ -83,6 +85,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                             }
                             // dropping the old client closes its connection
                             client = start_client(&endpoint, up.0, up.1.clone(), &shutdown);
+                            sent = SentHealth::default();
                             current = up;
                         }
                         monitors.set_plan(p, clock.now())
@@ -92,7 +95,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                 }
             }
         };
-        send(&client, reports, &clock);
+        send(&client, reports, &clock, &mut sent);
     }
     client.stop().await;
     info!(node = %opts.node, "agent stopped");
@@ -112,18 +115,34 @@ fn start_client(
     )
 }
 
-/// Sends reports in batches (one message carries up to [`MAX_BATCH`]).
-fn send(client: &Client<Message>, reports: Vec<Report>, clock: &Clock) {
+/// The health last sent for each monitored instance.
+type SentHealth = BTreeMap<(ServiceId, ServerId), Health>;
+
+/// Sends reports in batches (one message carries up to [`MAX_BATCH`]). A report whose
+/// health differs from the last one sent for its instance goes urgent: the farm node
+/// decides a server going down before the readings queued ahead of it.
+fn send(client: &Client<Message>, reports: Vec<Report>, clock: &Clock, sent: &mut SentHealth) {
     let now = clock.now();
-    for chunk in reports.chunks(MAX_BATCH) {
-        let msg = Message::Reports(
-            chunk
-                .iter()
-                .map(|r| WireReport::from_report(r, now))
-                .collect(),
-        );
-        if let Err(e) = client.send(&msg) {
-            warn!(error = %e, "report not sent");
+    let (urgent, routine): (Vec<Report>, Vec<Report>) = reports.into_iter().partition(|r| {
+        let key = (r.service.clone(), r.server.clone());
+        sent.insert(key, r.health) != Some(r.health)
+    });
+    for (reports, urgent) in [(urgent, true), (routine, false)] {
+        for chunk in reports.chunks(MAX_BATCH) {
+            let msg = Message::Reports(
+                chunk
+                    .iter()
+                    .map(|r| WireReport::from_report(r, now))
+                    .collect(),
+            );
+            let queued = if urgent {
+                client.send_urgent(&msg)
+            } else {
+                client.send(&msg)
+            };
+            if let Err(e) = queued {
+                warn!(error = %e, "report not sent");
+            }
         }
     }
 }

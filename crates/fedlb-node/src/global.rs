@@ -244,6 +244,10 @@ impl Global {
             .get_or_create(&labels(&[
                 ("publisher", outcome.publisher.as_str()),
                 ("result", result),
+                (
+                    "region",
+                    region.as_ref().map_or("default", RegionId::as_str),
+                ),
             ]))
             .inc();
         self.publishing.record(region, outcome, self.clock.now());

@@ -46,13 +46,15 @@ impl ListenWatcher {
             let mut was = None;
             loop {
                 tick.tick().await;
-                let now = match tokio::task::spawn_blocking(move || is_listening(port)).await {
-                    Ok(Ok(now)) => now,
-                    Ok(Err(e)) => {
+                // Read here rather than on a blocking thread: the head of the tables is a
+                // few small reads of kernel memory, and handing each look to another
+                // thread (20 a second) cost an idle agent more than the look itself.
+                let now = match is_listening(port) {
+                    Ok(now) => now,
+                    Err(e) => {
                         tracing::warn!(port, error = %e, "cannot read the socket tables; listen watcher stops");
                         return;
                     }
-                    Err(_) => return, // the runtime is shutting down
                 };
                 let event = match (was, now) {
                     (Some(true), false) => Some(ListenEvent::Vanished { port }),

@@ -31,8 +31,10 @@ use serde::{Deserialize, Serialize};
 /// to each other at all (no message of one version is ever decoded as the other).
 ///
 /// History: 1, the first; 2, farm summaries carry the local policy and each member's kind
-/// (server or farm); 3, taken by the `scale` branch; 4, farm summaries carry the weight of
-/// each address of the farm's answer (issue 14, weighted answers).
+/// (server or farm); 3, messages travel as length-prefixed frames on long-lived streams,
+/// routine and urgent, instead of one stream per message (the message types are
+/// unchanged); 4, farm summaries carry the weight of each address of the farm's answer
+/// (issue 14, weighted answers).
 pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Largest encoded message, in bytes (also the transport's frame cap): the codec's

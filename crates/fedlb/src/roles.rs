@@ -24,6 +24,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// An agent waits on a few probes and one connection: one thread does it, without the
+/// wake-ups between worker threads that cost a multi-threaded runtime most of its CPU here.
+fn agent_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 /// A token cancelled by SIGINT or SIGTERM.
 pub fn stop_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
@@ -50,7 +59,11 @@ pub fn stop_on_signals() -> CancellationToken {
 
 /// Runs one node role until a signal stops it.
 pub fn run(role: Role, args: NodeArgs) -> anyhow::Result<()> {
-    runtime()?.block_on(async move {
+    let rt = match role {
+        Role::Agent => agent_runtime()?,
+        Role::Global | Role::Farm => runtime()?,
+    };
+    rt.block_on(async move {
         let shutdown = stop_on_signals();
         let opts = |node| NodeOptions {
             topology: args.topology.clone(),

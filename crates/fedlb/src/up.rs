@@ -186,6 +186,28 @@ fn print_banner(t: &Topology, state: &Path) {
         dns.ip(),
         dns.port()
     );
+    // a client of each region: from an address of its first prefix (loopback prefixes can
+    // be used as a source at once), and as a resolver would ask for it, by ECS
+    for r in t.regions.values() {
+        let Some(net) = r.clients.first() else {
+            continue;
+        };
+        let source = match net.hosts().next() {
+            Some(ip) if ip.is_loopback() => format!(" -b {ip}"),
+            _ => String::new(),
+        };
+        let ecs = if source.is_empty() {
+            format!(" +subnet={net}")
+        } else {
+            String::new()
+        };
+        println!(
+            "         dig @{} -p {} {name} A +short{source}{ecs}   # a client in region {}",
+            dns.ip(),
+            dns.port(),
+            r.id
+        );
+    }
     println!("         fedlb status http://{}", t.global.status);
     if let Some((server, ip)) = example {
         println!("  make a server fail and watch the answer move:");

@@ -99,12 +99,14 @@ pub fn run(duration: Duration, smoke: bool) -> anyhow::Result<Output> {
         None,
     )?;
     world.node("farm", "f1", None)?;
-    let pid = world.node("agent", "s1-agent", None)?.to_string();
+    let agent_pid = world.node("agent", "s1-agent", None)?;
+    let pid = agent_pid.to_string();
     world
         .logs
         .wait_for(0, Duration::from_secs(20), |l| l.message == "agent running")
         .context("the agent did not start")?;
     std::thread::sleep(Duration::from_secs(if smoke { 1 } else { 3 }));
+    crate::hook::window("start", agent_pid);
     let c0 = cpu_time(&pid).context("agent cpu")?;
     let t0 = Instant::now();
     let mut rss = Vec::new();
@@ -116,6 +118,7 @@ pub fn run(duration: Duration, smoke: bool) -> anyhow::Result<Output> {
     }
     let secs = t0.elapsed().as_secs_f64();
     let cpu = (cpu_time(&pid).context("agent cpu")? - c0).as_secs_f64();
+    crate::hook::window("stop", agent_pid);
     let peak = peak_rss_kib(&pid).unwrap_or(0) as f64 / 1024.0;
     let rj = show("agent RSS (sampled every second)", &rss, "MiB");
     println!(

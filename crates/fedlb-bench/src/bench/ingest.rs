@@ -41,6 +41,9 @@ pub struct Params {
     pub batch: usize,
     /// Give up ramping after this long.
     pub ramp_limit: Duration,
+    /// After the steady window, kill the farm node and restart it: every agent reconnects
+    /// at once.
+    pub restart: bool,
     /// Smoke mode.
     pub smoke: bool,
 }
@@ -122,11 +125,13 @@ impl Agent {
                 ..Readings::default()
             },
         };
-        let _ = self
-            .client
-            .send(&Message::Reports(vec![WireReport::from_report(
-                &report, now,
-            )]));
+        let msg = Message::Reports(vec![WireReport::from_report(&report, now)]);
+        // as an agent does: a health change goes urgent
+        let _ = if down {
+            self.client.send_urgent(&msg)
+        } else {
+            self.client.send(&msg)
+        };
     }
 }
 
@@ -134,7 +139,8 @@ fn farm_metric(status: SocketAddr, name: &str) -> Option<f64> {
     metric(&http_get(status, "/metrics").ok()?, name)
 }
 
-fn raise_fd_limit() {
+/// Raises this process's file-descriptor limit to the hard limit.
+pub fn raise_fd_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
@@ -151,7 +157,8 @@ pub fn run(p: &Params) -> anyhow::Result<Output> {
             "agents": p.agents, "reports_per_s_per_agent": p.rate,
             "window_s": p.window.as_secs_f64(), "ramp_batch": p.batch,
             "ramp_limit_s": p.ramp_limit.as_secs_f64(),
-            "report": "one WireReport (health, pending, response time) per message, one message per QUIC stream",
+            "report": "one WireReport (health, pending, response time) per message, framed on the agent's long-lived routine stream (a health change on its urgent stream)",
+            "restart": p.restart,
             "generator": "one process, tokio 1 worker, one UDP socket and client endpoint per agent (each agent its own certificate)",
             "local_policy": "least_loaded (default hysteresis)",
         }),
@@ -316,6 +323,7 @@ fn run_one(p: &Params, n: usize, out: &mut Output) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(if p.smoke { 1 } else { 3 }));
 
     // steady state
+    crate::hook::window("start", farm_pid);
     let rss1 = rss_kib(&pid).unwrap_or(0);
     let c0 = cpu_time(&pid).unwrap_or_default();
     let g0 = cpu_time("self").unwrap_or_default();
@@ -356,6 +364,7 @@ fn run_one(p: &Params, n: usize, out: &mut Output) -> anyhow::Result<()> {
     let g1 = cpu_time("self").unwrap_or_default();
     let m1 = farm_metric(status, "fedlb_messages_received_total").unwrap_or(f64::NAN);
     let rss2 = rss_kib(&pid).unwrap_or(0);
+    crate::hook::window("stop", farm_pid);
     let msgs = m1 - m0;
     let cpu = (c1 - c0).as_secs_f64();
     let per_report_us = cpu / msgs * 1e6;
@@ -406,10 +415,116 @@ fn run_one(p: &Params, n: usize, out: &mut Output) -> anyhow::Result<()> {
             "client_queue_drops": dropped,
         }),
     );
+    if p.restart {
+        let storm = restart(p, &mut world, &agents, &topo_s, &certs_s, status)?;
+        out.set(&format!("agents={n} restart"), storm);
+    }
     shutdown.cancel();
     world.stop_all();
     rt.shutdown_timeout(Duration::from_secs(2));
     Ok(())
+}
+
+/// Kills the farm node and starts it again on the same address and credentials; follows
+/// every second how many agents are back and how many reports the farm node takes, until
+/// all are back (or 120 s).
+fn restart(
+    p: &Params,
+    world: &mut World,
+    agents: &[Arc<Agent>],
+    topo: &str,
+    certs: &str,
+    status: SocketAddr,
+) -> anyhow::Result<serde_json::Value> {
+    let connected = || {
+        agents
+            .iter()
+            .filter(|a| matches!(*a.client.state().borrow(), ConnState::Connected { .. }))
+            .count()
+    };
+    world.kill("f1")?;
+    let from = world.logs.len();
+    let t0 = Instant::now();
+    let pid = world.spawn_filtered(
+        "f1",
+        &["farm", topo, "--node", "f1", "--certs", certs],
+        None,
+        keep,
+    )?;
+    world
+        .logs
+        .wait_for(from, Duration::from_secs(60), |l| {
+            l.message == "farm node running"
+        })
+        .context("the farm node did not restart")?;
+    anyhow::ensure!(
+        crate::world::wait_tcp(status, Duration::from_secs(10)),
+        "no status endpoint after the restart"
+    );
+    let started_s = t0.elapsed().as_secs_f64();
+    let c0 = cpu_time(&pid.to_string()).unwrap_or_default();
+    let mut timeline = Vec::new();
+    let mut last = farm_metric(status, "fedlb_messages_received_total").unwrap_or(0.0);
+    let mut t_last = Instant::now();
+    let mut all_back = None;
+    let mut taken = 0.0;
+    let mut offered = 0.0;
+    let limit = Duration::from_secs(if p.smoke { 30 } else { 120 });
+    while t0.elapsed() < limit {
+        std::thread::sleep(Duration::from_secs(1));
+        // back: connected to the new farm node (an agent's own state says connected
+        // until its first packet after the restart meets the stateless reset)
+        let peers = farm_metric(status, "fedlb_peers").unwrap_or(0.0);
+        let now_back = peers as usize;
+        let m = farm_metric(status, "fedlb_messages_received_total").unwrap_or(last);
+        let dt = t_last.elapsed().as_secs_f64();
+        let rate = (m - last) / dt;
+        // what the agents connected at the start of this second offered meanwhile
+        let offer = timeline
+            .last()
+            .map_or(0.0, |(_, back, _): &(f64, usize, f64)| *back as f64)
+            * p.rate;
+        taken += m - last;
+        offered += offer * dt;
+        last = m;
+        t_last = Instant::now();
+        let at = t0.elapsed().as_secs_f64();
+        timeline.push((at, now_back, rate));
+        println!(
+            "    restart +{at:.0} s: {now_back} agents back, {rate:.0} reports/s taken ({} agents see themselves connected)",
+            connected()
+        );
+        if now_back == agents.len() && all_back.is_none() {
+            all_back = Some(at);
+            if p.smoke {
+                break;
+            }
+        }
+        if all_back.is_some_and(|b| at > b + 3.0) {
+            break;
+        }
+    }
+    let cpu = cpu_time(&pid.to_string()).unwrap_or_default() - c0;
+    println!(
+        "  restart: farm node up again after {started_s:.1} s; {} of {} agents back after {}; reports taken {:.0} of {:.0} offered by agents already back ({:.1} %); farm CPU {:.1} s",
+        farm_metric(status, "fedlb_peers").unwrap_or(0.0),
+        agents.len(),
+        all_back.map_or("never (limit)".to_owned(), |s| format!("{s:.1} s")),
+        taken,
+        offered,
+        taken / offered.max(1.0) * 100.0,
+        cpu.as_secs_f64()
+    );
+    Ok(json!({
+        "farm_restarted_after_s": started_s,
+        "all_back_after_s": all_back,
+        "back": farm_metric(status, "fedlb_peers").unwrap_or(0.0),
+        "reports_taken_during_storm": taken,
+        "reports_offered_by_connected_during_storm": offered,
+        "taken_percent": taken / offered.max(1.0) * 100.0,
+        "farm_cpu_s_during_storm": cpu.as_secs_f64(),
+        "timeline": timeline.iter().map(|(t, b, r)| json!({"t_s": t, "back": b, "reports_per_s": r})).collect::<Vec<_>>(),
+    }))
 }
 
 async fn futures_join<F: std::future::Future<Output = bool>>(

@@ -8,6 +8,7 @@ pub mod dns_regions;
 pub mod failover;
 pub mod fault_cost;
 pub mod footprint;
+pub mod global_scale;
 pub mod ingest;
 pub mod pdns;
 pub mod propagation;

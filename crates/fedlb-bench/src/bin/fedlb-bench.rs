@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use fedlb_bench::bench::{
-    core_scale, dns_qps, dns_regions, failover, fault_cost, footprint, ingest, propagation,
+    core_scale, dns_qps, dns_regions, failover, fault_cost, footprint, global_scale, ingest,
+    propagation,
 };
 use fedlb_bench::output::{Output, check};
 
@@ -96,6 +97,30 @@ enum Cmd {
         #[arg(long, value_delimiter = ',')]
         agents: Vec<usize>,
         /// Reports per second per agent.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// Steady-state window in seconds (default 20; 3 in smoke mode).
+        #[arg(long)]
+        window: Option<u64>,
+        /// Connections opened at once while ramping.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Skip the restart phase (the farm node killed and restarted: every agent
+        /// reconnects at once).
+        #[arg(long)]
+        no_restart: bool,
+    },
+    /// 10. The global node at scale: N mTLS QUIC farm-node connections sending summaries.
+    GlobalScale {
+        #[command(flatten)]
+        common: Common,
+        /// Farm counts (default 1000; 20 in smoke mode).
+        #[arg(long, value_delimiter = ',')]
+        farms: Vec<usize>,
+        /// Servers described in each summary.
+        #[arg(long, default_value_t = 10)]
+        servers: usize,
+        /// Summaries per second per farm.
         #[arg(long, default_value_t = 1.0)]
         rate: f64,
         /// Steady-state window in seconds (default 20; 3 in smoke mode).
@@ -237,6 +262,7 @@ fn run(cmd: Cmd) -> anyhow::Result<Option<Output>> {
             rate,
             window,
             batch,
+            no_restart,
         } => ingest::run(&ingest::Params {
             agents: if !agents.is_empty() {
                 agents
@@ -249,6 +275,28 @@ fn run(cmd: Cmd) -> anyhow::Result<Option<Output>> {
             window: Duration::from_secs(window.unwrap_or(if common.smoke { 3 } else { 20 })),
             batch,
             ramp_limit: Duration::from_secs(if common.smoke { 30 } else { 240 }),
+            restart: !no_restart,
+            smoke: common.smoke,
+        })?,
+        Cmd::GlobalScale {
+            common,
+            farms,
+            servers,
+            rate,
+            window,
+            batch,
+        } => global_scale::run(&global_scale::Params {
+            farms: if !farms.is_empty() {
+                farms
+            } else if common.smoke {
+                vec![20]
+            } else {
+                vec![1000]
+            },
+            servers,
+            rate,
+            window: Duration::from_secs(window.unwrap_or(if common.smoke { 3 } else { 20 })),
+            batch,
             smoke: common.smoke,
         })?,
         Cmd::CoreScale {
