@@ -146,6 +146,10 @@ pub struct Candidate {
     pub readings: Readings,
     /// For a farm: how many of its servers are up and how many it has.
     pub members: Option<Members>,
+    /// For a farm: the relative weight of each of its `addresses` (its own weighted answer,
+    /// see [`crate::spread`]); empty: equal.
+    #[serde(default)]
+    pub weights: Vec<f64>,
 }
 
 /// How many members of a farm are up.
@@ -168,6 +172,7 @@ impl Candidate {
             distance: None,
             readings: Readings::default(),
             members: None,
+            weights: Vec::new(),
         }
     }
 

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::candidate::{Candidate, Health};
 use crate::id::CandidateId;
-use crate::policy::{Policy, Ranked};
+use crate::policy::{Filter, Policy, Ranked};
+use crate::spread::{self, headroom};
 use crate::time::{Timestamp, human};
 
 /// When the preferred candidate may change while it is still healthy.
@@ -49,6 +50,32 @@ pub enum FailStatic {
     All,
 }
 
+/// Which candidates an answer holds, and how their weights are set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AnswerSet {
+    /// The first [`SelectorConfig::answers`] of the ranking, with equal weights (the
+    /// patent's single preferred server when `answers` is 1).
+    #[default]
+    Top,
+    /// Every healthy candidate, weighted by its headroom (capacity × (1 − load), floored at
+    /// [`spread::HEADROOM_FLOOR`] × capacity), best ranked first: an answer sized to what each
+    /// member can still take, for a DNS server or resolvers that spread by weight.
+    Weighted,
+}
+
+/// What a composite policy with a `max_load` filter does when the best candidate by its
+/// `rank` (e.g. the closest farm) is over the load limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Spill {
+    /// The answer moves to the next candidate that passes (the default).
+    #[default]
+    Move,
+    /// The answer becomes the best candidate plus the next ones, in the composite's order,
+    /// until their headroom under the limit covers the best one's excess, weighted by
+    /// headroom: a region's clients are split across farms instead of moved at once.
+    Split,
+}
+
 /// How one service is decided at one tier.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SelectorConfig {
@@ -62,6 +89,12 @@ pub struct SelectorConfig {
     pub fail_static: FailStatic,
     /// How often rotating and random policies draw a new order.
     pub rotate_every: Duration,
+    /// Which candidates the answer holds and how they are weighted.
+    #[serde(default)]
+    pub set: AnswerSet,
+    /// With a composite policy: move or split when its best candidate is over the limit.
+    #[serde(default)]
+    pub spill: Spill,
 }
 
 impl SelectorConfig {
@@ -73,6 +106,8 @@ impl SelectorConfig {
             answers: 1,
             fail_static: FailStatic::default(),
             rotate_every: Duration::from_secs(30),
+            set: AnswerSet::default(),
+            spill: Spill::default(),
         }
     }
 }
@@ -107,14 +142,43 @@ pub struct Decision {
     pub since: Timestamp,
     /// Every candidate with its standing, best first, unhealthy last.
     pub standings: Vec<Standing>,
+    /// The relative weight of each address, aligned with `addresses`: the share of the
+    /// answer's clients it should get, to be normalised per address family (see
+    /// [`spread::family_shares`]). Equal for a top-N answer; by headroom for a weighted or
+    /// split one; a farm's own weights carry through to the global answer.
+    #[serde(default)]
+    pub weights: Vec<f64>,
+    /// How much room the answer's members have left, relative to the healthy candidate with
+    /// the most: Σ share × headroom ÷ largest headroom, in `0..=1`. Near 1, the answer sends
+    /// clients where there is most room; near 0, to a small or busy member (the TTL by load
+    /// shortens such answers). `None` for a fail-static answer.
+    #[serde(default)]
+    pub headroom: Option<f64>,
 }
 
 impl Decision {
-    /// Whether two decisions answer the same (ignoring the why and standings).
+    /// Whether two decisions answer the same set (ignoring the why, the standings and the
+    /// weights: see [`Decision::weights_moved`]).
     pub fn same_answer(&self, other: &Decision) -> bool {
         self.chosen == other.chosen
             && self.addresses == other.addresses
             && self.degraded == other.degraded
+    }
+
+    /// Whether the weights moved enough since `other` to publish again (see
+    /// [`spread::shares_moved`]).
+    pub fn weights_moved(&self, other: &Decision) -> bool {
+        spread::shares_moved(
+            (&self.addresses, &self.weights),
+            (&other.addresses, &other.weights),
+        )
+    }
+
+    /// Each address with its share of its family's answer (shares of each family sum to 1).
+    pub fn shares(&self) -> Vec<(IpAddr, f64)> {
+        let mut out = spread::family_shares(&self.addresses, &self.weights, true);
+        out.extend(spread::family_shares(&self.addresses, &self.weights, false));
+        out
     }
 }
 
@@ -122,6 +186,7 @@ impl Decision {
 struct LastGood {
     chosen: Vec<CandidateId>,
     addresses: Vec<IpAddr>,
+    weights: Vec<f64>,
     at: Timestamp,
 }
 
@@ -198,16 +263,31 @@ impl Selector {
 
         let previous = self.current.clone();
         let mut note = None;
-        let chosen: Vec<CandidateId> = if !self.config.policy.is_stable() {
+        let split = self.split(&healthy, &ranking, rng);
+        let split_note = split.as_ref().map(|(_, why)| why.clone());
+        let (chosen, by_headroom): (Vec<CandidateId>, bool) = if let Some((chosen, _)) = split {
+            // Split at once, without the dwell: the best candidate stays in the answer, so
+            // this is a gentle move that the weights size, not a flip of the whole region.
             self.challenger = None;
-            ranking.iter().take(n).map(|r| r.id.clone()).collect()
+            (chosen, true)
+        } else if self.config.set == AnswerSet::Weighted {
+            self.challenger = None;
+            (ranking.iter().map(|r| r.id.clone()).collect(), true)
+        } else if !self.config.policy.is_stable() {
+            self.challenger = None;
+            (
+                ranking.iter().take(n).map(|r| r.id.clone()).collect(),
+                false,
+            )
         } else {
             let (chosen, hold) = self.with_hysteresis(&ranking, n, now);
             note = hold;
-            chosen
+            (chosen, false)
         };
 
-        let addresses = addresses_of(&chosen, candidates);
+        let shares = shares_of(&chosen, candidates, by_headroom);
+        let (addresses, weights) = weighted_addresses(&shares, candidates);
+        let answer_headroom = relative_headroom(&shares, &healthy);
         if chosen != previous {
             self.since = now;
         }
@@ -215,9 +295,20 @@ impl Selector {
         self.last_good = Some(LastGood {
             chosen: chosen.clone(),
             addresses: addresses.clone(),
+            weights: weights.clone(),
             at: now,
         });
-        let why = self.why(&chosen, &previous, &ranking, candidates, note);
+        let mut why = self.why(&chosen, &previous, &ranking, candidates, note);
+        if let Some(split) = split_note {
+            why.push_str(&format!("; {split}"));
+        }
+        if by_headroom && shares.len() > 1 {
+            let parts: Vec<String> = shares
+                .iter()
+                .map(|(id, share)| format!("{id} {:.0} %", share * 100.0))
+                .collect();
+            why.push_str(&format!("; weighted by headroom: {}", parts.join(", ")));
+        }
         Decision {
             chosen,
             addresses,
@@ -225,7 +316,60 @@ impl Selector {
             why,
             since: self.since,
             standings,
+            weights,
+            headroom: Some(answer_headroom),
         }
+    }
+
+    /// With [`Spill::Split`] and a composite policy with a `max_load` filter, when the best
+    /// candidate by the composite's `rank` alone is over the limit: that candidate, then the
+    /// next ones in the composite's order until their headroom under the limit covers its
+    /// excess (capacity × (load − limit)); with the why. `None`: decide as usual.
+    fn split(
+        &self,
+        healthy: &[&Candidate],
+        ranking: &[Ranked],
+        rng: &mut impl Rng,
+    ) -> Option<(Vec<CandidateId>, String)> {
+        let Policy::Composite { filters, rank, .. } = &self.config.policy else {
+            return None;
+        };
+        if self.config.spill != Spill::Split
+            || self.config.set != AnswerSet::Top
+            || healthy.len() < 2
+        {
+            return None;
+        }
+        let limit = filters.iter().find_map(|f| match f {
+            Filter::MaxLoad(l) => Some(*l),
+            _ => None,
+        })?;
+        let find = |id: &CandidateId| healthy.iter().copied().find(|c| &c.id == id);
+        // the best by rank alone, whatever the filters say (a stable rank draws nothing)
+        let best = find(&rank.rank(healthy, 0, rng).first()?.id)?;
+        let load = best.load()?;
+        if load <= limit {
+            return None;
+        }
+        let excess = best.capacity * (load - limit);
+        let mut chosen = vec![best.id.clone()];
+        let mut covered = 0.0;
+        for r in ranking.iter().filter(|r| r.id != best.id) {
+            let Some(c) = find(&r.id) else { continue };
+            chosen.push(c.id.clone());
+            covered += c.capacity * (limit - c.load().unwrap_or(0.0)).max(0.0);
+            if covered >= excess {
+                break;
+            }
+        }
+        let why = format!(
+            "{} over its limit (load {:.0} % > {:.0} %): split with {}",
+            best.id,
+            load * 100.0,
+            limit * 100.0,
+            join(&chosen[1..])
+        );
+        Some((chosen, why))
     }
 
     fn rank(&mut self, healthy: &[&Candidate], now: Timestamp, rng: &mut impl Rng) -> Vec<Ranked> {
@@ -317,21 +461,28 @@ impl Selector {
     ) -> Decision {
         self.challenger = None;
         let total = candidates.len();
-        let (chosen, addresses, why) = match (self.config.fail_static, &self.last_good) {
+        let (chosen, addresses, weights, why) = match (self.config.fail_static, &self.last_good) {
             (FailStatic::All, _) if candidates.iter().any(|c| !c.addresses.is_empty()) => {
                 let chosen: Vec<CandidateId> = candidates.iter().map(|c| c.id.clone()).collect();
-                let addresses = addresses_of(&chosen, candidates);
+                let (addresses, weights) =
+                    weighted_addresses(&shares_of(&chosen, candidates, false), candidates);
                 let why = format!("no healthy candidate of {total}; answering all (fail-static)");
-                (chosen, addresses, why)
+                (chosen, addresses, weights, why)
             }
             (_, Some(last)) => {
                 let why = format!(
                     "no healthy candidate of {total}; keeping last good answer {} (fail-static)",
                     join(&last.chosen)
                 );
-                (last.chosen.clone(), last.addresses.clone(), why)
+                (
+                    last.chosen.clone(),
+                    last.addresses.clone(),
+                    last.weights.clone(),
+                    why,
+                )
             }
             (_, None) => (
+                Vec::new(),
                 Vec::new(),
                 Vec::new(),
                 format!(
@@ -350,6 +501,8 @@ impl Selector {
             why,
             since: self.since,
             standings,
+            weights,
+            headroom: None,
         }
     }
 
@@ -462,14 +615,75 @@ fn standings(candidates: &[Candidate], ranking: &[Ranked]) -> Vec<Standing> {
     out
 }
 
-fn addresses_of(chosen: &[CandidateId], candidates: &[Candidate]) -> Vec<IpAddr> {
-    let mut seen = BTreeSet::new();
-    chosen
+/// Each chosen candidate's share of the answer: by headroom, or equal; summing to 1.
+fn shares_of(
+    chosen: &[CandidateId],
+    candidates: &[Candidate],
+    by_headroom: bool,
+) -> Vec<(CandidateId, f64)> {
+    let raw: Vec<(CandidateId, f64)> = chosen
         .iter()
         .filter_map(|id| candidates.iter().find(|c| &c.id == id))
-        .flat_map(|c| c.addresses.iter().copied())
-        .filter(|a| seen.insert(*a))
+        .map(|c| (c.id.clone(), if by_headroom { headroom(c) } else { 1.0 }))
+        .collect();
+    let total: f64 = raw.iter().map(|(_, w)| w).sum();
+    let n = raw.len() as f64;
+    raw.into_iter()
+        .map(|(id, w)| (id, if total > 0.0 { w / total } else { 1.0 / n }))
         .collect()
+}
+
+/// The answer's addresses in the order of the shares, without duplicates, and the weight of
+/// each: its candidate's share times its share of that candidate's answer in its family (a
+/// farm's own weights carry through). An address two candidates answer gets both weights.
+fn weighted_addresses(
+    shares: &[(CandidateId, f64)],
+    candidates: &[Candidate],
+) -> (Vec<IpAddr>, Vec<f64>) {
+    let mut seen = BTreeSet::new();
+    let mut addresses: Vec<IpAddr> = Vec::new();
+    let mut weights: Vec<f64> = Vec::new();
+    for (id, share) in shares {
+        let Some(c) = candidates.iter().find(|c| &c.id == id) else {
+            continue;
+        };
+        for v4 in [true, false] {
+            for (addr, inner) in spread::family_shares(&c.addresses, &c.weights, v4) {
+                if seen.insert(addr) {
+                    addresses.push(addr);
+                    weights.push(0.0);
+                }
+                if let Some(i) = addresses.iter().position(|a| *a == addr) {
+                    weights[i] += share * inner;
+                }
+            }
+        }
+    }
+    // keep the candidates' own order of addresses (the families were taken in turn above)
+    let order: Vec<IpAddr> = shares
+        .iter()
+        .filter_map(|(id, _)| candidates.iter().find(|c| &c.id == id))
+        .flat_map(|c| c.addresses.iter().copied())
+        .collect();
+    let mut paired: Vec<(IpAddr, f64)> = addresses.into_iter().zip(weights).collect();
+    paired.sort_by_key(|(a, _)| order.iter().position(|o| o == a));
+    paired.into_iter().unzip()
+}
+
+/// Σ share × headroom ÷ the largest headroom of any healthy candidate.
+fn relative_headroom(shares: &[(CandidateId, f64)], healthy: &[&Candidate]) -> f64 {
+    let most = healthy.iter().map(|c| headroom(c)).fold(0.0, f64::max);
+    if most <= 0.0 {
+        return 1.0;
+    }
+    shares
+        .iter()
+        .filter_map(|(id, share)| {
+            let c = healthy.iter().find(|c| &c.id == id)?;
+            Some(share * headroom(c) / most)
+        })
+        .sum::<f64>()
+        .clamp(0.0, 1.0)
 }
 
 fn join(ids: &[CandidateId]) -> String {

@@ -49,6 +49,9 @@ pub struct Summary {
     pub chosen: Vec<CandidateId>,
     /// Addresses of the local choice: what the farm answers with.
     pub addresses: Vec<IpAddr>,
+    /// The relative weight of each of `addresses` (the local decision's weights: equal for a
+    /// top-N answer, by headroom for a weighted one).
+    pub weights: Vec<f64>,
     /// Servers up and in all.
     pub members: Members,
     /// Capacity of the servers that are up.
@@ -71,6 +74,7 @@ impl Summary {
             reason: self.why.clone(),
             readings: self.readings.clone(),
             addresses: Some(self.addresses.clone()),
+            weights: self.weights.clone(),
             capacity: Some(self.capacity),
             members: Some(self.members),
         }
@@ -87,6 +91,7 @@ impl Report {
             reason: self.reason.clone(),
             readings: self.readings.clone(),
             addresses: None,
+            weights: Vec::new(),
             capacity: None,
             members: None,
         }
@@ -277,6 +282,7 @@ impl FarmState {
             why: decision.why.clone(),
             chosen: decision.chosen.clone(),
             addresses: decision.addresses.clone(),
+            weights: decision.weights.clone(),
             members: Members {
                 up: up.len() as u32,
                 total: servers.len() as u32,
@@ -312,10 +318,16 @@ impl FarmState {
             let Some(decision) = tier.decision() else {
                 continue;
             };
+            // weights follow every reading: they go early only when a share moved by more
+            // than the tolerance, else with the next heartbeat
             let changed = self.sent.get(&service).is_none_or(|old| {
                 old.addresses != decision.addresses
                     || old.degraded != decision.degraded
                     || old.members != tier.count_up(now)
+                    || crate::spread::shares_moved(
+                        (&old.addresses, &old.weights),
+                        (&decision.addresses, &decision.weights),
+                    )
             });
             if changed || heartbeat {
                 let Some(mut summary) = self.summary(&service, now) else {

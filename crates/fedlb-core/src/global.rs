@@ -203,8 +203,10 @@ impl GlobalState {
         &self.published
     }
 
-    /// Hands out every answer (service and region) that changed, and, where the TTL is
-    /// derived, every answer whose next possible change moved (its TTL follows it).
+    /// Hands out every answer (service and region) that changed, every answer whose weights
+    /// moved by more than [`crate::spread::SHARE_TOLERANCE`], where the TTL is derived every
+    /// answer whose next possible change moved (its TTL follows it), and where it follows
+    /// load every answer whose TTL moved by a fifth.
     fn flush(&mut self, now: Timestamp) {
         self.tier.take_recomputed();
         let changed: BTreeMap<(ServiceId, Option<RegionId>), Decision> = self
@@ -218,20 +220,25 @@ impl GlobalState {
             for (service, tier) in self.tier.services() {
                 let rule = self.ttl.get(service).copied().unwrap_or_default();
                 let next_change = tier.next_change_in(region);
-                let ttl = rule.ttl(next_change, now);
                 let key = (service.clone(), region.cloned());
                 let last = self.published.get(&key);
-                let decision = match (changed.get(&key), last) {
-                    (Some(d), _) => d,
-                    // a derived TTL follows the next possible change; a fixed one, a reload
-                    (None, Some(p))
-                        if (rule.derive && p.next_change != next_change)
-                            || (!rule.derive && p.ttl != ttl) =>
-                    {
-                        &p.decision
+                let current = tier.decision_in(region);
+                let decision = match (changed.get(&key), last, current) {
+                    (Some(d), _, _) => d,
+                    (None, Some(p), Some(d)) => {
+                        let ttl = rule.ttl_for(next_change, d.headroom, now);
+                        let again = d.weights_moved(&p.decision)
+                            || (rule.derive && p.next_change != next_change)
+                            || (!rule.derive && rule.moved(p.ttl, ttl))
+                            || (rule.derive && rule.by_load && rule.moved(p.ttl, ttl));
+                        if !again {
+                            continue;
+                        }
+                        d
                     }
                     _ => continue,
                 };
+                let ttl = rule.ttl_for(next_change, decision.headroom, now);
                 if decision.addresses.is_empty() {
                     continue;
                 }

@@ -21,12 +21,15 @@ pub mod id;
 pub mod monitor;
 pub mod policy;
 pub mod region;
+pub mod spread;
 pub mod tier;
 pub mod time;
 pub mod ttl;
 
 pub use candidate::{Candidate, Distance, Health, Members, Readings, Sample};
-pub use decision::{Decision, FailStatic, Hysteresis, Selector, SelectorConfig, Standing};
+pub use decision::{
+    AnswerSet, Decision, FailStatic, Hysteresis, Selector, SelectorConfig, Spill, Standing,
+};
 pub use farm::{FarmConfig, FarmOutput, FarmState, Summary};
 pub use global::{GlobalConfig, GlobalOutput, GlobalState, Publish};
 pub use health::{Liveness, ProbeHealth, Thresholds};
@@ -36,6 +39,7 @@ pub use monitor::{
 };
 pub use policy::{ClosestBy, Filter, Policy, Ranked};
 pub use region::{Classified, ClientMap, ClientMapError, GeoHit, RegionClients};
+pub use spread::Spread;
 pub use tier::{
     MemberKind, MemberSpec, MemberView, Refused, RegionSpec, RegionTier, Tier, TierService, Update,
 };

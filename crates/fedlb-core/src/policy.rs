@@ -31,6 +31,11 @@ pub enum Policy {
     Random,
     /// Lowest value of a named application metric (e.g. fewest DBMS users).
     LowestMetric(String),
+    /// The power of two choices (Mitzenmacher): two candidates drawn at random weighted by
+    /// capacity, the less loaded of them first (drawn anew every rotation period). With
+    /// stale readings, "the least loaded" sends everyone to the same candidate until the
+    /// next reading; two random choices keep most of the benefit without the herd.
+    TwoChoices,
     /// Rank by `rank` among the candidates that pass every filter; those that fail a
     /// filter come after all those that pass ("closest among those under 80 % load"), ranked
     /// by `fallback` when given ("…, else the least loaded"), else by `rank`.
@@ -124,6 +129,7 @@ impl fmt::Display for Policy {
             Policy::RoundRobin => f.write_str("round robin"),
             Policy::Random => f.write_str("random"),
             Policy::LowestMetric(m) => write!(f, "lowest {m}"),
+            Policy::TwoChoices => f.write_str("two choices"),
             Policy::Composite {
                 filters,
                 rank,
@@ -160,7 +166,7 @@ impl Policy {
     /// random policies change their order on purpose.
     pub fn is_stable(&self) -> bool {
         match self {
-            Policy::Weighted | Policy::RoundRobin | Policy::Random => false,
+            Policy::Weighted | Policy::RoundRobin | Policy::Random | Policy::TwoChoices => false,
             Policy::Composite { rank, fallback, .. } => {
                 rank.is_stable() && fallback.as_deref().is_none_or(Policy::is_stable)
             }
@@ -203,22 +209,8 @@ impl Policy {
                     "random",
                 )
             }
-            Policy::Weighted => {
-                // Efraimidis–Spirakis: key u^(1/w), largest first, is a weighted draw
-                // without replacement.
-                let mut keyed: Vec<(f64, &Candidate)> = sorted
-                    .into_iter()
-                    .map(|c| {
-                        let u: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-                        (u.powf(1.0 / c.capacity.max(1e-9)), c)
-                    })
-                    .collect();
-                keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
-                positional(
-                    &keyed.into_iter().map(|(_, c)| c).collect::<Vec<_>>(),
-                    "weighted",
-                )
-            }
+            Policy::Weighted => positional(&by_capacity(sorted, rng), "weighted"),
+            Policy::TwoChoices => two_choices(by_capacity(sorted, rng)),
             Policy::Composite { .. } => {
                 // A composite inside a composite: flatten by ranking with the inner one.
                 return inner.rank(candidates, rotation, rng);
@@ -312,6 +304,49 @@ fn positional(order: &[&Candidate], what: &str) -> Vec<Ranked> {
         .collect()
 }
 
+/// A random order weighted by capacity. Efraimidis–Spirakis: key u^(1/w), largest first, is
+/// a weighted draw without replacement.
+fn by_capacity<'a>(sorted: Vec<&'a Candidate>, rng: &mut impl Rng) -> Vec<&'a Candidate> {
+    let mut keyed: Vec<(f64, &Candidate)> = sorted
+        .into_iter()
+        .map(|c| {
+            let u: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+            (u.powf(1.0 / c.capacity.max(1e-9)), c)
+        })
+        .collect();
+    keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
+    keyed.into_iter().map(|(_, c)| c).collect()
+}
+
+/// The first two of a weighted draw, the less loaded first (a candidate without a load
+/// reading counts as idle; a tie keeps the draw's order), then the rest as drawn.
+fn two_choices(mut drawn: Vec<&Candidate>) -> Vec<Ranked> {
+    let load = |c: &Candidate| c.load().unwrap_or(0.0);
+    if drawn.len() >= 2 && load(drawn[1]) < load(drawn[0]) {
+        drawn.swap(0, 1);
+    }
+    let shown_load = |c: &Candidate| {
+        c.load().map_or("no load reading".to_owned(), |l| {
+            format!("load {:.0} %", l * 100.0)
+        })
+    };
+    drawn
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Ranked {
+            id: c.id.clone(),
+            score: Some(i as f64),
+            passes: true,
+            shown: match (i, drawn.len()) {
+                (0, 1) => format!("{}, the only one", shown_load(c)),
+                (0, _) => format!("{}, better of 2 drawn", shown_load(c)),
+                (1, _) => format!("{}, drawn", shown_load(c)),
+                _ => "not drawn".to_owned(),
+            },
+        })
+        .collect()
+}
+
 fn score(policy: &Policy, c: &Candidate) -> (Option<f64>, String) {
     let none = || (None, "no reading".to_owned());
     match policy {
@@ -332,7 +367,11 @@ fn score(policy: &Policy, c: &Candidate) -> (Option<f64>, String) {
             Some(s) => (Some(s.value), format!("{name} {}", s.value)),
             None => none(),
         },
-        Policy::RoundRobin | Policy::Random | Policy::Weighted | Policy::Composite { .. } => {
+        Policy::RoundRobin
+        | Policy::Random
+        | Policy::Weighted
+        | Policy::TwoChoices
+        | Policy::Composite { .. } => {
             unreachable!("positional and composite policies are ranked by Policy::rank")
         }
     }

@@ -137,6 +137,9 @@ pub struct Update {
     pub readings: Readings,
     /// Addresses, when the reporter decides them (a farm's local answer).
     pub addresses: Option<Vec<IpAddr>>,
+    /// The relative weight of each of `addresses` (a farm's weighted answer); empty: equal.
+    #[serde(default)]
+    pub weights: Vec<f64>,
     /// For a farm: capacity of its healthy members.
     pub capacity: Option<f64>,
     /// For a farm: how many members are up.
@@ -170,6 +173,7 @@ impl MemberState {
             c.readings = u.readings.clone();
             if let Some(a) = &u.addresses {
                 c.addresses = a.clone();
+                c.weights = u.weights.clone();
             }
             if let Some(cap) = u.capacity {
                 c.capacity = cap.max(f64::MIN_POSITIVE);

@@ -6,6 +6,14 @@
 //! (a challenger's dwell), a TTL of 40 s costs nothing; if it could flip in 3 s, a longer
 //! TTL would keep clients on the old answer after failover. The result is clamped to the
 //! operator's bounds. Fixed TTLs are the same rule with derivation off.
+//!
+//! **TTL by load** (Colajanni, Yu and Dias, TPDS 1998): an answer is cached by every resolver
+//! that asks during its TTL, so an answer that sends clients to a small or busy member should
+//! be short-lived, and one that sends them where there is most room may last. With
+//! [`TtlRule::by_load`], the TTL is `ttl × h` (bounded by `ttl_min` and `ttl`), `h` being the
+//! answer's relative headroom ([`crate::Decision::headroom`]: its members' headroom, weighted
+//! by their shares, over the largest headroom of any healthy candidate). With `derive` too,
+//! the shorter of the two wins.
 
 use std::time::Duration;
 
@@ -22,6 +30,9 @@ pub struct TtlRule {
     pub min: Duration,
     /// Derive the TTL from the time until the answer could next change.
     pub derive: bool,
+    /// Scale the TTL by the answer's relative headroom (see the module's doc).
+    #[serde(default)]
+    pub by_load: bool,
 }
 
 impl Default for TtlRule {
@@ -38,6 +49,7 @@ impl TtlRule {
             max: ttl,
             min: ttl,
             derive: false,
+            by_load: false,
         }
     }
 
@@ -47,6 +59,45 @@ impl TtlRule {
             max,
             min,
             derive: true,
+            by_load: false,
+        }
+    }
+
+    /// The same rule, with the TTL scaled by load between `min` and `max`.
+    pub const fn with_load(mut self, min: Duration) -> Self {
+        self.by_load = true;
+        self.min = min;
+        self
+    }
+
+    /// Whether a TTL moved enough since the one published to publish again. Only a TTL by
+    /// load moves on its own (with every reading); it is republished when it moved by a
+    /// fifth or more, so that readings do not turn into a stream of updates.
+    pub fn moved(&self, published: u32, now: u32) -> bool {
+        if !self.by_load {
+            return published != now;
+        }
+        published.abs_diff(now) >= (published.max(now) / 5).max(1)
+    }
+
+    /// The TTL of an answer published at `now` whose decision could next change at
+    /// `next_change` and whose relative headroom is `headroom` (see
+    /// [`crate::Decision::headroom`]; `None`: unknown, as for a fail-static answer, which
+    /// keeps the TTL without load).
+    pub fn ttl_for(
+        &self,
+        next_change: Option<Timestamp>,
+        headroom: Option<f64>,
+        now: Timestamp,
+    ) -> u32 {
+        let ttl = self.ttl(next_change, now);
+        match (self.by_load, headroom) {
+            (true, Some(h)) => {
+                let max = secs(self.max);
+                let min = secs(self.min).min(max);
+                ttl.min(ttl_by_headroom(h, min, max))
+            }
+            _ => ttl,
         }
     }
 
@@ -77,6 +128,17 @@ pub fn ttl_until_change(until_change: Option<Duration>, min: u32, max: u32) -> u
         .as_secs()
         .saturating_add(u64::from(until.subsec_nanos() > 0));
     let secs = u32::try_from(secs).unwrap_or(u32::MAX);
+    secs.clamp(min.min(max), max)
+}
+
+/// `max × headroom` in whole seconds (rounded up), clamped to `min..=max`.
+pub fn ttl_by_headroom(headroom: f64, min: u32, max: u32) -> u32 {
+    let h = if headroom.is_finite() {
+        headroom.clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    let secs = (f64::from(max) * h).ceil() as u32;
     secs.clamp(min.min(max), max)
 }
 
@@ -119,7 +181,44 @@ mod tests {
         );
     }
 
+    #[test]
+    fn by_load() {
+        let now = Timestamp::from_millis(10_000);
+        let rule = TtlRule::fixed(Duration::from_secs(60)).with_load(Duration::from_secs(5));
+        assert_eq!(rule.ttl_for(None, Some(1.0), now), 60);
+        assert_eq!(rule.ttl_for(None, Some(0.5), now), 30);
+        assert_eq!(rule.ttl_for(None, Some(0.01), now), 5, "bounded by ttl_min");
+        assert_eq!(
+            rule.ttl_for(None, None, now),
+            60,
+            "fail-static: no load known"
+        );
+        let both = TtlRule::derived(Duration::from_secs(5), Duration::from_secs(60))
+            .with_load(Duration::from_secs(5));
+        let soon = Some(Timestamp::from_millis(20_000));
+        assert_eq!(
+            both.ttl_for(soon, Some(0.9), now),
+            10,
+            "the shorter of the two"
+        );
+        assert_eq!(both.ttl_for(soon, Some(0.1), now), 6);
+        let plain = TtlRule::fixed(Duration::from_secs(30));
+        assert_eq!(plain.ttl_for(None, Some(0.1), now), 30, "off by default");
+        assert!(rule.moved(60, 30) && !rule.moved(60, 55) && !rule.moved(5, 5));
+        assert!(rule.moved(5, 6), "a second is always enough at the bottom");
+        assert!(plain.moved(30, 20));
+    }
+
     proptest! {
+        #[test]
+        fn by_headroom_within_bounds_and_monotone(min in 0u32..100, span in 0u32..1000, a in 0.0f64..=1.0, b in 0.0f64..=1.0) {
+            let max = min + span;
+            let (lo, hi) = (a.min(b), a.max(b));
+            let (t_lo, t_hi) = (ttl_by_headroom(lo, min, max), ttl_by_headroom(hi, min, max));
+            prop_assert!(t_lo >= min && t_hi <= max && t_lo <= t_hi);
+            prop_assert_eq!(ttl_by_headroom(1.0, min, max), max);
+        }
+
         #[test]
         fn within_bounds_and_monotone(min in 0u32..100, span in 0u32..1000, a in any::<u64>(), b in any::<u64>()) {
             let max = min + span;

@@ -352,6 +352,7 @@ proptest! {
                     chosen: vec![],
                     // a farm's answer moves now and then
                     addresses: vec![ip(10 * *m as u8 + (load.unwrap_or(0) % 3) as u8 + 1)],
+                    weights: vec![1.0],
                     members: Members { up: u32::from(up), total: 2 },
                     capacity: 100.0,
                     readings: readings(*load, *rt, now),

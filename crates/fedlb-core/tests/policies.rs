@@ -24,6 +24,7 @@ fn parse_policy(s: &str) -> (Policy, u64) {
         "closest" => Policy::Closest(ClosestBy::Auto),
         "closest_rtt" => Policy::Closest(ClosestBy::Rtt),
         "closest_hops" => Policy::Closest(ClosestBy::Hops),
+        "two_choices" => Policy::TwoChoices,
         s if s.starts_with("failover(") => Policy::Failover(
             args(s, "failover")
                 .into_iter()
@@ -125,6 +126,75 @@ fn decision_table() {
         cases += 1;
     }
     assert!(cases >= 20, "the table has {cases} cases");
+}
+
+/// Answer sets and their weights against `testdata/answers.txt`.
+#[test]
+fn answer_table() {
+    let table = include_str!("testdata/answers.txt");
+    let mut cases = 0;
+    for (lineno, line) in table.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let cols: Vec<&str> = line.split('|').map(str::trim).collect();
+        assert_eq!(cols.len(), 3, "line {}: three columns", lineno + 1);
+        let mut words = cols[0].split_whitespace();
+        let mut cfg = SelectorConfig::new(parse_policy(words.next().unwrap()).0);
+        cfg.hysteresis = Hysteresis::NONE;
+        for w in words {
+            match w {
+                "weighted" => cfg.set = AnswerSet::Weighted,
+                "split" => cfg.spill = Spill::Split,
+                w if w.starts_with("top=") => cfg.answers = w[4..].parse().unwrap(),
+                other => panic!("line {}: unknown option {other}", lineno + 1),
+            }
+        }
+        let candidates: Vec<Candidate> = cols[1]
+            .split_whitespace()
+            .enumerate()
+            .map(|(i, c)| parse_candidate(c, i as u8 + 1))
+            .collect();
+        let d = Selector::new(cfg).decide(&candidates, at(0), &mut rng());
+        let got: Vec<String> = d
+            .chosen
+            .iter()
+            .zip(d.shares())
+            .map(|(id, (_, share))| format!("{id}:{:.0}", share * 100.0))
+            .collect();
+        let want: Vec<&str> = cols[2].split_whitespace().collect();
+        assert_eq!(got, want, "line {}: {line}\nwhy: {}", lineno + 1, d.why);
+        cases += 1;
+    }
+    assert!(cases >= 8, "the table has {cases} cases");
+}
+
+#[test]
+fn two_choices_takes_the_less_loaded_of_two_drawn_by_capacity() {
+    // a big idle server, a big busy one, a small idle one: the small one is drawn rarely
+    let big_idle = with_pending(server("big-idle", 1), 0);
+    let mut big_busy = with_pending(server("big-busy", 2), 90);
+    big_busy.capacity = 100.0;
+    let mut small = with_pending(server("small", 3), 0);
+    small.capacity = 10.0;
+    let refs = vec![&big_idle, &big_busy, &small];
+    let mut r = rng();
+    let mut first = std::collections::BTreeMap::<String, u32>::new();
+    for _ in 0..10_000 {
+        let ranked = Policy::TwoChoices.rank(&refs, 0, &mut r);
+        *first.entry(ranked[0].id.to_string()).or_default() += 1;
+    }
+    // big-busy comes first only when the two drawn are it and... never: whoever it is drawn
+    // with is less loaded
+    assert_eq!(first.get("big-busy"), None, "{first:?}");
+    // small comes first when drawn with big-busy (not with big-idle: a tie keeps the draw,
+    // and big-idle is drawn first ten times as often)
+    let small = f64::from(*first.get("small").unwrap_or(&0)) / 10_000.0;
+    assert!(
+        (0.02..0.12).contains(&small),
+        "small first {small}: {first:?}"
+    );
 }
 
 #[test]

@@ -189,3 +189,64 @@ proptest! {
         }
     }
 }
+
+/// A config that may answer a weighted set or split a composite over its limit.
+fn balanced_config() -> impl Strategy<Value = SelectorConfig> {
+    (config(), prop::bool::ANY, prop::bool::ANY).prop_map(|(mut c, weighted, split)| {
+        if weighted {
+            c.set = AnswerSet::Weighted;
+        }
+        if split {
+            c.spill = Spill::Split;
+        }
+        c
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn weights_are_aligned_non_negative_and_only_on_healthy_members(cfg in balanced_config(), hist in history()) {
+        let mut s = Selector::new(cfg.clone());
+        let mut r = rng();
+        for (i, cands) in hist.iter().enumerate() {
+            let d = s.decide(cands, at(i as u64 * 700), &mut r);
+            prop_assert_eq!(d.weights.len(), d.addresses.len());
+            prop_assert!(d.weights.iter().all(|w| w.is_finite() && *w >= 0.0), "{:?}", d.weights);
+            let healthy: Vec<&Candidate> = cands.iter().filter(|c| c.health.is_up()).collect();
+            if healthy.is_empty() {
+                continue;
+            }
+            // while any member is healthy, only healthy members carry weight
+            for (addr, w) in d.addresses.iter().zip(&d.weights) {
+                let owner = healthy.iter().any(|c| c.addresses.contains(addr));
+                prop_assert!(owner || *w == 0.0, "{addr} weighted {w} but not healthy");
+            }
+            let total: f64 = d.shares().iter().map(|(_, s)| s).sum();
+            prop_assert!((total - 1.0).abs() < 1e-9, "one family, shares sum to 1: {total}");
+            let h = d.headroom.expect("a healthy answer has a headroom");
+            prop_assert!((0.0..=1.0).contains(&h));
+            if cfg.set == AnswerSet::Weighted {
+                prop_assert_eq!(d.chosen.len(), healthy.len(), "a weighted set holds every healthy member");
+                // a member with more headroom never gets a smaller share
+                for a in &healthy {
+                    for b in &healthy {
+                        let (sa, sb) = (share_of(&d, a), share_of(&d, b));
+                        if spread::headroom(a) > spread::headroom(b) + 1e-9 {
+                            prop_assert!(sa >= sb - 1e-9, "{} {sa} vs {} {sb}", a.id, b.id);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn share_of(d: &Decision, c: &Candidate) -> f64 {
+    d.shares()
+        .iter()
+        .filter(|(a, _)| c.addresses.contains(a))
+        .map(|(_, s)| s)
+        .sum()
+}

@@ -89,6 +89,7 @@ fn summary(farm: &str, seq: u64, health: Health, pending: u64) -> Summary {
         chosen: vec![],
         addresses: vec![address(farm)],
         members: Members { up: 1, total: 1 },
+        weights: vec![],
         capacity: 100.0,
         readings: Readings {
             pending: Some(Sample::new(pending, Timestamp::ZERO)),

@@ -39,6 +39,17 @@
 //! when below it (written to the journal like an update); serials only go back if a previous
 //! run made more changes than seconds have passed since and then lost its journal.
 //!
+//! # Spreading
+//!
+//! With [`EmbeddedConfig::spread`] other than [`Spread::All`], a client's query for a name
+//! whose A (or AAAA) RRset holds several addresses is answered with one of them, picked per
+//! query by [`fedlb_core::spread::pick_weighted`] or, keyed by the client's /24 or /56 (the
+//! ECS subnet when the query carries one, else the source address), by
+//! [`fedlb_core::spread::pick_hashed`] — the very functions `fedlb simulate` runs — with the
+//! weights in [`EmbeddedConfig::weights`], which the global node updates in-process as it
+//! decides. A query signed (verifiably) with one of the server's TSIG keys is a publisher
+//! reading back what it wrote: it always gets the whole RRset.
+//!
 //! Differences from BIND that matter to a writer: a value-dependent prerequisite is checked as a
 //! subset (each listed record exists), not as RRset equality (see
 //! [the RFC 2136 publisher](crate::rfc2136) for why fedlb stays correct); an update for a zone
@@ -52,7 +63,7 @@ use std::{
     time::Duration,
 };
 
-use fedlb_core::{ClientMap, RegionId};
+use fedlb_core::{ClientMap, RegionId, Spread};
 use hickory_proto::rr::{LowerName, Name, RData, RecordType, RrKey};
 use hickory_server::{
     store::sqlite::{SqliteConfig, SqliteZoneHandler, TsigKeyConfig},
@@ -66,7 +77,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
 use crate::{
-    Error, TsigKey,
+    AnswerWeights, Error, TsigKey,
     front::{View, ViewKey, Views, serve_tcp, serve_udp},
     geoip::GeoDb,
     notify::Notifier,
@@ -113,6 +124,11 @@ pub struct EmbeddedConfig {
     /// Keys secondaries sign transfers of the default view with; they cannot update. The
     /// first also signs NOTIFY messages.
     pub transfer_keys: Vec<TsigKey>,
+    /// How a client's query for a set of several addresses is answered (see the module doc).
+    pub spread: Spread,
+    /// The weights each view's sets are spread by (shared with the publisher that updates
+    /// them).
+    pub weights: AnswerWeights,
 }
 
 impl EmbeddedConfig {
@@ -134,6 +150,8 @@ impl EmbeddedConfig {
             geoip: None,
             secondaries: Vec::new(),
             transfer_keys: Vec::new(),
+            spread: Spread::All,
+            weights: AnswerWeights::new(),
         }
     }
 
@@ -146,6 +164,13 @@ impl EmbeddedConfig {
     ) -> Self {
         self.secondaries = secondaries;
         self.transfer_keys = transfer_keys;
+        self
+    }
+
+    /// The same config spreading sets per query by `weights`.
+    pub fn with_spread(mut self, spread: Spread, weights: AnswerWeights) -> Self {
+        self.spread = spread;
+        self.weights = weights;
         self
     }
 
@@ -276,6 +301,8 @@ impl EmbeddedServer {
             keys,
             clients: config.clients.clone(),
             geo,
+            spread: config.spread,
+            weights: config.weights.clone(),
             gate: tokio::sync::RwLock::new(()),
             secondaries: config.secondaries.iter().map(SocketAddr::ip).collect(),
             notifier,
@@ -296,7 +323,8 @@ impl EmbeddedServer {
         ));
         let regions: Vec<&str> = views.regions().map(RegionId::as_str).collect();
         info!(zone = %zone, addr = %local_addr, dir = %config.dir.display(), views = ?regions,
-            secondaries = ?config.secondaries, "embedded dns server started");
+            secondaries = ?config.secondaries, spread = config.spread.as_str(),
+            "embedded dns server started");
         Ok(Self {
             zone,
             local_addr,

@@ -25,6 +25,13 @@
 //! from elsewhere or over UDP: REFUSED. A transfer-only key cannot update (REFUSED): a
 //! secondary holding it can read the zone but never write it. After every UPDATE answered
 //! NOERROR the secondaries are notified ([`crate::notify`]).
+//!
+//! Spreading (when asked): a client's QUERY (not verifiably signed with one of the server's
+//! keys) for A or AAAA whose answer holds several addresses of the name is answered with one
+//! of them, picked by the view's weights ([`crate::AnswerWeights`]) with the core's pick
+//! rules. With `hashed`, the client is its ECS subnet when the query has one (then the echo's
+//! scope is at least the /24 or /56 the pick is keyed by, so resolvers cache the pick per
+//! subnet), else its source address.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -32,11 +39,14 @@ use std::{
     time::Duration,
 };
 
-use fedlb_core::{ClientMap, RegionId};
+use fedlb_core::{
+    ClientMap, RegionId, Spread,
+    spread::{client_key, pick_hashed, pick_weighted},
+};
 use hickory_proto::{
     op::{Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode},
     rr::{
-        Record, RecordType, TSigResponseContext, TSigner,
+        RData, Record, RecordType, TSigResponseContext, TSigner,
         rdata::opt::{ClientSubnet, EdnsOption},
     },
     serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder},
@@ -54,6 +64,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, warn};
 
 use crate::{
+    AnswerWeights,
     ecs::{EcsScan, scan},
     geoip::GeoDb,
     notify::Notifier,
@@ -87,10 +98,20 @@ pub(crate) struct Views {
     pub(crate) notifier: Option<Notifier>,
     pub(crate) clients: Arc<ClientMap>,
     pub(crate) geo: Option<GeoDb>,
+    pub(crate) spread: Spread,
+    pub(crate) weights: AnswerWeights,
     /// An UPDATE is applied alone, every other request shares: hickory applies an update
     /// record by record (a replaced RRset is deleted, then added), so a query answered in
     /// between would see the name empty. Updates are rare; queries wait at most one.
     pub(crate) gate: tokio::sync::RwLock<()>,
+}
+
+/// Where a request goes: the view (`None`: the default one), the ECS option to echo, and
+/// whether it is a client's query (which spreading applies to).
+struct Route {
+    view: Option<usize>,
+    echo: Option<ClientSubnet>,
+    client_query: bool,
 }
 
 impl Views {
@@ -103,7 +124,7 @@ impl Views {
         protocol: Protocol,
     ) -> Vec<Vec<u8>> {
         let mut ecs = None;
-        if !self.views.is_empty() {
+        if !self.views.is_empty() || self.spread == Spread::Hashed {
             match scan(&raw) {
                 EcsScan::Absent => {}
                 EcsScan::Valid(subnet) => ecs = Some(subnet),
@@ -138,8 +159,12 @@ impl Views {
             debug!(%src, "update signed with a transfer-only key; refused");
             return refuse(&request);
         }
-        let (catalog, echo) = self.route(&request, ecs);
-        let responder = Responder { echo, ..responder };
+        let route = self.route(&request, ecs);
+        let responder = Responder {
+            echo: route.echo,
+            ..responder
+        };
+        let catalog = self.catalog(route.view);
         if request.metadata.op_code == OpCode::Update {
             let info = {
                 let _alone = self.gate.write().await;
@@ -158,38 +183,126 @@ impl Views {
                 .handle_request::<_, TokioTime>(&request, responder.clone())
                 .await;
         }
-        let out = std::mem::take(&mut *responder.out.lock().unwrap_or_else(|e| e.into_inner()));
+        let replies = std::mem::take(&mut *responder.out.lock().unwrap_or_else(|e| e.into_inner()));
         // hickory answers a signed query unsigned; a secondary signs its SOA refresh query
-        // with its transfer key and drops an unsigned answer (BIND: "expected a TSIG")
-        match self.verified_key(&request) {
-            Some(key) if request.metadata.op_code == OpCode::Query => {
-                debug!(%src, key = %key.signer.signer_name(), "signed query answered");
-                out.into_iter()
-                    .filter_map(|reply| sign_reply(reply, &request, &key.signer))
-                    .collect()
-            }
-            _ => out,
+        // with its transfer key and drops an unsigned answer (BIND: "expected a TSIG"). A
+        // signed query (a secondary's, or the publisher's read-back) gets the whole set.
+        if let Some(key) = self.verified_key(&request)
+            && request.metadata.op_code == OpCode::Query
+        {
+            debug!(%src, key = %key.signer.signer_name(), "signed query answered");
+            return replies
+                .into_iter()
+                .filter_map(|reply| sign_reply(reply, &request, &key.signer))
+                .collect();
         }
+        if self.spread == Spread::All || !route.client_query {
+            return replies;
+        }
+        let client = match ecs {
+            Some(s) => client_key(s.addr(), Some(s.source_prefix())),
+            None => client_key(src.ip(), None),
+        };
+        let region = route.view.map(|v| &self.views[v].region);
+        replies
+            .into_iter()
+            .map(|reply| self.spread_reply(reply, region, client))
+            .collect()
     }
 
-    fn route(
-        &self,
-        request: &Request,
-        ecs: Option<ClientSubnet>,
-    ) -> (&Catalog, Option<ClientSubnet>) {
+    fn route(&self, request: &Request, ecs: Option<ClientSubnet>) -> Route {
+        let plain = |view, client_query| Route {
+            view,
+            echo: None,
+            client_query,
+        };
+        let is_query = request.metadata.op_code == OpCode::Query;
+        // a publisher reads back what it wrote with a signed query: never spread
+        let signed = request.signature.is_some() && self.verified_key_view(request).is_some();
         if self.views.is_empty() {
-            return (&self.default, None);
+            let echo = match (self.spread, ecs) {
+                (Spread::Hashed, Some(s)) if is_query && !signed => Some(ClientSubnet::new(
+                    s.addr(),
+                    s.source_prefix(),
+                    client_key(s.addr(), Some(s.source_prefix())).prefix_len(),
+                )),
+                _ => None,
+            };
+            return Route {
+                view: None,
+                echo,
+                client_query: is_query && !signed,
+            };
         }
         match request.metadata.op_code {
             // the view's own zone handler checks the signature
-            OpCode::Update => (self.catalog(self.key_view(request).flatten()), None),
+            OpCode::Update => plain(self.key_view(request).flatten(), false),
             OpCode::Query if request.signature.is_some() => match self.verified_key_view(request) {
-                Some(view) => (self.catalog(view), None),
+                Some(view) => plain(view, false),
                 None => self.by_client(request, ecs),
             },
             OpCode::Query => self.by_client(request, ecs),
-            _ => (&self.default, None),
+            _ => plain(None, false),
         }
+    }
+
+    /// A reply with the queried name's A or AAAA set cut to one address, picked by the
+    /// view's weights; any other reply as it is.
+    fn spread_reply(
+        &self,
+        reply: Vec<u8>,
+        region: Option<&RegionId>,
+        client: ipnet::IpNet,
+    ) -> Vec<u8> {
+        let Ok(mut msg) = Message::from_vec(&reply) else {
+            return reply;
+        };
+        let Some(query) = msg.queries.first() else {
+            return reply;
+        };
+        let qtype = query.query_type();
+        if !matches!(qtype, RecordType::A | RecordType::AAAA) {
+            return reply;
+        }
+        let mut name = query.name().to_lowercase();
+        name.set_fqdn(true);
+        let set: Vec<(usize, std::net::IpAddr)> = msg
+            .answers
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.name.to_lowercase() == name)
+            .filter_map(|(i, r)| match &r.data {
+                RData::A(a) => Some((i, std::net::IpAddr::V4(a.0))),
+                RData::AAAA(a) => Some((i, std::net::IpAddr::V6(a.0))),
+                _ => None,
+            })
+            .collect();
+        if set.len() < 2 {
+            return reply;
+        }
+        let addresses: Vec<std::net::IpAddr> = set.iter().map(|(_, a)| *a).collect();
+        let Some(weights) = self.weights.weigh(region, &name, &addresses) else {
+            return reply;
+        };
+        let picked = match self.spread {
+            Spread::All => return reply,
+            Spread::Weighted => pick_weighted(&weights, &mut rand::rng()),
+            Spread::Hashed => {
+                let members: Vec<_> = addresses.iter().copied().zip(weights).collect();
+                pick_hashed(&members, client)
+            }
+        };
+        let Some(keep) = picked.map(|p| set[p].0) else {
+            return reply;
+        };
+        let drop: Vec<usize> = set.iter().map(|(i, _)| *i).filter(|i| *i != keep).collect();
+        let mut i = 0;
+        msg.answers.retain(|_| {
+            let gone = drop.contains(&i);
+            i += 1;
+            !gone
+        });
+        msg.to_vec().unwrap_or(reply)
     }
 
     fn catalog(&self, view: Option<usize>) -> &Catalog {
@@ -250,12 +363,9 @@ impl Views {
         window.contains(&unix_now()).then_some(key)
     }
 
-    /// The view of the client's region (ECS subnet or source address), and the ECS echo.
-    fn by_client(
-        &self,
-        request: &Request,
-        ecs: Option<ClientSubnet>,
-    ) -> (&Catalog, Option<ClientSubnet>) {
+    /// The view of the client's region (ECS subnet or source address), and the ECS echo
+    /// (with `hashed` spreading, its scope covers at least the subnet the pick is keyed by).
+    fn by_client(&self, request: &Request, ecs: Option<ClientSubnet>) -> Route {
         let (addr, source) = match ecs {
             Some(s) => (s.addr(), Some(s.source_prefix())),
             None => (request.src().ip(), None),
@@ -266,8 +376,20 @@ impl Views {
         };
         let class = self.clients.classify(addr, source, geo.as_ref());
         let view = class.index.and_then(|i| self.region_view[i]);
-        let echo = ecs.map(|s| ClientSubnet::new(s.addr(), s.source_prefix(), class.scope));
-        (self.catalog(view), echo)
+        let echo = ecs.map(|s| {
+            let scope = match self.spread {
+                Spread::Hashed => class
+                    .scope
+                    .max(client_key(s.addr(), Some(s.source_prefix())).prefix_len()),
+                _ => class.scope,
+            };
+            ClientSubnet::new(s.addr(), s.source_prefix(), scope)
+        });
+        Route {
+            view,
+            echo,
+            client_query: true,
+        }
     }
 
     /// The region of each view, for logs.

@@ -15,7 +15,9 @@
 //!   and sends a [`PassOutcome`] after every pass (per name: what each DNS primary serves).
 //! - [`EmbeddedServer`]: a zone served in-process, written to through [`Rfc2136Publisher`];
 //!   optionally one copy per region ([`EmbeddedView`]), each updated with its own TSIG key and
-//!   answering the clients of its region (by EDNS Client Subnet or source address).
+//!   answering the clients of its region (by EDNS Client Subnet or source address), and
+//!   optionally spreading a set of several addresses per query by the weights the global
+//!   node decided ([`AnswerWeights`], [`fedlb_core::Spread`]).
 //! - [`TsigKey`] / [`TsigAlgorithm`]: fedlb-topology's, the one TSIG key type of the workspace
 //!   (it also parses key files); this crate only turns them into hickory's signer.
 
@@ -34,6 +36,7 @@ mod report;
 pub mod rfc2136;
 pub mod secondary;
 mod tsig;
+mod weights;
 mod wire;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
@@ -57,6 +60,7 @@ use tokio::{
 };
 use tracing::{info, warn};
 pub use tsig::{TsigAlgorithm, TsigKey};
+pub use weights::AnswerWeights;
 
 /// The kinds of publisher, as metrics and logs name them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

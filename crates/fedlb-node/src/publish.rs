@@ -7,6 +7,10 @@
 //! region's own primaries. The default view (clients in no region) is the zone as it was
 //! before regions. Every view's DNS publisher is the same RFC 2136 code path.
 //!
+//! The weights of each answer (a weighted set, a split) go to the embedded server in-process
+//! ([`fedlb_dns::AnswerWeights`]), which spreads a set per query when `dns.embedded.spread`
+//! asks it to; external servers, files and the command get the whole set.
+//!
 //! The driver hands over answers with [`Publishing::set_answers`]; each publisher follows
 //! them on its own (the DNS publishers, plus the files and the command the topology may ask
 //! for: the patent's "specialized objects", which carry the default view's answers) and
@@ -15,10 +19,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use fedlb_core::{ClientMap, Publish, RegionClients, RegionId, ServiceId, Timestamp};
+use fedlb_core::{ClientMap, Publish, RegionClients, RegionId, ServiceId, Spread, Timestamp};
 use fedlb_dns::{
-    DesiredZone, EmbeddedConfig, EmbeddedServer, EmbeddedView, Name, PassOutcome, Publisher,
-    PublisherKind, RecordSet, Rfc2136Config, Rfc2136Publisher, TsigAlgorithm, TsigKey,
+    AnswerWeights, DesiredZone, EmbeddedConfig, EmbeddedServer, EmbeddedView, Name, PassOutcome,
+    Publisher, PublisherKind, RecordSet, Rfc2136Config, Rfc2136Publisher, TsigAlgorithm, TsigKey,
 };
 use fedlb_topology::{DnsServer, Topology};
 use tokio::sync::{mpsc, watch};
@@ -49,13 +53,16 @@ pub struct Publishing {
     tasks: Vec<JoinHandle<()>>,
     /// The published name of each service (parsed once per topology).
     names: BTreeMap<ServiceId, Name>,
+    /// The embedded server's weights, when it runs here.
+    weights: Option<AnswerWeights>,
 }
 
 impl Publishing {
     /// Starts DNS (the embedded server if asked for) and every publisher of `t`.
     pub async fn start(t: &Topology, shutdown: &CancellationToken) -> Result<Self, NodeError> {
         let zone = zone(t)?;
-        let (targets, embedded) = start_dns(t, &zone).await?;
+        let weights = matches!(t.dns.server, DnsServer::Embedded { .. }).then(AnswerWeights::new);
+        let (targets, embedded) = start_dns(t, &zone, weights.clone()).await?;
         let (outcomes_tx, outcomes) = mpsc::channel(OUTCOMES);
         let mut tasks = Vec::new();
         let mut views = Vec::new();
@@ -102,6 +109,7 @@ impl Publishing {
             views,
             outcomes,
             tasks,
+            weights,
         })
     }
 
@@ -123,6 +131,14 @@ impl Publishing {
         published: &BTreeMap<(ServiceId, Option<RegionId>), Publish>,
     ) {
         for view in &self.views {
+            // the weights first, so that a query never meets new addresses with old weights
+            // for long (an address the table does not weigh counts zero until then)
+            if let Some(weights) = &self.weights {
+                weights.set_view(
+                    view.region.as_ref(),
+                    view_weights(t, published, view.region.as_ref()),
+                );
+            }
             view.desired
                 .send_replace(desired_zone(&self.zone, t, published, view.region.as_ref()));
         }
@@ -210,6 +226,22 @@ fn desired_zone(
     desired
 }
 
+/// The weights of one view's answers, by published name.
+fn view_weights(
+    t: &Topology,
+    published: &BTreeMap<(ServiceId, Option<RegionId>), Publish>,
+    region: Option<&RegionId>,
+) -> BTreeMap<Name, Vec<(std::net::IpAddr, f64)>> {
+    published
+        .iter()
+        .filter(|((_, r), _)| r.as_ref() == region)
+        .filter_map(|((service, _), p)| {
+            let name = fedlb_dns::fqdn(&t.services.get(service)?.fqdn).ok()?;
+            Some((name, p.decision.shares()))
+        })
+        .collect()
+}
+
 /// Starts the embedded DNS server if the topology asks for it, and builds one DNS publisher
 /// per view: the default one, then one per region (in name order).
 ///
@@ -219,13 +251,15 @@ fn desired_zone(
 async fn start_dns(
     t: &Topology,
     zone: &Name,
+    weights: Option<AnswerWeights>,
 ) -> Result<(Vec<(Option<RegionId>, Publisher)>, Option<EmbeddedServer>), NodeError> {
     let publisher = |primaries: Vec<std::net::SocketAddr>, key: TsigKey| {
         let mut config = Rfc2136Config::new(zone.clone(), primaries, key);
         config.reconcile_interval = t.dns.reconcile;
         // a server with views answers a read from the view of the key that signs it, so the
-        // publisher reads back the very view it writes
-        config.sign_reads = !t.regions.is_empty();
+        // publisher reads back the very view it writes; a spreading server gives a signed
+        // read the whole set (an unsigned one is a client, and gets one address)
+        config.sign_reads = !t.regions.is_empty() || t.dns.spread != Spread::All;
         Ok::<_, NodeError>(Publisher::Rfc2136(Rfc2136Publisher::new(config)?))
     };
     let random_key = |name: String| {
@@ -314,7 +348,8 @@ async fn start_dns(
                     Arc::new(clients),
                     t.dns.geoip_database.clone(),
                 )
-                .with_secondaries(secondaries.clone(), transfer_key.iter().cloned().collect());
+                .with_secondaries(secondaries.clone(), transfer_key.iter().cloned().collect())
+                .with_spread(t.dns.spread, weights.unwrap_or_default());
             let server = EmbeddedServer::start(config).await?;
             let addr = server.local_addr();
             info!(%addr, dir = %state_dir.display(), views = embedded_views.len(), "embedded dns server running");

@@ -116,6 +116,7 @@ fn summary(farm: &str) -> WireSummary {
         why: s("failover: first up in order"),
         chosen: vec![s("i1")],
         addresses: vec![support::ip(B, 11)],
+        weights: vec![1.0],
         members: Members { up: 1, total: 1 },
         capacity: 1.0,
         readings: WireReadings::default(),

@@ -33,8 +33,9 @@ use serde::{Deserialize, Serialize};
 /// History: 1, the first; 2, farm summaries carry the local policy and each member's kind
 /// (server or farm); 3, messages travel as length-prefixed frames on long-lived streams,
 /// routine and urgent, instead of one stream per message (the message types are
-/// unchanged).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// unchanged); 4, farm summaries carry the weight of each address of the farm's answer
+/// (issue 14, weighted answers).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Largest encoded message, in bytes (also the transport's frame cap): the codec's
 /// [`codec::MAX_MESSAGE_LEN`].
@@ -200,6 +201,8 @@ pub struct WireSummary {
     pub chosen: Vec<String>,
     /// The farm's answer.
     pub addresses: Vec<IpAddr>,
+    /// The relative weight of each of `addresses` (empty: equal).
+    pub weights: Vec<f64>,
     /// Servers up / in all.
     pub members: Members,
     /// Capacity of the servers up.
@@ -279,6 +282,7 @@ impl WireSummary {
             why: truncate(&s.why),
             chosen: s.chosen.iter().map(|c| c.0.clone()).collect(),
             addresses: s.addresses.clone(),
+            weights: s.weights.clone(),
             members: s.members,
             capacity: s.capacity,
             readings: WireReadings::from_readings(&s.readings, now),
@@ -304,6 +308,7 @@ impl WireSummary {
             why: self.why.clone(),
             chosen: self.chosen.iter().map(|c| CandidateId(c.clone())).collect(),
             addresses: self.addresses.clone(),
+            weights: self.weights.clone(),
             members: self.members,
             capacity: self.capacity,
             readings: self.readings.to_readings(now),
@@ -398,6 +403,17 @@ impl Message {
                     }
                     for c in &s.chosen {
                         name("chosen", c)?;
+                    }
+                    if !s.weights.is_empty() && s.weights.len() != s.addresses.len() {
+                        return bad(format!(
+                            "summary of farm \"{}\": {} weights for {} addresses",
+                            s.farm,
+                            s.weights.len(),
+                            s.addresses.len()
+                        ));
+                    }
+                    if let Some(w) = s.weights.iter().find(|w| !w.is_finite() || **w < 0.0) {
+                        return bad(format!("summary of farm \"{}\": weight {w}", s.farm));
                     }
                     if !s.capacity.is_finite() || s.capacity < 0.0 {
                         return bad(format!(

@@ -127,6 +127,7 @@ fn summary() -> impl Strategy<Value = WireSummary> {
                     policy,
                     why,
                     chosen,
+                    weights: (0..addresses.len()).map(|i| i as f64 + 0.5).collect(),
                     addresses,
                     members: Members {
                         up: a.min(b),
@@ -322,6 +323,7 @@ fn summary_of_one_server(policy: &str) -> WireSummary {
         why: "eu1: least loaded (load 7 %) of 1 healthy server".into(),
         chosen: vec!["eu1".into()],
         addresses: vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11))],
+        weights: vec![1.0],
         members: Members { up: 1, total: 1 },
         capacity: 100.0,
         readings: WireReadings::default(),
@@ -377,4 +379,30 @@ fn item3_a_summary_policy_must_be_a_short_printable_label() {
     let sent = WireSummary::from_summary(&core, Timestamp::ZERO);
     assert_eq!(sent.policy.len(), MAX_TEXT);
     assert!(encode(&Message::Summaries(vec![sent])).is_ok());
+}
+
+#[test]
+fn summaries_carry_the_weights_of_their_answer_and_refuse_bad_ones() {
+    let mut wire = summary_of_one_server("least loaded");
+    wire.addresses
+        .push(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 12)));
+    wire.weights = vec![0.25, 0.75];
+    let msg = Message::Summaries(vec![wire.clone()]);
+    let back = decode(&encode(&msg).unwrap()).unwrap();
+    assert_eq!(back, msg);
+    let core = wire.to_summary(Timestamp::from_millis(1_000));
+    assert_eq!(core.weights, vec![0.25, 0.75]);
+    assert_eq!(core.to_update().weights, vec![0.25, 0.75]);
+    for (weights, want) in [
+        (vec![1.0], "1 weights for 2 addresses"),
+        (vec![1.0, -1.0], "weight -1"),
+        (vec![1.0, f64::NAN], "weight NaN"),
+    ] {
+        let mut bad = wire.clone();
+        bad.weights = weights;
+        let err = encode(&Message::Summaries(vec![bad]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{err}");
+    }
 }

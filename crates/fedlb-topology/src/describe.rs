@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use fedlb_core::time::human;
-use fedlb_core::{Distance, FailStatic, Policy, SelectorConfig};
+use fedlb_core::{AnswerSet, Distance, FailStatic, Policy, SelectorConfig, Spill, Spread};
 
 use crate::model::{DnsServer, Mode, Probe, ProbeKind, Role, Topology};
 
@@ -52,7 +52,14 @@ impl Topology {
             (None, Some(f)) => format!("tsig key file {} (not read)", f.display()),
             (None, None) => "no tsig".to_owned(),
         };
-        let _ = writeln!(w, "     ttl {}, {key}", human(dns.ttl));
+        let mut ttl = format!("ttl {}", human(dns.ttl));
+        if dns.ttl_by_load {
+            let _ = write!(ttl, " (by load, at least {})", human(dns.ttl_min));
+        }
+        if dns.spread != Spread::All && matches!(dns.server, DnsServer::Embedded { .. }) {
+            let _ = write!(ttl, ", spread {} per query", dns.spread.as_str());
+        }
+        let _ = writeln!(w, "     {ttl}, {key}");
         if let Some(g) = &dns.geoip_database {
             let _ = writeln!(w, "     geoip database {}", g.display());
         }
@@ -232,12 +239,20 @@ fn selector(c: &SelectorConfig) -> String {
         let names: Vec<&str> = order.iter().map(|c| c.as_str()).collect();
         let _ = write!(s, " [{}]", names.join(" > "));
     }
-    let _ = write!(
-        s,
-        ", {} answer{}",
-        c.answers,
-        if c.answers == 1 { "" } else { "s" }
-    );
+    match c.set {
+        AnswerSet::Top => {
+            let _ = write!(
+                s,
+                ", {} answer{}",
+                c.answers,
+                if c.answers == 1 { "" } else { "s" }
+            );
+        }
+        AnswerSet::Weighted => s.push_str(", every healthy member weighted by headroom"),
+    }
+    if c.spill == Spill::Split {
+        s.push_str(", split over the load limit");
+    }
     if c.policy.is_stable() {
         let _ = write!(
             s,

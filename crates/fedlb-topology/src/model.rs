@@ -8,7 +8,7 @@ use std::time::Duration;
 use fedlb_core::{
     CandidateId, Distance, FarmConfig, FarmId, GlobalConfig, Liveness, MemberKind, MemberSpec,
     MonitorConfig, ProbeId, ProbeSchedule, RegionId, RegionSpec, SelectorConfig, ServerId,
-    ServiceId, Thresholds, TierService, TtlRule,
+    ServiceId, Spread, Thresholds, TierService, TtlRule,
 };
 use ipnet::IpNet;
 
@@ -130,8 +130,14 @@ pub struct DnsTarget {
     /// Derive the TTL from the time until the answer could next change, between
     /// `ttl_min` and `ttl`.
     pub derive_ttl: bool,
-    /// Lower bound of a derived TTL.
+    /// Lower bound of a derived or by-load TTL.
     pub ttl_min: Duration,
+    /// Scale the TTL by the answer's relative headroom, between `ttl_min` and `ttl`
+    /// ([`TtlRule::by_load`]).
+    pub ttl_by_load: bool,
+    /// How the embedded server answers a name with several addresses (external servers
+    /// always answer the whole set).
+    pub spread: Spread,
     /// How often the publisher re-reads the DNS server to repair drift.
     pub reconcile: Duration,
     /// Also write the answers to files (the patent's "specialized object").
@@ -732,10 +738,16 @@ impl Topology {
             .values()
             .map(|svc| {
                 let max = svc.ttl.unwrap_or(self.dns.ttl);
+                let min = self.dns.ttl_min.min(max);
                 let rule = if self.dns.derive_ttl {
-                    TtlRule::derived(self.dns.ttl_min.min(max), max)
+                    TtlRule::derived(min, max)
                 } else {
                     TtlRule::fixed(max)
+                };
+                let rule = if self.dns.ttl_by_load {
+                    rule.with_load(min)
+                } else {
+                    rule
                 };
                 (svc.id.clone(), rule)
             })

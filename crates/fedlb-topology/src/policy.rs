@@ -22,13 +22,15 @@ pub enum PolicyKind {
     Random,
     /// `"lowest_metric"` (field `metric`).
     LowestMetric,
+    /// `"two_choices"`.
+    TwoChoices,
     /// `"composite"` (fields `filters`, `rank`, optional `fallback`).
     Composite,
 }
 
 impl PolicyKind {
     /// Every kind, in the order messages list them.
-    pub const ALL: [PolicyKind; 9] = [
+    pub const ALL: [PolicyKind; 10] = [
         PolicyKind::LeastLoaded,
         PolicyKind::FastestResponse,
         PolicyKind::Closest,
@@ -37,6 +39,7 @@ impl PolicyKind {
         PolicyKind::RoundRobin,
         PolicyKind::Random,
         PolicyKind::LowestMetric,
+        PolicyKind::TwoChoices,
         PolicyKind::Composite,
     ];
 
@@ -51,6 +54,7 @@ impl PolicyKind {
             PolicyKind::RoundRobin => "round_robin",
             PolicyKind::Random => "random",
             PolicyKind::LowestMetric => "lowest_metric",
+            PolicyKind::TwoChoices => "two_choices",
             PolicyKind::Composite => "composite",
         }
     }
@@ -71,7 +75,8 @@ impl PolicyKind {
             | PolicyKind::FastestResponse
             | PolicyKind::Weighted
             | PolicyKind::RoundRobin
-            | PolicyKind::Random => &[],
+            | PolicyKind::Random
+            | PolicyKind::TwoChoices => &[],
         }
     }
 
@@ -85,6 +90,7 @@ impl PolicyKind {
             PolicyKind::Weighted => Policy::Weighted,
             PolicyKind::RoundRobin => Policy::RoundRobin,
             PolicyKind::Random => Policy::Random,
+            PolicyKind::TwoChoices => Policy::TwoChoices,
             PolicyKind::Failover | PolicyKind::LowestMetric | PolicyKind::Composite => {
                 return None;
             }

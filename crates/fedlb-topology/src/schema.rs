@@ -36,12 +36,20 @@
 //! | round robin | `"round_robin"` |
 //! | random | `"random"` |
 //! | lowest application metric | `{ kind = "lowest_metric", metric = "dbms_users" }` |
+//! | power of two choices | `"two_choices"` |
 //! | composite | `{ kind = "composite", filters = [{ max_load = 0.8 }, { max_response_time = "200ms" }, { max_metric = { dbms_users = 100 } }], rank = "closest", fallback = "least_loaded" }` |
 //!
 //!   A composite ranks by `rank` among the candidates that pass every filter, then the rest,
 //!   ranked by `fallback` if given (a policy name or table, not a composite), else by `rank`.
 //!   `max_load` is a fraction of capacity in `0..=1`. `closest` measures distance by
 //!   `auto` (declared distance, else measured RTT, else hops) unless `by` says otherwise.
+//!
+//!   `two_choices` (Mitzenmacher's power of two choices): two candidates drawn at random
+//!   weighted by capacity, the less loaded of them first; drawn anew every `rotate_every`
+//!   and whenever the healthy set changes. With readings that are seconds old, "least
+//!   loaded" sends every resolver that refreshes to the same candidate until the next
+//!   reading; the better of two random choices keeps most of the gain without that herd.
+//!   Usable at either tier, and as a composite's `rank` or `fallback`.
 //!
 //! ## Top level
 //!
@@ -80,7 +88,10 @@
 //! ttl = "30s"                     # TTL of published records (default 30s)
 //! derive_ttl = false              # true: TTL = time until the answer could next change
 //!                                 # (a challenger's dwell), between ttl_min and ttl, as gdnsd does
-//! ttl_min = "5s"                  # lower bound of a derived TTL (default 5s)
+//! ttl_by_load = false             # true: TTL = ttl × the answer's relative headroom (short for
+//!                                 # an answer that sends clients to a small or busy member),
+//!                                 # between ttl_min and ttl; with derive_ttl the shorter wins
+//! ttl_min = "5s"                  # lower bound of a derived or by-load TTL (default 5s)
 //! reconcile = "60s"               # re-read the server this often and repair drift (default 60s)
 //! file = { json = "answers.json", zone_fragment = "answers.zone" }   # also write the answers
 //!                                 # to files (atomically, on change), for non-DNS routing
@@ -96,7 +107,7 @@
 //! ```toml
 //! [dns]
 //! zone = "example.test."
-//! embedded = { listen = "127.0.0.1:5353", state_dir = "/var/lib/fedlb/dns" }
+//! embedded = { listen = "127.0.0.1:5353", state_dir = "/var/lib/fedlb/dns", spread = "all" }
 //! ```
 //!
 //! The built-in server as a hidden primary, with secondaries (BIND, Knot, … that answer the
@@ -116,6 +127,17 @@
 //! the key secondaries sign transfers with; it cannot update the zone. A region's view is
 //! transferred with the region's own key. `fedlb dns-config bind|knot` prints the
 //! secondaries' configuration.
+//!
+//! `spread` (embedded server only): how a query for a name whose answer has several
+//! addresses is answered. `"all"` (default): the whole set, as any DNS server does;
+//! `"weighted"`: one address per query, drawn by the published weights (PowerDNS
+//! `pickwrandom`, gdnsd `weighted`); `"hashed"`: one address chosen by weight from a hash of
+//! the client's /24 (IPv4) or /56 (IPv6) — the EDNS Client Subnet when the query carries
+//! one, else the source address — so a client keeps its server (PowerDNS `pickwhashed`).
+//! The weights are the global node's decision (by headroom with `answers = "weighted"` or
+//! `spill = "split"`, equal otherwise); they reach the server in-process, not through DNS.
+//! Reads signed with fedlb's TSIG keys (the publisher's own reconcile reads) always get the
+//! whole set. External servers (BIND, Knot, PowerDNS) are always given the whole set.
 //!
 //! `tsig` (required with `servers`, optional with `embedded`): `key_file` is the file
 //! `tsig-keygen NAME > file` writes (`key "NAME" { algorithm hmac-sha256; secret "…"; };`)
@@ -144,7 +166,13 @@
 //! A **tier** table: `policy` (default global `"closest"`, or with `[[regions]]` the
 //! composite `{ filters = [{ max_load = 0.8 }], rank = "closest", fallback = "least_loaded" }`;
 //! local `"least_loaded"`),
-//! `answers` (≥ 1; global default `dns.answers`, local default 1), `fail_static`
+//! `answers` (≥ 1, the first N of the ranking with equal weights; or `"weighted"`: every
+//! healthy member, weighted by its headroom = capacity × (1 − load), at least 5 % of its
+//! capacity; global default `dns.answers`, local default 1), `spill` (`"move"` default, or
+//! `"split"`: with a composite policy that has a `max_load` filter, when the best candidate
+//! by its `rank` is over the limit, answer it plus the next candidates in the composite's
+//! order until their headroom under the limit covers its excess, weighted by headroom — a
+//! region is split across farms instead of moved at once, with no dwell), `fail_static`
 //! (`"keep_last"` default, or `"all"`), `hysteresis = { margin = 0.2, dwell = "10s" }`
 //! (margin in `0..1`), `rotate_every` (how often round robin, random and weighted draw a
 //! new order; default `"30s"`).
@@ -256,7 +284,10 @@
 //! | `hops` interval | 1h | routes change rarely and traceroute-style probes are costly |
 //! | heartbeat | 1s, `missed = 3` | a silent reporter is stale after 3 s and down after 6 s: one lost heartbeat is tolerated, a dead node is noticed within a few seconds |
 //! | hysteresis | global: margin 20 %, dwell 10s; local: none | global: a challenger must be clearly better for a while before a healthy choice changes, so a recovered farm does not take traffic back at once and near-equal farms do not flap; local: off, because a least-loaded choice held for a dwell herds every resolver that refreshes onto one server (`fedlb simulate` on `scenarios/three-regions`: 600 ms mean response with local hysteresis, 87 ms without) |
-//! | `answers` | 1 | the patent's single preferred server |
+//! | `answers` | 1 | the patent's single preferred server; `"weighted"` is the candidate default once the simulator's scenario suite (issue 14) shows it wins |
+//! | `spill` | `move` | today's behaviour; `split` waits for the same evidence |
+//! | `embedded.spread` | `all` | every DNS server's behaviour; `weighted`/`hashed` only matter with a set of several addresses |
+//! | `ttl_by_load` | false | today's behaviour; shortens answers that point at small or busy members (Colajanni) |
 //! | `fail_static` | `keep_last` | never publish an empty answer; the last good answer is the best guess |
 //! | `ttl` | 30s | resolvers honour it; failover then costs detection (≈ 2 s) plus at most 30 s of caching |
 //! | `rotate_every` | 30s | one TTL: a new rotation per cache lifetime |
@@ -278,7 +309,9 @@
 //! continent code, a `distance_ms` naming no farm or direct server or not a number ≥ 0, a
 //! view without its own key or with another view's key, a region's `dns` with the embedded
 //! server, a region primary that is already the zone's or another region's; a composite
-//! `fallback` that is itself a composite.
+//! `fallback` that is itself a composite; `answers` neither a number in 1..=64 nor
+//! `"weighted"`; an unknown `spill`, or `spill = "split"` without a composite policy with a
+//! `max_load` filter; an unknown `embedded.spread`.
 //!
 //! Limits: a topology file is at most 4 MiB and nested at most 64 levels; in YAML,
 //! anchors and aliases may copy at most 100,000 values or 4 MiB in all (an alias bomb is
@@ -292,7 +325,8 @@
 //! declared distances, `lowest_metric` on a metric no probe measures, a short TSIG secret,
 //! a client prefix inside another region's (its clients belong to the most specific) or
 //! inside its own region's (redundant), a region close to no farm (no `distance_ms`, and no
-//! location or none on farms), a `dns.geoip_database` no region uses.
+//! location or none on farms), a `dns.geoip_database` no region uses, `spill = "split"` with
+//! `answers = "weighted"` (no effect).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -350,6 +384,7 @@ pub(crate) struct RawDns {
     pub ttl: Option<RawDuration>,
     pub ttl_min: Option<RawDuration>,
     pub derive_ttl: Option<bool>,
+    pub ttl_by_load: Option<bool>,
     pub reconcile: Option<RawDuration>,
     pub file: Option<RawFileOutput>,
     pub command: Option<RawCommandOutput>,
@@ -380,6 +415,7 @@ pub(crate) struct RawEmbedded {
     #[serde(default)]
     pub secondaries: Vec<String>,
     pub transfer_key: Option<RawTsig>,
+    pub spread: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -408,10 +444,40 @@ pub(crate) struct RawService {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTier {
     pub policy: Option<RawPolicy>,
-    pub answers: Option<i64>,
+    pub answers: Option<RawAnswers>,
+    pub spill: Option<String>,
     pub fail_static: Option<String>,
     pub hysteresis: Option<RawHysteresis>,
     pub rotate_every: Option<RawDuration>,
+}
+
+/// A tier's `answers`: a number of addresses, or a name (`"weighted"`).
+#[derive(Debug, Clone)]
+pub(crate) enum RawAnswers {
+    Count(i64),
+    Named(String),
+}
+
+impl<'de> Deserialize<'de> for RawAnswers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawAnswers;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number of addresses or \"weighted\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawAnswers, E> {
+                Ok(RawAnswers::Count(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawAnswers, E> {
+                Ok(RawAnswers::Count(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawAnswers, E> {
+                Ok(RawAnswers::Named(s.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

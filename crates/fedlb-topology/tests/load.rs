@@ -622,3 +622,41 @@ fn item3_the_configs_declare_each_members_kind() {
     assert!(!members.is_empty());
     assert!(members.iter().all(|m| m.kind == MemberKind::Server));
 }
+
+#[test]
+fn balance_options_reach_the_core_configs_from_the_file_and_the_environment() {
+    let path = examples_dir().join("demo.toml");
+    let env = [
+        ("FEDLB__SERVICES__0__LOCAL__ANSWERS", "weighted"),
+        ("FEDLB__SERVICES__0__LOCAL__POLICY", "two_choices"),
+        ("FEDLB__DNS__TTL_BY_LOAD", "true"),
+        ("FEDLB__DNS__EMBEDDED__SPREAD", "hashed"),
+    ];
+    let t = load_with_env(&path, env).unwrap().topology;
+    assert_eq!(t.dns.spread, fedlb_core::Spread::Hashed);
+    let www = ServiceId::from("www");
+    let local = &t.farm_config(&FarmId::from("eu-west")).unwrap().services[&www].selector;
+    assert_eq!(local.set, fedlb_core::AnswerSet::Weighted);
+    assert_eq!(local.policy, Policy::TwoChoices);
+    let g = t.global_config();
+    assert!(g.ttl[&www].by_load);
+    assert_eq!(g.ttl[&www].min, Duration::from_secs(5));
+    // defaults: today's behaviour
+    let t = load_with_env(&path, no_env()).unwrap().topology;
+    assert_eq!(t.dns.spread, fedlb_core::Spread::All);
+    let g = t.global_config();
+    assert!(!g.ttl[&www].by_load);
+    let sel = &g.services[&www].selector;
+    assert_eq!(
+        (sel.set, sel.spill, sel.answers),
+        (fedlb_core::AnswerSet::Top, fedlb_core::Spill::Move, 1)
+    );
+    // a split needs the regions' composite (closest under 80 %, else least loaded)
+    let t = load_with_env(&path, [("FEDLB__SERVICES__0__GLOBAL__SPILL", "split")])
+        .unwrap()
+        .topology;
+    assert_eq!(
+        t.global_config().services[&www].selector.spill,
+        fedlb_core::Spill::Split
+    );
+}

@@ -153,6 +153,7 @@ impl Farm {
             why: "least loaded: fewest pending requests".to_owned(),
             chosen: vec![format!("f{i}s0")],
             addresses: vec![server_ip(i, 0, servers)],
+            weights: vec![1.0],
             members: Members {
                 up: servers as u32,
                 total: servers as u32,

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use fedlb_core::Spread;
 use fedlb_core::time::human;
 
 use crate::model::{CommandOutput, DnsServer, DnsTarget, FileOutput};
@@ -78,6 +79,7 @@ impl Ctx<'_> {
             Some(a) => self.int("dns.answers", a, 1, 64).map(|a| a as usize),
             None => Some(1),
         };
+        let mut spread = Some(Spread::All);
         let server = match (raw.server, raw.servers, raw.embedded) {
             (Some(_), Some(_), _) => {
                 self.err("dns.server", "give `server` or `servers`, not both");
@@ -112,6 +114,20 @@ impl Ctx<'_> {
                     .then_some(DnsServer::Rfc2136 { primaries })
             }
             (None, None, Some(e)) => {
+                spread = match e.spread.as_deref() {
+                    None | Some("all") => Some(Spread::All),
+                    Some("weighted") => Some(Spread::Weighted),
+                    Some("hashed") => Some(Spread::Hashed),
+                    Some(other) => {
+                        self.err(
+                            "dns.embedded.spread",
+                            format!(
+                                "unknown spread \"{other}\" (expected all, weighted or hashed)"
+                            ),
+                        );
+                        None
+                    }
+                };
                 let listen = self.socket("dns.embedded.listen", &e.listen);
                 if e.state_dir.trim().is_empty() {
                     self.err("dns.embedded.state_dir", "must not be empty");
@@ -228,6 +244,8 @@ impl Ctx<'_> {
             ttl: ttl?,
             derive_ttl: raw.derive_ttl.unwrap_or(false),
             ttl_min: ttl_min?,
+            ttl_by_load: raw.ttl_by_load.unwrap_or(false),
+            spread: spread?,
             reconcile: reconcile?,
             file,
             command,

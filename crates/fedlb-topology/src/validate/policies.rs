@@ -2,10 +2,13 @@
 
 use std::collections::BTreeSet;
 
-use fedlb_core::{CandidateId, ClosestBy, FailStatic, Filter, Hysteresis, Policy, SelectorConfig};
+use fedlb_core::{
+    AnswerSet, CandidateId, ClosestBy, FailStatic, Filter, Hysteresis, Policy, SelectorConfig,
+    Spill,
+};
 
 use crate::policy::PolicyKind;
-use crate::schema::{RawPolicyTable, RawTier};
+use crate::schema::{RawAnswers, RawPolicyTable, RawTier};
 
 use super::{Ctx, OrderCheck, PolicyUse};
 
@@ -28,10 +31,37 @@ impl Ctx<'_> {
                 None => ok = false,
             }
         }
-        if let Some(a) = raw.answers {
-            match self.int(&format!("{path}.answers"), a, 1, 64) {
-                Some(a) => cfg.answers = a as usize,
+        match &raw.answers {
+            Some(RawAnswers::Count(a)) => match self.int(&format!("{path}.answers"), *a, 1, 64) {
+                Some(a) => {
+                    cfg.answers = a as usize;
+                    cfg.set = AnswerSet::Top;
+                }
                 None => ok = false,
+            },
+            Some(RawAnswers::Named(name)) if name == "weighted" => cfg.set = AnswerSet::Weighted,
+            Some(RawAnswers::Named(other)) => {
+                self.err(
+                    format!("{path}.answers"),
+                    format!(
+                        "unknown answers \"{other}\" (expected a number of addresses 1..=64, or \"weighted\": every healthy member, weighted by headroom)"
+                    ),
+                );
+                ok = false;
+            }
+            None => {}
+        }
+        if let Some(sp) = &raw.spill {
+            match sp.as_str() {
+                "move" => cfg.spill = Spill::Move,
+                "split" => cfg.spill = Spill::Split,
+                other => {
+                    self.err(
+                        format!("{path}.spill"),
+                        format!("unknown spill \"{other}\" (expected move or split)"),
+                    );
+                    ok = false;
+                }
             }
         }
         if let Some(fs) = &raw.fail_static {
@@ -73,6 +103,24 @@ impl Ctx<'_> {
                 Some(r) => cfg.rotate_every = r,
                 None => ok = false,
             }
+        }
+        let has_max_load = matches!(&cfg.policy, Policy::Composite { filters, .. }
+            if filters.iter().any(|f| matches!(f, Filter::MaxLoad(_))));
+        if ok && cfg.spill == Spill::Split && !has_max_load {
+            self.err(
+                format!("{path}.spill"),
+                format!(
+                    "spill \"split\" needs a composite policy with a max_load filter (the limit it splits at); the policy is {}",
+                    cfg.policy
+                ),
+            );
+            ok = false;
+        }
+        if ok && cfg.spill == Spill::Split && cfg.set == AnswerSet::Weighted {
+            self.warn(
+                format!("{path}.spill"),
+                "spill \"split\" has no effect with answers = \"weighted\" (every healthy member is answered already)",
+            );
         }
         ok.then_some(cfg)
     }
@@ -124,7 +172,8 @@ impl Ctx<'_> {
             | PolicyKind::FastestResponse
             | PolicyKind::Weighted
             | PolicyKind::RoundRobin
-            | PolicyKind::Random => kind.plain()?,
+            | PolicyKind::Random
+            | PolicyKind::TwoChoices => kind.plain()?,
             PolicyKind::Closest => match raw.by.as_deref().unwrap_or("auto") {
                 "auto" => Policy::Closest(ClosestBy::Auto),
                 "rtt" => Policy::Closest(ClosestBy::Rtt),
