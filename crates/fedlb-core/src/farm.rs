@@ -98,6 +98,17 @@ impl Report {
     }
 }
 
+/// What the last summary sent for a service said, as far as deciding whether the next one
+/// must go at once (the summary itself, with every server's view, went to the shell).
+#[derive(Clone, Debug)]
+struct Sent {
+    policy: String,
+    addresses: Vec<IpAddr>,
+    weights: Vec<f64>,
+    degraded: bool,
+    members: Members,
+}
+
 /// What a farm node's shell carries out.
 // Summaries are most of the outputs and are moved straight into a message: boxing them
 // would add an allocation per summary to spare the rarer decisions a few hundred bytes.
@@ -113,11 +124,12 @@ pub enum FarmOutput {
 /// The farm node state machine.
 #[derive(Clone, Debug)]
 pub struct FarmState {
+    /// The farm's name and heartbeat; the services live in `tier` only.
     config: FarmConfig,
     tier: Tier,
     epoch: u64,
     seq: u64,
-    sent: BTreeMap<ServiceId, Summary>,
+    sent: BTreeMap<ServiceId, Sent>,
     next_heartbeat: Timestamp,
     rng: SmallRng,
     outputs: VecDeque<FarmOutput>,
@@ -126,9 +138,9 @@ pub struct FarmState {
 impl FarmState {
     /// A farm node with nothing heard yet. `epoch` should differ between runs; `seed`
     /// drives random policies.
-    pub fn new(config: FarmConfig, epoch: u64, seed: u64, now: Timestamp) -> Self {
+    pub fn new(mut config: FarmConfig, epoch: u64, seed: u64, now: Timestamp) -> Self {
         FarmState {
-            tier: Tier::new(config.services.clone()),
+            tier: Tier::new(std::mem::take(&mut config.services)),
             next_heartbeat: now + config.heartbeat,
             config,
             epoch,
@@ -170,16 +182,16 @@ impl FarmState {
     }
 
     /// Applies a new config (a reload), keeping what is known of servers that remain.
-    pub fn set_config(&mut self, config: FarmConfig, now: Timestamp) {
-        self.tier.set_services(config.services.clone());
+    pub fn set_config(&mut self, mut config: FarmConfig, now: Timestamp) {
+        let services = std::mem::take(&mut config.services);
         // a service whose local policy changed is summarised again at once, so the tier
         // above shows the policy the farm runs
         self.sent.retain(|s, old| {
-            config
-                .services
+            services
                 .get(s)
                 .is_some_and(|t| t.selector.policy.to_string() == old.policy)
         });
+        self.tier.set_services(services);
         self.config = config;
         self.tier.recompute_all(now, &mut self.rng);
         self.flush(now, false);
@@ -335,7 +347,16 @@ impl FarmState {
                 };
                 self.seq += 1;
                 summary.seq = self.seq;
-                self.sent.insert(service, summary.clone());
+                self.sent.insert(
+                    service,
+                    Sent {
+                        policy: summary.policy.clone(),
+                        addresses: summary.addresses.clone(),
+                        weights: summary.weights.clone(),
+                        degraded: summary.degraded,
+                        members: summary.members,
+                    },
+                );
                 self.outputs.push_back(FarmOutput::Summary(summary));
                 any = true;
             }

@@ -95,7 +95,7 @@ impl Filter {
     /// when the candidate does not report it.
     pub fn shown(&self, c: &Candidate) -> Option<String> {
         match self {
-            Filter::MaxLoad(_) => c.load().map(|l| format!("load {:.0} %", l * 100.0)),
+            Filter::MaxLoad(_) => c.load().map(|l| format!("load {} %", Whole(l * 100.0))),
             Filter::MaxResponseTime(_) => c.readings.response_time.map(|s| human(s.value)),
             Filter::MaxMetric(name, _) => c
                 .readings
@@ -228,8 +228,18 @@ impl Policy {
                 })
                 .collect(),
         };
-        let by_id = |id: &CandidateId| candidates.iter().find(|c| &c.id == id);
-        for r in &mut ranked {
+        // Only filters look a candidate up again: by name in a sorted copy (the first of
+        // equal names, as a search of `candidates` would find), not by a scan per candidate.
+        let mut by_name: Vec<&Candidate> = Vec::new();
+        if !filters.is_empty() {
+            by_name = candidates.to_vec();
+            by_name.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        let by_id = |id: &CandidateId| {
+            let i = by_name.partition_point(|c| &c.id < id);
+            by_name.get(i).copied().filter(|c| &c.id == id)
+        };
+        for r in ranked.iter_mut().filter(|_| !filters.is_empty()) {
             if let Some(c) = by_id(&r.id) {
                 r.passes = filters.iter().all(|f| f.passes(c));
                 // show what the filters looked at, so that the why says why a candidate
@@ -347,11 +357,27 @@ fn two_choices(mut drawn: Vec<&Candidate>) -> Vec<Ranked> {
         .collect()
 }
 
+/// A number as `{:.0}` writes it, but a whole number in range is written as an integer:
+/// the same digits (both round half to even) without the float formatter's exact mode,
+/// which was most of the cost of ranking.
+struct Whole(f64);
+
+impl fmt::Display for Whole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let x = self.0;
+        if x.is_sign_positive() && x < 9.0e15 {
+            write!(f, "{}", x.round_ties_even() as u64)
+        } else {
+            write!(f, "{x:.0}")
+        }
+    }
+}
+
 fn score(policy: &Policy, c: &Candidate) -> (Option<f64>, String) {
     let none = || (None, "no reading".to_owned());
     match policy {
         Policy::LeastLoaded => match c.load() {
-            Some(l) => (Some(l), format!("load {:.0} %", l * 100.0)),
+            Some(l) => (Some(l), format!("load {} %", Whole(l * 100.0))),
             None => none(),
         },
         Policy::FastestResponse => match c.readings.response_time {
@@ -379,8 +405,8 @@ fn score(policy: &Policy, c: &Candidate) -> (Option<f64>, String) {
 
 fn closest(by: ClosestBy, c: &Candidate) -> Option<(Option<f64>, String)> {
     let declared = || match c.distance? {
-        Distance::Pinned(ms) => Some((Some(ms), format!("{ms:.0} ms"))),
-        Distance::Kilometres(km) => Some((Some(km / 100.0), format!("{km:.0} km"))),
+        Distance::Pinned(ms) => Some((Some(ms), format!("{} ms", Whole(ms)))),
+        Distance::Kilometres(km) => Some((Some(km / 100.0), format!("{} km", Whole(km)))),
     };
     let rtt = || {
         c.readings.rtt.or(c.readings.response_time).map(|s| {

@@ -9,7 +9,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::candidate::{Candidate, Distance, Health, Members, Readings};
-use crate::decision::{Decision, Selector, SelectorConfig};
+use crate::decision::{Decision, Selector, SelectorConfig, Standing};
 use crate::health::Liveness;
 use crate::id::{CandidateId, RegionId, ServiceId};
 use crate::time::Timestamp;
@@ -352,11 +352,19 @@ impl ServiceTier {
     /// Every member as an operator sees it: health, why, rank and readings.
     pub fn views(&self, now: Timestamp) -> Vec<MemberView> {
         let decision = self.decision.as_ref();
+        // each member's standing by name, without a scan of the standings per member
+        let mut standings: Vec<&Standing> =
+            decision.map_or(Vec::new(), |d| d.standings.iter().collect());
+        standings.sort_by(|a, b| a.id.cmp(&b.id));
+        let standing_of = |id: &CandidateId| {
+            let i = standings.partition_point(|s| &s.id < id);
+            standings.get(i).copied().filter(|s| &s.id == id)
+        };
         self.members
             .values()
             .map(|m| {
                 let c = m.candidate(now);
-                let standing = decision.and_then(|d| d.standings.iter().find(|s| s.id == c.id));
+                let standing = standing_of(&c.id);
                 MemberView {
                     reason: m.reason(now),
                     rank: standing.and_then(|s| s.rank),
