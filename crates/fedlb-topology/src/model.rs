@@ -297,10 +297,6 @@ impl std::fmt::Display for Continent {
     }
 }
 
-/// What a client map needs of one region, in plain types: its name, prefixes, country
-/// codes (ISO 3166-1 alpha-2) and continent codes (`EU`), as geoip databases write them.
-pub type RegionClientsInput = (RegionId, Vec<IpNet>, Vec<String>, Vec<String>);
-
 /// A replicated service.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Service {
@@ -627,22 +623,6 @@ impl Topology {
                     .iter()
                     .filter_map(|c| Some((c.clone(), self.region_distance(r, c)?)))
                     .collect(),
-            })
-            .collect()
-    }
-
-    /// What a client map needs, per region in name order: (name, prefixes, countries,
-    /// continents), the codes upper-case as geoip databases write them.
-    pub fn client_map_input(&self) -> Vec<RegionClientsInput> {
-        self.regions
-            .values()
-            .map(|r| {
-                (
-                    r.id.clone(),
-                    r.clients.clone(),
-                    r.countries.iter().cloned().collect(),
-                    r.continents.iter().map(|c| c.code().to_owned()).collect(),
-                )
             })
             .collect()
     }

@@ -269,32 +269,6 @@ fn region_specs_pin_declared_distances_and_compute_the_rest() {
 }
 
 #[test]
-fn the_client_map_input_is_plain_data() {
-    let t = regions().topology;
-    assert_eq!(
-        t.client_map_input(),
-        vec![
-            (
-                RegionId::from("eu"),
-                vec![
-                    net("127.0.10.0/24"),
-                    net("2001:db8:10::/48"),
-                    net("192.0.2.1/32")
-                ],
-                vec![],
-                vec![],
-            ),
-            (
-                RegionId::from("us"),
-                vec![net("127.0.20.0/24")],
-                vec!["CA".to_owned(), "US".to_owned()],
-                vec!["NA".to_owned()],
-            ),
-        ]
-    );
-}
-
-#[test]
 fn with_regions_the_default_global_policy_is_closest_under_80_percent_load() {
     let www = ServiceId::from("www");
     let t = regions().topology;
