@@ -114,10 +114,12 @@ impl Ctx<'_> {
                     .then_some(DnsServer::Rfc2136 { primaries })
             }
             (None, None, Some(e)) => {
+                // By default each query gets one member of a weighted set, chosen by weight
+                // from its client's subnet: the scenario suite chose it (README).
                 spread = match e.spread.as_deref() {
-                    None | Some("all") => Some(Spread::All),
+                    None | Some("hashed") => Some(Spread::Hashed),
+                    Some("all") => Some(Spread::All),
                     Some("weighted") => Some(Spread::Weighted),
-                    Some("hashed") => Some(Spread::Hashed),
                     Some(other) => {
                         self.err(
                             "dns.embedded.spread",
