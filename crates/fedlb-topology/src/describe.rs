@@ -287,8 +287,25 @@ fn probe(p: &Probe) -> String {
             crate::model::LoadSource::NginxStubStatus { url } => {
                 format!("load from nginx stub_status {url}")
             }
-            crate::model::LoadSource::Prometheus { url, metric } => {
-                format!("load from {metric} at {url}")
+            crate::model::LoadSource::Prometheus {
+                url,
+                metric,
+                labels,
+                record_as,
+            } => {
+                let labels: Vec<String> =
+                    labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                let labels = if labels.is_empty() {
+                    String::new()
+                } else {
+                    format!("{{{}}}", labels.join(","))
+                };
+                let what = match record_as {
+                    crate::model::RecordAs::Pending => "load from",
+                    crate::model::RecordAs::Connections => "connections from",
+                    crate::model::RecordAs::Metric => "metric",
+                };
+                format!("{what} {metric}{labels} at {url}")
             }
             crate::model::LoadSource::ProcNetTcp { port } => {
                 format!("load: connections to port {port}")

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fedlb_core::{
-    CandidateId, Distance, FarmConfig, FarmId, GlobalConfig, Liveness, MemberKind, MemberSpec,
+    Aggregate, CandidateId, Distance, FarmConfig, FarmId, GlobalConfig, Liveness, MemberKind, MemberSpec,
     MonitorConfig, ProbeId, ProbeSchedule, RegionId, RegionSpec, SelectorConfig, ServerId,
     ServiceId, Spread, Thresholds, TierService, TtlRule,
 };
@@ -314,6 +314,9 @@ pub struct Service {
     pub global: SelectorConfig,
     /// How farm nodes choose among their servers, unless a farm overrides it.
     pub local: SelectorConfig,
+    /// The application metrics farm summaries carry upward, each with the rule that
+    /// aggregates it over the farm's servers that are up (`metrics = { dbms_users = "sum" }`).
+    pub metrics: BTreeMap<String, Aggregate>,
 }
 
 /// One probe of a service.
@@ -404,6 +407,18 @@ pub struct HttpCheck {
     pub ca_file: Option<PathBuf>,
 }
 
+/// What a number read by a Prometheus load probe is recorded as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordAs {
+    /// Pending requests (the default: what `least_loaded` and `max_load` read).
+    Pending,
+    /// Open connections.
+    Connections,
+    /// An application metric under the Prometheus metric's own name (what `lowest_metric`
+    /// and `max_metric` read).
+    Metric,
+}
+
 /// Where a load probe reads load.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LoadSource {
@@ -412,12 +427,17 @@ pub enum LoadSource {
         /// Its URL.
         url: String,
     },
-    /// One metric of a Prometheus text exposition.
+    /// One metric of a Prometheus text exposition: the series of that name carrying every
+    /// label of `labels`, summed.
     Prometheus {
         /// The exposition URL.
         url: String,
-        /// The metric read (as pending requests).
+        /// The metric read.
         metric: String,
+        /// Labels a series must carry to count (`handler="api"`).
+        labels: Vec<(String, String)>,
+        /// What the value is recorded as.
+        record_as: RecordAs,
     },
     /// Established connections to a local port, from `/proc/net/tcp{,6}` (intrusive mode).
     ProcNetTcp {
@@ -661,6 +681,12 @@ impl Topology {
             farm: f.id.clone(),
             services,
             heartbeat: f.heartbeat.interval,
+            metrics: self
+                .services
+                .values()
+                .filter(|s| !s.metrics.is_empty())
+                .map(|s| (s.id.clone(), s.metrics.clone()))
+                .collect(),
         })
     }
 

@@ -438,6 +438,8 @@ pub(crate) struct RawService {
     pub local: Option<RawTier>,
     #[serde(default)]
     pub probes: Vec<RawProbe>,
+    /// Metric name → how farms aggregate it in their summaries.
+    pub metrics: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -536,6 +538,7 @@ pub(crate) struct RawFilter {
     pub max_load: Option<f64>,
     pub max_response_time: Option<RawDuration>,
     pub max_metric: Option<BTreeMap<String, f64>>,
+    pub missing: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -562,6 +565,9 @@ pub(crate) struct RawProbe {
     pub url: Option<String>,
     // load (prometheus) and command
     pub metric: Option<String>,
+    // load (prometheus)
+    pub labels: Option<BTreeMap<String, String>>,
+    pub record_as: Option<String>,
     // command
     pub argv: Option<Vec<String>>,
 }

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use fedlb_core::time::human;
 use fedlb_core::{
-    ClosestBy, Filter, Hysteresis, Policy, ProbeId, SelectorConfig, ServiceId, Thresholds,
+    Aggregate, ClosestBy, Filter, Hysteresis, Policy, ProbeId, SelectorConfig, ServiceId, Thresholds,
 };
 
-use crate::model::{DnsTarget, HttpCheck, LoadSource, Probe, ProbeKind, Service};
+use crate::model::{DnsTarget, HttpCheck, LoadSource, Probe, ProbeKind, RecordAs, Service};
 use crate::schema::{RawProbe, RawService};
 
 use super::{
@@ -24,6 +24,7 @@ impl Ctx<'_> {
         default_answers: usize,
         dns: Option<&DnsTarget>,
         regions: bool,
+        in_farms: bool,
         orders: &mut Vec<OrderCheck>,
     ) -> Option<Service> {
         let name_ok = self.name(&format!("{path}.name"), &raw.name);
@@ -71,6 +72,34 @@ impl Ctx<'_> {
             );
         }
         let metrics = metrics_of_probes(&probes);
+        let mut rules: BTreeMap<String, Aggregate> = BTreeMap::new();
+        for (name, rule) in raw.metrics.iter().flatten() {
+            let mpath = format!("{path}.metrics.{name}");
+            match Aggregate::from_name(rule) {
+                Some(a) => {
+                    if !metrics.contains(name) {
+                        self.warn(
+                            &mpath,
+                            format!(
+                                "no probe of service \"{id}\" measures metric \"{name}\" (add a command probe, or a prometheus load probe with record_as = \"metric\")"
+                            ),
+                        );
+                    }
+                    rules.insert(name.clone(), a);
+                }
+                None => self.err(
+                    mpath,
+                    format!(
+                        "unknown aggregation \"{rule}\" for metric \"{name}\" (expected min, max, sum or mean)"
+                    ),
+                ),
+            }
+        }
+        let carried: BTreeSet<String> = rules
+            .keys()
+            .filter(|m| metrics.contains(*m))
+            .cloned()
+            .collect();
         let global_base = SelectorConfig {
             answers: default_answers,
             ..SelectorConfig::new(default_global_policy(regions))
@@ -79,6 +108,7 @@ impl Ctx<'_> {
             service: &id,
             scope: Scope::Global,
             metrics: &metrics,
+            farm_metrics: in_farms.then_some(&carried),
         };
         let global = self.tier(
             &format!("{path}.global"),
@@ -91,6 +121,7 @@ impl Ctx<'_> {
             service: &id,
             scope: Scope::AnyFarm,
             metrics: &metrics,
+            farm_metrics: None,
         };
         let local = self.tier(
             &format!("{path}.local"),
@@ -126,6 +157,7 @@ impl Ctx<'_> {
             probes,
             global: global?,
             local: local?,
+            metrics: rules,
         })
     }
 
@@ -150,7 +182,7 @@ impl Ctx<'_> {
             "http" => &["path", "host", "expect_status", "body_contains"],
             "https" => &["path", "host", "expect_status", "body_contains", "ca_file"],
             "hops" => &["max_hops"],
-            "load" => &["source", "url", "metric"],
+            "load" => &["source", "url", "metric", "labels", "record_as"],
             "command" => &["argv", "metric"],
             _ => &[],
         };
@@ -164,6 +196,8 @@ impl Ctx<'_> {
             ("source", raw.source.is_some()),
             ("url", raw.url.is_some()),
             ("metric", raw.metric.is_some()),
+            ("labels", raw.labels.is_some()),
+            ("record_as", raw.record_as.is_some()),
             ("argv", raw.argv.is_some()),
         ];
         let mut ok = true;
@@ -335,24 +369,63 @@ impl Ctx<'_> {
         };
         match source.as_str() {
             "nginx_stub_status" => {
-                if raw.metric.is_some() {
-                    self.err(
-                        p("metric"),
-                        "`metric` does not apply to source \"nginx_stub_status\"",
-                    );
+                for (f, given) in [
+                    ("metric", raw.metric.is_some()),
+                    ("labels", raw.labels.is_some()),
+                    ("record_as", raw.record_as.is_some()),
+                ] {
+                    if given {
+                        self.err(
+                            p(f),
+                            format!("`{f}` does not apply to source \"nginx_stub_status\""),
+                        );
+                    }
                 }
                 url(self).map(|url| LoadSource::NginxStubStatus { url })
             }
             "prometheus" => {
                 let u = url(self);
                 let m = self.metric_name(&p("metric"), raw.metric.as_deref(), "prometheus");
+                let record_as = match raw.record_as.as_deref() {
+                    None | Some("pending") => Some(RecordAs::Pending),
+                    Some("connections") => Some(RecordAs::Connections),
+                    Some("metric") => Some(RecordAs::Metric),
+                    Some(other) => {
+                        self.err(
+                            p("record_as"),
+                            format!("unknown record_as \"{other}\" (expected pending, connections or metric: the metric under its own name)"),
+                        );
+                        None
+                    }
+                };
+                let mut labels = Vec::new();
+                for (k, v) in raw.labels.iter().flatten() {
+                    let valid = !k.is_empty()
+                        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        && !k.starts_with(|c: char| c.is_ascii_digit());
+                    if valid {
+                        labels.push((k.clone(), v.clone()));
+                    } else {
+                        self.err(
+                            format!("{}.{k}", p("labels")),
+                            format!("\"{k}\" is not a Prometheus label name (letters, digits and _, not starting with a digit)"),
+                        );
+                    }
+                }
                 Some(LoadSource::Prometheus {
                     url: u?,
                     metric: m?,
+                    labels,
+                    record_as: record_as?,
                 })
             }
             "proc_net_tcp" => {
-                for (f, given) in [("url", raw.url.is_some()), ("metric", raw.metric.is_some())] {
+                for (f, given) in [
+                    ("url", raw.url.is_some()),
+                    ("metric", raw.metric.is_some()),
+                    ("labels", raw.labels.is_some()),
+                    ("record_as", raw.record_as.is_some()),
+                ] {
                     if given {
                         self.err(
                             p(f),
@@ -436,7 +509,11 @@ pub(super) fn metrics_of_probes(probes: &[Probe]) -> BTreeSet<String> {
         .iter()
         .filter_map(|p| match &p.kind {
             ProbeKind::Command { metric, .. } => Some(metric.clone()),
-            ProbeKind::Load(LoadSource::Prometheus { metric, .. }) => Some(metric.clone()),
+            ProbeKind::Load(LoadSource::Prometheus {
+                metric,
+                record_as: RecordAs::Metric,
+                ..
+            }) => Some(metric.clone()),
             _ => None,
         })
         .collect()
