@@ -21,7 +21,7 @@ impl Topology {
                 let _ = writeln!(
                     w,
                     "dns: zone {} on {} by RFC 2136",
-                    dns.zone,
+                    zones_shown(dns),
                     list.join(", ")
                 );
             }
@@ -34,7 +34,7 @@ impl Topology {
                 let _ = writeln!(
                     w,
                     "dns: zone {} on the embedded server at {listen} (state in {})",
-                    dns.zone,
+                    zones_shown(dns),
                     state_dir.display()
                 );
                 if !secondaries.is_empty() {
@@ -326,4 +326,27 @@ fn probe(p: &Probe) -> String {
             ", measures only"
         }
     )
+}
+
+/// The zones as `fedlb check` lists them: `a.test.`, or `a.test., b.test. (own servers)`.
+fn zones_shown(dns: &crate::model::DnsTarget) -> String {
+    dns.zones
+        .iter()
+        .map(|z| {
+            let mut own = Vec::new();
+            if let Some(s) = &z.servers {
+                let list: Vec<String> = s.iter().map(ToString::to_string).collect();
+                own.push(format!("servers {}", list.join(", ")));
+            }
+            if let Some(k) = &z.tsig {
+                own.push(format!("key {}", k.name));
+            }
+            if own.is_empty() {
+                z.name.clone()
+            } else {
+                format!("{} ({})", z.name, own.join("; "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -123,8 +123,10 @@ pub struct GlobalNode {
 /// Where answers are published.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DnsTarget {
-    /// The zone updated, lowercase with a trailing dot.
+    /// The zone updated, lowercase with a trailing dot (with `dns.zones`, the first).
     pub zone: String,
+    /// Every zone updated (`dns.zone` alone: that one, with the dns-level servers and key).
+    pub zones: Vec<Zone>,
     /// TTL of published records.
     pub ttl: Duration,
     /// Derive the TTL from the time until the answer could next change, between
@@ -156,6 +158,36 @@ pub struct DnsTarget {
     /// The MaxMind-format country database that places clients of regions with `geoip`
     /// (GeoIP2/GeoLite2 Country, DB-IP); `None` when no region matches by geography.
     pub geoip_database: Option<PathBuf>,
+}
+
+/// One zone fedlb publishes into.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Zone {
+    /// Its name, lowercase with a trailing dot.
+    pub name: String,
+    /// Its own primaries (external servers only); `None`: `dns.servers`.
+    pub servers: Option<Vec<SocketAddr>>,
+    /// Its own key; `None`: `dns.tsig` (also when the key file was not read: see
+    /// `tsig_file`).
+    pub tsig: Option<TsigKey>,
+    /// Its key file, when its key comes from one.
+    pub tsig_file: Option<PathBuf>,
+}
+
+impl DnsTarget {
+    /// The zone a name (lowercase, trailing dot) is published in: the longest zone it ends
+    /// with.
+    pub fn zone_of(&self, fqdn: &str) -> Option<&Zone> {
+        self.zones
+            .iter()
+            .filter(|z| in_zone(fqdn, &z.name))
+            .max_by_key(|z| z.name.len())
+    }
+}
+
+/// Whether `name` is `zone` or below it (both lowercase with a trailing dot).
+pub fn in_zone(name: &str, zone: &str) -> bool {
+    name == zone || zone == "." || name.ends_with(&format!(".{zone}"))
 }
 
 /// Files the answers are also written to.

@@ -147,6 +147,28 @@
 //! `secret = "base64…"` gives the secret inline (handy from the environment:
 //! `FEDLB__DNS__TSIG__SECRET`). Algorithms: `hmac-sha256`, `hmac-sha384`, `hmac-sha512`.
 //!
+//! **Several zones**: instead of `zone`, `zones` lists them (not both):
+//!
+//! ```toml
+//! [dns]
+//! servers = ["127.0.0.1:53"]
+//! tsig = { key_file = "keys/fedlb-key.conf" }
+//! zones = [
+//!   { name = "example.com." },                                   # dns.servers, dns.tsig
+//!   { name = "example.net.", servers = ["192.0.2.54:53"], tsig = { key_file = "keys/net.conf" } },
+//! ]
+//! ```
+//!
+//! A service's FQDN picks its zone: the longest zone it ends with. Each zone gets one UPDATE
+//! per change tick, to its own `servers` signed with its own `tsig` when given, else to
+//! `dns.servers` with `dns.tsig`. Regions keep working: each view (embedded or BIND) holds
+//! every zone, written with the region's key; a region with primaries of its own gets every
+//! zone there. The embedded server serves every zone itself (per-zone `servers` and `tsig`
+//! are refused with it). Refused: an FQDN in no zone, a zone listed twice, a zone inside
+//! another (a name under both would depend on delegation: publish the inner zone's names in
+//! the outer one, or serve it elsewhere), both `zone` and `zones`, and — for now — several
+//! zones with `dns.file`, `dns.command` or `dns.embedded.secondaries`.
+//!
 //! `geoip_database`: a MaxMind-format country database (GeoIP2/GeoLite2 Country, DB-IP),
 //! needed when a region places clients by `geoip`. Checked to be a file where key files
 //! are read (the global node, `fedlb check`).
@@ -156,7 +178,7 @@
 //! | field | type | |
 //! |---|---|---|
 //! | `name` | name | required, unique |
-//! | `fqdn` | domain name | the name answered, inside `dns.zone` (required) |
+//! | `fqdn` | domain name | the name answered, inside `dns.zone` or one of `dns.zones` (required) |
 //! | `port` | 1–65535 | the service port, probed unless a probe says otherwise (required) |
 //! | `ttl` | duration | TTL of this name's records (default: `dns.ttl`) |
 //! | `global` | tier | how the global node chooses among farms and direct servers |
@@ -380,7 +402,8 @@ pub(crate) struct RawDns {
     pub server: Option<String>,
     pub servers: Option<Vec<String>>,
     pub embedded: Option<RawEmbedded>,
-    pub zone: String,
+    pub zone: Option<String>,
+    pub zones: Option<Vec<RawZone>>,
     pub ttl: Option<RawDuration>,
     pub ttl_min: Option<RawDuration>,
     pub derive_ttl: Option<bool>,
@@ -416,6 +439,15 @@ pub(crate) struct RawEmbedded {
     pub secondaries: Vec<String>,
     pub transfer_key: Option<RawTsig>,
     pub spread: Option<String>,
+}
+
+/// One zone of `dns.zones`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawZone {
+    pub name: String,
+    pub servers: Option<Vec<String>>,
+    pub tsig: Option<RawTsig>,
 }
 
 #[derive(Debug, Deserialize)]

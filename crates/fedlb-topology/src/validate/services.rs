@@ -31,12 +31,20 @@ impl Ctx<'_> {
         let id = ServiceId(raw.name.clone());
         let fqdn = self.domain(&format!("{path}.fqdn"), &raw.fqdn);
         if let (Some(f), Some(d)) = (&fqdn, dns)
-            && !(f == &d.zone || f.ends_with(&format!(".{}", d.zone)))
+            && d.zone_of(f).is_none()
         {
-            self.err(
-                format!("{path}.fqdn"),
-                format!("\"{f}\" is not inside zone \"{}\"", d.zone),
-            );
+            let message = match d.zones.as_slice() {
+                [one] => format!("\"{f}\" is not inside zone \"{}\"", one.name),
+                zones => format!(
+                    "\"{f}\" is inside no zone of dns.zones ({})",
+                    zones
+                        .iter()
+                        .map(|z| format!("\"{}\"", z.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            self.err(format!("{path}.fqdn"), message);
         }
         let port = self.port(&format!("{path}.port"), raw.port);
 
