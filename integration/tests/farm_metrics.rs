@@ -65,9 +65,11 @@ fn farms(fed: &Fed, global_policy: &str, probe: &str) -> Topo {
 /// Writes the topology (with `service_extra` lines in the service), certificates, a backend
 /// per server; `before_nodes` runs once the backends listen; then every node.
 fn start(fed: &mut Fed, topo: &Topo, service_extra: &str, before_nodes: impl FnOnce()) {
-    let text = topo
-        .to_toml()
-        .replacen("port = 8080\nglobal", &format!("port = 8080\n{service_extra}global"), 1);
+    let text = topo.to_toml().replacen(
+        "port = 8080\nglobal",
+        &format!("port = 8080\n{service_extra}global"),
+        1,
+    );
     fed.write_topology(&text);
     fed.certs();
     for s in topo.servers() {
@@ -101,8 +103,7 @@ fn reading(c: &serde_json::Value, path: &[&str]) -> Option<f64> {
 }
 
 #[test]
-fn a_global_lowest_metric_policy_chooses_the_farm_with_the_fewest_users_summed_over_its_servers()
-{
+fn a_global_lowest_metric_policy_chooses_the_farm_with_the_fewest_users_summed_over_its_servers() {
     let scenario = "farm-metric";
     let mut fed = Fed::new(scenario);
     let topo = farms(
@@ -110,18 +111,26 @@ fn a_global_lowest_metric_policy_chooses_the_farm_with_the_fewest_users_summed_o
         r#"{ kind = "lowest_metric", metric = "dbms_users" }"#,
         USERS_PROBE,
     );
-    start(&mut fed, &topo, "metrics = { dbms_users = \"sum\" }\n", || {
-        // near: 30 + 30 = 60 users in all, far: 40 (by the mean, near would have fewer)
-        for (s, u) in [("n1", 30.0), ("n2", 30.0), ("f1", 40.0)] {
-            set_users(&topo, s, u);
-        }
-    });
+    start(
+        &mut fed,
+        &topo,
+        "metrics = { dbms_users = \"sum\" }\n",
+        || {
+            // near: 30 + 30 = 60 users in all, far: 40 (by the mean, near would have fewer)
+            for (s, u) in [("n1", 30.0), ("n2", 30.0), ("f1", 40.0)] {
+                set_users(&topo, s, u);
+            }
+        },
+    );
     let dns = fedlb_integration::DnsWatch::new(topo.dns_addr(), &topo.fqdn);
     let (n1, n2, f1) = (ip_of(&topo, "n1"), ip_of(&topo, "n2"), ip_of(&topo, "f1"));
     dns.wait_answer(&[f1], Instant::now());
     // the farms' summaries carry the sum, of the labelled series only (the decoy is 1e9)
     wait_for("near to report 60 users, far 40", PATIENCE, || {
-        let near = reading(&global_candidate(&topo, "near")?, &["metrics", "dbms_users"])?;
+        let near = reading(
+            &global_candidate(&topo, "near")?,
+            &["metrics", "dbms_users"],
+        )?;
         let far = reading(&global_candidate(&topo, "far")?, &["metrics", "dbms_users"])?;
         (near == 60.0 && far == 40.0).then_some(())
     });
@@ -155,8 +164,7 @@ fn a_global_closest_by_hops_policy_ranks_farms_by_the_hops_their_summaries_carry
         let near = global_candidate(&topo, "near")?;
         let far = global_candidate(&topo, "far")?;
         let both = [reading(&near, &["hops"])?, reading(&far, &["hops"])?];
-        (both == [1.0, 1.0] && near["shown"] == "1 hops" && far["shown"] == "1 hops")
-            .then_some(())
+        (both == [1.0, 1.0] && near["shown"] == "1 hops" && far["shown"] == "1 hops").then_some(())
     });
     let f1: IpAddr = ip_of(&topo, "f1");
     dns.wait_answer(&[f1], Instant::now());

@@ -90,9 +90,11 @@ impl Filter {
             Filter::MaxMetric(name, max) => {
                 c.readings.metrics.get(name).is_none_or(|s| s.value <= *max)
             }
-            Filter::MaxMetricRequired(name, max) => {
-                c.readings.metrics.get(name).is_some_and(|s| s.value <= *max)
-            }
+            Filter::MaxMetricRequired(name, max) => c
+                .readings
+                .metrics
+                .get(name)
+                .is_some_and(|s| s.value <= *max),
         }
     }
 }

@@ -137,16 +137,41 @@ fn a_farm_summary_carries_the_hops_of_its_answer_and_each_declared_metric_by_its
         ],
     );
     let t = at(100);
-    let m = |users, lag, cpu, free| [("users", users), ("lag", lag), ("cpu", cpu), ("free", free), ("secret", 1.0)];
+    let m = |users, lag, cpu, free| {
+        [
+            ("users", users),
+            ("lag", lag),
+            ("cpu", cpu),
+            ("free", free),
+            ("secret", 1.0),
+        ]
+    };
     // b is the least loaded (the farm's answer) but c is closer: the farm is as far as its
     // answer, not as its closest server
-    f.handle_report(&report("a", 1, Health::Up, 30, Some(2), &m(10.0, 5.0, 0.25, 7.0), t), t)
-        .unwrap();
-    f.handle_report(&report("b", 1, Health::Up, 10, Some(4), &m(20.0, 9.0, 0.75, 3.0), t), t)
-        .unwrap();
+    f.handle_report(
+        &report("a", 1, Health::Up, 30, Some(2), &m(10.0, 5.0, 0.25, 7.0), t),
+        t,
+    )
+    .unwrap();
+    f.handle_report(
+        &report("b", 1, Health::Up, 10, Some(4), &m(20.0, 9.0, 0.75, 3.0), t),
+        t,
+    )
+    .unwrap();
     // a down server's metrics do not count
-    f.handle_report(&report("c", 1, Health::Down, 0, Some(1), &m(900.0, 900.0, 9.0, 0.0), t), t)
-        .unwrap();
+    f.handle_report(
+        &report(
+            "c",
+            1,
+            Health::Down,
+            0,
+            Some(1),
+            &m(900.0, 900.0, 9.0, 0.0),
+            t,
+        ),
+        t,
+    )
+    .unwrap();
     let s = last_summary(&mut f, t);
     assert_eq!(s.chosen, vec![CandidateId::from("b")]);
     assert_eq!(s.readings.hops.map(|h| h.value), Some(4));
@@ -211,12 +236,21 @@ fn global_lowest_metric_ranks_farms_by_their_aggregate_and_the_rule_decides() {
         let mut us = farm("us", &[("us1", 11)], &[("users", rule)]);
         let mut g = global(Policy::LowestMetric("users".into()), &["eu", "us"]);
         let t = at(0);
-        eu.handle_report(&report("eu1", 1, Health::Up, 1, None, &[("users", 10.0)], t), t)
-            .unwrap();
-        eu.handle_report(&report("eu2", 1, Health::Up, 2, None, &[("users", 10.0)], t), t)
-            .unwrap();
-        us.handle_report(&report("us1", 1, Health::Up, 1, None, &[("users", 15.0)], t), t)
-            .unwrap();
+        eu.handle_report(
+            &report("eu1", 1, Health::Up, 1, None, &[("users", 10.0)], t),
+            t,
+        )
+        .unwrap();
+        eu.handle_report(
+            &report("eu2", 1, Health::Up, 2, None, &[("users", 10.0)], t),
+            t,
+        )
+        .unwrap();
+        us.handle_report(
+            &report("us1", 1, Health::Up, 1, None, &[("users", 15.0)], t),
+            t,
+        )
+        .unwrap();
         g.handle_summary(&last_summary(&mut eu, t), t).unwrap();
         g.handle_summary(&last_summary(&mut us, t), t).unwrap();
         let d = chosen(&g);
@@ -230,10 +264,16 @@ fn a_required_metric_filter_fails_a_farm_that_does_not_report_the_metric() {
     let mut eu = farm("eu", &[("eu1", 1)], &[]);
     let mut us = farm("us", &[("us1", 11)], &[("users", Aggregate::Sum)]);
     let t = at(0);
-    eu.handle_report(&report("eu1", 1, Health::Up, 1, None, &[("users", 1.0)], t), t)
-        .unwrap();
-    us.handle_report(&report("us1", 1, Health::Up, 9, None, &[("users", 50.0)], t), t)
-        .unwrap();
+    eu.handle_report(
+        &report("eu1", 1, Health::Up, 1, None, &[("users", 1.0)], t),
+        t,
+    )
+    .unwrap();
+    us.handle_report(
+        &report("us1", 1, Health::Up, 9, None, &[("users", 50.0)], t),
+        t,
+    )
+    .unwrap();
     let (s_eu, s_us) = (last_summary(&mut eu, t), last_summary(&mut us, t));
     for (filter, expected) in [
         // missing passes: eu is not known to be over, and is less loaded

@@ -14,8 +14,8 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -168,12 +168,17 @@ pub fn router(b: Arc<Behaviour>) -> Router {
             post(
                 |State(b): State<Arc<Behaviour>>, Query(q): Query<MetricQuery>| async move {
                     let valid = !q.name.is_empty()
-                        && q.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        && q.name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_')
                         && q.value.is_finite();
                     if !valid {
                         return (
                             StatusCode::BAD_REQUEST,
-                            format!("metric {:?} = {}: not a metric name and a number\n", q.name, q.value),
+                            format!(
+                                "metric {:?} = {}: not a metric name and a number\n",
+                                q.name, q.value
+                            ),
                         );
                     }
                     b.set_metric(&q.name, q.value);

@@ -306,7 +306,13 @@ async fn start_dns(
     t: &Topology,
     zones: &[ViewZone],
     weights: Option<AnswerWeights>,
-) -> Result<(Vec<(Option<RegionId>, ViewZone, Publisher)>, Option<EmbeddedServer>), NodeError> {
+) -> Result<
+    (
+        Vec<(Option<RegionId>, ViewZone, Publisher)>,
+        Option<EmbeddedServer>,
+    ),
+    NodeError,
+> {
     let publisher = |zone: &Name, primaries: Vec<std::net::SocketAddr>, key: TsigKey| {
         let mut config = Rfc2136Config::new(zone.clone(), primaries, key);
         config.reconcile_interval = t.dns.reconcile;

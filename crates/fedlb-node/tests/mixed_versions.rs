@@ -7,7 +7,9 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use fedlb_net::{Client, ClientConfig, ClientEndpoint, ConnState, Role, TransportSettings, bind_udp};
+use fedlb_net::{
+    Client, ClientConfig, ClientEndpoint, ConnState, Role, TransportSettings, bind_udp,
+};
 use fedlb_node::common::{identity, load_tls};
 use fedlb_proto::{Message, PROTOCOL_VERSION};
 use support::*;

@@ -105,15 +105,18 @@ async fn dns_a_from(source: IpAddr, server: SocketAddr, name: &str) -> Result<Ve
 
 /// Waits until a client at `source` gets `want` for every name.
 async fn wait_dns(source: IpAddr, dns: SocketAddr, names: &[&str], want: IpAddr) {
-    wait_for(&format!("{names:?} to answer {want} for {source}"), || async {
-        for name in names {
-            let got = dns_a_from(source, dns, name).await?;
-            if got != [want] {
-                return Err(format!("{name}: {got:?}"));
+    wait_for(
+        &format!("{names:?} to answer {want} for {source}"),
+        || async {
+            for name in names {
+                let got = dns_a_from(source, dns, name).await?;
+                if got != [want] {
+                    return Err(format!("{name}: {got:?}"));
+                }
             }
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
     .await;
 }
 
@@ -142,7 +145,12 @@ async fn two_zones_changed_in_one_tick_get_one_update_each_and_every_view_holds_
     wait_dns(default_client, dns, &names, ip(B, 11)).await;
     wait_dns(region_client, dns, &names, ip(B, 21)).await;
     // a name of one zone is not served from the other
-    assert!(dns_a_from(default_client, dns, "www.u.test.").await.unwrap().is_empty());
+    assert!(
+        dns_a_from(default_client, dns, "www.u.test.")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // settle: no update in flight
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -155,7 +163,10 @@ async fn two_zones_changed_in_one_tick_get_one_update_each_and_every_view_holds_
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let after = (serial(dns, "t.test.").await, serial(dns, "u.test.").await);
     assert_eq!(
-        (after.0.wrapping_sub(before.0), after.1.wrapping_sub(before.1)),
+        (
+            after.0.wrapping_sub(before.0),
+            after.1.wrapping_sub(before.1)
+        ),
         (1, 1),
         "UPDATEs applied per zone (t.test., u.test.): serials {before:?} → {after:?}"
     );

@@ -21,8 +21,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use fedlb_core::{
-    Aggregate, CandidateId, FarmId, Health, MemberKind, MemberView, Members, Readings, Report, Sample,
-    ServerId, ServiceId, Summary, Timestamp,
+    Aggregate, CandidateId, FarmId, Health, MemberKind, MemberView, Members, Readings, Report,
+    Sample, ServerId, ServiceId, Summary, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -291,11 +291,7 @@ impl WireSummary {
             members: s.members,
             capacity: s.capacity,
             readings: WireReadings::from_readings(&s.readings, now),
-            aggregates: s
-                .aggregates
-                .iter()
-                .map(|(k, a)| (k.clone(), *a))
-                .collect(),
+            aggregates: s.aggregates.iter().map(|(k, a)| (k.clone(), *a)).collect(),
             degraded: s.degraded,
             servers: s
                 .servers

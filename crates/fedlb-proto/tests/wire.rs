@@ -4,9 +4,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use fedlb_core::{
-    Aggregate, Health, MemberKind, Members, Readings, Report, Sample, Timestamp,
-};
+use fedlb_core::{Aggregate, Health, MemberKind, Members, Readings, Report, Sample, Timestamp};
 use fedlb_proto::*;
 use proptest::prelude::*;
 
@@ -105,7 +103,10 @@ fn summary() -> impl Strategy<Value = WireSummary> {
         prop::collection::vec(addr(), 0..4),
         (0u32..100, 0u32..100),
         0.0f64..1e6,
-        (readings(), prop::collection::vec((name(), aggregate()), 0..3)),
+        (
+            readings(),
+            prop::collection::vec((name(), aggregate()), 0..3),
+        ),
         any::<bool>(),
         prop::collection::vec(view(), 0..3),
     )

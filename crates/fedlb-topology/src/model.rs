@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fedlb_core::{
-    Aggregate, CandidateId, Distance, FarmConfig, FarmId, GlobalConfig, Liveness, MemberKind, MemberSpec,
-    MonitorConfig, ProbeId, ProbeSchedule, RegionId, RegionSpec, SelectorConfig, ServerId,
-    ServiceId, Spread, Thresholds, TierService, TtlRule,
+    Aggregate, CandidateId, Distance, FarmConfig, FarmId, GlobalConfig, Liveness, MemberKind,
+    MemberSpec, MonitorConfig, ProbeId, ProbeSchedule, RegionId, RegionSpec, SelectorConfig,
+    ServerId, ServiceId, Spread, Thresholds, TierService, TtlRule,
 };
 use ipnet::IpNet;
 

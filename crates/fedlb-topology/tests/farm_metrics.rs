@@ -104,7 +104,9 @@ fn a_prometheus_load_probe_keeps_its_labels_and_may_record_a_metric_under_its_ow
         .collect();
     assert_eq!(warned.len(), 1, "{warned:#?}");
     assert!(
-        warned[0].starts_with("services[0].metrics.lag: no probe of service \"db\" measures metric \"lag\""),
+        warned[0].starts_with(
+            "services[0].metrics.lag: no probe of service \"db\" measures metric \"lag\""
+        ),
         "{warned:#?}"
     );
 }

@@ -163,7 +163,12 @@ pub fn bind_config(t: &Topology, options: &BindOptions) -> anyhow::Result<String
         .dns
         .zones
         .iter()
-        .map(|z| (z.name.trim_end_matches('.'), z.tsig.as_ref().unwrap_or(zone_key)))
+        .map(|z| {
+            (
+                z.name.trim_end_matches('.'),
+                z.tsig.as_ref().unwrap_or(zone_key),
+            )
+        })
         .collect();
     // the regions BIND serves as views: those without primaries of their own
     let views: Vec<&Region> = t
@@ -428,13 +433,19 @@ services = ["www"]
             .replace("services = [\"www\"]", "services = [\"www\", \"api\"]");
         let t = topology(&format!("{base}{}", region("eu", "\"127.0.10.0/24\"", "")));
         let conf = bind_config(&t, &options()).unwrap();
-        assert!(conf.contains(r#"key "other-key" { algorithm hmac-sha256;"#), "{conf}");
+        assert!(
+            conf.contains(r#"key "other-key" { algorithm hmac-sha256;"#),
+            "{conf}"
+        );
         // the other zone's key selects the default view, like the zone key
         assert!(
             conf.contains(r#"match-clients { key "eu-key"; !key "zone-key"; !key "other-key"; 127.0.10.0/24; };"#),
             "{conf}"
         );
-        assert!(conf.contains(r#"match-clients { !key "eu-key"; any; };"#), "{conf}");
+        assert!(
+            conf.contains(r#"match-clients { !key "eu-key"; any; };"#),
+            "{conf}"
+        );
         for zone in ["demo.test", "other.test"] {
             for view in ["eu", "default"] {
                 assert!(
@@ -445,9 +456,16 @@ services = ["www"]
         }
         let default = &conf[conf.find(r#"view "default""#).unwrap()..];
         assert!(default.contains("zone \"other.test\" {\n    type primary;\n    file \"/var/lib/bind/other.test.default.db\";\n    update-policy { grant \"other-key\" zonesub ANY; };"), "{default}");
-        assert!(default.contains(r#"grant "zone-key" zonesub ANY;"#), "{default}");
+        assert!(
+            default.contains(r#"grant "zone-key" zonesub ANY;"#),
+            "{default}"
+        );
         let eu = &conf[conf.find(r#"view "eu""#).unwrap()..conf.find(r#"view "default""#).unwrap()];
-        assert_eq!(eu.matches(r#"grant "eu-key" zonesub ANY;"#).count(), 2, "{eu}");
+        assert_eq!(
+            eu.matches(r#"grant "eu-key" zonesub ANY;"#).count(),
+            2,
+            "{eu}"
+        );
     }
 
     #[test]

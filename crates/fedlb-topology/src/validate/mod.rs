@@ -199,8 +199,10 @@ impl Ctx<'_> {
                 rs,
                 default_answers,
                 dns.as_ref(),
-                has_regions,
-                in_farms,
+                services::Placement {
+                    regions: has_regions,
+                    in_farms,
+                },
                 &mut orders,
             );
             if let Some(s) = svc {

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use fedlb_core::time::human;
 use fedlb_core::{
-    Aggregate, ClosestBy, Filter, Hysteresis, Policy, ProbeId, SelectorConfig, ServiceId, Thresholds,
+    Aggregate, ClosestBy, Filter, Hysteresis, Policy, ProbeId, SelectorConfig, ServiceId,
+    Thresholds,
 };
 
 use crate::model::{DnsTarget, HttpCheck, LoadSource, Probe, ProbeKind, RecordAs, Service};
@@ -16,6 +17,14 @@ use super::{
     PolicyUse, Scope,
 };
 
+/// Where a service is decided: with regions of clients or not, and whether farms offer it
+/// (then its global candidates are farms, which report only the metrics they aggregate).
+#[derive(Clone, Copy)]
+pub(super) struct Placement {
+    pub regions: bool,
+    pub in_farms: bool,
+}
+
 impl Ctx<'_> {
     pub(super) fn service(
         &mut self,
@@ -23,10 +32,10 @@ impl Ctx<'_> {
         raw: RawService,
         default_answers: usize,
         dns: Option<&DnsTarget>,
-        regions: bool,
-        in_farms: bool,
+        at: Placement,
         orders: &mut Vec<OrderCheck>,
     ) -> Option<Service> {
+        let Placement { regions, in_farms } = at;
         let name_ok = self.name(&format!("{path}.name"), &raw.name);
         let id = ServiceId(raw.name.clone());
         let fqdn = self.domain(&format!("{path}.fqdn"), &raw.fqdn);
