@@ -184,6 +184,26 @@
 //! | `global` | tier | how the global node chooses among farms and direct servers |
 //! | `local` | tier | how each farm node chooses among its servers (farms may override) |
 //! | `probes` | array of probes | how every instance of the service is measured |
+//! | `metrics` | table metric → `"min"` \| `"max"` \| `"sum"` \| `"mean"` | the application metrics farm summaries carry upward, each aggregated over the farm's servers that are up (`metrics = { dbms_users = "sum" }`); a metric not listed stays inside the farm |
+//!
+//! **Across farms.** A farm is one candidate of the global tier; its summary carries the
+//! farm's readings: pending requests and connections summed, the best response time, each
+//! metric of `metrics` by its rule, and its **hop count: the fewest hops of the servers of
+//! its answer, as the farm's `hops` probes measure them** — from the farm node (remote
+//! servers) or the server's agent (intrusive), not from the global node. The patent's
+//! "closest = fewest hops from the name server" would measure from the global node; fedlb
+//! does not probe the farms' servers from the global node (the farm node owns them, and a
+//! traceroute-style probe per farm answer from one node would follow every local change),
+//! so `closest` with `by = "hops"` ranks farms by how far their answer is from their own
+//! node; to rank by distance from the global node use `by = "rtt"` (QUIC round-trip time to
+//! each farm node) or declared distances.
+//!
+//! A `max_metric` filter table may say what a candidate that does not report the metric
+//! does: `{ max_metric = { dbms_users = 100 }, missing = "fail" }` (not known to be under
+//! the limit: fails) or `missing = "pass"`. Without `missing`, `fedlb check` refuses a filter
+//! some candidate could not report: a metric no probe measures, or, at the global tier of a
+//! service farms offer, one the service's `metrics` does not aggregate (every farm would
+//! pass unmeasured).
 //!
 //! A **tier** table: `policy` (default global `"closest"`, or with `[[regions]]` the
 //! composite `{ filters = [{ max_load = 0.8 }], rank = "closest", fallback = "least_loaded" }`;
@@ -209,7 +229,7 @@
 //! | `http`, `https` | `path` (default `/`), `host` (Host header), `expect_status` (default 200), `body_contains`, `ca_file` (https only) | 1s / 800ms | yes |
 //! | `icmp` | — | 1s / 800ms | yes |
 //! | `hops` | `max_hops` (default 30) | 1h / 10s | no |
-//! | `load` | `source = "nginx_stub_status"` + `url`; `source = "prometheus"` + `url` + `metric`; `source = "proc_net_tcp"` (+ optional `port`) | 1s / 800ms | no |
+//! | `load` | `source = "nginx_stub_status"` + `url`; `source = "prometheus"` + `url` + `metric` (+ optional `labels = { handler = "api" }`: only series carrying them count, summed; `record_as = "pending"` (default) \| `"connections"` \| `"metric"`: the value under the metric's own name, for `lowest_metric`, `max_metric` and farm `metrics`); `source = "proc_net_tcp"` (+ optional `port`) | 1s / 800ms | no |
 //! | `command` | `argv` (non-empty, run without a shell), `metric` (the number it prints) | 1s / 2s | no |
 //!
 //! A default timeout never exceeds the probe's interval. Probes run against the server's `probe_address` if it has one, else its first address.
@@ -333,7 +353,12 @@
 //! server, a region primary that is already the zone's or another region's; a composite
 //! `fallback` that is itself a composite; `answers` neither a number in 1..=64 nor
 //! `"weighted"`; an unknown `spill`, or `spill = "split"` without a composite policy with a
-//! `max_load` filter; an unknown `embedded.spread`.
+//! `max_load` filter; an unknown `embedded.spread`; zones: both `zone` and `zones`, a zone
+//! listed twice or inside another, an FQDN in no zone, per-zone `servers` or `tsig` with the
+//! embedded server, several zones with `file`, `command` or secondaries; metrics: an
+//! unknown aggregation rule, a `max_metric` filter without `missing` on a metric some
+//! candidate cannot report, an unknown `missing` or one on a filter without `max_metric`,
+//! an unknown `record_as`, a label name Prometheus would refuse.
 //!
 //! Limits: a topology file is at most 4 MiB and nested at most 64 levels; in YAML,
 //! anchors and aliases may copy at most 100,000 values or 4 MiB in all (an alias bomb is
