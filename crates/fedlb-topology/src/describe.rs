@@ -73,9 +73,24 @@ impl Topology {
 
         let _ = writeln!(w, "\nservices:");
         for s in self.services.values() {
-            let _ = writeln!(w, "  {} → {} port {}", s.id, s.fqdn, s.port);
+            let zone = if self.dns.zones.len() > 1 {
+                self.dns
+                    .zone_of(&s.fqdn)
+                    .map_or(String::new(), |z| format!(" (zone {})", z.name))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(w, "  {} → {}{zone} port {}", s.id, s.fqdn, s.port);
             let _ = writeln!(w, "    global: {}", selector(&s.global));
             let _ = writeln!(w, "    local:  {}", selector(&s.local));
+            if !s.metrics.is_empty() {
+                let rules: Vec<String> = s
+                    .metrics
+                    .iter()
+                    .map(|(m, a)| format!("{m} ({a})"))
+                    .collect();
+                let _ = writeln!(w, "    farm summaries carry: {}", rules.join(", "));
+            }
             for p in &s.probes {
                 let _ = writeln!(w, "    probe {}", probe(p));
             }
