@@ -37,6 +37,7 @@ fn farm(name: &str, sel: SelectorConfig, servers: &[(&str, u8, f64)]) -> FarmSta
         farm: name.into(),
         services,
         heartbeat: Duration::from_secs(1),
+        metrics: Default::default(),
     };
     let mut f = FarmState::new(cfg, 9, 1, at(0));
     f.set_coalesce(Duration::ZERO);
@@ -297,6 +298,7 @@ fn two_choices_spreads_rotations_by_capacity_and_avoids_the_busy_one_determinist
             farm: "eu".into(),
             services,
             heartbeat: Duration::from_secs(1),
+            metrics: Default::default(),
         };
         let mut f = FarmState::new(cfg, 1, seed, at(0));
         f.set_coalesce(Duration::ZERO);
