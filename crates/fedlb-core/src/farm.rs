@@ -21,6 +21,10 @@ use crate::time::Timestamp;
 pub struct FarmConfig {
     /// The farm.
     pub farm: FarmId,
+    /// This farm node's name (one of the farm's nodes; the farm's name when it has one):
+    /// its summaries carry it.
+    #[serde(default)]
+    pub node: String,
     /// Each service offered here: the local policy and the servers offering it.
     pub services: BTreeMap<ServiceId, TierService>,
     /// A summary goes upward at least this often (it doubles as a heartbeat).
@@ -32,6 +36,9 @@ pub struct FarmConfig {
 pub struct Summary {
     /// The farm.
     pub farm: FarmId,
+    /// The farm node that built it (one farm may have several).
+    #[serde(default)]
+    pub node: String,
     /// The service.
     pub service: ServiceId,
     /// Restart counter of the farm node.
@@ -77,6 +84,7 @@ impl Summary {
             weights: self.weights.clone(),
             capacity: Some(self.capacity),
             members: Some(self.members),
+            source: Some(self.node.clone()).filter(|n| !n.is_empty()),
         }
     }
 }
@@ -94,6 +102,7 @@ impl Report {
             weights: Vec::new(),
             capacity: None,
             members: None,
+            source: None,
         }
     }
 }
@@ -286,6 +295,7 @@ impl FarmState {
         let healthy = !up.is_empty();
         Some(Summary {
             farm: self.config.farm.clone(),
+            node: self.config.node.clone(),
             service: service.clone(),
             epoch: self.epoch,
             seq: self.seq,

@@ -115,6 +115,7 @@ fn member(m: usize, kind: MemberKind) -> MemberSpec {
             stale_after: Duration::from_millis(2_500),
             down_after: Duration::from_millis(5_000),
         },
+        sources: Vec::new(),
     }
 }
 
@@ -213,6 +214,7 @@ fn farm_config(selectors: &[SelectorConfig], dropped: &[Option<usize>]) -> FarmC
         farm: "f".into(),
         services: services(selectors, dropped, MemberKind::Server),
         heartbeat: Duration::from_secs(1),
+        node: String::new(),
     }
 }
 
@@ -358,6 +360,7 @@ proptest! {
                     readings: readings(*load, *rt, now),
                     degraded: !up,
                     servers: vec![],
+                    node: String::new(),
                 };
                 let _ = g.handle_summary(&summary, now);
             }

@@ -21,6 +21,7 @@ fn member(name: &str, last: u8, distance: Option<f64>) -> MemberSpec {
         capacity: 100.0,
         distance: distance.map(Distance::Pinned),
         liveness: Liveness::from_heartbeat(Duration::from_secs(1), 3),
+        sources: Vec::new(),
     }
 }
 
@@ -65,6 +66,7 @@ fn world() -> (FarmState, GlobalState, GlobalExtras, Timestamp) {
             farm: "eu-west".into(),
             services,
             heartbeat: Duration::from_secs(1),
+            node: String::new(),
         },
         1,
         1,

@@ -34,8 +34,9 @@ use serde::{Deserialize, Serialize};
 /// (server or farm); 3, messages travel as length-prefixed frames on long-lived streams,
 /// routine and urgent, instead of one stream per message (the message types are
 /// unchanged); 4, farm summaries carry the weight of each address of the farm's answer
-/// (issue 14, weighted answers).
-pub const PROTOCOL_VERSION: u16 = 4;
+/// (issue 14, weighted answers); 5, farm summaries name the farm node that built them (a
+/// farm may have several, issue 17).
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Largest encoded message, in bytes (also the transport's frame cap): the codec's
 /// [`codec::MAX_MESSAGE_LEN`].
@@ -185,6 +186,9 @@ impl WireReport {
 pub struct WireSummary {
     /// The farm.
     pub farm: String,
+    /// The farm node that built it (a farm may have several); the global node takes it
+    /// only from that node's connection.
+    pub node: String,
     /// The service.
     pub service: String,
     /// Restart counter of the farm node.
@@ -265,6 +269,7 @@ impl WireMemberView {
             addresses: self.addresses.clone(),
             readings: self.readings.to_readings(now),
             members: None,
+            source: None,
         }
     }
 }
@@ -274,6 +279,7 @@ impl WireSummary {
     pub fn from_summary(s: &Summary, now: Timestamp) -> Self {
         WireSummary {
             farm: s.farm.0.clone(),
+            node: s.node.clone(),
             service: s.service.0.clone(),
             epoch: s.epoch,
             seq: s.seq,
@@ -300,6 +306,7 @@ impl WireSummary {
     pub fn to_summary(&self, now: Timestamp) -> Summary {
         Summary {
             farm: FarmId(self.farm.clone()),
+            node: self.node.clone(),
             service: ServiceId(self.service.clone()),
             epoch: self.epoch,
             seq: self.seq,
@@ -392,6 +399,7 @@ impl Message {
                 }
                 for s in ss {
                     name("farm", &s.farm)?;
+                    name("farm node", &s.node)?;
                     name("service", &s.service)?;
                     label("policy", &s.policy)?;
                     text("why", &s.why)?;

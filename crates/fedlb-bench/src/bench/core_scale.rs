@@ -73,6 +73,7 @@ impl Fleet {
                             capacity: 100.0,
                             distance: None,
                             liveness: liveness(),
+                            sources: Vec::new(),
                         })
                         .collect();
                     map.insert(
@@ -87,6 +88,7 @@ impl Fleet {
                     farm: format!("farm{f}").as_str().into(),
                     services: map,
                     heartbeat: Duration::from_secs(1),
+                    node: String::new(),
                 };
                 FarmState::new(config, 1, f as u64, now)
             })
@@ -101,6 +103,7 @@ impl Fleet {
                     capacity: 100.0,
                     distance: Some(Distance::Pinned(10.0 + (f % 200) as f64)),
                     liveness: liveness(),
+                    sources: Vec::new(),
                 })
                 .collect();
             gmap.insert(
