@@ -69,6 +69,10 @@ pub struct Summary {
     pub degraded: bool,
     /// Every server of the farm as the farm node sees it (for the global status page).
     pub servers: Vec<MemberView>,
+    /// The farm node has not heard from every server yet (it just started, or an agent has
+    /// not reached it yet): another farm node of the farm may see more.
+    #[serde(default)]
+    pub incomplete: bool,
 }
 
 impl Summary {
@@ -85,6 +89,7 @@ impl Summary {
             capacity: Some(self.capacity),
             members: Some(self.members),
             source: Some(self.node.clone()).filter(|n| !n.is_empty()),
+            incomplete: self.incomplete,
         }
     }
 }
@@ -103,6 +108,7 @@ impl Report {
             capacity: None,
             members: None,
             source: None,
+            incomplete: false,
         }
     }
 }
@@ -116,6 +122,7 @@ struct Sent {
     weights: Vec<f64>,
     degraded: bool,
     members: Members,
+    incomplete: bool,
 }
 
 /// What a farm node's shell carries out.
@@ -316,6 +323,7 @@ impl FarmState {
                 .sum(),
             readings,
             degraded: decision.degraded,
+            incomplete: servers.iter().any(|v| v.health == Health::Unknown),
             servers,
         })
     }
@@ -346,6 +354,11 @@ impl FarmState {
                 old.addresses != decision.addresses
                     || old.degraded != decision.degraded
                     || old.members != tier.count_up(now)
+                    || (old.incomplete
+                        && tier
+                            .members
+                            .values()
+                            .all(|m| m.health(now) != Health::Unknown))
                     || crate::spread::shares_moved(
                         (&old.addresses, &old.weights),
                         (&decision.addresses, &decision.weights),
@@ -365,6 +378,7 @@ impl FarmState {
                         weights: summary.weights.clone(),
                         degraded: summary.degraded,
                         members: summary.members,
+                        incomplete: summary.incomplete,
                     },
                 );
                 self.outputs.push_back(FarmOutput::Summary(summary));

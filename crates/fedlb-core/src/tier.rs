@@ -151,6 +151,10 @@ pub struct Update {
     /// The reporter that sent it, for a member with several (a farm node of its farm).
     #[serde(default)]
     pub source: Option<String>,
+    /// For a farm: its farm node has not heard from every server yet (it just started, or
+    /// an agent has not reached it yet), so its view may miss servers another node sees.
+    #[serde(default)]
+    pub incomplete: bool,
 }
 
 /// A member's state at this tier.
@@ -172,17 +176,21 @@ pub struct MemberState {
 /// Which of a member's sources (the farm nodes of one farm) speaks for it at `now`, from
 /// what each last said and when:
 ///
-/// 1. the first source in topology order that is live (heard within its stale window) and
-///    reports the member up;
-/// 2. else the first live source (it reports the member down, or has nothing to say yet);
-/// 3. else the source heard most recently (ties: topology order), whose silence then makes
+/// 1. the first source in topology order that is live (heard within its stale window),
+///    reports the member up and has heard from every server of the farm;
+/// 2. else the first live source that reports the member up (a node that just started and
+///    has not heard from every agent yet is used only when no complete view is up);
+/// 3. else the first live source (it reports the member down, or has nothing to say yet);
+/// 4. else the source heard most recently (ties: topology order), whose silence then makes
 ///    the member stale, then down, as a lone reporter's does.
 ///
 /// So the member is up while any source reports it up. The rule reads only the sources'
 /// last updates and the time — not which source spoke last, nor which was used before — so
 /// every global node with the same inputs picks the same source, and the choice moves only
-/// when the source in use goes silent or stops reporting up (never with the arrival order of
-/// equal summaries, as "the freshest" would, several times a second).
+/// when the source in use goes silent, stops reporting up or another earlier node's view
+/// becomes complete (never with the arrival order of equal summaries, as "the freshest"
+/// would, several times a second). A restarted node takes over again only once its view is
+/// as complete as the one in use, so its return changes no answer.
 pub fn select_source<'a>(
     order: &'a [String],
     heard: &'a BTreeMap<String, (Update, Timestamp)>,
@@ -194,7 +202,8 @@ pub fn select_source<'a>(
         now.saturating_since(*at) < liveness.stale_after
     };
     in_order()
-        .find(|e| live(e) && e.1.0.health.is_up())
+        .find(|e| live(e) && e.1.0.health.is_up() && !e.1.0.incomplete)
+        .or_else(|| in_order().find(|e| live(e) && e.1.0.health.is_up()))
         .or_else(|| in_order().find(live))
         .or_else(|| {
             in_order().fold(

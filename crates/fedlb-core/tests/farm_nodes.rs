@@ -67,6 +67,7 @@ fn summary(farm: &str, node: &str, seq: u64, up: bool, last: u8) -> Summary {
         readings: Readings::default(),
         degraded: !up,
         servers: vec![],
+        incomplete: false,
     }
 }
 
@@ -223,18 +224,41 @@ fn a_summary_from_a_node_the_farm_does_not_declare_is_refused() {
         .expect("each node has its own sequence");
 }
 
+#[test]
+fn a_restarted_node_takes_over_only_once_it_has_heard_every_server() {
+    let mut g = global(&["eu-a", "eu-b"]);
+    let mut seq = 0;
+    // eu-a is down from the start; eu-b speaks for the farm
+    let b_only = |node: &str, _: u64| node == "eu-b";
+    assert_eq!(run(&mut g, 0, 2_000, &b_only, &mut seq), vec![vec![ip(11)]]);
+    // eu-a starts and has not heard from the agent of the server eu-b answers: its view
+    // (another server) is up but incomplete, so eu-b stays in use
+    let mut early = summary("eu", "eu-a", 1, true, 12);
+    early.incomplete = true;
+    g.handle_summary(&early, at(2_000)).unwrap();
+    g.handle_timeout(at(2_000));
+    assert!(answers(&mut g).is_empty());
+    assert_eq!(view_source(&g, "eu", at(2_000)), Some("eu-b".into()));
+    // once it has heard every server, its view is complete and it is first in order
+    g.handle_summary(&summary("eu", "eu-a", 2, true, 11), at(2_100))
+        .unwrap();
+    g.handle_timeout(at(2_100));
+    assert!(answers(&mut g).is_empty());
+    assert_eq!(view_source(&g, "eu", at(2_100)), Some("eu-a".into()));
+}
+
 #[derive(Clone, Debug)]
 struct Step {
     /// Milliseconds since the previous step.
     gap: u64,
-    /// Which nodes speak now, and whether each says up.
-    said: Vec<Option<bool>>,
+    /// Which nodes speak now, and what each says: (up, incomplete).
+    said: Vec<Option<(bool, bool)>>,
 }
 
 fn step() -> impl Strategy<Value = Step> {
     (
         0u64..1_500,
-        prop::collection::vec(prop::option::weighted(0.5, any::<bool>()), 3),
+        prop::collection::vec(prop::option::weighted(0.5, any::<(bool, bool)>()), 3),
     )
         .prop_map(|(gap, said)| Step { gap, said })
 }
@@ -243,7 +267,8 @@ proptest! {
     /// With three nodes speaking at random times with random health:
     /// - the farm is up exactly when some node is live (heard within the stale window) and
     ///   reports it up;
-    /// - the node in use is then the first such node in topology order (deterministic);
+    /// - the node in use is then the first such node in topology order that has heard every
+    ///   server, else the first such node (deterministic);
     /// - the choice does not depend on the order in which the nodes' summaries of one
     ///   instant arrive.
     #[test]
@@ -254,34 +279,40 @@ proptest! {
         let mut forward = global(&nodes);
         let mut backward = global(&nodes);
         let liveness = summary_liveness();
-        let mut heard: Vec<Option<(bool, u64)>> = vec![None; 3];
+        let mut heard: Vec<Option<(bool, bool, u64)>> = vec![None; 3];
         let mut t = 0;
         for (k, s) in steps.iter().enumerate() {
             t += s.gap;
             let now = at(t);
-            let sent: Vec<(usize, bool)> = s
+            let sent: Vec<(usize, bool, bool)> = s
                 .said
                 .iter()
                 .enumerate()
-                .filter_map(|(i, up)| up.map(|up| (i, up)))
+                .filter_map(|(i, said)| said.map(|(up, incomplete)| (i, up, incomplete)))
                 .collect();
-            for &(i, up) in &sent {
-                forward
-                    .handle_summary(&summary("eu", nodes[i], k as u64, up, 11 + i as u8), now)
-                    .unwrap();
-                heard[i] = Some((up, t));
+            let said = |i: usize, up: bool, incomplete: bool| {
+                let mut s = summary("eu", nodes[i], k as u64, up, 11 + i as u8);
+                s.incomplete = incomplete;
+                s
+            };
+            for &(i, up, incomplete) in &sent {
+                forward.handle_summary(&said(i, up, incomplete), now).unwrap();
+                heard[i] = Some((up, incomplete, t));
             }
-            for &(i, up) in sent.iter().rev() {
-                backward
-                    .handle_summary(&summary("eu", nodes[i], k as u64, up, 11 + i as u8), now)
-                    .unwrap();
+            for &(i, up, incomplete) in sent.iter().rev() {
+                backward.handle_summary(&said(i, up, incomplete), now).unwrap();
             }
             forward.handle_timeout(now);
             backward.handle_timeout(now);
-            let live = |h: &Option<(bool, u64)>| {
-                h.is_some_and(|(_, at)| Duration::from_millis(t - at) < liveness.stale_after)
+            let live = |h: &Option<(bool, bool, u64)>| {
+                h.is_some_and(|(_, _, at)| Duration::from_millis(t - at) < liveness.stale_after)
             };
-            let expected_up = heard.iter().position(|h| live(h) && h.is_some_and(|(up, _)| up));
+            let up = |h: &Option<(bool, bool, u64)>| live(h) && h.is_some_and(|(up, _, _)| up);
+            let complete = |h: &Option<(bool, bool, u64)>| h.is_some_and(|(_, inc, _)| !inc);
+            let expected_up = heard
+                .iter()
+                .position(|h| up(h) && complete(h))
+                .or_else(|| heard.iter().position(up));
             let m = member(&forward, "eu");
             prop_assert_eq!(m.health(now).is_up(), expected_up.is_some());
             if let Some(i) = expected_up {

@@ -360,6 +360,7 @@ proptest! {
                     readings: readings(*load, *rt, now),
                     degraded: !up,
                     servers: vec![],
+                    incomplete: false,
                     node: String::new(),
                 };
                 let _ = g.handle_summary(&summary, now);

@@ -99,6 +99,7 @@ fn summary(farm: &str, seq: u64, health: Health, pending: u64) -> Summary {
         },
         degraded: false,
         servers: vec![],
+        incomplete: false,
     }
 }
 

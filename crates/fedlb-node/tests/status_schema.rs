@@ -170,6 +170,7 @@ fn global_status_has_the_documented_shape() {
             "id",
             "kind",
             "members",
+            "node",
             "rank",
             "readings",
             "reason",

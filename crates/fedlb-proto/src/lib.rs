@@ -217,6 +217,8 @@ pub struct WireSummary {
     pub degraded: bool,
     /// The farm's servers as its node sees them.
     pub servers: Vec<WireMemberView>,
+    /// The farm node has not heard from every server yet.
+    pub incomplete: bool,
 }
 
 /// A [`MemberView`] on the wire.
@@ -299,6 +301,7 @@ impl WireSummary {
                 .take(MAX_SERVERS)
                 .map(|v| WireMemberView::from_view(v, now))
                 .collect(),
+            incomplete: s.incomplete,
         }
     }
 
@@ -321,6 +324,7 @@ impl WireSummary {
             readings: self.readings.to_readings(now),
             degraded: self.degraded,
             servers: self.servers.iter().map(|v| v.to_view(now)).collect(),
+            incomplete: self.incomplete,
         }
     }
 }

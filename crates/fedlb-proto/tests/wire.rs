@@ -119,6 +119,7 @@ fn summary() -> impl Strategy<Value = WireSummary> {
                 servers,
             )| {
                 WireSummary {
+                    node: format!("{farm}-a"),
                     farm,
                     service,
                     epoch,
@@ -135,6 +136,7 @@ fn summary() -> impl Strategy<Value = WireSummary> {
                     },
                     capacity,
                     readings,
+                    incomplete: !degraded && seq % 2 == 0,
                     degraded,
                     servers,
                 }
@@ -315,6 +317,7 @@ fn readings_travel_as_ages_and_land_on_the_receivers_timeline() {
 fn summary_of_one_server(policy: &str) -> WireSummary {
     WireSummary {
         farm: "eu-west".into(),
+        node: "eu-west".into(),
         service: "www".into(),
         epoch: 1,
         seq: 1,
@@ -339,6 +342,7 @@ fn summary_of_one_server(policy: &str) -> WireSummary {
             addresses: vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11))],
             readings: WireReadings::default(),
         }],
+        incomplete: false,
     }
 }
 

@@ -144,6 +144,7 @@ fn candidate(v: &MemberView, now: Timestamp) -> CandidateStatus {
         chosen: v.chosen,
         addresses: v.addresses.clone(),
         members: v.members,
+        node: v.source.clone(),
         readings: ReadingsStatus::new(&v.readings, now),
     }
 }

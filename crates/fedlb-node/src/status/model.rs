@@ -110,6 +110,8 @@ pub struct CandidateStatus {
     pub addresses: Vec<IpAddr>,
     /// For a farm: servers up and in all.
     pub members: Option<Members>,
+    /// For a farm: the farm node whose summary is in use (a farm may have several).
+    pub node: Option<String>,
     /// Latest readings with their ages.
     pub readings: ReadingsStatus,
 }
