@@ -110,6 +110,10 @@ async fn an_agent_reports_to_every_farm_node_and_one_nodes_death_changes_no_answ
     assert_eq!(node_in_use(&v, "pair").as_deref(), Some("pair-b"), "{v}");
     let pair = candidate(&service(&v)["global"], "pair").unwrap();
     assert_eq!(pair["health"], "up", "{pair}");
+    // the farm's local view shown is the one in use
+    let farms = service(&v)["farms"].as_array().unwrap();
+    let shown = farms.iter().find(|f| f["farm"] == "pair").unwrap();
+    assert_eq!(shown["node"], "pair-b", "{shown}");
 
     // a backend failure afterwards still moves the answer, through the surviving node
     w.backend("i1").set_failing(true);

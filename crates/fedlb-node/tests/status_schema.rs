@@ -66,7 +66,7 @@ fn world() -> (FarmState, GlobalState, GlobalExtras, Timestamp) {
             farm: "eu-west".into(),
             services,
             heartbeat: Duration::from_secs(1),
-            node: String::new(),
+            node: "eu-west".into(),
         },
         1,
         1,
@@ -92,9 +92,10 @@ fn world() -> (FarmState, GlobalState, GlobalExtras, Timestamp) {
     let mut global = GlobalState::new(GlobalConfig::new(gservices), 1);
     global.handle_summary(&summary, now).unwrap();
     let mut extras = GlobalExtras::default();
-    extras
-        .summaries
-        .insert(("www".into(), "eu-west".into()), (summary, now));
+    extras.summaries.insert(
+        ("www".into(), "eu-west".into(), "eu-west".into()),
+        (summary, now),
+    );
     extras
         .fqdns
         .insert("www".into(), "www.example.test.".into());
@@ -186,7 +187,7 @@ fn global_status_has_the_documented_shape() {
     assert_eq!(us["rank"], Value::Null);
 
     let farm = &svc["farms"][0];
-    assert_eq!(keys(farm), ["farm", "heard_s_ago", "local"]);
+    assert_eq!(keys(farm), ["farm", "heard_s_ago", "local", "node"]);
     assert_eq!(farm["local"]["policy"], "least loaded");
     assert_eq!(farm["local"]["chosen"][0], "eu2");
     let servers = farm["local"]["candidates"].as_array().unwrap();
@@ -268,7 +269,11 @@ fn table_marks_chosen_candidates() {
 #[test]
 fn item3_a_farms_policy_is_read_from_its_summary_never_from_the_why() {
     let (_, global, mut extras, now) = world();
-    let key = (ServiceId::from("www"), FarmId::from("eu-west"));
+    let key = (
+        ServiceId::from("www"),
+        FarmId::from("eu-west"),
+        "eu-west".to_owned(),
+    );
     assert_eq!(extras.summaries[&key].0.policy, "least loaded");
     // a why that reads like another policy, and one that names none (fail-static)
     for why in [

@@ -155,6 +155,10 @@ pub struct FarmStatus {
     pub farm: String,
     /// Seconds since its last summary arrived (global node), or 0 on the farm node.
     pub heard_s_ago: Option<f64>,
+    /// The farm node whose view this is (a farm may have several): on the global node, the
+    /// one whose summary is in use; on a farm node, itself.
+    #[serde(default)]
+    pub node: String,
     /// The local decision and its servers.
     pub local: TierStatus,
 }
