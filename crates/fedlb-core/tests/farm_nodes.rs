@@ -104,7 +104,7 @@ fn run(
     let mut t = from;
     while t < to {
         let now = at(t);
-        if t % 400 == 0 {
+        if t.is_multiple_of(400) {
             *seq += 1;
             for node in ["eu-a", "eu-b"] {
                 if live(node, t) {
@@ -161,8 +161,8 @@ fn killing_the_one_node_of_a_farm_moves_the_answer_within_three_summary_heartbea
     assert_eq!(answers(&mut g), vec![vec![ip(11)]]);
     // the last eu summary went at 3.6 s; us goes on; find when the answer moves
     let mut moved_at = None;
-    for t in (3_650..8_000).step_by(50) {
-        if t % 400 == 0 {
+    for t in (3_650u64..8_000).step_by(50) {
+        if t.is_multiple_of(400) {
             g.handle_summary(&summary("us", "us", t, true, 21), at(t))
                 .expect("taken");
         }

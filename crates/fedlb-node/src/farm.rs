@@ -61,7 +61,15 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     let metrics = Arc::new(Metrics::new());
     let (status_tx, mut status_rx) = mpsc::channel::<StatusRequest>(16);
     let http_task = serve_status(me.status, status_tx, &metrics, &shutdown).await?;
-    let mut node = FarmNode::new(&opts, &topology, farm, me, tls, shared, metrics, &shutdown)?;
+    let mut node = FarmNode::new(
+        &opts,
+        &topology,
+        (farm, me),
+        tls,
+        shared,
+        metrics,
+        &shutdown,
+    )?;
     let mut reloads = reload::spawn(opts.topology.clone(), false, shutdown.clone());
     info!(farm = %farm_id, node = %opts.node, quic = %server.local_addr(), status = %node.me.status, "farm node running");
 
@@ -117,11 +125,11 @@ struct FarmNode {
 }
 
 impl FarmNode {
+    /// `me` is this node, one of the farm nodes of `farm`.
     fn new(
         opts: &NodeOptions,
         topology: &Topology,
-        farm: Farm,
-        me: fedlb_topology::FarmNode,
+        (farm, me): (Farm, fedlb_topology::FarmNode),
         tls: NodeTls,
         shared: SharedTopology,
         metrics: Arc<Metrics>,
