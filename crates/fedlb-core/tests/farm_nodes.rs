@@ -328,3 +328,81 @@ proptest! {
         }
     }
 }
+
+/// A farm node of farm `eu` named `node`, with servers s1 (127.0.0.11) and s2 (.12), s1
+/// preferred.
+fn farm_node(node: &str) -> FarmState {
+    let server = |name: &str, last: u8| MemberSpec {
+        id: name.into(),
+        kind: MemberKind::Server,
+        addresses: vec![ip(last)],
+        capacity: 100.0,
+        distance: None,
+        liveness: Liveness::from_heartbeat(Duration::from_secs(1), 3),
+        sources: Vec::new(),
+    };
+    let mut sel = SelectorConfig::new(Policy::Failover(vec!["s1".into(), "s2".into()]));
+    sel.hysteresis = Hysteresis::NONE;
+    let mut services = BTreeMap::new();
+    services.insert(
+        ServiceId::from("www"),
+        TierService {
+            selector: sel,
+            members: vec![server("s1", 11), server("s2", 12)],
+        },
+    );
+    let mut f = FarmState::new(
+        FarmConfig {
+            farm: "eu".into(),
+            node: node.to_owned(),
+            services,
+            heartbeat: summary_interval(Duration::from_secs(1)),
+        },
+        3,
+        1,
+        at(0),
+    );
+    f.set_coalesce(Duration::ZERO);
+    f
+}
+
+fn up(server: &str, seq: u64) -> Report {
+    Report {
+        service: "www".into(),
+        server: server.into(),
+        epoch: 1,
+        seq,
+        health: Health::Up,
+        reason: "up".into(),
+        readings: Readings::default(),
+    }
+}
+
+fn summaries_of(f: &mut FarmState) -> Vec<Summary> {
+    let mut out = Vec::new();
+    while let Some(o) = f.poll_output() {
+        if let FarmOutput::Summary(s) = o {
+            out.push(s);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_farm_node_names_itself_and_says_when_it_has_not_heard_every_server() {
+    let mut f = farm_node("eu-b");
+    // only s2 heard (s1's agent has not reached this node yet)
+    f.handle_report(&up("s2", 1), at(0)).unwrap();
+    let first = summaries_of(&mut f);
+    let s = first.last().expect("a summary");
+    assert_eq!((s.node.as_str(), s.incomplete), ("eu-b", true));
+    assert_eq!(s.addresses, vec![ip(12)]);
+    // s1 heard: a complete summary goes at once (not at the next heartbeat)
+    f.handle_report(&up("s1", 1), at(10)).unwrap();
+    let next = summaries_of(&mut f);
+    let s = next.last().expect("a summary at once");
+    assert!(!s.incomplete);
+    assert_eq!(s.addresses, vec![ip(11)]);
+    // the summary heartbeat: 400 ms
+    assert_eq!(f.poll_timeout(at(10)), Some(at(400)));
+}
