@@ -101,7 +101,9 @@ pub fn bring_up(fed: &mut Fed, topo: &Topo, latency_ms: &[(&str, u64)]) -> DnsWa
 pub fn start_nodes(fed: &mut Fed, topo: &Topo) {
     fed.global();
     for f in &topo.farms {
-        fed.farm(&f.name);
+        for n in f.node_names() {
+            fed.farm(&n);
+        }
     }
     for a in topo.agents() {
         fed.agent(&a);

@@ -87,6 +87,9 @@ pub struct FarmSpec {
     pub local: Option<String>,
     /// Its servers.
     pub servers: Vec<ServerSpec>,
+    /// Several farm nodes (name, address), declared as `nodes`; empty: one farm node named
+    /// as the farm on `ip`.
+    pub nodes: Vec<(String, Ipv4Addr)>,
 }
 
 impl FarmSpec {
@@ -98,6 +101,16 @@ impl FarmSpec {
             distance_ms,
             local: None,
             servers,
+            nodes: Vec::new(),
+        }
+    }
+
+    /// The names of its farm nodes (process names).
+    pub fn node_names(&self) -> Vec<String> {
+        if self.nodes.is_empty() {
+            vec![self.name.clone()]
+        } else {
+            self.nodes.iter().map(|(n, _)| n.clone()).collect()
         }
     }
 
@@ -288,11 +301,30 @@ impl Topo {
             let _ = writeln!(t, "\n[[services.probes]]\n{p}");
         }
         for f in &self.farms {
-            let _ = writeln!(
-                t,
-                "\n[[farms]]\nname = \"{}\"\nlisten = \"{}:7401\"\nstatus = \"{}:7481\"\ndistance_ms = {}",
-                f.name, f.ip, f.ip, f.distance_ms
-            );
+            if f.nodes.is_empty() {
+                let _ = writeln!(
+                    t,
+                    "\n[[farms]]\nname = \"{}\"\nlisten = \"{}:7401\"\nstatus = \"{}:7481\"\ndistance_ms = {}",
+                    f.name, f.ip, f.ip, f.distance_ms
+                );
+            } else {
+                let nodes: Vec<String> = f
+                    .nodes
+                    .iter()
+                    .map(|(n, ip)| {
+                        format!(
+                            "{{ name = \"{n}\", listen = \"{ip}:7401\", status = \"{ip}:7481\" }}"
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(
+                    t,
+                    "\n[[farms]]\nname = \"{}\"\nnodes = [{}]\ndistance_ms = {}",
+                    f.name,
+                    nodes.join(", "),
+                    f.distance_ms
+                );
+            }
             if let Some(local) = &f.local {
                 let _ = writeln!(t, "local.www = {local}");
             }

@@ -21,6 +21,10 @@ use crate::time::Timestamp;
 pub struct FarmConfig {
     /// The farm.
     pub farm: FarmId,
+    /// This farm node's name (one of the farm's nodes; the farm's name when it has one):
+    /// its summaries carry it.
+    #[serde(default)]
+    pub node: String,
     /// Each service offered here: the local policy and the servers offering it.
     pub services: BTreeMap<ServiceId, TierService>,
     /// A summary goes upward at least this often (it doubles as a heartbeat).
@@ -94,6 +98,9 @@ impl std::fmt::Display for Aggregate {
 pub struct Summary {
     /// The farm.
     pub farm: FarmId,
+    /// The farm node that built it (one farm may have several).
+    #[serde(default)]
+    pub node: String,
     /// The service.
     pub service: ServiceId,
     /// Restart counter of the farm node.
@@ -130,6 +137,10 @@ pub struct Summary {
     pub degraded: bool,
     /// Every server of the farm as the farm node sees it (for the global status page).
     pub servers: Vec<MemberView>,
+    /// The farm node has not heard from every server yet (it just started, or an agent has
+    /// not reached it yet): another farm node of the farm may see more.
+    #[serde(default)]
+    pub incomplete: bool,
 }
 
 impl Summary {
@@ -145,6 +156,8 @@ impl Summary {
             weights: self.weights.clone(),
             capacity: Some(self.capacity),
             members: Some(self.members),
+            source: Some(self.node.clone()).filter(|n| !n.is_empty()),
+            incomplete: self.incomplete,
         }
     }
 }
@@ -162,6 +175,8 @@ impl Report {
             weights: Vec::new(),
             capacity: None,
             members: None,
+            source: None,
+            incomplete: false,
         }
     }
 }
@@ -175,6 +190,7 @@ struct Sent {
     weights: Vec<f64>,
     degraded: bool,
     members: Members,
+    incomplete: bool,
 }
 
 /// What a farm node's shell carries out.
@@ -379,6 +395,7 @@ impl FarmState {
         let healthy = !up.is_empty();
         Some(Summary {
             farm: self.config.farm.clone(),
+            node: self.config.node.clone(),
             service: service.clone(),
             epoch: self.epoch,
             seq: self.seq,
@@ -400,6 +417,7 @@ impl FarmState {
             readings,
             aggregates,
             degraded: decision.degraded,
+            incomplete: servers.iter().any(|v| v.health == Health::Unknown),
             servers,
         })
     }
@@ -430,6 +448,11 @@ impl FarmState {
                 old.addresses != decision.addresses
                     || old.degraded != decision.degraded
                     || old.members != tier.count_up(now)
+                    || (old.incomplete
+                        && tier
+                            .members
+                            .values()
+                            .all(|m| m.health(now) != Health::Unknown))
                     || crate::spread::shares_moved(
                         (&old.addresses, &old.weights),
                         (&decision.addresses, &decision.weights),
@@ -449,6 +472,7 @@ impl FarmState {
                         weights: summary.weights.clone(),
                         degraded: summary.degraded,
                         members: summary.members,
+                        incomplete: summary.incomplete,
                     },
                 );
                 self.outputs.push_back(FarmOutput::Summary(summary));

@@ -32,7 +32,7 @@ pub use decision::{
 };
 pub use farm::{Aggregate, FarmConfig, FarmOutput, FarmState, Summary};
 pub use global::{GlobalConfig, GlobalOutput, GlobalState, Publish};
-pub use health::{Liveness, ProbeHealth, Thresholds};
+pub use health::{Liveness, ProbeHealth, SUMMARY_INTERVAL_CAP, Thresholds, summary_interval};
 pub use id::{CandidateId, FarmId, ProbeId, RegionId, ServerId, ServiceId};
 pub use monitor::{
     Measurement, Monitor, MonitorConfig, MonitorOutput, ProbeResult, ProbeSchedule, Report,

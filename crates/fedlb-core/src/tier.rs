@@ -59,6 +59,10 @@ pub struct MemberSpec {
     pub distance: Option<Distance>,
     /// When its silence makes it stale, then down.
     pub liveness: Liveness,
+    /// For a farm summarised by several farm nodes: their names, in topology order (see
+    /// [`select_source`]). Empty: one reporter, whose updates carry no source.
+    #[serde(default)]
+    pub sources: Vec<String>,
 }
 
 /// A region of clients as the global tier sees it: how far each member is from those
@@ -144,6 +148,13 @@ pub struct Update {
     pub capacity: Option<f64>,
     /// For a farm: how many members are up.
     pub members: Option<Members>,
+    /// The reporter that sent it, for a member with several (a farm node of its farm).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// For a farm: its farm node has not heard from every server yet (it just started, or
+    /// an agent has not reached it yet), so its view may miss servers another node sees.
+    #[serde(default)]
+    pub incomplete: bool,
 }
 
 /// A member's state at this tier.
@@ -157,9 +168,83 @@ pub struct MemberState {
     pub drained: bool,
     /// Measured round-trip time from the deciding node.
     pub rtt: Option<crate::candidate::Sample<std::time::Duration>>,
+    /// For a member with several sources: the latest update of each, and when it arrived
+    /// (`last` is then the latest from any of them).
+    pub heard: BTreeMap<String, (Update, Timestamp)>,
+}
+
+/// Which of a member's sources (the farm nodes of one farm) speaks for it at `now`, from
+/// what each last said and when:
+///
+/// 1. the first source in topology order that is live (heard within its stale window),
+///    reports the member up and has heard from every server of the farm;
+/// 2. else the first live source that reports the member up (a node that just started and
+///    has not heard from every agent yet is used only when no complete view is up);
+/// 3. else the first live source (it reports the member down, or has nothing to say yet);
+/// 4. else the source heard most recently (ties: topology order), whose silence then makes
+///    the member stale, then down, as a lone reporter's does.
+///
+/// So the member is up while any source reports it up. The rule reads only the sources'
+/// last updates and the time — not which source spoke last, nor which was used before — so
+/// every global node with the same inputs picks the same source, and the choice moves only
+/// when the source in use goes silent, stops reporting up or another earlier node's view
+/// becomes complete (never with the arrival order of equal summaries, as "the freshest"
+/// would, several times a second). A restarted node takes over again only once its view is
+/// as complete as the one in use, so its return changes no answer.
+pub fn select_source<'a>(
+    order: &'a [String],
+    heard: &'a BTreeMap<String, (Update, Timestamp)>,
+    liveness: &Liveness,
+    now: Timestamp,
+) -> Option<(&'a String, &'a (Update, Timestamp))> {
+    let in_order = || order.iter().filter_map(|s| heard.get_key_value(s));
+    let live = |(_, (_, at)): &(&String, &(Update, Timestamp))| {
+        now.saturating_since(*at) < liveness.stale_after
+    };
+    in_order()
+        .find(|e| live(e) && e.1.0.health.is_up() && !e.1.0.incomplete)
+        .or_else(|| in_order().find(|e| live(e) && e.1.0.health.is_up()))
+        .or_else(|| in_order().find(live))
+        .or_else(|| {
+            in_order().fold(
+                None,
+                |best: Option<(&String, &(Update, Timestamp))>, e| match best {
+                    Some(b) if b.1.1 >= e.1.1 => Some(b),
+                    _ => Some(e),
+                },
+            )
+        })
 }
 
 impl MemberState {
+    /// The update in use at `now`, and when it arrived: the latest one, or for a member
+    /// with several sources the one [`select_source`] picks.
+    pub fn current(&self, now: Timestamp) -> Option<&(Update, Timestamp)> {
+        if self.spec.sources.is_empty() {
+            return self.last.as_ref();
+        }
+        select_source(&self.spec.sources, &self.heard, &self.spec.liveness, now).map(|(_, u)| u)
+    }
+
+    /// The source whose update is in use at `now` (a member with several sources only).
+    pub fn source_in_use(&self, now: Timestamp) -> Option<&String> {
+        select_source(&self.spec.sources, &self.heard, &self.spec.liveness, now).map(|(s, _)| s)
+    }
+
+    /// The next moment the member's health or source in use can change with no new update.
+    fn next_liveness_change(&self, now: Timestamp) -> Option<Timestamp> {
+        if self.spec.sources.is_empty() {
+            return self
+                .last
+                .as_ref()
+                .and_then(|(_, at)| self.spec.liveness.next_change(*at, now));
+        }
+        self.heard
+            .values()
+            .filter_map(|(_, at)| self.spec.liveness.next_change(*at, now))
+            .min()
+    }
+
     /// The member as a candidate at `now`.
     pub fn candidate(&self, now: Timestamp) -> Candidate {
         let mut c = Candidate::new(
@@ -169,7 +254,7 @@ impl MemberState {
         );
         c.distance = self.spec.distance;
         c.health = self.health(now);
-        if let Some((u, _)) = &self.last {
+        if let Some((u, _)) = self.current(now) {
             c.readings = u.readings.clone();
             if let Some(a) = &u.addresses {
                 c.addresses = a.clone();
@@ -188,7 +273,7 @@ impl MemberState {
 
     /// The member's health at `now`, without building the whole candidate.
     pub fn health(&self, now: Timestamp) -> Health {
-        match (&self.last, self.drained) {
+        match (self.current(now), self.drained) {
             (_, true) => Health::Drained,
             (None, false) => Health::Unknown,
             (Some((u, at)), false) => self.spec.liveness.health_at(u.health, *at, now),
@@ -197,7 +282,7 @@ impl MemberState {
 
     /// Why the member has its health, for status pages.
     pub fn reason(&self, now: Timestamp) -> String {
-        match (&self.last, self.drained) {
+        match (self.current(now), self.drained) {
             (_, true) => "drained by operator".to_owned(),
             (None, false) => "not heard from yet".to_owned(),
             (Some((u, at)), false) => match self.spec.liveness.health_at(u.health, *at, now) {
@@ -233,6 +318,9 @@ pub struct MemberView {
     pub readings: Readings,
     /// For a farm: members up and in all.
     pub members: Option<Members>,
+    /// For a farm with several farm nodes: the one whose summary is in use.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 /// One service at one tier.
@@ -300,6 +388,7 @@ impl ServiceTier {
             let state = match old.remove(&spec.id) {
                 Some(mut s) => {
                     s.spec = spec.clone();
+                    s.heard.retain(|source, _| spec.sources.contains(source));
                     s
                 }
                 None => MemberState {
@@ -307,6 +396,7 @@ impl ServiceTier {
                     last: None,
                     drained: false,
                     rtt: None,
+                    heard: BTreeMap::new(),
                 },
             };
             self.members.insert(spec.id.clone(), state);
@@ -376,6 +466,7 @@ impl ServiceTier {
                     addresses: c.addresses,
                     readings: c.readings,
                     members: c.members,
+                    source: m.source_in_use(now).cloned(),
                 }
             })
             .collect()
@@ -526,11 +617,7 @@ impl ServiceTier {
         self.liveness_floor = self
             .members
             .values()
-            .filter_map(|m| {
-                m.last
-                    .as_ref()
-                    .and_then(|(_, at)| m.spec.liveness.next_change(*at, now))
-            })
+            .filter_map(|m| m.next_liveness_change(now))
             .min();
     }
 }
@@ -583,6 +670,14 @@ pub enum Refused {
         service: ServiceId,
         /// The member.
         member: CandidateId,
+    },
+    /// An update from a source the member does not declare (a farm node of another farm).
+    #[error("\"{source_name}\" is not a source of \"{member}\"")]
+    UnknownSource {
+        /// The member.
+        member: CandidateId,
+        /// The source named in the update.
+        source_name: String,
     },
     /// An update older than one already taken (reordered on the wire).
     #[error("update {seq} from \"{member}\" is older than the last one taken ({last})")]
@@ -690,7 +785,23 @@ impl Tier {
                 service: service.clone(),
                 member: member.clone(),
             })?;
-        if let Some((last, _)) = &state.last
+        let multi = !state.spec.sources.is_empty();
+        let previous = if multi {
+            let Some(source) = update
+                .source
+                .as_ref()
+                .filter(|s| state.spec.sources.contains(s))
+            else {
+                return Err(Refused::UnknownSource {
+                    member: member.clone(),
+                    source_name: update.source.clone().unwrap_or_default(),
+                });
+            };
+            state.heard.get(source)
+        } else {
+            state.last.as_ref()
+        };
+        if let Some((last, _)) = previous
             && last.epoch == update.epoch
             && update.seq < last.seq
         {
@@ -713,16 +824,22 @@ impl Tier {
         // changed, or a member came up while nothing healthy was answered. Anything else (a
         // member appearing, a spare going down, a count) waits up to `coalesce`.
         let before = state.health(now);
-        let moved = state
-            .last
-            .as_ref()
-            .is_none_or(|(last, _)| last.addresses != update.addresses);
+        let addresses_before = state.current(now).map(|(u, _)| u.addresses.clone());
         let deadline = state
             .spec
             .liveness
             .next_change(now, now.saturating_sub(Duration::from_nanos(1)));
+        if multi {
+            let source = update.source.clone().expect("checked above");
+            state.heard.insert(source, (update.clone(), now));
+        }
         state.last = Some((update, now));
         let after = state.health(now);
+        let moved = addresses_before.is_none_or(|before| {
+            state
+                .current(now)
+                .is_none_or(|(u, _)| u.addresses != before)
+        });
         tier.liveness_floor = match (tier.liveness_floor, deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -21,6 +21,7 @@ fn member(name: &str, last: u8, capacity: f64) -> MemberSpec {
             stale_after: Duration::from_secs(3),
             down_after: Duration::from_secs(6),
         },
+        sources: Vec::new(),
     }
 }
 
@@ -38,6 +39,7 @@ fn farm(name: &str, sel: SelectorConfig, servers: &[(&str, u8, f64)]) -> FarmSta
         services,
         heartbeat: Duration::from_secs(1),
         metrics: Default::default(),
+        node: String::new(),
     };
     let mut f = FarmState::new(cfg, 9, 1, at(0));
     f.set_coalesce(Duration::ZERO);
@@ -299,6 +301,7 @@ fn two_choices_spreads_rotations_by_capacity_and_avoids_the_busy_one_determinist
             services,
             heartbeat: Duration::from_secs(1),
             metrics: Default::default(),
+            node: String::new(),
         };
         let mut f = FarmState::new(cfg, 1, seed, at(0));
         f.set_coalesce(Duration::ZERO);

@@ -25,6 +25,7 @@ fn member(name: &str, last: u8, kind: MemberKind) -> MemberSpec {
         capacity: 100.0,
         distance: None,
         liveness: liveness(),
+        sources: Vec::new(),
     }
 }
 
@@ -34,6 +35,7 @@ fn farm(name: &str, servers: &[(&str, u8)], rules: &[(&str, Aggregate)]) -> Farm
     let service = ServiceId::from("db");
     let cfg = FarmConfig {
         farm: name.into(),
+        node: name.to_owned(),
         services: BTreeMap::from([(
             service.clone(),
             TierService {

@@ -115,6 +115,7 @@ fn member(m: usize, kind: MemberKind) -> MemberSpec {
             stale_after: Duration::from_millis(2_500),
             down_after: Duration::from_millis(5_000),
         },
+        sources: Vec::new(),
     }
 }
 
@@ -214,6 +215,7 @@ fn farm_config(selectors: &[SelectorConfig], dropped: &[Option<usize>]) -> FarmC
         services: services(selectors, dropped, MemberKind::Server),
         heartbeat: Duration::from_secs(1),
         metrics: Default::default(),
+        node: String::new(),
     }
 }
 
@@ -360,6 +362,8 @@ proptest! {
                     aggregates: Default::default(),
                     degraded: !up,
                     servers: vec![],
+                    incomplete: false,
+                    node: String::new(),
                 };
                 let _ = g.handle_summary(&summary, now);
             }

@@ -52,6 +52,7 @@ fn config(policy: Policy, hysteresis: Hysteresis, regions: Vec<RegionSpec>) -> G
             capacity: 100.0,
             distance: Some(Distance::Pinned(d)),
             liveness: Liveness::from_heartbeat(Duration::from_secs(1), 3),
+            sources: Vec::new(),
         })
         .collect();
     let mut selector = SelectorConfig::new(policy);
@@ -80,6 +81,7 @@ fn eu_us() -> Vec<RegionSpec> {
 fn summary(farm: &str, seq: u64, health: Health, pending: u64) -> Summary {
     Summary {
         farm: farm.into(),
+        node: farm.into(),
         service: "www".into(),
         epoch: 1,
         seq,
@@ -98,6 +100,7 @@ fn summary(farm: &str, seq: u64, health: Health, pending: u64) -> Summary {
         aggregates: Default::default(),
         degraded: false,
         servers: vec![],
+        incomplete: false,
     }
 }
 

@@ -191,6 +191,7 @@ fn member(name: &str, last: u8) -> MemberSpec {
             stale_after: Duration::from_secs(3),
             down_after: Duration::from_secs(6),
         },
+        sources: Vec::new(),
     }
 }
 
@@ -210,6 +211,7 @@ fn farm(name: &str, policy: Policy, servers: &[(&str, u8)]) -> FarmState {
         services,
         heartbeat: Duration::from_secs(1),
         metrics: Default::default(),
+        node: String::new(),
     };
     let mut f = FarmState::new(cfg, 9, 1, at(0));
     // these tests follow every update; coalescing has its own test below
@@ -366,6 +368,7 @@ fn farm_reload_adds_and_removes_servers_keeping_known_state() {
         services: BTreeMap::new(),
         heartbeat: Duration::from_secs(1),
         metrics: Default::default(),
+        node: String::new(),
     };
     let mut sel = SelectorConfig::new(Policy::LeastLoaded);
     sel.hysteresis = Hysteresis::NONE;
@@ -413,6 +416,7 @@ fn item3_farm_summary_carries_its_local_policy_and_member_kinds() {
         services: BTreeMap::new(),
         heartbeat: Duration::from_secs(1),
         metrics: Default::default(),
+        node: String::new(),
     };
     cfg.services.insert(
         "www".into(),

@@ -1,6 +1,6 @@
 //! The agent (intrusive mode): runs the monitors of its server(s) on the server itself and
-//! pushes their reports to its farm node — or to the global node for a server attached
-//! directly. A health change goes at once; otherwise reports are heartbeats.
+//! pushes their reports to its farm node — to every one, one connection each, when its farm
+//! has several — or to the global node for a server attached directly. A health change goes at once; otherwise reports are heartbeats.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -24,8 +24,9 @@ use crate::metrics::Metrics;
 use crate::monitors::{MonitorSet, plan};
 use crate::reload;
 
-/// Where an agent reports.
-fn upstream(t: &Topology, node: &str) -> Result<(SocketAddr, PeerIdentity), NodeError> {
+/// Where an agent reports: every farm node of its farm (a farm may have several; each gets
+/// every report), or the global node for a server attached directly.
+fn upstreams(t: &Topology, node: &str) -> Result<Vec<(SocketAddr, PeerIdentity)>, NodeError> {
     let info = t
         .node(node)
         .filter(|n| n.role == fedlb_topology::Role::Agent)
@@ -37,19 +38,35 @@ fn upstream(t: &Topology, node: &str) -> Result<(SocketAddr, PeerIdentity), Node
         })?;
     let to = info.reports_to.unwrap_or_default();
     if let Some(farm) = t.farms.values().find(|f| f.id.as_str() == to) {
-        return Ok((farm.listen, identity(Role::Farm, farm.id.as_str())?));
+        return farm
+            .nodes
+            .iter()
+            .map(|n| Ok((n.listen, identity(Role::Farm, &n.name)?)))
+            .collect();
     }
-    Ok((t.global.listen, identity(Role::Global, &t.global.name)?))
+    Ok(vec![(
+        t.global.listen,
+        identity(Role::Global, &t.global.name)?,
+    )])
+}
+
+/// One upstream connection with its own reconnects: a dead upstream never delays reports
+/// to another (each client queues on its own, dropping its oldest when full).
+struct Upstream {
+    at: (SocketAddr, PeerIdentity),
+    client: Client<Message>,
+    sent: SentHealth,
 }
 
 /// Runs an agent until `shutdown` is cancelled.
 pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), NodeError> {
     crate::fds::raise_nofile_limit();
     let topology = load_topology(&opts.topology, false)?;
-    let (server_addr, server_id) = upstream(&topology, &opts.node)?;
+    let targets = upstreams(&topology, &opts.node)?;
     let tls = load_tls(&opts.certs, Role::Agent, &opts.node)?;
+    let family = targets[0].0;
     let mut endpoint = ClientEndpoint::new(
-        bind_udp(unspecified_for(server_addr)).map_err(NodeError::Net)?,
+        bind_udp(unspecified_for(family)).map_err(NodeError::Net)?,
         &tls,
         TransportSettings::default(),
     )?;
@@ -57,13 +74,16 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     let metrics = Arc::new(Metrics::new());
     metrics.set_certificate_expiry(crate::status::CertificateExpiry::of(&tls));
     let mut monitors = MonitorSet::new(Arc::new(Prober::default()), new_epoch(), true, metrics);
-    let mut client = start_client(&endpoint, server_addr, server_id.clone(), &shutdown);
-    let mut current = (server_addr, server_id);
+    let mut ups: Vec<Upstream> = targets
+        .into_iter()
+        .map(|at| start_upstream(&endpoint, at, &shutdown))
+        .collect();
     let plan0 = plan(&topology, &opts.node).map_err(NodeError::Probe)?;
-    info!(node = %opts.node, upstream = %current.1, addr = %current.0, monitors = plan0.len(), "agent running");
+    for u in &ups {
+        info!(node = %opts.node, upstream = %u.at.1, addr = %u.at.0, monitors = plan0.len(), "agent running");
+    }
     let first = monitors.set_plan(plan0, clock.now());
-    let mut sent = SentHealth::default();
-    send(&client, first, &clock, &mut sent);
+    send(&mut ups, first, &clock);
     let mut reloads = reload::spawn(opts.topology.clone(), false, shutdown.clone());
 
     loop {
@@ -73,20 +93,30 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
             ev = monitors.next() => monitors.handle(ev, clock.now()),
             () = sleep_until(&clock, deadline) => monitors.handle_timeout(clock.now()),
             Some(t) = reloads.recv() => {
-                match (upstream(&t, &opts.node), plan(&t, &opts.node)) {
-                    (Ok(up), Ok(p)) => {
-                        if up != current {
-                            info!(upstream = %up.1, addr = %up.0, "upstream changed; reconnecting");
-                            if endpoint.local_addr().is_some_and(|a| a.is_ipv4() != up.0.is_ipv4()) {
-                                match bind_udp(unspecified_for(up.0)).map_err(NodeError::Net).and_then(|s| Ok(ClientEndpoint::new(s, &tls, TransportSettings::default())?)) {
+                match (upstreams(&t, &opts.node), plan(&t, &opts.node)) {
+                    (Ok(targets), Ok(p)) => {
+                        let now: Vec<_> = ups.iter().map(|u| u.at.clone()).collect();
+                        if targets != now {
+                            if let Some(at) = targets.first()
+                                && endpoint.local_addr().is_some_and(|a| a.is_ipv4() != at.0.is_ipv4())
+                            {
+                                match bind_udp(unspecified_for(at.0)).map_err(NodeError::Net).and_then(|s| Ok(ClientEndpoint::new(s, &tls, TransportSettings::default())?)) {
                                     Ok(e) => endpoint = e,
                                     Err(e) => warn!(error = %e, "no socket for the new upstream's address family"),
                                 }
                             }
-                            // dropping the old client closes its connection
-                            client = start_client(&endpoint, up.0, up.1.clone(), &shutdown);
-                            sent = SentHealth::default();
-                            current = up;
+                            // an upstream that stays keeps its connection; dropping a client
+                            // closes its connection
+                            let mut old = std::mem::take(&mut ups);
+                            for at in targets {
+                                match old.iter().position(|u| u.at == at) {
+                                    Some(i) => ups.push(old.swap_remove(i)),
+                                    None => {
+                                        info!(upstream = %at.1, addr = %at.0, "upstream changed; connecting");
+                                        ups.push(start_upstream(&endpoint, at, &shutdown));
+                                    }
+                                }
+                            }
                         }
                         monitors.set_plan(p, clock.now())
                     }
@@ -95,33 +125,46 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                 }
             }
         };
-        send(&client, reports, &clock, &mut sent);
+        send(&mut ups, reports, &clock);
     }
-    client.stop().await;
+    for u in ups {
+        u.client.stop().await;
+    }
     info!(node = %opts.node, "agent stopped");
     Ok(())
 }
 
-fn start_client(
+fn start_upstream(
     endpoint: &ClientEndpoint,
-    addr: SocketAddr,
-    server: PeerIdentity,
+    at: (SocketAddr, PeerIdentity),
     shutdown: &CancellationToken,
-) -> Client<Message> {
-    Client::start(
+) -> Upstream {
+    let client = Client::start(
         endpoint,
-        ClientConfig::new(addr, server, PROTOCOL_VERSION),
+        ClientConfig::new(at.0, at.1.clone(), PROTOCOL_VERSION),
         shutdown.clone(),
-    )
+    );
+    Upstream {
+        at,
+        client,
+        sent: SentHealth::default(),
+    }
 }
 
 /// The health last sent for each monitored instance.
 type SentHealth = BTreeMap<(ServiceId, ServerId), Health>;
 
+/// Sends reports to every upstream.
+fn send(ups: &mut [Upstream], reports: Vec<Report>, clock: &Clock) {
+    for u in ups {
+        send_to(&u.client, reports.clone(), clock, &mut u.sent);
+    }
+}
+
 /// Sends reports in batches (one message carries up to [`MAX_BATCH`]). A report whose
 /// health differs from the last one sent for its instance goes urgent: the farm node
 /// decides a server going down before the readings queued ahead of it.
-fn send(client: &Client<Message>, reports: Vec<Report>, clock: &Clock, sent: &mut SentHealth) {
+fn send_to(client: &Client<Message>, reports: Vec<Report>, clock: &Clock, sent: &mut SentHealth) {
     let now = clock.now();
     let (urgent, routine): (Vec<Report>, Vec<Report>) = reports.into_iter().partition(|r| {
         let key = (r.service.clone(), r.server.clone());

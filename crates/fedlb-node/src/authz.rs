@@ -4,8 +4,9 @@
 //!
 //! - A farm node accepts only the agents of its own servers; an agent may report only for
 //!   the servers it is named for, and only for servers of that farm.
-//! - The global node accepts the farm nodes of the topology, each sending summaries for its
-//!   own farm only, and the agents of servers attached directly to it.
+//! - The global node accepts the farm nodes of the topology (a farm may have several), each
+//!   sending summaries for its own farm only, each summary naming the node that sends it;
+//!   and the agents of servers attached directly to it.
 //! - A server probed remotely has no agent: nobody may report for it.
 
 use std::fmt;
@@ -51,7 +52,7 @@ pub enum Refusal {
         site: Site,
     },
     /// A farm node the topology does not declare.
-    #[error("farm \"{farm}\" is not in the topology")]
+    #[error("farm node \"{farm}\" is not in the topology")]
     UnknownFarm {
         /// The farm name in the peer's certificate.
         farm: String,
@@ -83,6 +84,14 @@ pub enum Refusal {
         node: String,
         /// The farm named in the summary.
         farm: String,
+    },
+    /// A farm node's summary that names another farm node as its author.
+    #[error("farm node \"{node}\" sent a summary naming farm node \"{named}\"")]
+    OtherNode {
+        /// The sending farm node.
+        node: String,
+        /// The farm node named in the summary.
+        named: String,
     },
     /// A report for a server the topology does not declare.
     #[error("reports for unknown server \"{server}\"")]
@@ -135,7 +144,7 @@ pub fn peer_may_connect(t: &Topology, site: &Site, peer: &PeerIdentity) -> Resul
             agent: name.to_owned(),
             site: site.clone(),
         }),
-        (Role::Farm, Site::Global) if t.farms.contains_key(&name.into()) => Ok(()),
+        (Role::Farm, Site::Global) if t.farm_of_node(name).is_some() => Ok(()),
         (Role::Farm, Site::Global) => Err(Refusal::UnknownFarm {
             farm: name.to_owned(),
         }),
@@ -161,16 +170,25 @@ pub fn message_allowed(
             .iter()
             .try_for_each(|r| agent_may_report(t, site, peer, &r.server)),
         (Site::Farm(_), _, Message::Summaries(_)) => Err(Refusal::SummariesAtFarm),
-        (Site::Global, Role::Farm, Message::Summaries(ss)) => ss.iter().try_for_each(|s| {
-            if s.farm == peer.node.as_str() {
-                Ok(())
-            } else {
-                Err(Refusal::OtherFarm {
-                    node: peer.node.to_string(),
-                    farm: s.farm.clone(),
-                })
-            }
-        }),
+        (Site::Global, Role::Farm, Message::Summaries(ss)) => {
+            let node = peer.node.as_str();
+            let farm = t.farm_of_node(node).map(|f| f.id.as_str());
+            ss.iter().try_for_each(|s| {
+                if farm != Some(s.farm.as_str()) {
+                    Err(Refusal::OtherFarm {
+                        node: node.to_owned(),
+                        farm: s.farm.clone(),
+                    })
+                } else if s.node != node {
+                    Err(Refusal::OtherNode {
+                        node: node.to_owned(),
+                        named: s.node.clone(),
+                    })
+                } else {
+                    Ok(())
+                }
+            })
+        }
         (Site::Global, role, _) => Err(Refusal::MessageNotAccepted { role }),
     }
 }

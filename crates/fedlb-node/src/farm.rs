@@ -35,8 +35,11 @@ use crate::{reload, status};
 pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), NodeError> {
     crate::fds::raise_nofile_limit();
     let topology = load_topology(&opts.topology, false)?;
-    let farm_id = FarmId::from(opts.node.as_str());
-    let Some(farm) = topology.farms.get(&farm_id).cloned() else {
+    // the farm this node is one of the farm nodes of (a farm may have several)
+    let Some((farm, me)) = topology
+        .farm_of_node(&opts.node)
+        .and_then(|f| Some((f.clone(), f.node(&opts.node)?.clone())))
+    else {
         return Err(NodeError::UnknownNode {
             file: topology.file.clone(),
             role: "farm",
@@ -44,11 +47,12 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
             known: known_nodes(&topology),
         });
     };
+    let farm_id = farm.id.clone();
     let tls = load_tls(&opts.certs, Role::Farm, &opts.node)?;
     let shared: SharedTopology = Arc::new(RwLock::new(Arc::new(topology.clone())));
     // agents connect here
     let (server, mut events) = Server::start::<Message, _>(
-        bind_udp(farm.listen).map_err(NodeError::Net)?,
+        bind_udp(me.listen).map_err(NodeError::Net)?,
         &tls,
         ServerConfig::new(PROTOCOL_VERSION),
         Access::new(shared.clone(), Site::Farm(farm_id.clone())),
@@ -56,10 +60,18 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     )?;
     let metrics = Arc::new(Metrics::new());
     let (status_tx, mut status_rx) = mpsc::channel::<StatusRequest>(16);
-    let http_task = serve_status(farm.status, status_tx, &metrics, &shutdown).await?;
-    let mut node = FarmNode::new(&opts, &topology, farm, tls, shared, metrics, &shutdown)?;
+    let http_task = serve_status(me.status, status_tx, &metrics, &shutdown).await?;
+    let mut node = FarmNode::new(
+        &opts,
+        &topology,
+        (farm, me),
+        tls,
+        shared,
+        metrics,
+        &shutdown,
+    )?;
     let mut reloads = reload::spawn(opts.topology.clone(), false, shutdown.clone());
-    info!(farm = %farm_id, quic = %server.local_addr(), status = %node.farm.status, "farm node running");
+    info!(farm = %farm_id, node = %opts.node, quic = %server.local_addr(), status = %node.me.status, "farm node running");
 
     loop {
         let deadline = earliest(
@@ -93,9 +105,9 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
 struct FarmNode {
     node: String,
     farm_id: FarmId,
-    /// The farm as the node started: the addresses it is bound to (a reload does not
-    /// move them).
-    farm: Farm,
+    /// This farm node as it started: the addresses it is bound to (a reload does not move
+    /// them).
+    me: fedlb_topology::FarmNode,
     clock: Clock,
     state: FarmState,
     monitors: MonitorSet,
@@ -113,10 +125,11 @@ struct FarmNode {
 }
 
 impl FarmNode {
+    /// `me` is this node, one of the farm nodes of `farm`.
     fn new(
         opts: &NodeOptions,
         topology: &Topology,
-        farm: Farm,
+        (farm, me): (Farm, fedlb_topology::FarmNode),
         tls: NodeTls,
         shared: SharedTopology,
         metrics: Arc<Metrics>,
@@ -142,7 +155,9 @@ impl FarmNode {
             shutdown.clone(),
         );
         let clock = Clock::start();
-        let config = topology.farm_config(&farm_id).expect("the farm exists");
+        let mut config = topology.farm_config(&farm_id).expect("the farm exists");
+        // its summaries name this node: the global node tells the farm's nodes apart
+        config.node = opts.node.clone();
         let mut state = FarmState::new(config, new_epoch(), rand::random(), clock.now());
         // the core holds decisions back after a start or a pause until every member is heard
         state.set_warmup_window(farm.heartbeat.liveness().stale_after);
@@ -163,7 +178,7 @@ impl FarmNode {
         let mut node = Self {
             node: opts.node.clone(),
             farm_id,
-            farm,
+            me,
             clock,
             state,
             monitors,
@@ -234,15 +249,25 @@ impl FarmNode {
 
     fn on_reload(&mut self, t: Topology, shutdown: &CancellationToken) {
         let farm_id = self.farm_id.clone();
-        let Some(config) = t.farm_config(&farm_id) else {
-            warn!(farm = %farm_id, "the new topology has no such farm; keeping the old one");
+        let (Some(mut config), Some(node)) = (
+            t.farm_config(&farm_id),
+            t.farms.get(&farm_id).and_then(|f| f.node(&self.node)),
+        ) else {
+            warn!(farm = %farm_id, node = %self.node, "the new topology has no such farm node; keeping the old one");
             return;
         };
+        config.node = self.node.clone();
         let now = self.clock.now();
         let me = &t.farms[&farm_id];
-        let field = |what| format!("farm \"{farm_id}\": {what}");
-        own_address_changed(&field("listen"), self.farm.listen, me.listen);
-        own_address_changed(&field("status"), self.farm.status, me.status);
+        let field = |what| {
+            if self.node == farm_id.as_str() {
+                format!("farm \"{farm_id}\": {what}")
+            } else {
+                format!("farm \"{farm_id}\" node \"{}\": {what}", self.node)
+            }
+        };
+        own_address_changed(&field("listen"), self.me.listen, node.listen);
+        own_address_changed(&field("status"), self.me.status, node.status);
         self.follow_global(&t, shutdown);
         match plan(&t, &self.node) {
             Ok(p) => {

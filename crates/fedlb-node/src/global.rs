@@ -207,7 +207,11 @@ impl Global {
                     let summary = s.to_summary(now);
                     match self.state.handle_summary(&summary, now) {
                         Ok(()) => {
-                            let key = (summary.service.clone(), summary.farm.clone());
+                            let key = (
+                                summary.service.clone(),
+                                summary.farm.clone(),
+                                summary.node.clone(),
+                            );
                             self.extras.summaries.insert(key, (summary, now));
                         }
                         Err(e) => debug!(%peer, error = %e, "summary not taken"),
@@ -292,7 +296,7 @@ impl Global {
         self.extras.fqdns = fqdns(&t);
         self.extras
             .summaries
-            .retain(|(_, farm), _| t.farms.contains_key(farm));
+            .retain(|(_, farm, node), _| t.farms.get(farm).is_some_and(|f| f.node(node).is_some()));
         let t = Arc::new(t);
         *self.shared.write().expect("topology lock") = t.clone();
         self.current = t;

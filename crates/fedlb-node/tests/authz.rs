@@ -32,6 +32,18 @@ fn topology() -> Topology {
         intrusive_server(B, 21, "f1", "f1-agent"),
         format!(
             r#"
+[[farms]]
+name = "pair"
+nodes = [
+  {{ name = "pair-a", listen = "127.0.{B}.4:7401", status = "127.0.{B}.4:7481" }},
+  {{ name = "pair-b", listen = "127.0.{B}.5:7401", status = "127.0.{B}.5:7481" }},
+]
+distance_ms = 20
+"#
+        ),
+        intrusive_server(B, 41, "p1", "p1-agent"),
+        format!(
+            r#"
 [[servers]]
 name = "d1"
 address = "127.0.{B}.31"
@@ -61,8 +73,10 @@ enum Act {
     Connect,
     /// Sends a report for this server.
     Report(&'static str),
-    /// Sends a summary for this farm.
+    /// Sends a summary for this farm, naming the sending node as its author.
     Summary(&'static str),
+    /// Sends a summary for this farm naming this farm node as its author.
+    SummaryBy(&'static str, &'static str),
     /// Sends a message that fails the protocol's limits (no report in a batch).
     EmptyBatch,
 }
@@ -105,9 +119,10 @@ fn report(server: &str) -> WireReport {
     }
 }
 
-fn summary(farm: &str) -> WireSummary {
+fn summary(farm: &str, node: &str) -> WireSummary {
     WireSummary {
         farm: s(farm),
+        node: s(node),
         service: s("www"),
         epoch: 1,
         seq: 1,
@@ -123,14 +138,16 @@ fn summary(farm: &str) -> WireSummary {
         aggregates: Vec::new(),
         degraded: false,
         servers: Vec::new(),
+        incomplete: false,
     }
 }
 
-fn message(act: Act) -> Option<Message> {
+fn message(act: Act, peer: &str) -> Option<Message> {
     match act {
         Act::Connect => None,
         Act::Report(server) => Some(Message::Reports(vec![report(server)])),
-        Act::Summary(farm) => Some(Message::Summaries(vec![summary(farm)])),
+        Act::Summary(farm) => Some(Message::Summaries(vec![summary(farm, peer)])),
+        Act::SummaryBy(farm, node) => Some(Message::Summaries(vec![summary(farm, node)])),
         Act::EmptyBatch => Some(Message::Reports(Vec::new())),
     }
 }
@@ -247,7 +264,7 @@ fn rows() -> Vec<Row> {
             Refusal::UnknownFarm {
                 farm: s("atlantis"),
             },
-            r#"farm "atlantis" is not in the topology"#,
+            r#"farm node "atlantis" is not in the topology"#,
         ),
         no(
             "global",
@@ -373,6 +390,55 @@ fn rows() -> Vec<Row> {
             Refusal::MessageNotAccepted { role: Farm },
             "a farm may not send that message here",
         ),
+        // a farm with two farm nodes: each may connect and summarise its farm, under its
+        // own name; the farm's name is no node
+        ok("global", Farm, "pair-a", Connect),
+        ok("global", Farm, "pair-b", Connect),
+        ok("global", Farm, "pair-a", Summary("pair")),
+        ok("global", Farm, "pair-b", Summary("pair")),
+        no(
+            "global",
+            Farm,
+            "pair",
+            Connect,
+            Refusal::UnknownFarm { farm: s("pair") },
+            r#"farm node "pair" is not in the topology"#,
+        ),
+        no(
+            "global",
+            Farm,
+            "pair-a",
+            Summary("near"),
+            Refusal::OtherFarm {
+                node: s("pair-a"),
+                farm: s("near"),
+            },
+            r#"farm node "pair-a" sent a summary for farm "near""#,
+        ),
+        no(
+            "global",
+            Farm,
+            "pair-a",
+            SummaryBy("pair", "pair-b"),
+            Refusal::OtherNode {
+                node: s("pair-a"),
+                named: s("pair-b"),
+            },
+            r#"farm node "pair-a" sent a summary naming farm node "pair-b""#,
+        ),
+        no(
+            "global",
+            Farm,
+            "near",
+            SummaryBy("near", "far"),
+            Refusal::OtherNode {
+                node: s("near"),
+                named: s("far"),
+            },
+            r#"farm node "near" sent a summary naming farm node "far""#,
+        ),
+        ok("pair", Agent, "p1-agent", Connect),
+        ok("pair", Agent, "p1-agent", Report("p1")),
         // the protocol's limits come first, at both sites
         no(
             "global",
@@ -403,14 +469,14 @@ fn invalid_batch() -> Refusal {
 }
 
 fn verdict(t: &Topology, site: &Site, peer: &PeerIdentity, act: Act) -> Result<(), Refusal> {
-    match message(act) {
+    match message(act, peer.node.as_str()) {
         None => authz::peer_may_connect(t, site, peer),
         Some(msg) => authz::message_allowed(t, site, peer, &msg),
     }
 }
 
 fn told(access: &Access, peer: &PeerIdentity, act: Act) -> Result<(), String> {
-    match message(act) {
+    match message(act, peer.node.as_str()) {
         None => access.authorise_peer(peer),
         Some(msg) => access.authorise_message(peer, &msg),
     }
@@ -468,13 +534,14 @@ fn item6_every_refusal_has_a_row() {
             Refusal::SummariesAtFarm => "summaries at farm",
             Refusal::MessageNotAccepted { .. } => "message",
             Refusal::OtherFarm { .. } => "other farm",
+            Refusal::OtherNode { .. } => "other node",
             Refusal::UnknownServer { .. } => "unknown server",
             Refusal::NotAttachedHere { .. } => "not attached",
             Refusal::OtherAgent { .. } => "other agent",
             Refusal::ProbedRemotely { .. } => "remote",
         })
         .collect();
-    assert_eq!(kinds.len(), 11, "kinds with a row: {kinds:?}");
+    assert_eq!(kinds.len(), 12, "kinds with a row: {kinds:?}");
 }
 
 /// A reload replaces the topology the authoriser reads: an agent removed from the file is

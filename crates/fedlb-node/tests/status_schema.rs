@@ -21,6 +21,7 @@ fn member(name: &str, last: u8, distance: Option<f64>) -> MemberSpec {
         capacity: 100.0,
         distance: distance.map(Distance::Pinned),
         liveness: Liveness::from_heartbeat(Duration::from_secs(1), 3),
+        sources: Vec::new(),
     }
 }
 
@@ -66,6 +67,7 @@ fn world() -> (FarmState, GlobalState, GlobalExtras, Timestamp) {
             services,
             heartbeat: Duration::from_secs(1),
             metrics: Default::default(),
+            node: "eu-west".into(),
         },
         1,
         1,
@@ -91,9 +93,10 @@ fn world() -> (FarmState, GlobalState, GlobalExtras, Timestamp) {
     let mut global = GlobalState::new(GlobalConfig::new(gservices), 1);
     global.handle_summary(&summary, now).unwrap();
     let mut extras = GlobalExtras::default();
-    extras
-        .summaries
-        .insert(("www".into(), "eu-west".into()), (summary, now));
+    extras.summaries.insert(
+        ("www".into(), "eu-west".into(), "eu-west".into()),
+        (summary, now),
+    );
     extras
         .fqdns
         .insert("www".into(), "www.example.test.".into());
@@ -169,6 +172,7 @@ fn global_status_has_the_documented_shape() {
             "id",
             "kind",
             "members",
+            "node",
             "rank",
             "readings",
             "reason",
@@ -184,7 +188,7 @@ fn global_status_has_the_documented_shape() {
     assert_eq!(us["rank"], Value::Null);
 
     let farm = &svc["farms"][0];
-    assert_eq!(keys(farm), ["farm", "heard_s_ago", "local"]);
+    assert_eq!(keys(farm), ["farm", "heard_s_ago", "local", "node"]);
     assert_eq!(farm["local"]["policy"], "least loaded");
     assert_eq!(farm["local"]["chosen"][0], "eu2");
     let servers = farm["local"]["candidates"].as_array().unwrap();
@@ -266,7 +270,11 @@ fn table_marks_chosen_candidates() {
 #[test]
 fn item3_a_farms_policy_is_read_from_its_summary_never_from_the_why() {
     let (_, global, mut extras, now) = world();
-    let key = (ServiceId::from("www"), FarmId::from("eu-west"));
+    let key = (
+        ServiceId::from("www"),
+        FarmId::from("eu-west"),
+        "eu-west".to_owned(),
+    );
     assert_eq!(extras.summaries[&key].0.policy, "least loaded");
     // a why that reads like another policy, and one that names none (fail-static)
     for why in [

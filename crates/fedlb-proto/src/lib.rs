@@ -37,7 +37,8 @@ use serde::{Deserialize, Serialize};
 /// (issue 14, weighted answers); 5, farm summaries carry the farm's hop count and its
 /// declared application metrics in their readings, and the rule each metric was aggregated
 /// by (issue 15: a global policy may rank and filter farms by them, which a farm node of
-/// version 4 would silently leave unreported).
+/// version 4 would silently leave unreported), and name the farm node that built them (a
+/// farm may have several, issue 17).
 pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Largest encoded message, in bytes (also the transport's frame cap): the codec's
@@ -188,6 +189,9 @@ impl WireReport {
 pub struct WireSummary {
     /// The farm.
     pub farm: String,
+    /// The farm node that built it (a farm may have several); the global node takes it
+    /// only from that node's connection.
+    pub node: String,
     /// The service.
     pub service: String,
     /// Restart counter of the farm node.
@@ -218,6 +222,8 @@ pub struct WireSummary {
     pub degraded: bool,
     /// The farm's servers as its node sees them.
     pub servers: Vec<WireMemberView>,
+    /// The farm node has not heard from every server yet.
+    pub incomplete: bool,
 }
 
 /// A [`MemberView`] on the wire.
@@ -270,6 +276,7 @@ impl WireMemberView {
             addresses: self.addresses.clone(),
             readings: self.readings.to_readings(now),
             members: None,
+            source: None,
         }
     }
 }
@@ -279,6 +286,7 @@ impl WireSummary {
     pub fn from_summary(s: &Summary, now: Timestamp) -> Self {
         WireSummary {
             farm: s.farm.0.clone(),
+            node: s.node.clone(),
             service: s.service.0.clone(),
             epoch: s.epoch,
             seq: s.seq,
@@ -299,6 +307,7 @@ impl WireSummary {
                 .take(MAX_SERVERS)
                 .map(|v| WireMemberView::from_view(v, now))
                 .collect(),
+            incomplete: s.incomplete,
         }
     }
 
@@ -306,6 +315,7 @@ impl WireSummary {
     pub fn to_summary(&self, now: Timestamp) -> Summary {
         Summary {
             farm: FarmId(self.farm.clone()),
+            node: self.node.clone(),
             service: ServiceId(self.service.clone()),
             epoch: self.epoch,
             seq: self.seq,
@@ -321,6 +331,7 @@ impl WireSummary {
             aggregates: self.aggregates.iter().cloned().collect(),
             degraded: self.degraded,
             servers: self.servers.iter().map(|v| v.to_view(now)).collect(),
+            incomplete: self.incomplete,
         }
     }
 }
@@ -399,6 +410,7 @@ impl Message {
                 }
                 for s in ss {
                     name("farm", &s.farm)?;
+                    name("farm node", &s.node)?;
                     name("service", &s.service)?;
                     label("policy", &s.policy)?;
                     text("why", &s.why)?;

@@ -122,6 +122,7 @@ fn summary() -> impl Strategy<Value = WireSummary> {
                 servers,
             )| {
                 WireSummary {
+                    node: format!("{farm}-a"),
                     farm,
                     service,
                     epoch,
@@ -139,6 +140,7 @@ fn summary() -> impl Strategy<Value = WireSummary> {
                     capacity,
                     readings,
                     aggregates,
+                    incomplete: !degraded && seq % 2 == 0,
                     degraded,
                     servers,
                 }
@@ -323,6 +325,7 @@ fn readings_travel_as_ages_and_land_on_the_receivers_timeline() {
 fn summary_of_one_server(policy: &str) -> WireSummary {
     WireSummary {
         farm: "eu-west".into(),
+        node: "eu-west".into(),
         service: "www".into(),
         epoch: 1,
         seq: 1,
@@ -348,6 +351,7 @@ fn summary_of_one_server(policy: &str) -> WireSummary {
             addresses: vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11))],
             readings: WireReadings::default(),
         }],
+        incomplete: false,
     }
 }
 

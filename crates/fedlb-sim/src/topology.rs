@@ -278,6 +278,7 @@ impl TopologyBuilder {
                     capacity: *capacity,
                     distance: None,
                     liveness: self.liveness,
+                    sources: Vec::new(),
                 })
                 .collect();
             for (server, _) in servers {
@@ -305,6 +306,7 @@ impl TopologyBuilder {
                 capacity: servers.iter().map(|(_, c)| c).sum(),
                 distance: Some(Distance::Pinned(*distance_ms)),
                 liveness: self.liveness,
+                sources: Vec::new(),
             });
             if let Some(l) = location {
                 locations.insert(name.clone(), *l);
@@ -322,6 +324,7 @@ impl TopologyBuilder {
                     )]),
                     heartbeat: self.heartbeat,
                     metrics: Default::default(),
+                    node: String::new(),
                 },
             );
         }

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use fedlb_core::time::human;
-use fedlb_core::{AnswerSet, Distance, FailStatic, Policy, SelectorConfig, Spill, Spread};
+use fedlb_core::{AnswerSet, Distance, FailStatic, FarmId, Policy, SelectorConfig, Spill, Spread};
 
 use crate::model::{DnsServer, Mode, Probe, ProbeKind, Role, Topology};
 
@@ -113,7 +113,17 @@ impl Topology {
                 let _ = write!(head, " status {s}");
             }
             if let Some(p) = &n.reports_to {
-                let _ = write!(head, " → reports to {p}");
+                // an agent of a farm with several farm nodes reports to each
+                let to = match self.farms.get(&FarmId(p.clone())) {
+                    Some(f) if n.role == Role::Agent => f
+                        .nodes
+                        .iter()
+                        .map(|x| x.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    _ => p.clone(),
+                };
+                let _ = write!(head, " → reports to {to}");
             }
             let _ = writeln!(w, "{head}");
             match &n.role {
@@ -140,6 +150,22 @@ impl Topology {
                 }
                 Role::Farm(fid) => {
                     let f = &self.farms[fid];
+                    if f.nodes.len() > 1 {
+                        let names: Vec<&str> = f.nodes.iter().map(|x| x.name.as_str()).collect();
+                        let _ = writeln!(
+                            w,
+                            "    one of {} farm nodes of farm {fid} ({}): each takes every agent's reports and probes the remote servers itself; the global node uses the first live one reporting the farm up",
+                            f.nodes.len(),
+                            names.join(", ")
+                        );
+                    }
+                    let _ = writeln!(
+                        w,
+                        "    summarises every {} when idle; stale at the global node after {} missed ({})",
+                        human(f.summary_heartbeat.interval),
+                        f.summary_heartbeat.missed,
+                        human(f.summary_heartbeat.liveness().stale_after)
+                    );
                     if let Some(d) = self.farm_distance(f) {
                         let shown = match d {
                             Distance::Pinned(ms) => format!("{ms} ms (pinned)"),

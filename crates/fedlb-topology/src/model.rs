@@ -478,15 +478,33 @@ pub enum LoadSource {
     },
 }
 
-/// A site: a farm node and its servers.
+/// One farm node of a farm.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FarmNode {
+    /// Its node name (certificate identity); the farm's name for a farm with one node
+    /// declared by `listen`/`status`.
+    pub name: String,
+    /// Its QUIC address (agents connect to it).
+    pub listen: SocketAddr,
+    /// Its status endpoint.
+    pub status: SocketAddr,
+}
+
+/// A site: its farm node(s) and its servers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Farm {
-    /// Its name (also the farm node's name).
+    /// Its name (also the farm node's name when it has one declared by `listen`/`status`).
     pub id: FarmId,
-    /// The farm node's QUIC address (agents connect to it).
+    /// The first farm node's QUIC address.
     pub listen: SocketAddr,
-    /// The farm node's status endpoint.
+    /// The first farm node's status endpoint.
     pub status: SocketAddr,
+    /// Its farm nodes, in topology order (one or more): the global node uses the summary of
+    /// the first one that is live and reports the farm up.
+    pub nodes: Vec<FarmNode>,
+    /// How often its farm nodes summarise when nothing changes, and when their silence
+    /// makes the farm stale at the global node.
+    pub summary_heartbeat: Heartbeat,
     /// Pinned distance from the global node, in milliseconds.
     pub distance_ms: Option<f64>,
     /// Where it stands.
@@ -500,6 +518,11 @@ pub struct Farm {
 }
 
 impl Farm {
+    /// One of its farm nodes by name.
+    pub fn node(&self, name: &str) -> Option<&FarmNode> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
     /// The services at least one of its servers offers.
     pub fn services(&self) -> BTreeSet<ServiceId> {
         self.servers
@@ -698,6 +721,7 @@ impl Topology {
                         capacity: s.capacity,
                         distance: None,
                         liveness: f.heartbeat.liveness(),
+                        sources: Vec::new(),
                     })
                     .collect();
                 (
@@ -711,8 +735,12 @@ impl Topology {
             .collect();
         Some(FarmConfig {
             farm: f.id.clone(),
+            node: f
+                .nodes
+                .first()
+                .map_or_else(|| f.id.0.clone(), |n| n.name.clone()),
             services,
-            heartbeat: f.heartbeat.interval,
+            heartbeat: f.summary_heartbeat.interval,
             metrics: self
                 .services
                 .values()
@@ -747,7 +775,8 @@ impl Topology {
                         addresses: dedup(offering.iter().flat_map(|s| s.addresses.iter().copied())),
                         capacity: offering.iter().map(|s| s.capacity).sum(),
                         distance: self.farm_distance(f),
-                        liveness: f.heartbeat.liveness(),
+                        liveness: f.summary_heartbeat.liveness(),
+                        sources: f.nodes.iter().map(|n| n.name.clone()).collect(),
                     })
                 });
                 let direct = self
@@ -761,6 +790,7 @@ impl Topology {
                         capacity: s.capacity,
                         distance: self.distance(s.distance_ms, s.location),
                         liveness: self.heartbeat.liveness(),
+                        sources: Vec::new(),
                     });
                 (
                     svc.id.clone(),
@@ -829,10 +859,21 @@ impl Topology {
         })
     }
 
-    /// Every monitor a node runs.
+    /// The farm whose farm node is named `node`.
+    pub fn farm_of_node(&self, node: &str) -> Option<&Farm> {
+        self.farms.values().find(|f| f.node(node).is_some())
+    }
+
+    /// Every monitor a node runs: each farm node of a farm runs the monitors of the farm's
+    /// remotely probed servers (independent views, no coordination between them).
     pub fn monitors_run_by(&self, node: &str) -> Vec<MonitorConfig> {
+        let farm = self.farm_of_node(node).map(|f| f.id.as_str());
         self.servers()
-            .filter(|(s, _)| self.monitored_by(&s.id).as_deref() == Some(node))
+            .filter(|(s, _)| {
+                let by = self.monitored_by(&s.id);
+                by.as_deref() == Some(node)
+                    || (s.mode == Mode::Remote && farm.is_some() && by.as_deref() == farm)
+            })
             .flat_map(|(s, _)| self.monitor_configs(&s.id))
             .collect()
     }
@@ -854,14 +895,16 @@ impl Topology {
             monitors: monitors(&self.global.name),
         }];
         for f in self.farms.values() {
-            out.push(NodeInfo {
-                name: f.id.0.clone(),
-                role: Role::Farm(f.id.clone()),
-                listen: Some(f.listen),
-                status: Some(f.status),
-                reports_to: Some(self.global.name.clone()),
-                monitors: monitors(f.id.as_str()),
-            });
+            for n in &f.nodes {
+                out.push(NodeInfo {
+                    name: n.name.clone(),
+                    role: Role::Farm(f.id.clone()),
+                    listen: Some(n.listen),
+                    status: Some(n.status),
+                    reports_to: Some(self.global.name.clone()),
+                    monitors: monitors(f.id.as_str()),
+                });
+            }
         }
         let mut agents: BTreeMap<String, String> = BTreeMap::new();
         for (s, attachment) in self.servers() {

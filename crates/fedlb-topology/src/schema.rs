@@ -56,6 +56,7 @@
 //! ```toml
 //! name = "three-continents"   # optional; defaults to the file name without extension
 //! heartbeat = { interval = "1s", missed = 3 }   # optional; see "Defaults"
+//! summary_heartbeat = { interval = "400ms" }    # optional; farm summaries, see "Defaults"
 //! [global]     # the global node                          (required)
 //! [dns]        # where answers are published              (required)
 //! [[services]] # replicated services                      (at least one)
@@ -67,6 +68,7 @@
 //! `heartbeat`: a report (monitor → farm or global node) and a summary (farm → global node)
 //! go out at least every `interval` even when nothing changed; a reporter silent for
 //! `missed` intervals is **stale** (not chosen), for `2 × missed` intervals **down**.
+//! `summary_heartbeat` (top level, or per farm) sets the same for farm summaries alone.
 //!
 //! ## `[global]`
 //!
@@ -250,13 +252,24 @@
 //! | field | type | |
 //! |---|---|---|
 //! | `name` | name | required; unique among farms, servers and nodes |
-//! | `listen` | socket address | the farm node's QUIC address (agents connect to it) |
+//! | `listen` | socket address | the farm node's QUIC address (agents connect to it); the farm node is named as the farm |
 //! | `status` | socket address | the farm node's status endpoint |
+//! | `nodes` | array of `{ name, listen, status }` | instead of `listen`/`status`: two or more farm nodes (see below) |
 //! | `distance_ms` | number ≥ 0 | pinned distance from the global node |
 //! | `location` | location | used when `distance_ms` is absent (great-circle km to `global.location`) |
 //! | `heartbeat` | `{ interval, missed }` | overrides the top-level heartbeat for this farm's reports and summaries |
 //! | `local.<service>` | tier | per-service override of the service's `local` tier, field by field |
 //! | `servers` | array of servers | at least one |
+//! | `summary_heartbeat` | `{ interval, missed }` | how often its farm nodes summarise to the global node when nothing changes, and when their silence counts (default: the farm's heartbeat interval, at most 400 ms, and its `missed`) |
+//!
+//! **Several farm nodes.** `nodes = [{ name = "eu-a", listen = "…", status = "…" }, { name =
+//! "eu-b", … }]` declares a farm summarised by every one of them: each has its own
+//! certificate (`fedlb certs` issues one per node) and runs as `fedlb farm --node eu-a`;
+//! agents report to all of them (one connection each); remotely probed servers are probed by
+//! each (independent views: N farm nodes cost N× the probes); each sends the farm's summary
+//! to the global node, which takes the farm as up while any of its farm nodes reports it up
+//! and uses the summary of the first node in this order that is live and reports the farm up
+//! (status names it). Node names are certificate identities: unique among all nodes.
 //!
 //! ## Servers (`[[farms.servers]]`, and `[[servers]]` for direct attachment)
 //!
@@ -325,6 +338,7 @@
 //! | `rise` / `fall` | 2 / 2 | one lost packet does not flap a server; two in a row do |
 //! | `hops` interval | 1h | routes change rarely and traceroute-style probes are costly |
 //! | heartbeat | 1s, `missed = 3` | a silent reporter is stale after 3 s and down after 6 s: one lost heartbeat is tolerated, a dead node is noticed within a few seconds |
+//! | summary_heartbeat | the heartbeat's interval, at most 400ms; its `missed` | a dead farm node is noticed by its silence alone: after 1.2 s (about 1 s on average) instead of 3 s, so a one-node farm leaves the answer within 1.5 s of its node's death; a few small summaries a second per farm cost the global node little (`fedlb_core::SUMMARY_INTERVAL_CAP`) |
 //! | hysteresis | global: margin 20 %, dwell 10s; local: none | global: a challenger must be clearly better for a while before a healthy choice changes, so a recovered farm does not take traffic back at once and near-equal farms do not flap; local: off, because a least-loaded choice held for a dwell herds every resolver that refreshes onto one server (`fedlb simulate` on `scenarios/three-regions`: 600 ms mean response with local hysteresis, 87 ms without) |
 //! | `answers` | 1 | the patent's single preferred server; `"weighted"` is the candidate default once the simulator's scenario suite (issue 14) shows it wins |
 //! | `spill` | `move` | today's behaviour; `split` waits for the same evidence |
@@ -387,6 +401,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 pub(crate) struct RawTopology {
     pub name: Option<String>,
     pub heartbeat: Option<RawHeartbeat>,
+    pub summary_heartbeat: Option<RawHeartbeat>,
     pub global: RawGlobal,
     pub dns: RawDns,
     pub services: Vec<RawService>,
@@ -633,15 +648,25 @@ pub(crate) struct RawProbe {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawFarm {
     pub name: String,
-    pub listen: String,
-    pub status: String,
+    pub listen: Option<String>,
+    pub status: Option<String>,
+    pub nodes: Option<Vec<RawFarmNode>>,
     pub distance_ms: Option<f64>,
     pub location: Option<RawLocation>,
     pub heartbeat: Option<RawHeartbeat>,
+    pub summary_heartbeat: Option<RawHeartbeat>,
     #[serde(default)]
     pub local: BTreeMap<String, RawTier>,
     #[serde(default)]
     pub servers: Vec<RawServer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFarmNode {
+    pub name: String,
+    pub listen: String,
+    pub status: String,
 }
 
 #[derive(Debug, Deserialize)]

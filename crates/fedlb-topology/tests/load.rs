@@ -486,8 +486,10 @@ fn three_continents_gives_the_core_its_configs() {
         .find(|m| m.id.as_str() == "europe")
         .unwrap();
     assert_eq!(europe.capacity, 300.0, "capacity of the farm's www servers");
-    assert_eq!(europe.liveness.stale_after, Duration::from_secs(3));
-    assert_eq!(europe.liveness.down_after, Duration::from_secs(6));
+    // a farm's liveness follows its summary heartbeat (1 s reports → 400 ms summaries)
+    assert_eq!(europe.liveness.stale_after, Duration::from_millis(1_200));
+    assert_eq!(europe.liveness.down_after, Duration::from_millis(2_400));
+    assert_eq!(europe.sources, vec!["europe".to_owned()]);
 
     // farm tier: asia overrides www's local policy
     let asia = t.farm_config(&FarmId::from("asia")).unwrap();

@@ -59,11 +59,11 @@ pub fn run(topology: &Path, state: Option<PathBuf>, backends: bool) -> anyhow::R
         &t.global.name,
         &["global", topo, "--node", &t.global.name, "--certs", certs_s],
     )?);
-    for farm in t.farms.keys() {
+    for node in t.farms.values().flat_map(|f| &f.nodes) {
         procs.push(spawn(
             &exe,
-            farm.as_str(),
-            &["farm", topo, "--node", farm.as_str(), "--certs", certs_s],
+            &node.name,
+            &["farm", topo, "--node", &node.name, "--certs", certs_s],
         )?);
     }
     for node in t.nodes().into_iter().filter(|n| n.role == Role::Agent) {
@@ -178,7 +178,9 @@ fn print_banner(t: &Topology, state: &Path) {
     println!("  DNS server:   {dns} (zone {})", t.dns.zone);
     println!("  status page:  http://{}/", t.global.status);
     for f in t.farms.values() {
-        println!("  farm {:<9} http://{}/", f.id, f.status);
+        for n in &f.nodes {
+            println!("  farm {:<9} http://{}/", n.name, n.status);
+        }
     }
     println!();
     println!(

@@ -73,6 +73,7 @@ impl Fleet {
                             capacity: 100.0,
                             distance: None,
                             liveness: liveness(),
+                            sources: Vec::new(),
                         })
                         .collect();
                     map.insert(
@@ -88,6 +89,7 @@ impl Fleet {
                     services: map,
                     heartbeat: Duration::from_secs(1),
                     metrics: Default::default(),
+                    node: String::new(),
                 };
                 FarmState::new(config, 1, f as u64, now)
             })
@@ -102,6 +104,7 @@ impl Fleet {
                     capacity: 100.0,
                     distance: Some(Distance::Pinned(10.0 + (f % 200) as f64)),
                     liveness: liveness(),
+                    sources: Vec::new(),
                 })
                 .collect();
             gmap.insert(

@@ -10,7 +10,7 @@
 //!    a network namespace of their own, so that the agent's socket table holds only its
 //!    server's socket, as on a real host.
 //! 4. `farm-failover`: SIGKILL the farm node of the answered farm; the answer must move to
-//!    the next farm.
+//!    the next farm. Then a farm with two farm nodes: SIGKILL one; no answer may change.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -215,19 +215,16 @@ pub fn run_servers(p: &Params, intrusive: bool) -> anyhow::Result<Output> {
     Ok(out)
 }
 
-/// Benchmark 4: the farm node of the answered farm is killed.
-pub fn run_farm(p: &Params, heartbeat: Duration) -> anyhow::Result<Output> {
-    let block = 74;
-    let mut out = Output::new(
-        "farm-failover",
-        p.smoke,
-        json!({
-            "trials": p.trials,
-            "heartbeat_ms": heartbeat.as_millis() as u64, "missed": 3,
-            "farms": "f1 (10 ms) and f2 (80 ms), one remote server each; global policy closest",
-            "probe": "http every 200 ms", "dns": "embedded, polled every 10 ms",
-        }),
-    );
+/// One farm-failover world: farm f1 (10 ms; farm nodes `f1_nodes`, or one named f1) with
+/// server a1, farm f2 (80 ms) with b1; `summaries` pins the summary heartbeat (`None`: the
+/// topology default).
+fn farm_world(
+    block: u8,
+    heartbeat: Duration,
+    summaries: Option<Duration>,
+    f1_nodes: &[&str],
+    name: &str,
+) -> anyhow::Result<(World, Dns, IpAddr)> {
     let dns = Dns::Embedded {
         listen: sa(ip(127, block, 0, 1), 15353),
     };
@@ -238,13 +235,38 @@ pub fn run_farm(p: &Params, heartbeat: Duration) -> anyhow::Result<Output> {
         &["a1", "b1"],
         &http_probe(Duration::from_millis(200), 2, 2),
     );
+    if let Some(d) = summaries {
+        toml = toml.replacen(
+            "\n[global]",
+            &format!(
+                "summary_heartbeat = {{ interval = \"{}ms\" }}\n\n[global]",
+                d.as_millis()
+            ),
+            1,
+        );
+    }
     let (a, b) = (ip(127, block, 1, 1), ip(127, block, 2, 1));
-    toml.push_str(&farm(
-        "f1",
-        sa(ip(127, block, 0, 2), 7401),
-        sa(ip(127, block, 0, 2), 7481),
-        10,
-    ));
+    if f1_nodes.is_empty() {
+        toml.push_str(&farm(
+            "f1",
+            sa(ip(127, block, 0, 2), 7401),
+            sa(ip(127, block, 0, 2), 7481),
+            10,
+        ));
+    } else {
+        let nodes: Vec<String> = f1_nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let at = ip(127, block, 0, 10 + i as u8);
+                format!("{{ name = \"{n}\", listen = \"{at}:7401\", status = \"{at}:7481\" }}")
+            })
+            .collect();
+        toml.push_str(&format!(
+            "\n[[farms]]\nname = \"f1\"\nnodes = [{}]\ndistance_ms = 10\n",
+            nodes.join(", ")
+        ));
+    }
     toml.push_str(&server("a1", a, None));
     toml.push_str(&farm(
         "f2",
@@ -253,31 +275,154 @@ pub fn run_farm(p: &Params, heartbeat: Duration) -> anyhow::Result<Output> {
         80,
     ));
     toml.push_str(&server("b1", b, None));
-    let mut world = World::new("farm-failover", &toml)?;
+    let mut world = World::new(name, &toml)?;
     world.backend("a1", sa(a, 8080), None)?;
     world.backend("b1", sa(b, 8080), None)?;
     world.node("global", "global", None)?;
-    world.node("farm", "f1", None)?;
+    if f1_nodes.is_empty() {
+        world.node("farm", "f1", None)?;
+    } else {
+        for n in f1_nodes {
+            world.node("farm", n, None)?;
+        }
+    }
     world.node("farm", "f2", None)?;
+    Ok((world, dns, a))
+}
+
+/// The global node's CPU over `window` of steady state, in % of a core.
+fn global_cpu(world: &World, window: Duration) -> Option<f64> {
+    let pid = world.pid("global")?.to_string();
+    let t0 = crate::procfs::cpu_time_precise(&pid)?;
+    let w0 = std::time::Instant::now();
+    std::thread::sleep(window);
+    let t1 = crate::procfs::cpu_time_precise(&pid)?;
+    Some((t1 - t0).as_secs_f64() / w0.elapsed().as_secs_f64() * 100.0)
+}
+
+/// Polls DNS every 10 ms for `window`; counts answers other than `want` and changes of
+/// answer (a query that fails is neither).
+fn changes_over(poller: &mut Poller, want: IpAddr, window: Duration) -> (usize, usize) {
+    let end = std::time::Instant::now() + window;
+    let (mut other, mut changes) = (0, 0);
+    let mut last: Option<Vec<IpAddr>> = None;
+    while std::time::Instant::now() < end {
+        if let Ok(a) = poller.query(Duration::from_millis(50)) {
+            if a != [want] {
+                other += 1;
+            }
+            if last.as_ref().is_some_and(|l| *l != a) {
+                changes += 1;
+            }
+            last = Some(a);
+        }
+        std::thread::sleep(super::POLL);
+    }
+    (other, changes)
+}
+
+/// Benchmark 4: the farm node of the answered farm is killed.
+///
+/// - one-node farm: the answer must move to the next farm; measured with summaries every
+///   `heartbeat` (the rule before summaries had their own heartbeat) and with the default
+///   summary heartbeat, back to back, with the global node's CPU in steady state for each;
+/// - two-node farm: one farm node is killed (and restarted) at a random phase; no answer
+///   may change: every answer seen while polling is counted.
+pub fn run_farm(p: &Params, heartbeat: Duration) -> anyhow::Result<Output> {
+    let block = 74;
+    let default_summaries = fedlb_core::summary_interval(heartbeat);
+    let mut out = Output::new(
+        "farm-failover",
+        p.smoke,
+        json!({
+            "trials": p.trials,
+            "heartbeat_ms": heartbeat.as_millis() as u64, "missed": 3,
+            "summary_heartbeat_ms": [heartbeat.as_millis() as u64, default_summaries.as_millis() as u64],
+            "farms": "f1 (10 ms) and f2 (80 ms), one remote server each; global policy closest; f1 with one farm node, then with two",
+            "probe": "http every 200 ms", "dns": "embedded, polled every 10 ms",
+        }),
+    );
+    let cpu_window = Duration::from_secs(if p.smoke { 2 } else { 20 });
+    for summaries in [heartbeat, default_summaries] {
+        let ms = summaries.as_millis();
+        println!("-- one-node farm, summaries every {ms} ms");
+        let (mut world, dns, a) = farm_world(
+            block,
+            heartbeat,
+            Some(summaries),
+            &[],
+            &format!("farm-failover-{ms}ms"),
+        )?;
+        let mut poller = Poller::new(dns.server(), super::FQDN)?;
+        settle(&mut poller, a, Duration::from_secs(60))?;
+        let key = format!("one-node/summaries={ms}ms");
+        if let Some(cpu) = global_cpu(&world, cpu_window) {
+            println!("  {key}: global node CPU in steady state {cpu:.3} % of a core");
+            out.set(&format!("{key}/global_cpu_percent"), cpu);
+        }
+        let trials = fault_trials(
+            &mut world,
+            &mut poller,
+            a,
+            p.trials,
+            summaries,
+            |w| w.kill("f1"),
+            |w| w.node("farm", "f1", None).map(|_| ()),
+        )?;
+        record(&mut out, &key, &trials);
+        drop(world);
+    }
+    out.note(format!(
+        "expected detection (one-node farm): the global node's stale rule, 3 missed summary \
+         heartbeats after the last summary: between 2 and 3 intervals after the kill (which \
+         sends no QUIC close), i.e. {}–{} ms with summaries every {} ms",
+        2 * default_summaries.as_millis(),
+        3 * default_summaries.as_millis(),
+        default_summaries.as_millis()
+    ));
+
+    println!("-- two-node farm (f1-a, f1-b), default summaries");
+    let (mut world, dns, a) = farm_world(
+        block,
+        heartbeat,
+        None,
+        &["f1-a", "f1-b"],
+        "farm-failover-two-nodes",
+    )?;
     let mut poller = Poller::new(dns.server(), super::FQDN)?;
     settle(&mut poller, a, Duration::from_secs(60))?;
-    let trials = fault_trials(
-        &mut world,
-        &mut poller,
-        a,
+    let window = Duration::from_secs(if p.smoke { 2 } else { 4 });
+    let mut rng = rand::rng();
+    let (mut other, mut changes) = (0, 0);
+    let mut per_trial = Vec::new();
+    for (i, victim) in (0..p.trials).map(|i| (i, if i % 2 == 0 { "f1-a" } else { "f1-b" })) {
+        settle(&mut poller, a, Duration::from_secs(60))?;
+        std::thread::sleep(
+            Duration::from_millis(200)
+                + default_summaries.mul_f64(rand::Rng::random::<f64>(&mut rng)),
+        );
+        world.kill(victim)?;
+        let (o1, c1) = changes_over(&mut poller, a, window);
+        world.node("farm", victim, None)?;
+        let (o2, c2) = changes_over(&mut poller, a, window);
+        println!(
+            "    trial {:>2}: {victim} killed: {o1} other answers, {c1} changes; restarted: {o2} other answers, {c2} changes",
+            i + 1
+        );
+        other += o1 + o2;
+        changes += c1 + c2;
+        per_trial.push(json!({ "killed": victim, "other_answers": [o1, o2], "changes": [c1, c2] }));
+    }
+    println!(
+        "  two-node/kill-one: {changes} answer changes and {other} other answers in {} trials \
+         ({} s polled after each kill and each restart)",
         p.trials,
-        heartbeat,
-        |w| w.kill("f1"),
-        |w| w.node("farm", "f1", None).map(|_| ()),
-    )?;
-    let key = format!("heartbeat={}ms", heartbeat.as_millis());
-    record(&mut out, &key, &trials);
-    let hb = heartbeat.as_millis();
-    out.note(format!(
-        "expected detection: the global node's stale rule, 3 missed heartbeats after the last \
-         summary: between {} and {} ms after the kill, which sends no QUIC close",
-        2 * hb,
-        3 * hb
-    ));
+        window.as_secs()
+    );
+    out.set(
+        "two-node/kill-one",
+        json!({ "answer_changes": changes, "other_answers": other, "trials": p.trials,
+                "window_s": window.as_secs_f64(), "per_trial": per_trial }),
+    );
     Ok(out)
 }

@@ -145,6 +145,7 @@ impl Farm {
             .collect();
         Message::Summaries(vec![WireSummary {
             farm: format!("f{i}"),
+            node: format!("f{i}"),
             service: "www".to_owned(),
             epoch: 1,
             seq,
@@ -163,6 +164,7 @@ impl Farm {
             aggregates: Vec::new(),
             degraded: false,
             servers: views,
+            incomplete: false,
         }])
     }
 }

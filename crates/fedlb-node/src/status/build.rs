@@ -144,6 +144,7 @@ fn candidate(v: &MemberView, now: Timestamp) -> CandidateStatus {
         chosen: v.chosen,
         addresses: v.addresses.clone(),
         members: v.members,
+        node: v.source.clone(),
         readings: ReadingsStatus::new(&v.readings, now),
     }
 }
@@ -182,6 +183,7 @@ pub fn farm_status(node: &str, farm: &FarmState, uptime: Duration, now: Timestam
                 farms: vec![FarmStatus {
                     farm: farm.farm().to_string(),
                     heard_s_ago: Some(0.0),
+                    node: node.to_owned(),
                     local: tier_status(
                         tier.selector_config().policy.to_string(),
                         tier.decision(),
@@ -207,8 +209,8 @@ pub fn farm_status(node: &str, farm: &FarmState, uptime: Duration, now: Timestam
 /// What the global node's shell remembers for its status page, beyond the core's state.
 #[derive(Clone, Debug, Default)]
 pub struct GlobalExtras {
-    /// The latest summary of each farm per service, and when it arrived.
-    pub summaries: BTreeMap<(ServiceId, FarmId), (Summary, Timestamp)>,
+    /// The latest summary of each farm node of each farm per service, and when it arrived.
+    pub summaries: BTreeMap<(ServiceId, FarmId, String), (Summary, Timestamp)>,
     /// The published name of each service.
     pub fqdns: BTreeMap<ServiceId, String>,
     /// What DNS serves per service and region (`None`: the default region).
@@ -248,11 +250,30 @@ pub fn global_status(
                         .cloned(),
                 })
                 .collect();
-            let farms = extras
-                .summaries
-                .iter()
-                .filter(|((svc, _), _)| svc == id)
-                .map(|((_, farm), (s, at))| farm_from_summary(farm, s, *at, now))
+            // per farm, the summary of the farm node in use (else the latest to arrive)
+            let in_use = |farm: &FarmId| {
+                views
+                    .iter()
+                    .find(|v| v.id.as_str() == farm.as_str())
+                    .and_then(|v| v.source.clone())
+            };
+            let mut shown: BTreeMap<&FarmId, &(Summary, Timestamp)> = BTreeMap::new();
+            for ((_, farm, node), entry) in extras.summaries.iter().filter(|(k, _)| &k.0 == id) {
+                let better = match shown.get(farm) {
+                    None => true,
+                    Some(kept) => {
+                        let used = in_use(farm);
+                        used.as_deref() == Some(node.as_str())
+                            || (used.as_deref() != Some(kept.0.node.as_str()) && entry.1 > kept.1)
+                    }
+                };
+                if better {
+                    shown.insert(farm, entry);
+                }
+            }
+            let farms = shown
+                .into_iter()
+                .map(|(farm, (s, at))| farm_from_summary(farm, s, *at, now))
                 .collect();
             ServiceStatus {
                 service: id.to_string(),
@@ -300,6 +321,7 @@ fn farm_from_summary(farm: &FarmId, s: &Summary, at: Timestamp, now: Timestamp) 
     FarmStatus {
         farm: farm.to_string(),
         heard_s_ago: Some(secs(now - at)),
+        node: s.node.clone(),
         local: TierStatus {
             policy: s.policy.clone(),
             chosen: s.chosen.iter().map(|c| c.to_string()).collect(),

@@ -110,6 +110,8 @@ pub struct CandidateStatus {
     pub addresses: Vec<IpAddr>,
     /// For a farm: servers up and in all.
     pub members: Option<Members>,
+    /// For a farm: the farm node whose summary is in use (a farm may have several).
+    pub node: Option<String>,
     /// Latest readings with their ages.
     pub readings: ReadingsStatus,
 }
@@ -153,6 +155,10 @@ pub struct FarmStatus {
     pub farm: String,
     /// Seconds since its last summary arrived (global node), or 0 on the farm node.
     pub heard_s_ago: Option<f64>,
+    /// The farm node whose view this is (a farm may have several): on the global node, the
+    /// one whose summary is in use; on a farm node, itself.
+    #[serde(default)]
+    pub node: String,
     /// The local decision and its servers.
     pub local: TierStatus,
 }

@@ -187,6 +187,7 @@ impl<'a> World<'a> {
                         capacity: s.capacity,
                         distance: s.distance,
                         liveness: s.liveness,
+                        sources: Vec::new(),
                     };
                     (spec, s.place.as_str())
                 })

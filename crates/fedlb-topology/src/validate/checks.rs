@@ -134,6 +134,14 @@ impl Ctx<'_> {
         }
     }
 
+    /// Where a farm node was declared: the path of its name and of its addresses' parent.
+    fn node_path(&self, farm: &FarmId, node: &str, farm_path: &str) -> (String, String) {
+        self.node_paths
+            .get(&(farm.clone(), node.to_owned()))
+            .cloned()
+            .unwrap_or_else(|| (format!("{farm_path}.name"), farm_path.to_owned()))
+    }
+
     pub(super) fn check_nodes(
         &mut self,
         t: &Topology,
@@ -144,13 +152,23 @@ impl Ctx<'_> {
         let mut names: BTreeMap<String, String> = BTreeMap::new();
         names.insert(t.global.name.clone(), "the global node".to_owned());
         for f in t.farms.values() {
-            if let Some(other) = names.get(f.id.as_str()) {
-                self.err(
-                    format!("{}.name", farm_paths[&f.id]),
-                    format!("farm \"{}\" has the node name of {other}", f.id),
-                );
-            } else {
-                names.insert(f.id.0.clone(), format!("farm \"{}\"", f.id));
+            for n in &f.nodes {
+                let what = if n.name == f.id.as_str() {
+                    format!("farm \"{}\"", f.id)
+                } else {
+                    format!("farm node \"{}\" of farm \"{}\"", n.name, f.id)
+                };
+                let (name_path, _) = self.node_path(&f.id, &n.name, &farm_paths[&f.id]);
+                if let Some(other) = names.get(&n.name) {
+                    let msg = if n.name == f.id.as_str() {
+                        format!("farm \"{}\" has the node name of {other}", f.id)
+                    } else {
+                        format!("farm node \"{}\" has the node name of {other}", n.name)
+                    };
+                    self.err(name_path, msg);
+                } else {
+                    names.insert(n.name.clone(), what);
+                }
             }
         }
         let mut agents: BTreeMap<String, (String, String)> = BTreeMap::new(); // agent → (parent, path)
@@ -184,9 +202,11 @@ impl Ctx<'_> {
             (t.global.status, "global.status".to_owned()),
         ];
         for f in t.farms.values() {
-            let fp = &farm_paths[&f.id];
-            listeners.push((f.listen, format!("{fp}.listen")));
-            listeners.push((f.status, format!("{fp}.status")));
+            for n in &f.nodes {
+                let (_, np) = self.node_path(&f.id, &n.name, &farm_paths[&f.id]);
+                listeners.push((n.listen, format!("{np}.listen")));
+                listeners.push((n.status, format!("{np}.status")));
+            }
         }
         if let DnsServer::Embedded { listen, .. } = &t.dns.server {
             listeners.push((*listen, "dns.embedded.listen".to_owned()));

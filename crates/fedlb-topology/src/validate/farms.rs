@@ -5,7 +5,12 @@ use std::net::SocketAddr;
 
 use fedlb_core::{FarmId, ServerId, ServiceId};
 
-use crate::model::{Farm, Heartbeat, Mode, Server, Service};
+use crate::model::{Farm, FarmNode, Heartbeat, Mode, Server, Service};
+
+/// The position and node of the farm node named `name` in `nodes`.
+fn nodes_named<'a>(nodes: &'a [FarmNode], name: &str) -> Option<(usize, &'a FarmNode)> {
+    nodes.iter().enumerate().find(|(_, n)| n.name == name)
+}
 use crate::schema::{RawFarm, RawServer};
 
 use super::{Ctx, DEFAULT_CAPACITY, OrderCheck, PolicyUse, RawIndex, Scope};
@@ -20,13 +25,13 @@ impl Ctx<'_> {
         index: &RawIndex,
         metrics: &BTreeMap<ServiceId, BTreeSet<String>>,
         heartbeat: Heartbeat,
+        summary_heartbeat: Option<Heartbeat>,
         server_paths: &mut BTreeMap<ServerId, String>,
         orders: &mut Vec<OrderCheck>,
     ) -> Option<Farm> {
         let name_ok = self.name(&format!("{path}.name"), &raw.name);
         let id = FarmId(raw.name.clone());
-        let listen = self.socket(&format!("{path}.listen"), &raw.listen);
-        let status = self.socket(&format!("{path}.status"), &raw.status);
+        let nodes = self.farm_nodes(path, &id, &raw);
         let distance_ms = self.distance_ms(&format!("{path}.distance_ms"), raw.distance_ms);
         let location = raw
             .location
@@ -35,6 +40,14 @@ impl Ctx<'_> {
             &format!("{path}.heartbeat"),
             raw.heartbeat.as_ref(),
             heartbeat,
+        );
+        let summary_heartbeat = self.heartbeat(
+            &format!("{path}.summary_heartbeat"),
+            raw.summary_heartbeat.as_ref(),
+            summary_heartbeat.unwrap_or(Heartbeat {
+                interval: fedlb_core::summary_interval(heartbeat.interval),
+                missed: heartbeat.missed,
+            }),
         );
         if raw.servers.is_empty() {
             self.err(
@@ -100,16 +113,109 @@ impl Ctx<'_> {
         if !ok {
             return None;
         }
+        let nodes = nodes?;
         Some(Farm {
             id,
-            listen: listen?,
-            status: status?,
+            listen: nodes[0].listen,
+            status: nodes[0].status,
+            nodes,
+            summary_heartbeat,
             distance_ms,
             location,
             heartbeat,
             local,
             servers,
         })
+    }
+
+    /// A farm's farm nodes: `listen` and `status` (one node, named as the farm), or
+    /// `nodes` (one or more, each named); records each node's path for later checks.
+    fn farm_nodes(&mut self, path: &str, id: &FarmId, raw: &RawFarm) -> Option<Vec<FarmNode>> {
+        let single = raw.listen.is_some() || raw.status.is_some();
+        match (&raw.nodes, single) {
+            (Some(_), true) => {
+                let field = if raw.listen.is_some() {
+                    "listen"
+                } else {
+                    "status"
+                };
+                self.err(
+                    format!("{path}.{field}"),
+                    format!("farm \"{id}\" declares `nodes`: give each node its `listen` and `status` there, not `{field}` on the farm"),
+                );
+                None
+            }
+            (None, _) => {
+                let mut ok = true;
+                for (field, given) in [("listen", &raw.listen), ("status", &raw.status)] {
+                    if given.is_none() {
+                        self.err(
+                            format!("{path}.{field}"),
+                            format!("farm \"{id}\" needs `{field}` (or `nodes`, a list of farm nodes each with its `listen` and `status`)"),
+                        );
+                        ok = false;
+                    }
+                }
+                let listen = raw
+                    .listen
+                    .as_ref()
+                    .and_then(|l| self.socket(&format!("{path}.listen"), l));
+                let status = raw
+                    .status
+                    .as_ref()
+                    .and_then(|s| self.socket(&format!("{path}.status"), s));
+                if !ok {
+                    return None;
+                }
+                self.node_paths.insert(
+                    (id.clone(), id.0.clone()),
+                    (format!("{path}.name"), path.to_owned()),
+                );
+                Some(vec![FarmNode {
+                    name: id.0.clone(),
+                    listen: listen?,
+                    status: status?,
+                }])
+            }
+            (Some(list), false) => {
+                if list.is_empty() {
+                    self.err(
+                        format!("{path}.nodes"),
+                        format!("farm \"{id}\" declares no farm node (give at least one, or `listen` and `status`)"),
+                    );
+                    return None;
+                }
+                let mut nodes = Vec::new();
+                let mut ok = true;
+                for (j, n) in list.iter().enumerate() {
+                    let np = format!("{path}.nodes[{j}]");
+                    let name_ok = self.name(&format!("{np}.name"), &n.name);
+                    if name_ok && let Some((first, _)) = nodes_named(&nodes, &n.name) {
+                        self.err(
+                            format!("{np}.name"),
+                            format!("farm node \"{}\" listed twice in farm \"{id}\" (first at {path}.nodes[{first}])", n.name),
+                        );
+                        ok = false;
+                    }
+                    let listen = self.socket(&format!("{np}.listen"), &n.listen);
+                    let status = self.socket(&format!("{np}.status"), &n.status);
+                    match (name_ok, listen, status) {
+                        (true, Some(listen), Some(status)) => {
+                            self.node_paths
+                                .entry((id.clone(), n.name.clone()))
+                                .or_insert((format!("{np}.name"), np.clone()));
+                            nodes.push(FarmNode {
+                                name: n.name.clone(),
+                                listen,
+                                status,
+                            });
+                        }
+                        _ => ok = false,
+                    }
+                }
+                ok.then_some(nodes)
+            }
+        }
     }
 
     pub(super) fn server(

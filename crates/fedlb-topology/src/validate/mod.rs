@@ -56,6 +56,9 @@ struct Ctx<'a> {
     warnings: Vec<Problem>,
     /// (answered address, service port) → (server, path of the address), in file order
     answered: BTreeMap<(IpAddr, u16), (ServerId, String)>,
+    /// Farm node name → (path of its name, path of its `listen`/`status`' parent), first
+    /// declaration wins.
+    node_paths: BTreeMap<(FarmId, String), (String, String)>,
 }
 
 /// A failover order to check once members are known.
@@ -125,6 +128,7 @@ pub(crate) fn validate(
         errors: Vec::new(),
         warnings: Vec::new(),
         answered: BTreeMap::new(),
+        node_paths: BTreeMap::new(),
     };
     let topology = cx.topology(raw);
     if cx.errors.is_empty() {
@@ -159,6 +163,13 @@ impl Ctx<'_> {
             ),
         };
         let heartbeat = self.heartbeat("heartbeat", raw.heartbeat.as_ref(), Heartbeat::default());
+        let summary_heartbeat = raw.summary_heartbeat.as_ref().map(|r| {
+            let base = Heartbeat {
+                interval: fedlb_core::summary_interval(heartbeat.interval),
+                missed: heartbeat.missed,
+            };
+            self.heartbeat("summary_heartbeat", Some(r), base)
+        });
         let global_name = raw
             .global
             .name
@@ -238,6 +249,7 @@ impl Ctx<'_> {
                 &index,
                 &metrics,
                 heartbeat,
+                summary_heartbeat,
                 &mut server_paths,
                 &mut orders,
             );
