@@ -23,9 +23,13 @@ pub struct Topology {
     pub file: String,
     /// The default heartbeat of reports and summaries.
     pub heartbeat: Heartbeat,
-    /// The global node.
+    /// The first global node declared: the default region's distances are measured from
+    /// its location. Always `globals[0]`.
     pub global: GlobalNode,
-    /// Where answers are published.
+    /// Every global node, in declaration order (one for a `[global]` table).
+    pub globals: Vec<GlobalNode>,
+    /// Where answers are published (a global node with its own embedded server publishes
+    /// there instead: [`Topology::dns_for`]).
     pub dns: DnsTarget,
     /// Services by name.
     pub services: BTreeMap<ServiceId, Service>,
@@ -118,6 +122,8 @@ pub struct GlobalNode {
     pub status: SocketAddr,
     /// Where it stands, for great-circle distances to farms.
     pub location: Option<Location>,
+    /// Its own DNS server (an embedded one), instead of `dns.server`.
+    pub dns: Option<DnsServer>,
 }
 
 /// Where answers are published.
@@ -529,13 +535,38 @@ pub struct NodeInfo {
     pub listen: Option<SocketAddr>,
     /// Status endpoint.
     pub status: Option<SocketAddr>,
-    /// The node it reports to (none for the global node).
+    /// The node it reports to (none for a global node); with several global nodes, the
+    /// first of [`NodeInfo::upstreams`].
     pub reports_to: Option<String>,
+    /// Every node it reports to: each global node, for a farm node or an agent of
+    /// directly attached servers; its farm node for an agent in a farm.
+    pub upstreams: Vec<String>,
     /// Servers whose monitors it runs.
     pub monitors: Vec<ServerId>,
 }
 
 impl Topology {
+    /// A global node by name.
+    pub fn global_node(&self, name: &str) -> Option<&GlobalNode> {
+        self.globals.iter().find(|g| g.name == name)
+    }
+
+    /// Where global node `name` publishes: `dns` with its own server when it has one.
+    pub fn dns_for(&self, name: &str) -> DnsTarget {
+        let mut dns = self.dns.clone();
+        if let Some(server) = self.global_node(name).and_then(|g| g.dns.clone()) {
+            dns.server = server;
+        }
+        dns
+    }
+
+    /// True when global nodes share a DNS server (several nodes, at least one of them
+    /// without its own): their writes then go through the partition rule
+    /// (`fedlb_core::peers`).
+    pub fn shares_dns(&self) -> bool {
+        self.globals.len() > 1 && self.globals.iter().filter(|g| g.dns.is_none()).count() > 1
+    }
+
     /// A server wherever it is attached.
     pub fn server(&self, id: &ServerId) -> Option<(&Server, Attachment)> {
         if let Some(s) = self.direct_servers.get(id) {
@@ -771,10 +802,27 @@ impl Topology {
         })
     }
 
+    /// The names of every global node, in declaration order.
+    pub fn global_names(&self) -> Vec<String> {
+        self.globals.iter().map(|g| g.name.clone()).collect()
+    }
+
+    /// True when `node` runs the monitors of `server`: [`Topology::monitored_by`], and every
+    /// global node for a remote server attached directly (each global node decides from
+    /// its own readings).
+    pub fn runs_monitors_of(&self, node: &str, server: &ServerId) -> bool {
+        match self.server(server) {
+            Some((s, Attachment::Global)) if s.mode == Mode::Remote => {
+                self.global_node(node).is_some()
+            }
+            _ => self.monitored_by(server).as_deref() == Some(node),
+        }
+    }
+
     /// Every monitor a node runs.
     pub fn monitors_run_by(&self, node: &str) -> Vec<MonitorConfig> {
         self.servers()
-            .filter(|(s, _)| self.monitored_by(&s.id).as_deref() == Some(node))
+            .filter(|(s, _)| self.runs_monitors_of(node, &s.id))
             .flat_map(|(s, _)| self.monitor_configs(&s.id))
             .collect()
     }
@@ -783,18 +831,23 @@ impl Topology {
     pub fn nodes(&self) -> Vec<NodeInfo> {
         let monitors = |node: &str| -> Vec<ServerId> {
             self.servers()
-                .filter(|(s, _)| self.monitored_by(&s.id).as_deref() == Some(node))
+                .filter(|(s, _)| self.runs_monitors_of(node, &s.id))
                 .map(|(s, _)| s.id.clone())
                 .collect()
         };
-        let mut out = vec![NodeInfo {
-            name: self.global.name.clone(),
-            role: Role::Global,
-            listen: Some(self.global.listen),
-            status: Some(self.global.status),
-            reports_to: None,
-            monitors: monitors(&self.global.name),
-        }];
+        let mut out: Vec<NodeInfo> = self
+            .globals
+            .iter()
+            .map(|g| NodeInfo {
+                name: g.name.clone(),
+                role: Role::Global,
+                listen: Some(g.listen),
+                status: Some(g.status),
+                reports_to: None,
+                upstreams: Vec::new(),
+                monitors: monitors(&g.name),
+            })
+            .collect();
         for f in self.farms.values() {
             out.push(NodeInfo {
                 name: f.id.0.clone(),
@@ -802,6 +855,7 @@ impl Topology {
                 listen: Some(f.listen),
                 status: Some(f.status),
                 reports_to: Some(self.global.name.clone()),
+                upstreams: self.global_names(),
                 monitors: monitors(f.id.as_str()),
             });
         }
@@ -822,6 +876,11 @@ impl Topology {
                 role: Role::Agent,
                 listen: None,
                 status: None,
+                upstreams: if parent == self.global.name {
+                    self.global_names()
+                } else {
+                    vec![parent.clone()]
+                },
                 reports_to: Some(parent),
             });
         }
