@@ -1,31 +1,28 @@
 //! The agent (intrusive mode): runs the monitors of its server(s) on the server itself and
-//! pushes their reports to its farm node — or to the global node for a server attached
-//! directly. A health change goes at once; otherwise reports are heartbeats.
+//! pushes their reports to its farm node — or to every global node for a server attached
+//! directly (one connection each: [`crate::uplinks`]). A health change goes at once;
+//! otherwise reports are heartbeats.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use fedlb_core::{Health, Report, ServerId, ServiceId};
-use fedlb_net::{
-    Client, ClientConfig, ClientEndpoint, PeerIdentity, Role, TransportSettings, bind_udp,
-};
+use fedlb_net::Role;
 use fedlb_probe::Prober;
-use fedlb_proto::{MAX_BATCH, Message, PROTOCOL_VERSION, WireReport};
+use fedlb_proto::{MAX_BATCH, Message, WireReport};
 use fedlb_topology::Topology;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::clock::{Clock, new_epoch, sleep_until};
-use crate::common::{
-    NodeError, NodeOptions, identity, known_nodes, load_tls, load_topology, unspecified_for,
-};
+use crate::common::{NodeError, NodeOptions, identity, known_nodes, load_tls, load_topology};
+use crate::uplinks::{Upstream, Uplinks, global_upstreams};
 use crate::metrics::Metrics;
 use crate::monitors::{MonitorSet, plan};
 use crate::reload;
 
-/// Where an agent reports.
-fn upstream(t: &Topology, node: &str) -> Result<(SocketAddr, PeerIdentity), NodeError> {
+/// Where an agent reports: its farm node, or every global node.
+fn upstreams(t: &Topology, node: &str) -> Result<Vec<Upstream>, NodeError> {
     let info = t
         .node(node)
         .filter(|n| n.role == fedlb_topology::Role::Agent)
@@ -37,33 +34,29 @@ fn upstream(t: &Topology, node: &str) -> Result<(SocketAddr, PeerIdentity), Node
         })?;
     let to = info.reports_to.unwrap_or_default();
     if let Some(farm) = t.farms.values().find(|f| f.id.as_str() == to) {
-        return Ok((farm.listen, identity(Role::Farm, farm.id.as_str())?));
+        return Ok(vec![(farm.listen, identity(Role::Farm, farm.id.as_str())?)]);
     }
-    Ok((t.global.listen, identity(Role::Global, &t.global.name)?))
+    global_upstreams(t)
 }
 
 /// Runs an agent until `shutdown` is cancelled.
 pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), NodeError> {
     crate::fds::raise_nofile_limit();
     let topology = load_topology(&opts.topology, false)?;
-    let (server_addr, server_id) = upstream(&topology, &opts.node)?;
+    let targets = upstreams(&topology, &opts.node)?;
     let tls = load_tls(&opts.certs, Role::Agent, &opts.node)?;
-    let mut endpoint = ClientEndpoint::new(
-        bind_udp(unspecified_for(server_addr)).map_err(NodeError::Net)?,
-        &tls,
-        TransportSettings::default(),
-    )?;
     let clock = Clock::start();
     let metrics = Arc::new(Metrics::new());
     metrics.set_certificate_expiry(crate::status::CertificateExpiry::of(&tls));
     let mut monitors = MonitorSet::new(Arc::new(Prober::default()), new_epoch(), true, metrics);
-    let mut client = start_client(&endpoint, server_addr, server_id.clone(), &shutdown);
-    let mut current = (server_addr, server_id);
+    let mut uplinks = Uplinks::start(tls, &targets, &shutdown)?;
+    let mut current = targets;
     let plan0 = plan(&topology, &opts.node).map_err(NodeError::Probe)?;
-    info!(node = %opts.node, upstream = %current.1, addr = %current.0, monitors = plan0.len(), "agent running");
+    let shown: Vec<String> = current.iter().map(|(a, id)| format!("{id}@{a}")).collect();
+    info!(node = %opts.node, upstreams = %shown.join(", "), monitors = plan0.len(), "agent running");
     let first = monitors.set_plan(plan0, clock.now());
     let mut sent = SentHealth::default();
-    send(&client, first, &clock, &mut sent);
+    send(&uplinks, first, &clock, &mut sent);
     let mut reloads = reload::spawn(opts.topology.clone(), false, shutdown.clone());
 
     loop {
@@ -73,20 +66,17 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
             ev = monitors.next() => monitors.handle(ev, clock.now()),
             () = sleep_until(&clock, deadline) => monitors.handle_timeout(clock.now()),
             Some(t) = reloads.recv() => {
-                match (upstream(&t, &opts.node), plan(&t, &opts.node)) {
+                match (upstreams(&t, &opts.node), plan(&t, &opts.node)) {
                     (Ok(up), Ok(p)) => {
                         if up != current {
-                            info!(upstream = %up.1, addr = %up.0, "upstream changed; reconnecting");
-                            if endpoint.local_addr().is_some_and(|a| a.is_ipv4() != up.0.is_ipv4()) {
-                                match bind_udp(unspecified_for(up.0)).map_err(NodeError::Net).and_then(|s| Ok(ClientEndpoint::new(s, &tls, TransportSettings::default())?)) {
-                                    Ok(e) => endpoint = e,
-                                    Err(e) => warn!(error = %e, "no socket for the new upstream's address family"),
+                            match uplinks.follow(&up) {
+                                Ok(()) => {
+                                    // a new upstream learns every health from scratch
+                                    sent = SentHealth::default();
+                                    current = up;
                                 }
+                                Err(e) => warn!(error = %e, "cannot dial the new upstreams; keeping the old links"),
                             }
-                            // dropping the old client closes its connection
-                            client = start_client(&endpoint, up.0, up.1.clone(), &shutdown);
-                            sent = SentHealth::default();
-                            current = up;
                         }
                         monitors.set_plan(p, clock.now())
                     }
@@ -95,24 +85,11 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                 }
             }
         };
-        send(&client, reports, &clock, &mut sent);
+        send(&uplinks, reports, &clock, &mut sent);
     }
-    client.stop().await;
+    uplinks.stop().await;
     info!(node = %opts.node, "agent stopped");
     Ok(())
-}
-
-fn start_client(
-    endpoint: &ClientEndpoint,
-    addr: SocketAddr,
-    server: PeerIdentity,
-    shutdown: &CancellationToken,
-) -> Client<Message> {
-    Client::start(
-        endpoint,
-        ClientConfig::new(addr, server, PROTOCOL_VERSION),
-        shutdown.clone(),
-    )
 }
 
 /// The health last sent for each monitored instance.
@@ -121,7 +98,7 @@ type SentHealth = BTreeMap<(ServiceId, ServerId), Health>;
 /// Sends reports in batches (one message carries up to [`MAX_BATCH`]). A report whose
 /// health differs from the last one sent for its instance goes urgent: the farm node
 /// decides a server going down before the readings queued ahead of it.
-fn send(client: &Client<Message>, reports: Vec<Report>, clock: &Clock, sent: &mut SentHealth) {
+fn send(uplinks: &Uplinks, reports: Vec<Report>, clock: &Clock, sent: &mut SentHealth) {
     let now = clock.now();
     let (urgent, routine): (Vec<Report>, Vec<Report>) = reports.into_iter().partition(|r| {
         let key = (r.service.clone(), r.server.clone());
@@ -135,13 +112,10 @@ fn send(client: &Client<Message>, reports: Vec<Report>, clock: &Clock, sent: &mu
                     .map(|r| WireReport::from_report(r, now))
                     .collect(),
             );
-            let queued = if urgent {
-                client.send_urgent(&msg)
+            if urgent {
+                uplinks.send_urgent(&msg, "report");
             } else {
-                client.send(&msg)
-            };
-            if let Err(e) = queued {
-                warn!(error = %e, "report not sent");
+                uplinks.send(&msg, "report");
             }
         }
     }

@@ -46,18 +46,19 @@ pub async fn run_with(
     shutdown: CancellationToken,
 ) -> Result<(), NodeError> {
     crate::fds::raise_nofile_limit();
-    if opts.node != topology.global.name {
+    let Some(me) = topology.global_node(&opts.node).cloned() else {
         return Err(NodeError::UnknownNode {
             file: topology.file.clone(),
             role: "global node",
             node: opts.node.clone(),
-            known: topology.global.name.clone(),
+            known: topology.global_names().join(", "),
         });
-    }
+    };
+    let topology = as_node(topology, &me.name);
     let tls = load_tls(&opts.certs, Role::Global, &opts.node)?;
     let shared: SharedTopology = Arc::new(RwLock::new(Arc::new(topology.clone())));
     let (server, mut events) = Server::start::<Message, _>(
-        bind_udp(topology.global.listen).map_err(NodeError::Net)?,
+        bind_udp(me.listen).map_err(NodeError::Net)?,
         &tls,
         ServerConfig::new(PROTOCOL_VERSION),
         Access::new(shared.clone(), Site::Global),
@@ -68,10 +69,10 @@ pub async fn run_with(
     let certificates = CertificateExpiry::of(&tls);
     metrics.set_certificate_expiry(certificates);
     let (status_tx, mut status_rx) = mpsc::channel::<StatusRequest>(16);
-    let http_task = serve_status(topology.global.status, status_tx, &metrics, &shutdown).await?;
+    let http_task = serve_status(me.status, status_tx, &metrics, &shutdown).await?;
     let mut node = Global::new(opts, topology, shared, publishing, metrics, certificates)?;
     let mut reloads = reload::spawn(node.opts.topology.clone(), true, shutdown.clone());
-    info!(node = %node.opts.node, quic = %server.local_addr(), status = %node.current.global.status, zone = %node.publishing.zone(), "global node running");
+    info!(node = %node.opts.node, quic = %server.local_addr(), status = %me.status, peers = node.current.globals.len() - 1, zone = %node.publishing.zone(), "global node running");
 
     // QUIC's RTT estimate to each farm node feeds "closest by rtt"
     let mut rtt_tick = tokio::time::interval(node.current.heartbeat.interval);
@@ -134,7 +135,12 @@ impl Global {
         certificates: CertificateExpiry,
     ) -> Result<Self, NodeError> {
         let clock = Clock::start();
-        let mut state = GlobalState::new(topology.global_config(), rand::random());
+        // every global node draws the same random numbers from the same inputs: the seed
+        // comes from the federation, never from the node
+        let mut state = GlobalState::new(
+            topology.global_config(),
+            fedlb_core::federation_seed(&topology.name),
+        );
         // the core holds decisions back after a start or a pause until every member is heard
         state.set_warmup_window(topology.heartbeat.liveness().stale_after);
         let mut monitors = MonitorSet::new(
@@ -151,6 +157,11 @@ impl Global {
             fqdns: fqdns(&topology),
             ..GlobalExtras::default()
         };
+        let bound = topology
+            .global_node(&opts.node)
+            .map_or((topology.global.listen, topology.global.status), |g| {
+                (g.listen, g.status)
+            });
         let mut node = Self {
             opts,
             clock,
@@ -161,7 +172,7 @@ impl Global {
             certificates,
             extras,
             decisions: BTreeMap::new(),
-            bound: (topology.global.listen, topology.global.status),
+            bound,
             current: Arc::new(topology),
             shared,
         };
@@ -269,6 +280,11 @@ impl Global {
     }
 
     fn on_reload(&mut self, t: Topology) {
+        let Some(me) = t.global_node(&self.opts.node).cloned() else {
+            warn!(node = %self.opts.node, "the new topology has no such global node; keeping the old one");
+            return;
+        };
+        let t = as_node(t, &me.name);
         let now = self.clock.now();
         match plan(&t, &self.opts.node) {
             Ok(p) => {
@@ -277,8 +293,8 @@ impl Global {
             }
             Err(e) => warn!(error = %e, "new probes refused; keeping the old ones"),
         }
-        own_address_changed("global.listen", self.bound.0, t.global.listen);
-        own_address_changed("global.status", self.bound.1, t.global.status);
+        own_address_changed("global.listen", self.bound.0, me.listen);
+        own_address_changed("global.status", self.bound.1, me.status);
         if t.dns != self.current.dns {
             warn!("dns settings changed; they take effect at the next restart of the global node");
         }
@@ -345,6 +361,13 @@ impl Global {
             .collect();
         self.metrics.degraded_services.set(degraded.len() as i64);
     }
+}
+
+/// The topology as global node `name` runs it: `dns` is where it publishes (its own
+/// embedded server when it has one).
+fn as_node(mut t: Topology, name: &str) -> Topology {
+    t.dns = t.dns_for(name);
+    t
 }
 
 fn fqdns(t: &Topology) -> BTreeMap<ServiceId, String> {
