@@ -111,13 +111,15 @@ pub struct PeerRule {
 
 impl PeerRule {
     /// From the heartbeat's liveness: fresh for the time a silent reporter takes to be
-    /// declared down (`2 × missed × interval`, 6 s by default) plus one interval, renewed
-    /// every third of that. A dead writer is replaced about as fast as a dead farm node.
+    /// declared down (`2 × missed × interval`, 6 s by default) plus one interval, in whole
+    /// seconds (a marker's time is in seconds), renewed every half of that (at least every
+    /// second). A dead writer is replaced about as fast as a dead farm node.
     pub fn from_heartbeat(interval: Duration, missed: u32) -> Self {
-        let fresh_for = interval * (2 * missed.max(1) + 1);
+        let fresh = (interval * (2 * missed.max(1) + 1)).as_secs_f64().ceil() as u64;
+        let fresh = fresh.max(2);
         PeerRule {
-            fresh_for,
-            refresh_every: fresh_for / 3,
+            fresh_for: Duration::from_secs(fresh),
+            refresh_every: Duration::from_secs((fresh / 2).max(1)),
         }
     }
 }
