@@ -64,7 +64,15 @@ pub async fn run_with(
         Access::new(shared.clone(), Site::Global),
         shutdown.clone(),
     )?;
-    let publishing = Publishing::start(&topology, &shutdown).await?;
+    // other global nodes writing the same DNS server: the partition rule applies
+    let peers = (topology.shares_dns() && me.dns.is_none()).then(|| fedlb_dns::PeerConfig {
+        node: me.name.clone(),
+        rule: fedlb_core::PeerRule::from_heartbeat(
+            topology.heartbeat.interval,
+            topology.heartbeat.missed,
+        ),
+    });
+    let publishing = Publishing::start(&topology, peers, &shutdown).await?;
     let metrics = Arc::new(Metrics::new());
     let certificates = CertificateExpiry::of(&tls);
     metrics.set_certificate_expiry(certificates);
@@ -83,7 +91,10 @@ pub async fn run_with(
         );
         tokio::select! {
             () = shutdown.cancelled() => break,
-            _ = rtt_tick.tick() => node.on_rtt_tick(&server),
+            _ = rtt_tick.tick() => {
+                node.on_rtt_tick(&server);
+                node.follow_heard();
+            }
             Some(ev) = events.recv() => node.on_peer_event(ev),
             ev = node.monitors.next() => {
                 let reports = node.monitors.handle(ev, node.clock.now());
@@ -303,7 +314,8 @@ impl Global {
             .set_warmup_window(t.heartbeat.liveness().stale_after);
         // names may have moved: the publishers diff, so an unchanged zone costs nothing
         self.publishing.set_topology(&t);
-        self.publishing.set_answers(&t, self.state.published());
+        let heard = self.heard(&t);
+        self.publishing.set_answers(&t, self.state.published(), heard);
         self.extras.fqdns = fqdns(&t);
         self.extras
             .summaries
@@ -343,9 +355,32 @@ impl Global {
             changed = true;
         }
         if changed {
+            let heard = self.heard(&self.current);
             self.publishing
-                .set_answers(&self.current, self.state.published());
+                .set_answers(&self.current, self.state.published(), heard);
             self.count_degraded();
+        }
+    }
+
+    /// Per service, how many candidates this node hears now.
+    fn heard(&self, t: &Topology) -> BTreeMap<ServiceId, u32> {
+        let now = self.clock.now();
+        t.services
+            .keys()
+            .map(|s| (s.clone(), self.state.heard(s, now)))
+            .collect()
+    }
+
+    /// A farm heard again or gone silent changes what the markers next to a shared DNS
+    /// server's answers compare: hand the counts over when they moved.
+    fn follow_heard(&mut self) {
+        if self.current.globals.len() < 2 || self.state.published().is_empty() {
+            return;
+        }
+        let heard = self.heard(&self.current);
+        if &heard != self.publishing.heard() {
+            self.publishing
+                .set_answers(&self.current, self.state.published(), heard);
         }
     }
 

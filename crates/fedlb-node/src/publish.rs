@@ -22,7 +22,8 @@ use std::sync::Arc;
 use fedlb_core::{ClientMap, Publish, RegionClients, RegionId, ServiceId, Spread, Timestamp};
 use fedlb_dns::{
     AnswerWeights, DesiredZone, EmbeddedConfig, EmbeddedServer, EmbeddedView, Name, PassOutcome,
-    Publisher, PublisherKind, RecordSet, Rfc2136Config, Rfc2136Publisher, TsigAlgorithm, TsigKey,
+    PeerConfig, Publisher, PublisherKind, RecordSet, Rfc2136Config, Rfc2136Publisher,
+    TsigAlgorithm, TsigKey,
 };
 use fedlb_topology::{DnsServer, Topology};
 use tokio::sync::{mpsc, watch};
@@ -55,14 +56,23 @@ pub struct Publishing {
     names: BTreeMap<ServiceId, Name>,
     /// The embedded server's weights, when it runs here.
     weights: Option<AnswerWeights>,
+    /// Per service, how many candidates this node hears (what a shared DNS server's
+    /// markers compare), as last handed to the publishers.
+    heard: BTreeMap<ServiceId, u32>,
 }
 
 impl Publishing {
-    /// Starts DNS (the embedded server if asked for) and every publisher of `t`.
-    pub async fn start(t: &Topology, shutdown: &CancellationToken) -> Result<Self, NodeError> {
+    /// Starts DNS (the embedded server if asked for) and every publisher of `t`. With
+    /// `peers`, other global nodes write the same DNS server: the partition rule applies
+    /// ([`fedlb_core::peers`]).
+    pub async fn start(
+        t: &Topology,
+        peers: Option<PeerConfig>,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, NodeError> {
         let zone = zone(t)?;
         let weights = matches!(t.dns.server, DnsServer::Embedded { .. }).then(AnswerWeights::new);
-        let (targets, embedded) = start_dns(t, &zone, weights.clone()).await?;
+        let (targets, embedded) = start_dns(t, &zone, weights.clone(), peers).await?;
         let (outcomes_tx, outcomes) = mpsc::channel(OUTCOMES);
         let mut tasks = Vec::new();
         let mut views = Vec::new();
@@ -110,6 +120,7 @@ impl Publishing {
             outcomes,
             tasks,
             weights,
+            heard: BTreeMap::new(),
         })
     }
 
@@ -129,7 +140,9 @@ impl Publishing {
         &mut self,
         t: &Topology,
         published: &BTreeMap<(ServiceId, Option<RegionId>), Publish>,
+        heard: BTreeMap<ServiceId, u32>,
     ) {
+        self.heard = heard;
         for view in &self.views {
             // the weights first, so that a query never meets new addresses with old weights
             // for long (an address the table does not weigh counts zero until then)
@@ -140,8 +153,36 @@ impl Publishing {
                 );
             }
             view.desired
-                .send_replace(desired_zone(&self.zone, t, published, view.region.as_ref()));
+                .send_replace(desired_zone(
+                    &self.zone,
+                    t,
+                    published,
+                    view.region.as_ref(),
+                    &self.heard,
+                ));
         }
+    }
+
+    /// The candidates heard per service, as last handed to the publishers.
+    pub fn heard(&self) -> &BTreeMap<ServiceId, u32> {
+        &self.heard
+    }
+
+    /// Names this node leaves to another global node (per view), with why, as of each
+    /// view's last DNS pass.
+    pub fn deferred(&self) -> BTreeMap<(ServiceId, Option<RegionId>), String> {
+        let mut out = BTreeMap::new();
+        for view in &self.views {
+            let Some((served, _)) = &view.dns else {
+                continue;
+            };
+            for (service, name) in &self.names {
+                if let Some(why) = served.deferred.get(name) {
+                    out.insert((service.clone(), view.region.clone()), why.clone());
+                }
+            }
+        }
+        out
     }
 
     /// The next pass outcome of any publisher, with its view (cancel-safe).
@@ -212,6 +253,7 @@ fn desired_zone(
     t: &Topology,
     published: &BTreeMap<(ServiceId, Option<RegionId>), Publish>,
     region: Option<&RegionId>,
+    heard: &BTreeMap<ServiceId, u32>,
 ) -> DesiredZone {
     let mut desired = DesiredZone::for_zone(zone);
     for ((service, _), p) in published.iter().filter(|((_, r), _)| r.as_ref() == region) {
@@ -219,7 +261,10 @@ fn desired_zone(
             continue;
         };
         match RecordSet::new(&svc.fqdn, p.ttl) {
-            Ok(set) => desired.insert(set.with_addrs(p.decision.addresses.iter().copied())),
+            Ok(set) => {
+                desired.set_heard(&set.name, heard.get(service).copied().unwrap_or(0));
+                desired.insert(set.with_addrs(p.decision.addresses.iter().copied()));
+            }
             Err(e) => warn!(%service, error = %e, "cannot publish this name"),
         }
     }
@@ -252,10 +297,12 @@ async fn start_dns(
     t: &Topology,
     zone: &Name,
     weights: Option<AnswerWeights>,
+    peers: Option<PeerConfig>,
 ) -> Result<(Vec<(Option<RegionId>, Publisher)>, Option<EmbeddedServer>), NodeError> {
     let publisher = |primaries: Vec<std::net::SocketAddr>, key: TsigKey| {
         let mut config = Rfc2136Config::new(zone.clone(), primaries, key);
         config.reconcile_interval = t.dns.reconcile;
+        config.peers = peers.clone();
         // a server with views answers a read from the view of the key that signs it, so the
         // publisher reads back the very view it writes; a spreading server gives a signed
         // read the whole set (an unsigned one is a client, and gets one address)
