@@ -153,3 +153,74 @@ fn two_global_nodes_on_one_bind_primary_lose_no_update_and_do_not_alternate() {
     record_timing(scenario, "backend-failed-two-writers", "bind", seen.last().unwrap().at);
     dns.hold(&addrs(&[f1]), Duration::from_secs(20));
 }
+
+/// A partition: farm node `near` reaches g1 only (it runs with a topology whose only global
+/// node is g1, so it never dials g2), while both global nodes write one BIND primary. g2
+/// hears one farm, g1 two: g2 defers to g1's marker, and the answer never alternates
+/// between g1's view (near) and g2's (far). g1 killed: its marker goes stale and g2 takes
+/// over with its own view, once.
+#[test]
+fn under_a_partition_two_global_nodes_on_one_bind_primary_do_not_alternate() {
+    let scenario = "ha-partition";
+    let Some(named) = require_tool(scenario, "named", "bind9") else {
+        return;
+    };
+    let mut fed = Fed::new(scenario);
+    let mut topo = two_farms(&fed);
+    let bind = Bind::start(&mut fed, &named, &topo.zone);
+    topo.dns = DnsTarget::External(bind.addr);
+    let g2_ip = fed.ip(5);
+    fed.write_topology(&two_globals(&topo, g2_ip, false));
+    fed.certs();
+    // near's own view of the federation: g1 is the only global node
+    let near_view = fed.dir().join("near-view.toml");
+    std::fs::write(&near_view, topo.to_toml().replace("[global]\n", "[global]\nname = \"g1\"\n"))
+        .expect("writing near's topology");
+    for s in topo.servers() {
+        fed.backend(&s.name, s.addr(), 0);
+    }
+    let dns = DnsWatch::new(bind.addr, &topo.fqdn);
+    let (n1, f1) = (ip_of(&topo, "n1"), ip_of(&topo, "f1"));
+    fed.global_named("g1");
+    fed.global_named("g2");
+    let near_args: Vec<std::ffi::OsString> = vec![
+        "farm".into(),
+        near_view.into(),
+        "--node".into(),
+        "near".into(),
+        "--certs".into(),
+        fed.dir().join("certs").into(),
+    ];
+    fed.spawn("near", fedlb_integration::fedlb_bin(), &near_args, &[]);
+    fed.farm("far");
+
+    // g2 decides far (it never hears near), g1 near: only g1's answer is ever served
+    dns.wait_answer(&[n1], Instant::now());
+    let g2_status = format!("http://{g2_ip}:7480");
+    let doc = fedlb_integration::wait_for("g2 to defer to g1", PATIENCE, || {
+        let doc = status(&g2_status).ok()?;
+        let why = doc["services"][0]["published"]["deferred"].as_str()?.to_owned();
+        Some((doc, why))
+    });
+    assert_eq!(
+        doc.1, "defers to g1: it hears 2 candidates, this node 1",
+        "{}",
+        doc.0
+    );
+    assert_eq!(
+        doc.0["services"][0]["global"]["answers"],
+        serde_json::json!([f1.to_string()]),
+        "g2's own view is far"
+    );
+    let peers = &doc.0["peers"];
+    assert_eq!(peers["global_nodes"], serde_json::json!(["g1", "g2"]));
+    assert_eq!(peers["shares_dns"], true);
+    dns.hold(&[n1], Duration::from_secs(20));
+
+    // g1 dies: once its marker is stale g2 writes its view, and keeps it
+    let t0 = Instant::now();
+    fed.kill("g1");
+    let seen = dns.follow(t0, PATIENCE, |a| a == [n1] || a == [f1], |a| a == [f1]);
+    record_timing(scenario, "writer-died-peer-took-over", "bind", seen.last().unwrap().at);
+    dns.hold(&[f1], Duration::from_secs(5));
+}

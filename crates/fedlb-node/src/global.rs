@@ -279,6 +279,7 @@ impl Global {
     fn status(&mut self) -> status::Status {
         let now = self.clock.now();
         self.extras.published = self.publishing.statuses(now);
+        self.extras.peers = self.peers_status(now);
         let mut s = status::global_status(
             &self.opts.node,
             &self.state,
@@ -360,6 +361,43 @@ impl Global {
                 .set_answers(&self.current, self.state.published(), heard);
             self.count_degraded();
         }
+    }
+
+    /// With several global nodes: the others, the farm nodes feeding them all as this node
+    /// hears them, and what it hears per service.
+    fn peers_status(&self, now: fedlb_core::Timestamp) -> Option<status::PeersStatus> {
+        let t = &self.current;
+        if t.globals.len() < 2 {
+            return None;
+        }
+        let farm_nodes = t
+            .farms
+            .keys()
+            .map(|farm| {
+                let last = self
+                    .extras
+                    .summaries
+                    .iter()
+                    .filter(|((_, f), _)| f == farm)
+                    .map(|(_, (_, at))| *at)
+                    .max();
+                status::FarmNodeSeen {
+                    farm: farm.to_string(),
+                    heard_s_ago: last
+                        .map(|at| ((now - at).as_secs_f64() * 1000.0).round() / 1000.0),
+                }
+            })
+            .collect();
+        Some(status::PeersStatus {
+            global_nodes: t.global_names(),
+            shares_dns: t.shares_dns(),
+            farm_nodes,
+            heard: self
+                .heard(t)
+                .into_iter()
+                .map(|(s, n)| (s.to_string(), n))
+                .collect(),
+        })
     }
 
     /// Per service, how many candidates this node hears now.

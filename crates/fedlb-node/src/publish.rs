@@ -168,23 +168,6 @@ impl Publishing {
         &self.heard
     }
 
-    /// Names this node leaves to another global node (per view), with why, as of each
-    /// view's last DNS pass.
-    pub fn deferred(&self) -> BTreeMap<(ServiceId, Option<RegionId>), String> {
-        let mut out = BTreeMap::new();
-        for view in &self.views {
-            let Some((served, _)) = &view.dns else {
-                continue;
-            };
-            for (service, name) in &self.names {
-                if let Some(why) = served.deferred.get(name) {
-                    out.insert((service.clone(), view.region.clone()), why.clone());
-                }
-            }
-        }
-        out
-    }
-
     /// The next pass outcome of any publisher, with its view (cancel-safe).
     pub async fn next_outcome(&mut self) -> Option<(Option<RegionId>, PassOutcome)> {
         self.outcomes.recv().await
@@ -215,7 +198,9 @@ impl Publishing {
             let desired = view.desired.borrow();
             for (service, name) in &self.names {
                 let primaries = served.served(name);
-                let status = PublishStatus::new(name, desired.get(name), primaries, Some(age));
+                let mut status =
+                    PublishStatus::new(name, desired.get(name), primaries, Some(age));
+                status.deferred = served.deferred.get(name).cloned();
                 out.insert((service.clone(), view.region.clone()), status);
             }
         }

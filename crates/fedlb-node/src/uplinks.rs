@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use fedlb_net::{
-    Client, ClientConfig, ClientEndpoint, ConnState, NetError, NodeTls, PeerIdentity, Queued,
+    Client, ClientConfig, ClientEndpoint, NetError, NodeTls, PeerIdentity, Queued,
     TransportSettings, bind_udp,
 };
 use fedlb_proto::{Message, PROTOCOL_VERSION};
@@ -105,14 +105,6 @@ impl Uplinks {
                 warn!(upstream = %to, %addr, error = %e, "{what} not sent");
             }
         }
-    }
-
-    /// Each upstream and where its link is.
-    pub(crate) fn states(&self) -> Vec<(Upstream, ConnState)> {
-        self.links
-            .iter()
-            .map(|(k, c)| (k.clone(), c.state().borrow().clone()))
-            .collect()
     }
 
     /// Closes every link.

@@ -13,7 +13,8 @@ use fedlb_core::{
 };
 
 use super::model::{
-    AgedValue, CandidateStatus, CertificateExpiry, FarmStatus, PrimaryStatus, PublishStatus,
+    AgedValue, CandidateStatus, CertificateExpiry, FarmStatus, PeersStatus, PrimaryStatus,
+    PublishStatus,
     ReadingsStatus, RegionStatus, SCHEMA_VERSION, ServiceStatus, Status, TierStatus,
 };
 
@@ -92,6 +93,7 @@ impl PublishStatus {
             desired,
             degraded,
             primaries: per,
+            deferred: None,
         }
     }
 }
@@ -201,6 +203,7 @@ pub fn farm_status(node: &str, farm: &FarmState, uptime: Duration, now: Timestam
         uptime_s: secs(uptime),
         services,
         certificates: None,
+        peers: None,
     }
 }
 
@@ -213,6 +216,8 @@ pub struct GlobalExtras {
     pub fqdns: BTreeMap<ServiceId, String>,
     /// What DNS serves per service and region (`None`: the default region).
     pub published: BTreeMap<(ServiceId, Option<RegionId>), PublishStatus>,
+    /// With several global nodes: the peers as this node sees them.
+    pub peers: Option<PeersStatus>,
 }
 
 /// The global node's status.
@@ -271,6 +276,7 @@ pub fn global_status(
         uptime_s: secs(uptime),
         services,
         certificates: None,
+        peers: extras.peers.clone(),
     }
 }
 
