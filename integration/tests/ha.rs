@@ -15,8 +15,18 @@ use fedlb_integration::{DnsWatch, status};
 fn two_farms(fed: &Fed) -> Topo {
     let mut topo = Topo::new(fed);
     topo.farms = vec![
-        FarmSpec::new("near", fed.ip(2), 10, vec![ServerSpec::remote("n1", fed.ip(11))]),
-        FarmSpec::new("far", fed.ip(3), 80, vec![ServerSpec::remote("f1", fed.ip(21))]),
+        FarmSpec::new(
+            "near",
+            fed.ip(2),
+            10,
+            vec![ServerSpec::remote("n1", fed.ip(11))],
+        ),
+        FarmSpec::new(
+            "far",
+            fed.ip(3),
+            80,
+            vec![ServerSpec::remote("f1", fed.ip(21))],
+        ),
     ];
     topo
 }
@@ -29,7 +39,9 @@ fn two_globals(topo: &Topo, g2: Ipv4Addr, own_dns: bool) -> String {
     let one = format!("[global]\nlisten = \"{g1}:7400\"\nstatus = \"{g1}:7480\"\n");
     assert!(text.contains(&one), "{text}");
     let node = |name: &str, ip: Ipv4Addr| {
-        let mut n = format!("[[global]]\nname = \"{name}\"\nlisten = \"{ip}:7400\"\nstatus = \"{ip}:7480\"\n");
+        let mut n = format!(
+            "[[global]]\nname = \"{name}\"\nlisten = \"{ip}:7400\"\nstatus = \"{ip}:7480\"\n"
+        );
         if own_dns {
             n += &format!("embedded = {{ listen = \"{ip}:5300\", state_dir = \"dns-{name}\" }}\n");
         }
@@ -37,7 +49,10 @@ fn two_globals(topo: &Topo, g2: Ipv4Addr, own_dns: bool) -> String {
     };
     let text = text.replace(&one, &(node("g1", g1) + &node("g2", g2)));
     if own_dns {
-        text.replace(&format!("embedded = {{ listen = \"{g1}:5300\", state_dir = \"dns\" }}\n"), "")
+        text.replace(
+            &format!("embedded = {{ listen = \"{g1}:5300\", state_dir = \"dns\" }}\n"),
+            "",
+        )
     } else {
         text
     }
@@ -64,7 +79,11 @@ fn kill_either_global_node(victim: &str) {
     start(&mut fed, &topo, &two_globals(&topo, g2_ip, true));
     let dns = |ip: Ipv4Addr| DnsWatch::new(SocketAddr::new(IpAddr::V4(ip), 5300), &topo.fqdn);
     let (g1, g2) = (dns(topo.global_ip), dns(g2_ip));
-    let (survivor, victim_dns) = if victim == "g1" { (&g2, &g1) } else { (&g1, &g2) };
+    let (survivor, victim_dns) = if victim == "g1" {
+        (&g2, &g1)
+    } else {
+        (&g1, &g2)
+    };
     let (n1, f1) = (ip_of(&topo, "n1"), ip_of(&topo, "f1"));
     g1.wait_answer(&[n1], Instant::now());
     g2.wait_answer(&[n1], Instant::now());
@@ -74,7 +93,12 @@ fn kill_either_global_node(victim: &str) {
     let t0 = Instant::now();
     fed.kill("n1");
     let seen = survivor.follow(t0, PATIENCE, |a| a == [n1] || a == [f1], |a| a == [f1]);
-    record_timing(&scenario, "backend-failed-one-global-dead", "embedded", seen.last().unwrap().at);
+    record_timing(
+        &scenario,
+        "backend-failed-one-global-dead",
+        "embedded",
+        seen.last().unwrap().at,
+    );
 
     // restarted, the victim converges to the survivor's answer: its DNS server (which kept
     // the old answer in its journal) changes once, to f1, and never back
@@ -82,7 +106,12 @@ fn kill_either_global_node(victim: &str) {
     fed.start(victim);
     let seen = victim_dns.follow(t0, PATIENCE, |a| a == [n1] || a == [f1], |a| a == [f1]);
     assert!(seen.len() <= 2, "the restarted node flapped: {seen:?}");
-    record_timing(&scenario, "restarted-global-converged", "embedded", seen.last().unwrap().at);
+    record_timing(
+        &scenario,
+        "restarted-global-converged",
+        "embedded",
+        seen.last().unwrap().at,
+    );
     // both hold f1, and nothing flaps afterwards
     victim_dns.hold(&[f1], Duration::from_secs(3));
     survivor.hold(&[f1], Duration::from_secs(1));
@@ -150,7 +179,12 @@ fn two_global_nodes_on_one_bind_primary_lose_no_update_and_do_not_alternate() {
     let t0 = Instant::now();
     fed.kill("n1");
     let seen = dns.follow(t0, PATIENCE, |a| a == [n1] || a == [f1], |a| a == [f1]);
-    record_timing(scenario, "backend-failed-two-writers", "bind", seen.last().unwrap().at);
+    record_timing(
+        scenario,
+        "backend-failed-two-writers",
+        "bind",
+        seen.last().unwrap().at,
+    );
     dns.hold(&addrs(&[f1]), Duration::from_secs(20));
 }
 
@@ -174,8 +208,12 @@ fn under_a_partition_two_global_nodes_on_one_bind_primary_do_not_alternate() {
     fed.certs();
     // near's own view of the federation: g1 is the only global node
     let near_view = fed.dir().join("near-view.toml");
-    std::fs::write(&near_view, topo.to_toml().replace("[global]\n", "[global]\nname = \"g1\"\n"))
-        .expect("writing near's topology");
+    std::fs::write(
+        &near_view,
+        topo.to_toml()
+            .replace("[global]\n", "[global]\nname = \"g1\"\n"),
+    )
+    .expect("writing near's topology");
     for s in topo.servers() {
         fed.backend(&s.name, s.addr(), 0);
     }
@@ -199,7 +237,9 @@ fn under_a_partition_two_global_nodes_on_one_bind_primary_do_not_alternate() {
     let g2_status = format!("http://{g2_ip}:7480");
     let doc = fedlb_integration::wait_for("g2 to defer to g1", PATIENCE, || {
         let doc = status(&g2_status).ok()?;
-        let why = doc["services"][0]["published"]["deferred"].as_str()?.to_owned();
+        let why = doc["services"][0]["published"]["deferred"]
+            .as_str()?
+            .to_owned();
         Some((doc, why))
     });
     assert_eq!(
@@ -221,6 +261,11 @@ fn under_a_partition_two_global_nodes_on_one_bind_primary_do_not_alternate() {
     let t0 = Instant::now();
     fed.kill("g1");
     let seen = dns.follow(t0, PATIENCE, |a| a == [n1] || a == [f1], |a| a == [f1]);
-    record_timing(scenario, "writer-died-peer-took-over", "bind", seen.last().unwrap().at);
+    record_timing(
+        scenario,
+        "writer-died-peer-took-over",
+        "bind",
+        seen.last().unwrap().at,
+    );
     dns.hold(&[f1], Duration::from_secs(5));
 }

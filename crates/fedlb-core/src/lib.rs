@@ -38,7 +38,9 @@ pub use id::{CandidateId, FarmId, ProbeId, RegionId, ServerId, ServiceId};
 pub use monitor::{
     Measurement, Monitor, MonitorConfig, MonitorOutput, ProbeResult, ProbeSchedule, Report,
 };
-pub use peers::{Defer, Marker, MarkerError, PeerRule, Verdict, Write, federation_seed, judge, needs_refresh};
+pub use peers::{
+    Defer, Marker, MarkerError, PeerRule, Verdict, Write, federation_seed, judge, needs_refresh,
+};
 pub use policy::{ClosestBy, Filter, Policy, Ranked};
 pub use region::{Classified, ClientMap, ClientMapError, GeoHit, RegionClients};
 pub use spread::Spread;

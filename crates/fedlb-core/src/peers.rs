@@ -231,13 +231,7 @@ impl fmt::Display for Verdict {
 
 /// Node `me`, hearing `heard` candidates for a service, finds `marker` next to the
 /// service's answer at `now` (Unix seconds): does it write its own answer or defer?
-pub fn judge(
-    rule: &PeerRule,
-    me: &str,
-    heard: u32,
-    marker: Option<&Marker>,
-    now: u64,
-) -> Verdict {
+pub fn judge(rule: &PeerRule, me: &str, heard: u32, marker: Option<&Marker>, now: u64) -> Verdict {
     let Some(m) = marker else {
         return Verdict::Write(Write::NoMarker);
     };
@@ -335,7 +329,10 @@ mod tests {
                 mine: 2
             })
         );
-        assert_eq!(v.to_string(), "defers to b: it hears 3 candidates, this node 2");
+        assert_eq!(
+            v.to_string(),
+            "defers to b: it hears 3 candidates, this node 2"
+        );
         // and the better informed node takes over from it
         assert!(judge(&r, "b", 3, Some(&marker("a", 2, 100)), 102).writes());
     }
@@ -365,7 +362,12 @@ mod tests {
     fn the_writer_renews_its_own_marker_only() {
         let r = rule();
         assert!(!needs_refresh(&r, "a", Some(&marker("a", 3, 100)), 101));
-        assert!(needs_refresh(&r, "a", Some(&marker("a", 3, 100)), 100 + r.refresh_every.as_secs()));
+        assert!(needs_refresh(
+            &r,
+            "a",
+            Some(&marker("a", 3, 100)),
+            100 + r.refresh_every.as_secs()
+        ));
         assert!(!needs_refresh(&r, "a", Some(&marker("b", 3, 0)), 1000));
         assert!(!needs_refresh(&r, "a", None, 1000));
     }

@@ -101,7 +101,15 @@ fn policy() -> impl Strategy<Value = Policy> {
 }
 
 fn history() -> impl Strategy<Value = Vec<(usize, bool, u64, u64)>> {
-    proptest::collection::vec((0usize..3, proptest::bool::weighted(0.8), 0u64..100, 0u64..3000), 1..40)
+    proptest::collection::vec(
+        (
+            0usize..3,
+            proptest::bool::weighted(0.8),
+            0u64..100,
+            0u64..3000,
+        ),
+        1..40,
+    )
 }
 
 proptest! {
@@ -139,8 +147,13 @@ fn heard_counts_the_candidates_reporting_within_their_stale_window() {
     assert_eq!(g.heard(&www, at(0)), 0);
     g.handle_summary(&summary(0, 1, true, 1), at(0)).unwrap();
     g.handle_summary(&summary(1, 1, false, 1), at(0)).unwrap();
-    assert_eq!(g.heard(&www, at(2_900)), 2, "a farm reporting down is heard");
-    g.handle_summary(&summary(0, 2, true, 1), at(2_000)).unwrap();
+    assert_eq!(
+        g.heard(&www, at(2_900)),
+        2,
+        "a farm reporting down is heard"
+    );
+    g.handle_summary(&summary(0, 2, true, 1), at(2_000))
+        .unwrap();
     assert_eq!(g.heard(&www, at(3_500)), 1, "us-east went silent 3 s ago");
     assert_eq!(g.heard(&ServiceId::from("other"), at(0)), 0);
 }

@@ -504,7 +504,14 @@ async fn sync(
                     Err(e) => return fail(ctx, p, e, false),
                 };
                 let published = p.published.clone().unwrap_or_default();
-                pass = judge_names(peers, ctx.desired, &published, &markers, 1, wire::unix_now());
+                pass = judge_names(
+                    peers,
+                    ctx.desired,
+                    &published,
+                    &markers,
+                    1,
+                    wire::unix_now(),
+                );
                 for (name, why) in &pass.deferred {
                     if deferred.get(name) != Some(why) {
                         debug!(server = %p.server, %name, why = %why, "left to a peer");

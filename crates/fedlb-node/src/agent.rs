@@ -16,10 +16,10 @@ use tracing::{info, warn};
 
 use crate::clock::{Clock, new_epoch, sleep_until};
 use crate::common::{NodeError, NodeOptions, identity, known_nodes, load_tls, load_topology};
-use crate::uplinks::{Upstream, Uplinks, global_upstreams};
 use crate::metrics::Metrics;
 use crate::monitors::{MonitorSet, plan};
 use crate::reload;
+use crate::uplinks::{Uplinks, Upstream, global_upstreams};
 
 /// Where an agent reports: its farm node, or every global node.
 fn upstreams(t: &Topology, node: &str) -> Result<Vec<Upstream>, NodeError> {

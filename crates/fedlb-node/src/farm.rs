@@ -23,10 +23,10 @@ use crate::common::{
     NodeError, NodeOptions, SharedTopology, StatusRequest, earliest, known_nodes, load_tls,
     load_topology, own_address_changed, peer_event, serve_status,
 };
-use crate::uplinks::{Uplinks, global_upstreams};
 use crate::metrics::{Metrics, labels};
 use crate::monitors::{MonitorSet, plan};
 use crate::status::CertificateExpiry;
+use crate::uplinks::{Uplinks, global_upstreams};
 use crate::{reload, status};
 
 /// Runs a farm node until `shutdown` is cancelled.
@@ -240,7 +240,9 @@ impl FarmNode {
     fn follow_global(&mut self, t: &Topology, _shutdown: &CancellationToken) {
         match global_upstreams(t).and_then(|targets| self.uplinks.follow(&targets)) {
             Ok(()) => {}
-            Err(e) => error!(error = %e, "cannot dial the global nodes of the new topology; keeping the old links"),
+            Err(e) => {
+                error!(error = %e, "cannot dial the global nodes of the new topology; keeping the old links")
+            }
         }
     }
 

@@ -316,7 +316,8 @@ impl Global {
         // names may have moved: the publishers diff, so an unchanged zone costs nothing
         self.publishing.set_topology(&t);
         let heard = self.heard(&t);
-        self.publishing.set_answers(&t, self.state.published(), heard);
+        self.publishing
+            .set_answers(&t, self.state.published(), heard);
         self.extras.fqdns = fqdns(&t);
         self.extras
             .summaries

@@ -152,14 +152,13 @@ impl Publishing {
                     view_weights(t, published, view.region.as_ref()),
                 );
             }
-            view.desired
-                .send_replace(desired_zone(
-                    &self.zone,
-                    t,
-                    published,
-                    view.region.as_ref(),
-                    &self.heard,
-                ));
+            view.desired.send_replace(desired_zone(
+                &self.zone,
+                t,
+                published,
+                view.region.as_ref(),
+                &self.heard,
+            ));
         }
     }
 
@@ -198,8 +197,7 @@ impl Publishing {
             let desired = view.desired.borrow();
             for (service, name) in &self.names {
                 let primaries = served.served(name);
-                let mut status =
-                    PublishStatus::new(name, desired.get(name), primaries, Some(age));
+                let mut status = PublishStatus::new(name, desired.get(name), primaries, Some(age));
                 status.deferred = served.deferred.get(name).cloned();
                 out.insert((service.clone(), view.region.clone()), status);
             }

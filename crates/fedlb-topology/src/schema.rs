@@ -400,7 +400,7 @@ pub(crate) struct RawGlobal {
 /// several).
 #[derive(Debug)]
 pub(crate) enum RawGlobals {
-    One(RawGlobal),
+    One(Box<RawGlobal>),
     Many(Vec<RawGlobal>),
 }
 
@@ -414,7 +414,7 @@ impl<'de> Deserialize<'de> for RawGlobals {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawGlobals, A::Error> {
                 RawGlobal::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(RawGlobals::One)
+                    .map(|g| RawGlobals::One(Box::new(g)))
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<RawGlobals, A::Error> {
                 Vec::<RawGlobal>::deserialize(de::value::SeqAccessDeserializer::new(seq))

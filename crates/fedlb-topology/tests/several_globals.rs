@@ -36,7 +36,11 @@ fn farm_nodes_report_to_every_global_node_and_each_gets_a_node_entry() {
         .filter(|n| n.role == Role::Global)
         .map(|n| n.name.as_str())
         .collect();
-    assert_eq!(globals, ["g1", "g2"], "fedlb certs issues one per global node");
+    assert_eq!(
+        globals,
+        ["g1", "g2"],
+        "fedlb certs issues one per global node"
+    );
     let eu = nodes.iter().find(|n| n.name == "eu-west").unwrap();
     assert_eq!(eu.upstreams, ["g1", "g2"]);
     let described = t.describe();
@@ -90,12 +94,23 @@ fn global_nodes_sharing_a_primary_each_probe_direct_servers_and_agents_report_to
         .topology;
     assert!(t.shares_dns());
     for g in ["g1", "g2"] {
-        let run: Vec<ServerId> = t.monitors_run_by(g).iter().map(|m| m.server.clone()).collect();
-        assert_eq!(run, [ServerId::from("d1")], "{g} probes the remote direct server itself");
+        let run: Vec<ServerId> = t
+            .monitors_run_by(g)
+            .iter()
+            .map(|m| m.server.clone())
+            .collect();
+        assert_eq!(
+            run,
+            [ServerId::from("d1")],
+            "{g} probes the remote direct server itself"
+        );
     }
     let agent = t.node("d2-agent").unwrap();
     assert_eq!(agent.upstreams, ["g1", "g2"]);
-    assert!(t.describe().contains("shared primaries 127.0.0.1:53 by compare-and-swap"));
+    assert!(
+        t.describe()
+            .contains("shared primaries 127.0.0.1:53 by compare-and-swap")
+    );
 }
 
 #[test]
@@ -104,7 +119,9 @@ fn one_global_table_still_means_one_global_node() {
         "[[global]]\nname = \"g1\"\nlisten = \"127.0.0.1:7400\"\nstatus = \"127.0.0.1:7480\"\n[[global]]\nname = \"g2\"",
         "[global]\nname = \"g2\"",
     );
-    let t = load_str(&text, Format::Toml, "one.toml").expect("loads").topology;
+    let t = load_str(&text, Format::Toml, "one.toml")
+        .expect("loads")
+        .topology;
     assert_eq!(t.globals.len(), 1);
     assert_eq!(t.global.name, "g2");
     assert!(!t.shares_dns());

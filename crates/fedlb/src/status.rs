@@ -69,7 +69,11 @@ pub fn run_several(urls: &[String], json: bool) -> ExitCode {
     }
     match (unreadable, agree) {
         (true, _) => {
-            eprintln!("error: {} of {} nodes could not be read", urls.len() - read.len(), urls.len());
+            eprintln!(
+                "error: {} of {} nodes could not be read",
+                urls.len() - read.len(),
+                urls.len()
+            );
             ExitCode::from(2)
         }
         (false, true) => ExitCode::SUCCESS,
@@ -109,7 +113,12 @@ pub fn agreement(nodes: &[Status]) -> (String, bool) {
             .map(|n| {
                 let a = answers.get(*n).map_or_else(
                     || "(none)".to_owned(),
-                    |a| a.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+                    |a| {
+                        a.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    },
                 );
                 format!("{n}: {a}")
             })
@@ -163,7 +172,10 @@ mod tests {
             node("g2", "127.0.0.11", "127.0.0.21"),
         ]);
         assert!(agree, "{text}");
-        assert!(text.contains("www          region -          agree   g1: 127.0.0.11; g2: 127.0.0.11"), "{text}");
+        assert!(
+            text.contains("www          region -          agree   g1: 127.0.0.11; g2: 127.0.0.11"),
+            "{text}"
+        );
         assert!(text.ends_with("all global nodes agree\n"), "{text}");
     }
 
@@ -174,7 +186,10 @@ mod tests {
             node("g2", "127.0.0.11", "127.0.0.31"),
         ]);
         assert!(!agree, "{text}");
-        assert!(text.contains("region eu         DIFFER  g1: 127.0.0.21; g2: 127.0.0.31"), "{text}");
+        assert!(
+            text.contains("region eu         DIFFER  g1: 127.0.0.21; g2: 127.0.0.31"),
+            "{text}"
+        );
         assert!(text.contains("region -          agree"), "{text}");
         assert!(text.ends_with("global nodes DISAGREE\n"), "{text}");
     }

@@ -244,7 +244,11 @@ fn print_banner(t: &Topology, state: &Path, procs: &[Proc]) {
             r.id
         );
     }
-    let urls: Vec<String> = t.globals.iter().map(|g| format!("http://{}", g.status)).collect();
+    let urls: Vec<String> = t
+        .globals
+        .iter()
+        .map(|g| format!("http://{}", g.status))
+        .collect();
     println!("         fedlb status {}", urls.join(" "));
     if t.globals.len() > 1 {
         println!("  kill a global node and watch the others carry on (and agree):");

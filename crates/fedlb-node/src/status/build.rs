@@ -14,8 +14,7 @@ use fedlb_core::{
 
 use super::model::{
     AgedValue, CandidateStatus, CertificateExpiry, FarmStatus, PeersStatus, PrimaryStatus,
-    PublishStatus,
-    ReadingsStatus, RegionStatus, SCHEMA_VERSION, ServiceStatus, Status, TierStatus,
+    PublishStatus, ReadingsStatus, RegionStatus, SCHEMA_VERSION, ServiceStatus, Status, TierStatus,
 };
 
 impl CertificateExpiry {

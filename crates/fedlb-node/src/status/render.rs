@@ -26,9 +26,10 @@ pub fn render_table(s: &Status) -> String {
             }
         );
         for f in &p.farm_nodes {
-            let heard = f
-                .heard_s_ago
-                .map_or_else(|| "never heard".to_owned(), |s| format!("heard {s:.1} s ago"));
+            let heard = f.heard_s_ago.map_or_else(
+                || "never heard".to_owned(),
+                |s| format!("heard {s:.1} s ago"),
+            );
             let _ = writeln!(out, "  farm node {:<16} {heard}", f.farm);
         }
         for (service, n) in &p.heard {

@@ -216,9 +216,7 @@ impl Ctx<'_> {
             Some(other) => {
                 self.err(
                     format!("{at}.spread"),
-                    format!(
-                        "unknown spread \"{other}\" (expected all, weighted or hashed)"
-                    ),
+                    format!("unknown spread \"{other}\" (expected all, weighted or hashed)"),
                 );
                 None
             }
@@ -252,7 +250,9 @@ impl Ctx<'_> {
                 if e.secondaries.is_empty() {
                     self.warn(
                         format!("{at}.transfer_key"),
-                        format!("no secondaries: the key is unused (list them in {at}.secondaries)"),
+                        format!(
+                            "no secondaries: the key is unused (list them in {at}.secondaries)"
+                        ),
                     );
                 }
                 self.tsig(&format!("{at}.transfer_key"), t)

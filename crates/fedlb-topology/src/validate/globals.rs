@@ -15,7 +15,7 @@ impl Ctx<'_> {
     /// server, in declaration order; remembers each one's field path.
     pub(super) fn globals(&mut self, raw: RawGlobals) -> Vec<(Option<GlobalNode>, Option<Spread>)> {
         let list: Vec<(String, RawGlobal)> = match raw {
-            RawGlobals::One(g) => vec![("global".to_owned(), g)],
+            RawGlobals::One(g) => vec![("global".to_owned(), *g)],
             RawGlobals::Many(gs) => gs
                 .into_iter()
                 .enumerate()
@@ -95,7 +95,10 @@ impl Ctx<'_> {
             if let Some(first) = names.get(g.name.as_str()) {
                 self.err(
                     format!("{path}.name"),
-                    format!("global node \"{}\" declared twice (first at {first})", g.name),
+                    format!(
+                        "global node \"{}\" declared twice (first at {first})",
+                        g.name
+                    ),
                 );
             } else {
                 names.insert(&g.name, path);

@@ -164,7 +164,9 @@ impl Ctx<'_> {
         let globals = self.globals(raw.global);
         // every global node with its own embedded server: `dns` needs none
         let own_servers = (!globals.is_empty()
-            && globals.iter().all(|(g, _)| g.as_ref().is_some_and(|g| g.dns.is_some())))
+            && globals
+                .iter()
+                .all(|(g, _)| g.as_ref().is_some_and(|g| g.dns.is_some())))
         .then(|| {
             let first = globals[0].0.as_ref().expect("checked");
             (first.dns.clone(), globals[0].1)
