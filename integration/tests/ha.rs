@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use fedlb_integration::{
-    Bind, DnsTarget, FarmSpec, Fed, PATIENCE, ServerSpec, Topo, addrs, ip_of, query_soa_serial,
+    Bind, DnsTarget, FarmSpec, Fed, PATIENCE, ServerSpec, Topo, addrs, ip_of, query_txt,
     record_timing, require_tool,
 };
 use fedlb_integration::{DnsWatch, status};
@@ -134,8 +134,9 @@ fn kill_9_the_second_global_node_the_first_still_fails_over_and_the_second_conve
 }
 
 /// Both global nodes write the same answers to one BIND primary: a second writer of an
-/// answer already there sends nothing (the serial does not move), a change is written
-/// (no lost update) and the answer never alternates while everything is healthy.
+/// answer already there writes nothing (the marker next to it keeps naming the first
+/// writer, and the second says it defers), a change is written (no lost update) and the
+/// answer never alternates while everything is healthy (20 s).
 #[test]
 fn two_global_nodes_on_one_bind_primary_lose_no_update_and_do_not_alternate() {
     let scenario = "ha-shared-bind";
@@ -153,27 +154,46 @@ fn two_global_nodes_on_one_bind_primary_lose_no_update_and_do_not_alternate() {
         fed.backend(&s.name, s.addr(), 0);
     }
     let dns = DnsWatch::new(bind.addr, &topo.fqdn);
+    let marker = format!("_fedlb.{}", topo.fqdn);
+    let writer = || -> Option<String> {
+        let txt = query_txt(bind.addr, &marker).ok()?;
+        let text = txt.first()?;
+        Some(
+            text.split_whitespace()
+                .find_map(|w| w.strip_prefix("writer="))?
+                .to_owned(),
+        )
+    };
     let (n1, f1) = (ip_of(&topo, "n1"), ip_of(&topo, "f1"));
-    fed.global_named("g1");
+    // g2 first this time: the name that sorts later writes, the other must not take over
+    fed.global_named("g2");
     for f in &topo.farms {
         fed.farm(&f.name);
     }
     dns.wait_answer(&[n1], Instant::now());
-    let serial = query_soa_serial(bind.addr, &topo.zone).expect("soa");
+    assert_eq!(writer().as_deref(), Some("g2"));
 
-    // the second writer finds its answer there: no UPDATE changes anything
-    fed.global_named("g2");
-    let g2_status = format!("http://{g2_ip}:7480");
-    fedlb_integration::wait_for("g2 to publish", PATIENCE, || {
-        let doc = status(&g2_status).ok()?;
-        (doc["services"][0]["published"]["result"] == "ok").then_some(())
+    // g1 decides the same answer: it writes nothing (it sorts first, but the served answer
+    // is its view already), defers on nothing, and finds DNS serving its decision
+    fed.global_named("g1");
+    let g1_status = format!("http://{}:7480", topo.global_ip);
+    let published = fedlb_integration::wait_for("g1 to publish", PATIENCE, || {
+        let doc = status(&g1_status).ok()?;
+        let p = doc["services"][0]["published"].clone();
+        (p["result"] == "ok").then_some(p)
     });
-    dns.hold(&[n1], Duration::from_secs(3));
+    assert_eq!(published["pending"], serde_json::Value::Null, "{published}");
     assert_eq!(
-        query_soa_serial(bind.addr, &topo.zone).expect("soa"),
-        serial,
-        "the second writer of the same answer bumped the serial"
+        published["deferred"],
+        serde_json::Value::Null,
+        "{published}"
     );
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        assert_eq!(writer().as_deref(), Some("g2"), "g1 wrote over g2's answer");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    dns.hold(&[n1], Duration::from_secs(1));
 
     // a change: both decide it, the answer moves once and stays (no lost update)
     let t0 = Instant::now();
