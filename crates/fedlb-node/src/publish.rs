@@ -178,6 +178,18 @@ impl Publishing {
             return;
         }
         if let Some(view) = self.views.iter_mut().find(|v| v.region == region) {
+            // a deferral starting or ending is worth a line: it says who writes the answer
+            let before = view.dns.as_ref().map(|(o, _)| &o.deferred);
+            for (name, why) in &outcome.deferred {
+                if before.and_then(|b| b.get(name)) != Some(why) {
+                    info!(%name, region = ?region, why = %why, "left to another global node");
+                }
+            }
+            for name in before.into_iter().flat_map(|b| b.keys()) {
+                if !outcome.deferred.contains_key(name) {
+                    info!(%name, region = ?region, "writing this answer again (no live peer hears more)");
+                }
+            }
             view.dns = Some((outcome, now));
         }
     }

@@ -35,7 +35,15 @@ impl Topology {
         let w = &mut out;
         let _ = writeln!(w, "topology \"{}\" ({})", self.name, self.file);
         let dns = &self.dns;
+        let each_own = self.globals.len() > 1 && self.globals.iter().all(|g| g.dns.is_some());
         match &dns.server {
+            _ if each_own => {
+                let _ = writeln!(
+                    w,
+                    "dns: zone {} on each global node's own embedded server (see nodes)",
+                    dns.zone
+                );
+            }
             DnsServer::Rfc2136 { primaries } => {
                 let list: Vec<String> = primaries.iter().map(ToString::to_string).collect();
                 let _ = writeln!(

@@ -44,6 +44,10 @@ fn farm_nodes_report_to_every_global_node_and_each_gets_a_node_entry() {
     let eu = nodes.iter().find(|n| n.name == "eu-west").unwrap();
     assert_eq!(eu.upstreams, ["g1", "g2"]);
     let described = t.describe();
+    assert!(
+        described.contains("dns: zone ha.test. on each global node's own embedded server"),
+        "{described}"
+    );
     assert!(described.contains("eu-west (farm node)"), "{described}");
     assert!(described.contains("reports to g1, g2"), "{described}");
     assert!(
