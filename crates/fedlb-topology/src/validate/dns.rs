@@ -209,10 +209,12 @@ impl Ctx<'_> {
         at: &str,
         e: crate::schema::RawEmbedded,
     ) -> (Option<DnsServer>, Option<Spread>) {
+        // By default each query gets one member of a weighted set, chosen by weight from its
+        // client's subnet: the scenario suite chose it (README).
         let spread = match e.spread.as_deref() {
-            None | Some("all") => Some(Spread::All),
+            None | Some("hashed") => Some(Spread::Hashed),
+            Some("all") => Some(Spread::All),
             Some("weighted") => Some(Spread::Weighted),
-            Some("hashed") => Some(Spread::Hashed),
             Some(other) => {
                 self.err(
                     format!("{at}.spread"),

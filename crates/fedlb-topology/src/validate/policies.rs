@@ -30,6 +30,10 @@ impl Ctx<'_> {
                 Some(p) => cfg.policy = p,
                 None => ok = false,
             }
+            // A tier that names its policy answers that policy's top `answers` (the
+            // patent's preferred server), not the default weighted set, unless it also
+            // says `answers = "weighted"`.
+            cfg.set = AnswerSet::Top;
         }
         match &raw.answers {
             Some(RawAnswers::Count(a)) => match self.int(&format!("{path}.answers"), *a, 1, 64) {
@@ -106,6 +110,10 @@ impl Ctx<'_> {
         }
         let has_max_load = matches!(&cfg.policy, Policy::Composite { filters, .. }
             if filters.iter().any(|f| matches!(f, Filter::MaxLoad(_))));
+        if raw.spill.is_none() && !has_max_load {
+            // the default split (with regions) needs a limit; a policy without one moves
+            cfg.spill = Spill::Move;
+        }
         if ok && cfg.spill == Spill::Split && !has_max_load {
             self.err(
                 format!("{path}.spill"),
@@ -116,7 +124,8 @@ impl Ctx<'_> {
             );
             ok = false;
         }
-        if ok && cfg.spill == Spill::Split && cfg.set == AnswerSet::Weighted {
+        if ok && raw.spill.is_some() && cfg.spill == Spill::Split && cfg.set == AnswerSet::Weighted
+        {
             self.warn(
                 format!("{path}.spill"),
                 "spill \"split\" has no effect with answers = \"weighted\" (every healthy member is answered already)",

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use fedlb_core::time::human;
 use fedlb_core::{
-    ClosestBy, Filter, Hysteresis, Policy, ProbeId, SelectorConfig, ServiceId, Thresholds,
+    AnswerSet, ClosestBy, Filter, Hysteresis, Policy, ProbeId, SelectorConfig, ServiceId, Spill,
+    Thresholds,
 };
 
 use crate::model::{DnsTarget, HttpCheck, LoadSource, Probe, ProbeKind, Service};
@@ -71,8 +72,12 @@ impl Ctx<'_> {
             );
         }
         let metrics = metrics_of_probes(&probes);
+        // With regions, a region whose closest farm is over the load limit is split with
+        // the next farms (only its excess moves) instead of moved whole: the scenario suite
+        // chose it (README, "The scenario suite").
         let global_base = SelectorConfig {
             answers: default_answers,
+            spill: if regions { Spill::Split } else { Spill::Move },
             ..SelectorConfig::new(default_global_policy(regions))
         };
         let global_use = PolicyUse {
@@ -95,11 +100,14 @@ impl Ctx<'_> {
         let local = self.tier(
             &format!("{path}.local"),
             raw.local.as_ref(),
-            // No hysteresis by default inside a farm: with DNS caching, holding a
-            // least-loaded choice for a dwell sends every refreshing resolver to the same
-            // server until it drowns (see the simulation in the README).
+            // By default a farm answers every healthy server weighted by its headroom, with
+            // no hysteresis: one preferred server takes whole resolvers' worth of load and
+            // drowns before the next report moves the answer, and holding a least-loaded
+            // choice for a dwell sends every refreshing resolver to it (the scenario suite
+            // in the README chose this).
             SelectorConfig {
                 hysteresis: Hysteresis::NONE,
+                set: AnswerSet::Weighted,
                 ..SelectorConfig::new(Policy::LeastLoaded)
             },
             &local_use,
