@@ -83,6 +83,24 @@ pub fn query_a(server: SocketAddr, name: &str) -> Result<Vec<IpAddr>, String> {
     Ok(out)
 }
 
+/// The TXT records of `name` at `server`, each one's strings joined; empty when none.
+pub fn query_txt(server: SocketAddr, name: &str) -> Result<Vec<String>, String> {
+    let reply = query(server, name, RecordType::TXT)?;
+    Ok(reply
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::TXT(t) => Some(
+                t.txt_data
+                    .iter()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect())
+}
+
 /// What a client at `source` is answered for `name` (A records, sorted), and the ECS scope
 /// prefix length the server answered with when `subnet` was sent (`None`: no ECS option in
 /// the answer).

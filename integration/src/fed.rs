@@ -343,6 +343,12 @@ impl Fed {
         self.global_with_env(&[]);
     }
 
+    /// Starts global node `name` of several `[[global]]` (process name = node name).
+    pub fn global_named(&mut self, name: &str) {
+        let args = self.node_args("global", name);
+        self.spawn(name, fedlb_bin(), &args, &[]);
+    }
+
     /// Starts farm node `farm` (process name = farm name).
     pub fn farm(&mut self, farm: &str) {
         let args = self.node_args("farm", farm);

@@ -42,7 +42,7 @@ mod http;
 mod timing;
 mod topo;
 
-pub use dns::{Bind, DnsWatch, nsupdate_replace, query_a, query_a_as, query_soa_serial};
+pub use dns::{Bind, DnsWatch, nsupdate_replace, query_a, query_a_as, query_soa_serial, query_txt};
 pub use fed::{Fed, fedlb_bin, require_tool, wait_listening};
 pub use http::{http_post, status};
 pub use timing::record_timing;

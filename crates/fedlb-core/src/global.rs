@@ -198,6 +198,15 @@ impl GlobalState {
         self.outputs.pop_front()
     }
 
+    /// How many of a service's candidates (farms, direct servers) this node hears from at
+    /// `now` ([`crate::tier::ServiceTier::heard`]); 0 for an unknown service.
+    pub fn heard(&self, service: &ServiceId, now: Timestamp) -> u32 {
+        self.tier
+            .services()
+            .get(service)
+            .map_or(0, |t| t.heard(now))
+    }
+
     /// What was last handed out for each service and region (`None`: the default region).
     pub fn published(&self) -> &BTreeMap<(ServiceId, Option<RegionId>), Publish> {
         &self.published

@@ -19,6 +19,7 @@ pub mod global;
 pub mod health;
 pub mod id;
 pub mod monitor;
+pub mod peers;
 pub mod policy;
 pub mod region;
 pub mod spread;
@@ -36,6 +37,9 @@ pub use health::{Liveness, ProbeHealth, SUMMARY_INTERVAL_CAP, Thresholds, summar
 pub use id::{CandidateId, FarmId, ProbeId, RegionId, ServerId, ServiceId};
 pub use monitor::{
     Measurement, Monitor, MonitorConfig, MonitorOutput, ProbeResult, ProbeSchedule, Report,
+};
+pub use peers::{
+    Defer, Marker, MarkerError, PeerRule, Verdict, Write, federation_seed, judge, needs_refresh,
 };
 pub use policy::{ClosestBy, Filter, Policy, Ranked};
 pub use region::{Classified, ClientMap, ClientMapError, GeoHit, RegionClients};

@@ -427,6 +427,20 @@ impl ServiceTier {
         self.members.values().map(|m| m.candidate(now)).collect()
     }
 
+    /// How many members this node hears from at `now`: reported within their liveness'
+    /// stale window, whatever the health they report. Several global nodes compare it
+    /// ([`crate::peers`]): a node cut off from a farm hears fewer.
+    pub fn heard(&self, now: Timestamp) -> u32 {
+        self.members
+            .values()
+            .filter(|m| {
+                m.last
+                    .as_ref()
+                    .is_some_and(|(_, at)| now - *at < m.spec.liveness.stale_after)
+            })
+            .count() as u32
+    }
+
     /// How many members are up at `now`, and how many there are.
     pub fn count_up(&self, now: Timestamp) -> Members {
         Members {

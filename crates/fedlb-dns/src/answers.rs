@@ -102,6 +102,10 @@ impl RecordSet {
 pub struct DesiredZone {
     zone: Name,
     records: BTreeMap<Name, RecordSet>,
+    /// Per name, how many candidates the deciding node hears for its service: what a
+    /// publisher sharing its DNS server with other global nodes compares
+    /// ([`crate::rfc2136::PeerConfig`]).
+    heard: BTreeMap<Name, u32>,
 }
 
 impl DesiredZone {
@@ -115,7 +119,18 @@ impl DesiredZone {
         Self {
             zone: normalize(zone),
             records: BTreeMap::new(),
+            heard: BTreeMap::new(),
         }
+    }
+
+    /// Records how many candidates the deciding node hears for the service of `name`.
+    pub fn set_heard(&mut self, name: &Name, heard: u32) {
+        self.heard.insert(normalize(name), heard);
+    }
+
+    /// How many candidates the deciding node hears for the service of `name` (0 unknown).
+    pub fn heard(&self, name: &Name) -> u32 {
+        self.heard.get(name).copied().unwrap_or(0)
     }
 
     /// Adds or replaces the answers of one name. Nothing is checked here: publishers refuse

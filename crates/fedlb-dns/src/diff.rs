@@ -124,6 +124,9 @@ pub fn accept(
         return (last_good.clone(), vec![err]);
     }
     let mut accepted = DesiredZone::for_zone(zone);
+    for set in proposed.records() {
+        accepted.set_heard(&set.name, proposed.heard(&set.name));
+    }
     let mut refused = Vec::new();
     for set in proposed.records() {
         if !zone.zone_of(&set.name) {

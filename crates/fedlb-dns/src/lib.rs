@@ -52,7 +52,7 @@ pub use render::{to_json, to_zone_fragment};
 pub use report::{
     PassOutcome, PublishReport, PublisherMetrics, Status, TargetMetrics, TargetReport,
 };
-pub use rfc2136::{PrimaryView, Rfc2136Config, Rfc2136Publisher};
+pub use rfc2136::{PeerConfig, PrimaryView, Rfc2136Config, Rfc2136Publisher, marker_name};
 pub use secondary::{SecondarySpec, bind_secondary, knot_secondary};
 use tokio::{
     sync::{mpsc, watch},
@@ -128,6 +128,10 @@ impl Publisher {
                 })
                 .collect(),
             unmanaged: primaries.iter().map(PrimaryView::unmanaged).collect(),
+            deferred: match self {
+                Publisher::Rfc2136(p) => p.deferred().clone(),
+                Publisher::File(_) | Publisher::Command(_) => Default::default(),
+            },
         }
     }
 

@@ -94,6 +94,9 @@ pub struct PassOutcome {
     pub names: BTreeMap<Name, Vec<PrimaryView>>,
     /// What each DNS primary serves for any other name: nothing fedlb manages.
     pub unmanaged: Vec<PrimaryView>,
+    /// Names this node left to another global node sharing the DNS server, with why
+    /// (`defers to g1: it hears 3 candidates, this node 2`), as of the last pass.
+    pub deferred: BTreeMap<Name, String>,
 }
 
 impl PassOutcome {

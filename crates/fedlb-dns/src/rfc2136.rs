@@ -11,6 +11,17 @@
 //! Several primaries are independent: each gets the same answers, its own state, counters,
 //! backoff and report entry.
 //!
+//! # Several global nodes on one DNS server
+//!
+//! With a [`PeerConfig`] (this node shares the primaries with other global nodes), every pass
+//! re-reads the **marker** next to each answer (TXT `_fedlb.<name>`: who wrote it, how many
+//! candidates it heard, when) and lets [`fedlb_core::peers::judge`] decide: a name this node
+//! defers on is left as it is for that pass; a name it writes gets its marker in the same
+//! UPDATE, guarded by compare-and-swap on the marker read. The writer renews its marker every
+//! [`PeerRule::refresh_every`] (the reconcile interval is shortened to it), so that only a dead
+//! writer's marker goes stale. A node that writes the answer already served, over a fresh
+//! marker of a peer, sends nothing at all.
+//!
 //! # Compare-and-swap on hickory's server is weaker
 //!
 //! RFC 2136 §3.2.5 compares a value-dependent prerequisite with the whole RRset; BIND, Knot and
@@ -20,19 +31,37 @@
 //! records: whatever extra record someone added is removed by the same atomic update, and the
 //! reconcile pass compares whole RRsets.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
+use fedlb_core::peers::{Marker, PeerRule, Verdict, Write, judge, needs_refresh};
 use hickory_proto::rr::{Name, TSigner};
 use tokio::time::Instant;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{
     DesiredZone, Error, TsigKey,
     answers::ZoneState,
     diff::{Change, accept, apply, diff},
     report::{Backoff, PublishReport, PublisherMetrics, Status, TargetMetrics, TargetReport},
-    wire,
+    wire::{self, MarkerChange},
 };
+
+/// This node shares its primaries with other global nodes: the partition rule applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// This global node's name, written in its markers.
+    pub node: String,
+    /// How long a marker holds peers back, and how often its writer renews it.
+    pub rule: PeerRule,
+}
+
+/// The owner name of the marker next to `name`: `_fedlb.<name>`.
+pub fn marker_name(name: &Name) -> Name {
+    Name::from_ascii("_fedlb")
+        .expect("a valid label")
+        .append_name(name)
+        .expect("one label more fits")
+}
 
 /// Configuration of an [`Rfc2136Publisher`].
 #[derive(Debug, Clone)]
@@ -57,6 +86,8 @@ pub struct Rfc2136Config {
     /// (the embedded server's regions, BIND `match-clients { key k; }`) then answers them from
     /// the view the updates go to, not from the view of fedlb's own address.
     pub sign_reads: bool,
+    /// Other global nodes write the same primaries: markers and the partition rule.
+    pub peers: Option<PeerConfig>,
 }
 
 impl Rfc2136Config {
@@ -73,6 +104,7 @@ impl Rfc2136Config {
             backoff_max: Duration::from_secs(60),
             conflict_retries: 2,
             sign_reads: false,
+            peers: None,
         }
     }
 }
@@ -139,6 +171,17 @@ struct Ctx<'a> {
     config: &'a Rfc2136Config,
 }
 
+/// What a pass of a node sharing its primaries decided per name.
+#[derive(Default)]
+struct PeerPass {
+    /// The answers this node writes (the names it defers on left out).
+    desired: Option<DesiredZone>,
+    /// Markers to write with them.
+    markers: Vec<MarkerChange>,
+    /// Names deferred, with why.
+    deferred: BTreeMap<Name, String>,
+}
+
 /// Publishes A/AAAA answers of one zone by RFC 2136 dynamic update with TSIG.
 pub struct Rfc2136Publisher {
     config: Rfc2136Config,
@@ -146,6 +189,8 @@ pub struct Rfc2136Publisher {
     desired: DesiredZone,
     primaries: Vec<Primary>,
     metrics: PublisherMetrics,
+    /// Names left to a peer in the last pass, with why.
+    deferred: BTreeMap<Name, String>,
 }
 
 impl Rfc2136Publisher {
@@ -159,6 +204,10 @@ impl Rfc2136Publisher {
         }
         config.zone.set_fqdn(true);
         config.zone = config.zone.to_lowercase();
+        if let Some(peers) = &config.peers {
+            // the writer renews its marker, and a deferring node looks again, this often
+            config.reconcile_interval = config.reconcile_interval.min(peers.rule.refresh_every);
+        }
         let signer = crate::tsig::signer(&config.key)?;
         let now = Instant::now();
         let primaries = config
@@ -180,6 +229,7 @@ impl Rfc2136Publisher {
             signer,
             primaries,
             metrics: PublisherMetrics::default(),
+            deferred: BTreeMap::new(),
             config,
         })
     }
@@ -249,6 +299,12 @@ impl Rfc2136Publisher {
             .collect()
     }
 
+    /// Names left to another global node in the last pass, with why (empty without
+    /// [`PeerConfig`]).
+    pub fn deferred(&self) -> &BTreeMap<Name, String> {
+        &self.deferred
+    }
+
     /// Counters: UPDATEs sent, failures by class, last error, per primary.
     pub fn metrics(&self) -> PublisherMetrics {
         let mut m = self.metrics.clone();
@@ -266,6 +322,7 @@ impl Rfc2136Publisher {
             signer,
             desired,
             primaries,
+            deferred,
             ..
         } = self;
         let ctx = Ctx {
@@ -278,20 +335,28 @@ impl Rfc2136Publisher {
             let run = due(p);
             let ctx = &ctx;
             async move {
+                let mut deferred = BTreeMap::new();
                 let status = if run {
-                    sync(ctx, p, reason).await
+                    sync(ctx, p, reason, &mut deferred).await
                 } else {
                     Status::Deferred {
                         until: p.retry_at.unwrap_or(p.next_reconcile),
                     }
                 };
-                TargetReport {
+                let report = TargetReport {
                     target: p.server.to_string(),
                     status,
-                }
+                };
+                (report, deferred)
             }
         });
-        let targets = futures::future::join_all(passes).await;
+        let results = futures::future::join_all(passes).await;
+        deferred.clear();
+        let mut targets = Vec::new();
+        for (report, names) in results {
+            deferred.extend(names);
+            targets.push(report);
+        }
         PublishReport {
             refused: Vec::new(),
             targets,
@@ -323,9 +388,74 @@ fn summary(changes: &[Change]) -> String {
         .join("; ")
 }
 
-async fn sync(ctx: &Ctx<'_>, p: &mut Primary, reason: Reason) -> Status {
+/// Judges every name against its marker (read from the server): the answers this node
+/// writes, the markers going with them, and the names it leaves to a peer.
+fn judge_names(
+    peers: &PeerConfig,
+    desired: &DesiredZone,
+    published: &ZoneState,
+    markers: &BTreeMap<Name, Option<String>>,
+    ttl_floor: u32,
+    now: u64,
+) -> PeerPass {
+    let mut pass = PeerPass {
+        desired: Some(DesiredZone::for_zone(desired.zone())),
+        ..PeerPass::default()
+    };
+    let mine = pass.desired.as_mut().expect("just set");
+    for set in desired.records() {
+        let read = markers.get(&set.name).cloned().flatten();
+        let marker = read.as_deref().and_then(|t| Marker::parse(t).ok());
+        let heard = desired.heard(&set.name);
+        let verdict = judge(&peers.rule, &peers.node, heard, marker.as_ref(), now);
+        let Verdict::Write(why) = &verdict else {
+            pass.deferred.insert(set.name.clone(), verdict.to_string());
+            continue;
+        };
+        let one = DesiredZone::for_zone(desired.zone()).with(set.clone());
+        let answer_moves = !diff(&published.only(&set.name), &one).is_empty();
+        let take = match why {
+            // the served answer is this node's view already and a live peer holds the
+            // marker: nothing to write (a second writer of the same answer is a no-op)
+            Write::FirstByName { .. } => answer_moves,
+            Write::Own => {
+                answer_moves
+                    || needs_refresh(&peers.rule, &peers.node, marker.as_ref(), now)
+                    || marker.as_ref().is_some_and(|m| m.heard != heard)
+            }
+            Write::NoMarker | Write::Stale { .. } | Write::HearsMore { .. } => true,
+        };
+        mine.insert(set.clone());
+        if take {
+            pass.markers.push(MarkerChange {
+                name: marker_name(&set.name),
+                old: read,
+                new: Marker {
+                    writer: peers.node.clone(),
+                    heard,
+                    at: now,
+                }
+                .to_text(),
+                ttl: set.ttl.max(ttl_floor),
+            });
+        }
+    }
+    pass
+}
+
+async fn sync(
+    ctx: &Ctx<'_>,
+    p: &mut Primary,
+    reason: Reason,
+    deferred: &mut BTreeMap<Name, String>,
+) -> Status {
     let mut conflicts = 0u32;
-    let mut read = reason == Reason::Reconcile || p.must_read || p.published.is_none();
+    // sharing the primaries, the markers are read before every write
+    let mut read = reason == Reason::Reconcile
+        || p.must_read
+        || p.published.is_none()
+        || ctx.config.peers.is_some();
+    let mut pass = PeerPass::default();
     loop {
         if read {
             p.metrics.reads += 1;
@@ -349,7 +479,7 @@ async fn sync(ctx: &Ctx<'_>, p: &mut Primary, reason: Reason) -> Status {
                         .published
                         .as_ref()
                         .is_some_and(|believed| managed_part(believed, ctx.desired) != back.state);
-                    if drifted && conflicts == 0 {
+                    if drifted && conflicts == 0 && ctx.config.peers.is_none() {
                         p.metrics.drift_repairs += 1;
                         warn!(server = %p.server, zone = %ctx.zone,
                             "records differ from what fedlb published (changed by hand or server restored); repairing");
@@ -359,12 +489,40 @@ async fn sync(ctx: &Ctx<'_>, p: &mut Primary, reason: Reason) -> Status {
                 }
                 Err(e) => return fail(ctx, p, e, false),
             }
+            if let Some(peers) = &ctx.config.peers {
+                let signer = ctx.config.sign_reads.then_some(ctx.signer);
+                let markers = match wire::read_markers(
+                    p.server,
+                    ctx.zone,
+                    ctx.desired.names(),
+                    ctx.config.timeout,
+                    signer,
+                )
+                .await
+                {
+                    Ok(m) => m,
+                    Err(e) => return fail(ctx, p, e, false),
+                };
+                let published = p.published.clone().unwrap_or_default();
+                pass = judge_names(
+                    peers,
+                    ctx.desired,
+                    &published,
+                    &markers,
+                    1,
+                    wire::unix_now(),
+                );
+                for (name, why) in &pass.deferred {
+                    if deferred.get(name) != Some(why) {
+                        debug!(server = %p.server, %name, why = %why, "left to a peer");
+                    }
+                }
+                deferred.clone_from(&pass.deferred);
+            }
         }
-        let changes = diff(
-            p.published.get_or_insert_with(ZoneState::default),
-            ctx.desired,
-        );
-        if changes.is_empty() {
+        let desired = pass.desired.as_ref().unwrap_or(ctx.desired);
+        let changes = diff(p.published.get_or_insert_with(ZoneState::default), desired);
+        if changes.is_empty() && pass.markers.is_empty() {
             succeed(ctx, p);
             return if conflicts == 0 {
                 Status::InSync
@@ -375,7 +533,8 @@ async fn sync(ctx: &Ctx<'_>, p: &mut Primary, reason: Reason) -> Status {
                 }
             };
         }
-        let msg = wire::build_update(ctx.zone, &changes);
+        let mut msg = wire::build_update(ctx.zone, &changes);
+        wire::add_markers(&mut msg, &pass.markers);
         p.metrics.updates_sent += 1;
         match wire::send_update(p.server, ctx.zone, ctx.signer, msg, ctx.config.timeout).await {
             Ok(()) => {
@@ -383,7 +542,10 @@ async fn sync(ctx: &Ctx<'_>, p: &mut Primary, reason: Reason) -> Status {
                     apply(published, &changes);
                 }
                 p.metrics.updates_applied += 1;
-                info!(server = %p.server, zone = %ctx.zone, changes = %summary(&changes), "update applied");
+                if !changes.is_empty() {
+                    info!(server = %p.server, zone = %ctx.zone, changes = %summary(&changes), "update applied");
+                }
+                pass.markers.clear();
                 succeed(ctx, p);
                 return Status::Updated {
                     changes: changes.len(),

@@ -6,7 +6,7 @@
 //! code and TSIG error are read first, and the signature of the response is checked after.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     net::{IpAddr, SocketAddr},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -15,7 +15,7 @@ use hickory_proto::{
     op::{Message, MessageType, OpCode, Query, ResponseCode, UpdateMessage},
     rr::{
         DNSClass, Name, RData, Record, RecordType, TSigner,
-        rdata::{A, AAAA, tsig::TsigError},
+        rdata::{A, AAAA, TXT, tsig::TsigError},
     },
 };
 use tokio::{
@@ -149,7 +149,7 @@ impl Conn {
     }
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -222,6 +222,91 @@ pub(crate) async fn read_state<'a>(
         }
     }
     Ok(ReadBack { state, serial })
+}
+
+/// Reads the marker TXT record (its strings joined) next to each of `names`
+/// ([`crate::rfc2136::marker_name`]); `None` where there is none.
+pub(crate) async fn read_markers<'a>(
+    server: SocketAddr,
+    zone: &Name,
+    names: impl IntoIterator<Item = &'a Name>,
+    timeout: Duration,
+    signer: Option<&TSigner>,
+) -> Result<BTreeMap<Name, Option<String>>, Error> {
+    let mut conn = Conn::connect(server, timeout, "reading markers").await?;
+    let mut out = BTreeMap::new();
+    for name in names {
+        let marker = crate::rfc2136::marker_name(name);
+        let answer = conn.query(&marker, RecordType::TXT, signer).await?;
+        match answer.metadata.response_code {
+            ResponseCode::NoError | ResponseCode::NXDomain => {}
+            rcode => {
+                return Err(Error::Server {
+                    server,
+                    zone: zone.to_string(),
+                    what: "query",
+                    rcode: format!("{} for {marker} TXT", rcode_name(rcode)),
+                });
+            }
+        }
+        let text = answer
+            .answers
+            .iter()
+            .filter(|r| r.name == marker)
+            .find_map(|r| match &r.data {
+                RData::TXT(t) => Some(
+                    t.txt_data
+                        .iter()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .collect::<String>(),
+                ),
+                _ => None,
+            });
+        out.insert(name.clone(), text);
+    }
+    Ok(out)
+}
+
+/// A marker TXT RRset to write next to an answer, guarded by what was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MarkerChange {
+    /// The marker's owner name (`_fedlb.<name>`).
+    pub(crate) name: Name,
+    /// The text read (the prerequisite): `None` for "no marker".
+    pub(crate) old: Option<String>,
+    /// The text to write.
+    pub(crate) new: String,
+    /// Its TTL.
+    pub(crate) ttl: u32,
+}
+
+/// Adds marker changes to an UPDATE, each guarded like an answer: "RRset does not exist"
+/// when none was read, else "RRset exists (value dependent)" with the text read; then the
+/// RRset is replaced. A peer that wrote in between makes the whole UPDATE fail (YXRRSET /
+/// NXRRSET), and the publisher re-reads and judges again.
+pub(crate) fn add_markers(msg: &mut Message, changes: &[MarkerChange]) {
+    for m in changes {
+        match &m.old {
+            None => {
+                let mut pre = Record::update0(m.name.clone(), 0, RecordType::TXT);
+                pre.dns_class = DNSClass::NONE;
+                msg.add_pre_requisite(pre);
+            }
+            Some(old) => {
+                let pre =
+                    Record::from_rdata(m.name.clone(), 0, RData::TXT(TXT::new(vec![old.clone()])));
+                msg.add_pre_requisite(pre);
+            }
+        }
+        let mut delete = Record::update0(m.name.clone(), 0, RecordType::TXT);
+        delete.dns_class = DNSClass::ANY;
+        msg.add_update(delete);
+        msg.add_update(Record::from_rdata(
+            m.name.clone(),
+            m.ttl,
+            RData::TXT(TXT::new(vec![m.new.clone()])),
+        ));
+    }
 }
 
 fn addr_record(name: &Name, ttl: u32, addr: IpAddr) -> Record {

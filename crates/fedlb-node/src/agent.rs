@@ -1,32 +1,30 @@
 //! The agent (intrusive mode): runs the monitors of its server(s) on the server itself and
-//! pushes their reports to its farm node — to every one, one connection each, when its farm
-//! has several — or to the global node for a server attached directly. A health change goes at once; otherwise reports are heartbeats.
+//! pushes their reports to its farm node — to every one when its farm has several — or to
+//! every global node for a server attached directly (one connection each, each with its own
+//! reconnects: [`crate::uplinks`]). A health change goes at once; otherwise reports are
+//! heartbeats.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use fedlb_core::{Health, Report, ServerId, ServiceId};
-use fedlb_net::{
-    Client, ClientConfig, ClientEndpoint, PeerIdentity, Role, TransportSettings, bind_udp,
-};
+use fedlb_net::Role;
 use fedlb_probe::Prober;
-use fedlb_proto::{MAX_BATCH, Message, PROTOCOL_VERSION, WireReport};
+use fedlb_proto::{MAX_BATCH, Message, WireReport};
 use fedlb_topology::Topology;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::clock::{Clock, new_epoch, sleep_until};
-use crate::common::{
-    NodeError, NodeOptions, identity, known_nodes, load_tls, load_topology, unspecified_for,
-};
+use crate::common::{NodeError, NodeOptions, identity, known_nodes, load_tls, load_topology};
 use crate::metrics::Metrics;
 use crate::monitors::{MonitorSet, plan};
 use crate::reload;
+use crate::uplinks::{Uplinks, Upstream, global_upstreams};
 
-/// Where an agent reports: every farm node of its farm (a farm may have several; each gets
-/// every report), or the global node for a server attached directly.
-fn upstreams(t: &Topology, node: &str) -> Result<Vec<(SocketAddr, PeerIdentity)>, NodeError> {
+/// Where an agent reports: every farm node of its farm (each gets every report), or every
+/// global node.
+fn upstreams(t: &Topology, node: &str) -> Result<Vec<Upstream>, NodeError> {
     let info = t
         .node(node)
         .filter(|n| n.role == fedlb_topology::Role::Agent)
@@ -44,18 +42,7 @@ fn upstreams(t: &Topology, node: &str) -> Result<Vec<(SocketAddr, PeerIdentity)>
             .map(|n| Ok((n.listen, identity(Role::Farm, &n.name)?)))
             .collect();
     }
-    Ok(vec![(
-        t.global.listen,
-        identity(Role::Global, &t.global.name)?,
-    )])
-}
-
-/// One upstream connection with its own reconnects: a dead upstream never delays reports
-/// to another (each client queues on its own, dropping its oldest when full).
-struct Upstream {
-    at: (SocketAddr, PeerIdentity),
-    client: Client<Message>,
-    sent: SentHealth,
+    global_upstreams(t)
 }
 
 /// Runs an agent until `shutdown` is cancelled.
@@ -64,26 +51,18 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     let topology = load_topology(&opts.topology, false)?;
     let targets = upstreams(&topology, &opts.node)?;
     let tls = load_tls(&opts.certs, Role::Agent, &opts.node)?;
-    let family = targets[0].0;
-    let mut endpoint = ClientEndpoint::new(
-        bind_udp(unspecified_for(family)).map_err(NodeError::Net)?,
-        &tls,
-        TransportSettings::default(),
-    )?;
     let clock = Clock::start();
     let metrics = Arc::new(Metrics::new());
     metrics.set_certificate_expiry(crate::status::CertificateExpiry::of(&tls));
     let mut monitors = MonitorSet::new(Arc::new(Prober::default()), new_epoch(), true, metrics);
-    let mut ups: Vec<Upstream> = targets
-        .into_iter()
-        .map(|at| start_upstream(&endpoint, at, &shutdown))
-        .collect();
+    let mut uplinks = Uplinks::start(tls, &targets, &shutdown)?;
+    let mut current = targets;
     let plan0 = plan(&topology, &opts.node).map_err(NodeError::Probe)?;
-    for u in &ups {
-        info!(node = %opts.node, upstream = %u.at.1, addr = %u.at.0, monitors = plan0.len(), "agent running");
-    }
+    let shown: Vec<String> = current.iter().map(|(a, id)| format!("{id}@{a}")).collect();
+    info!(node = %opts.node, upstreams = %shown.join(", "), monitors = plan0.len(), "agent running");
     let first = monitors.set_plan(plan0, clock.now());
-    send(&mut ups, first, &clock);
+    let mut sent = SentHealth::default();
+    send(&uplinks, first, &clock, &mut sent);
     let mut reloads = reload::spawn(opts.topology.clone(), false, shutdown.clone());
 
     loop {
@@ -94,28 +73,15 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
             () = sleep_until(&clock, deadline) => monitors.handle_timeout(clock.now()),
             Some(t) = reloads.recv() => {
                 match (upstreams(&t, &opts.node), plan(&t, &opts.node)) {
-                    (Ok(targets), Ok(p)) => {
-                        let now: Vec<_> = ups.iter().map(|u| u.at.clone()).collect();
-                        if targets != now {
-                            if let Some(at) = targets.first()
-                                && endpoint.local_addr().is_some_and(|a| a.is_ipv4() != at.0.is_ipv4())
-                            {
-                                match bind_udp(unspecified_for(at.0)).map_err(NodeError::Net).and_then(|s| Ok(ClientEndpoint::new(s, &tls, TransportSettings::default())?)) {
-                                    Ok(e) => endpoint = e,
-                                    Err(e) => warn!(error = %e, "no socket for the new upstream's address family"),
+                    (Ok(up), Ok(p)) => {
+                        if up != current {
+                            match uplinks.follow(&up) {
+                                Ok(()) => {
+                                    // a new upstream learns every health from scratch
+                                    sent = SentHealth::default();
+                                    current = up;
                                 }
-                            }
-                            // an upstream that stays keeps its connection; dropping a client
-                            // closes its connection
-                            let mut old = std::mem::take(&mut ups);
-                            for at in targets {
-                                match old.iter().position(|u| u.at == at) {
-                                    Some(i) => ups.push(old.swap_remove(i)),
-                                    None => {
-                                        info!(upstream = %at.1, addr = %at.0, "upstream changed; connecting");
-                                        ups.push(start_upstream(&endpoint, at, &shutdown));
-                                    }
-                                }
+                                Err(e) => warn!(error = %e, "cannot dial the new upstreams; keeping the old links"),
                             }
                         }
                         monitors.set_plan(p, clock.now())
@@ -125,46 +91,20 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                 }
             }
         };
-        send(&mut ups, reports, &clock);
+        send(&uplinks, reports, &clock, &mut sent);
     }
-    for u in ups {
-        u.client.stop().await;
-    }
+    uplinks.stop().await;
     info!(node = %opts.node, "agent stopped");
     Ok(())
-}
-
-fn start_upstream(
-    endpoint: &ClientEndpoint,
-    at: (SocketAddr, PeerIdentity),
-    shutdown: &CancellationToken,
-) -> Upstream {
-    let client = Client::start(
-        endpoint,
-        ClientConfig::new(at.0, at.1.clone(), PROTOCOL_VERSION),
-        shutdown.clone(),
-    );
-    Upstream {
-        at,
-        client,
-        sent: SentHealth::default(),
-    }
 }
 
 /// The health last sent for each monitored instance.
 type SentHealth = BTreeMap<(ServiceId, ServerId), Health>;
 
-/// Sends reports to every upstream.
-fn send(ups: &mut [Upstream], reports: Vec<Report>, clock: &Clock) {
-    for u in ups {
-        send_to(&u.client, reports.clone(), clock, &mut u.sent);
-    }
-}
-
 /// Sends reports in batches (one message carries up to [`MAX_BATCH`]). A report whose
 /// health differs from the last one sent for its instance goes urgent: the farm node
 /// decides a server going down before the readings queued ahead of it.
-fn send_to(client: &Client<Message>, reports: Vec<Report>, clock: &Clock, sent: &mut SentHealth) {
+fn send(uplinks: &Uplinks, reports: Vec<Report>, clock: &Clock, sent: &mut SentHealth) {
     let now = clock.now();
     let (urgent, routine): (Vec<Report>, Vec<Report>) = reports.into_iter().partition(|r| {
         let key = (r.service.clone(), r.server.clone());
@@ -178,13 +118,10 @@ fn send_to(client: &Client<Message>, reports: Vec<Report>, clock: &Clock, sent: 
                     .map(|r| WireReport::from_report(r, now))
                     .collect(),
             );
-            let queued = if urgent {
-                client.send_urgent(&msg)
+            if urgent {
+                uplinks.send_urgent(&msg, "report");
             } else {
-                client.send(&msg)
-            };
-            if let Err(e) = queued {
-                warn!(error = %e, "report not sent");
+                uplinks.send(&msg, "report");
             }
         }
     }

@@ -1,18 +1,15 @@
 //! The farm node (the patent's intermediate RMO): accepts its agents' reports, runs the
 //! monitors of its remote servers itself, feeds `FarmState` (the local policy), and sends
-//! the farm's summary to the global node — at once on change, otherwise as a heartbeat.
+//! the farm's summary to every global node — at once on change, otherwise as a heartbeat
+//! (one connection per global node: [`crate::uplinks`]).
 //!
 //! One driver task owns the core: [`run`] sets up, then each loop turn feeds one event to
 //! a `FarmNode::on_*` handler and carries out what the core outputs.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use fedlb_core::{FarmId, FarmOutput, FarmState, Report};
-use fedlb_net::{
-    Client, ClientConfig, ClientEndpoint, NodeTls, Role, Server, ServerConfig, ServerEvent,
-    TransportSettings, bind_udp,
-};
+use fedlb_net::{NodeTls, Role, Server, ServerConfig, ServerEvent, bind_udp};
 use fedlb_probe::Prober;
 use fedlb_proto::{MAX_BATCH, Message, PROTOCOL_VERSION, WireSummary};
 use fedlb_topology::{Farm, Topology};
@@ -23,12 +20,13 @@ use tracing::{debug, error, info, warn};
 use crate::authz::{Access, Site};
 use crate::clock::{Clock, new_epoch, sleep_until};
 use crate::common::{
-    NodeError, NodeOptions, SharedTopology, StatusRequest, earliest, identity, known_nodes,
-    load_tls, load_topology, own_address_changed, peer_event, serve_status, unspecified_for,
+    NodeError, NodeOptions, SharedTopology, StatusRequest, earliest, known_nodes, load_tls,
+    load_topology, own_address_changed, peer_event, serve_status,
 };
 use crate::metrics::{Metrics, labels};
 use crate::monitors::{MonitorSet, plan};
 use crate::status::CertificateExpiry;
+use crate::uplinks::{Uplinks, global_upstreams};
 use crate::{reload, status};
 
 /// Runs a farm node until `shutdown` is cancelled.
@@ -93,7 +91,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
         }
         node.carry_out();
     }
-    node.upstream.stop().await;
+    node.uplinks.stop().await;
     let _ = http_task.await;
     server.closed().await;
     info!(farm = %farm_id, "farm node stopped");
@@ -117,11 +115,8 @@ struct FarmNode {
     agent_messages: prometheus_client::metrics::counter::Counter,
     certificates: CertificateExpiry,
     shared: SharedTopology,
-    tls: NodeTls,
-    endpoint: ClientEndpoint,
-    upstream: Client<Message>,
-    /// Where the global node is dialled, and its name.
-    global_at: (SocketAddr, String),
+    /// One link to each global node.
+    uplinks: Uplinks,
 }
 
 impl FarmNode {
@@ -138,22 +133,8 @@ impl FarmNode {
         let farm_id = farm.id.clone();
         let certificates = CertificateExpiry::of(&tls);
         metrics.set_certificate_expiry(certificates);
-        // the global node
-        let endpoint = ClientEndpoint::new(
-            bind_udp(unspecified_for(topology.global.listen)).map_err(NodeError::Net)?,
-            &tls,
-            TransportSettings::default(),
-        )?;
-        let global_at = (topology.global.listen, topology.global.name.clone());
-        let upstream = Client::start(
-            &endpoint,
-            ClientConfig::new(
-                global_at.0,
-                identity(Role::Global, &global_at.1)?,
-                PROTOCOL_VERSION,
-            ),
-            shutdown.clone(),
-        );
+        // every global node, one connection each
+        let uplinks = Uplinks::start(tls, &global_upstreams(topology)?, shutdown)?;
         let clock = Clock::start();
         let mut config = topology.farm_config(&farm_id).expect("the farm exists");
         // its summaries name this node: the global node tells the farm's nodes apart
@@ -186,10 +167,7 @@ impl FarmNode {
             agent_messages,
             certificates,
             shared,
-            tls,
-            endpoint,
-            upstream,
-            global_at,
+            uplinks,
         };
         node.feed(&own);
         Ok(node)
@@ -283,24 +261,12 @@ impl FarmNode {
         info!(farm = %farm_id, "new topology in force");
     }
 
-    /// The global node moved (or was renamed): dial it where it is now.
-    fn follow_global(&mut self, t: &Topology, shutdown: &CancellationToken) {
-        let global_now = (t.global.listen, t.global.name.clone());
-        if global_now == self.global_at {
-            return;
-        }
-        match dial_global(&self.tls, &self.endpoint, &global_now, shutdown) {
-            Ok((new_endpoint, client)) => {
-                info!(from = %self.global_at.0, to = %global_now.0, global = %global_now.1, "global node address changed; reconnecting");
-                if let Some(e) = new_endpoint {
-                    self.endpoint = e;
-                }
-                // dropping the old client closes its connection
-                self.upstream = client;
-                self.global_at = global_now;
-            }
+    /// Global nodes added, moved, renamed or removed: link to exactly those of `t`.
+    fn follow_global(&mut self, t: &Topology, _shutdown: &CancellationToken) {
+        match global_upstreams(t).and_then(|targets| self.uplinks.follow(&targets)) {
+            Ok(()) => {}
             Err(e) => {
-                error!(error = %e, to = %global_now.0, "cannot dial the global node's new address; keeping the old one")
+                error!(error = %e, "cannot dial the global nodes of the new topology; keeping the old links")
             }
         }
     }
@@ -322,37 +288,8 @@ impl FarmNode {
             }
         }
         for chunk in summaries.chunks(MAX_BATCH) {
-            if let Err(e) = self.upstream.send(&Message::Summaries(chunk.to_vec())) {
-                warn!(error = %e, "summary not sent");
-            }
+            self.uplinks
+                .send(&Message::Summaries(chunk.to_vec()), "summary");
         }
     }
-}
-
-/// A client for the global node at `to`; a new endpoint too when the address family changed.
-fn dial_global(
-    tls: &NodeTls,
-    endpoint: &ClientEndpoint,
-    to: &(SocketAddr, String),
-    shutdown: &CancellationToken,
-) -> Result<(Option<ClientEndpoint>, Client<Message>), NodeError> {
-    let server = identity(Role::Global, &to.1)?;
-    let fresh = if endpoint
-        .local_addr()
-        .is_some_and(|a| a.is_ipv4() == to.0.is_ipv4())
-    {
-        None
-    } else {
-        Some(ClientEndpoint::new(
-            bind_udp(unspecified_for(to.0)).map_err(NodeError::Net)?,
-            tls,
-            TransportSettings::default(),
-        )?)
-    };
-    let client = Client::start(
-        fresh.as_ref().unwrap_or(endpoint),
-        ClientConfig::new(to.0, server, PROTOCOL_VERSION),
-        shutdown.clone(),
-    );
-    Ok((fresh, client))
 }

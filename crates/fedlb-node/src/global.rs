@@ -46,32 +46,41 @@ pub async fn run_with(
     shutdown: CancellationToken,
 ) -> Result<(), NodeError> {
     crate::fds::raise_nofile_limit();
-    if opts.node != topology.global.name {
+    let Some(me) = topology.global_node(&opts.node).cloned() else {
         return Err(NodeError::UnknownNode {
             file: topology.file.clone(),
             role: "global node",
             node: opts.node.clone(),
-            known: topology.global.name.clone(),
+            known: topology.global_names().join(", "),
         });
-    }
+    };
+    let topology = as_node(topology, &me.name);
     let tls = load_tls(&opts.certs, Role::Global, &opts.node)?;
     let shared: SharedTopology = Arc::new(RwLock::new(Arc::new(topology.clone())));
     let (server, mut events) = Server::start::<Message, _>(
-        bind_udp(topology.global.listen).map_err(NodeError::Net)?,
+        bind_udp(me.listen).map_err(NodeError::Net)?,
         &tls,
         ServerConfig::new(PROTOCOL_VERSION),
         Access::new(shared.clone(), Site::Global),
         shutdown.clone(),
     )?;
-    let publishing = Publishing::start(&topology, &shutdown).await?;
+    // other global nodes writing the same DNS server: the partition rule applies
+    let peers = (topology.shares_dns() && me.dns.is_none()).then(|| fedlb_dns::PeerConfig {
+        node: me.name.clone(),
+        rule: fedlb_core::PeerRule::from_heartbeat(
+            topology.heartbeat.interval,
+            topology.heartbeat.missed,
+        ),
+    });
+    let publishing = Publishing::start(&topology, peers, &shutdown).await?;
     let metrics = Arc::new(Metrics::new());
     let certificates = CertificateExpiry::of(&tls);
     metrics.set_certificate_expiry(certificates);
     let (status_tx, mut status_rx) = mpsc::channel::<StatusRequest>(16);
-    let http_task = serve_status(topology.global.status, status_tx, &metrics, &shutdown).await?;
+    let http_task = serve_status(me.status, status_tx, &metrics, &shutdown).await?;
     let mut node = Global::new(opts, topology, shared, publishing, metrics, certificates)?;
     let mut reloads = reload::spawn(node.opts.topology.clone(), true, shutdown.clone());
-    info!(node = %node.opts.node, quic = %server.local_addr(), status = %node.current.global.status, zone = %node.publishing.zone(), "global node running");
+    info!(node = %node.opts.node, quic = %server.local_addr(), status = %me.status, peers = node.current.globals.len() - 1, zone = %node.publishing.zone(), "global node running");
 
     // QUIC's RTT estimate to each farm node feeds "closest by rtt"
     let mut rtt_tick = tokio::time::interval(node.current.heartbeat.interval);
@@ -82,7 +91,10 @@ pub async fn run_with(
         );
         tokio::select! {
             () = shutdown.cancelled() => break,
-            _ = rtt_tick.tick() => node.on_rtt_tick(&server),
+            _ = rtt_tick.tick() => {
+                node.on_rtt_tick(&server);
+                node.follow_heard();
+            }
             Some(ev) = events.recv() => node.on_peer_event(ev),
             ev = node.monitors.next() => {
                 let reports = node.monitors.handle(ev, node.clock.now());
@@ -134,7 +146,12 @@ impl Global {
         certificates: CertificateExpiry,
     ) -> Result<Self, NodeError> {
         let clock = Clock::start();
-        let mut state = GlobalState::new(topology.global_config(), rand::random());
+        // every global node draws the same random numbers from the same inputs: the seed
+        // comes from the federation, never from the node
+        let mut state = GlobalState::new(
+            topology.global_config(),
+            fedlb_core::federation_seed(&topology.name),
+        );
         // the core holds decisions back after a start or a pause until every member is heard
         state.set_warmup_window(topology.heartbeat.liveness().stale_after);
         let mut monitors = MonitorSet::new(
@@ -151,6 +168,11 @@ impl Global {
             fqdns: fqdns(&topology),
             ..GlobalExtras::default()
         };
+        let bound = topology
+            .global_node(&opts.node)
+            .map_or((topology.global.listen, topology.global.status), |g| {
+                (g.listen, g.status)
+            });
         let mut node = Self {
             opts,
             clock,
@@ -161,7 +183,7 @@ impl Global {
             certificates,
             extras,
             decisions: BTreeMap::new(),
-            bound: (topology.global.listen, topology.global.status),
+            bound,
             current: Arc::new(topology),
             shared,
         };
@@ -262,6 +284,7 @@ impl Global {
     fn status(&mut self) -> status::Status {
         let now = self.clock.now();
         self.extras.published = self.publishing.statuses(now);
+        self.extras.peers = self.peers_status(now);
         let mut s = status::global_status(
             &self.opts.node,
             &self.state,
@@ -274,6 +297,11 @@ impl Global {
     }
 
     fn on_reload(&mut self, t: Topology) {
+        let Some(me) = t.global_node(&self.opts.node).cloned() else {
+            warn!(node = %self.opts.node, "the new topology has no such global node; keeping the old one");
+            return;
+        };
+        let t = as_node(t, &me.name);
         let now = self.clock.now();
         match plan(&t, &self.opts.node) {
             Ok(p) => {
@@ -282,8 +310,8 @@ impl Global {
             }
             Err(e) => warn!(error = %e, "new probes refused; keeping the old ones"),
         }
-        own_address_changed("global.listen", self.bound.0, t.global.listen);
-        own_address_changed("global.status", self.bound.1, t.global.status);
+        own_address_changed("global.listen", self.bound.0, me.listen);
+        own_address_changed("global.status", self.bound.1, me.status);
         if t.dns != self.current.dns {
             warn!("dns settings changed; they take effect at the next restart of the global node");
         }
@@ -292,7 +320,9 @@ impl Global {
             .set_warmup_window(t.heartbeat.liveness().stale_after);
         // names may have moved: the publishers diff, so an unchanged zone costs nothing
         self.publishing.set_topology(&t);
-        self.publishing.set_answers(&t, self.state.published());
+        let heard = self.heard(&t);
+        self.publishing
+            .set_answers(&t, self.state.published(), heard);
         self.extras.fqdns = fqdns(&t);
         self.extras
             .summaries
@@ -332,9 +362,71 @@ impl Global {
             changed = true;
         }
         if changed {
+            let heard = self.heard(&self.current);
             self.publishing
-                .set_answers(&self.current, self.state.published());
+                .set_answers(&self.current, self.state.published(), heard);
             self.count_degraded();
+        }
+    }
+
+    /// With several global nodes: the others, the farm nodes feeding them all as this node
+    /// hears them, and what it hears per service.
+    fn peers_status(&self, now: fedlb_core::Timestamp) -> Option<status::PeersStatus> {
+        let t = &self.current;
+        if t.globals.len() < 2 {
+            return None;
+        }
+        let farm_nodes = t
+            .farms
+            .values()
+            .flat_map(|f| f.nodes.iter().map(move |n| (&f.id, &n.name)))
+            .map(|(farm, node)| {
+                let last = self
+                    .extras
+                    .summaries
+                    .iter()
+                    .filter(|((_, f, n), _)| f == farm && n == node)
+                    .map(|(_, (_, at))| *at)
+                    .max();
+                status::FarmNodeSeen {
+                    farm: farm.to_string(),
+                    node: node.clone(),
+                    heard_s_ago: last
+                        .map(|at| ((now - at).as_secs_f64() * 1000.0).round() / 1000.0),
+                }
+            })
+            .collect();
+        Some(status::PeersStatus {
+            global_nodes: t.global_names(),
+            shares_dns: t.shares_dns(),
+            farm_nodes,
+            heard: self
+                .heard(t)
+                .into_iter()
+                .map(|(s, n)| (s.to_string(), n))
+                .collect(),
+        })
+    }
+
+    /// Per service, how many candidates this node hears now.
+    fn heard(&self, t: &Topology) -> BTreeMap<ServiceId, u32> {
+        let now = self.clock.now();
+        t.services
+            .keys()
+            .map(|s| (s.clone(), self.state.heard(s, now)))
+            .collect()
+    }
+
+    /// A farm heard again or gone silent changes what the markers next to a shared DNS
+    /// server's answers compare: hand the counts over when they moved.
+    fn follow_heard(&mut self) {
+        if self.current.globals.len() < 2 || self.state.published().is_empty() {
+            return;
+        }
+        let heard = self.heard(&self.current);
+        if &heard != self.publishing.heard() {
+            self.publishing
+                .set_answers(&self.current, self.state.published(), heard);
         }
     }
 
@@ -350,6 +442,13 @@ impl Global {
             .collect();
         self.metrics.degraded_services.set(degraded.len() as i64);
     }
+}
+
+/// The topology as global node `name` runs it: `dns` is where it publishes (its own
+/// embedded server when it has one).
+fn as_node(mut t: Topology, name: &str) -> Topology {
+    t.dns = t.dns_for(name);
+    t
 }
 
 fn fqdns(t: &Topology) -> BTreeMap<ServiceId, String> {

@@ -29,5 +29,6 @@ pub mod probes;
 pub mod publish;
 pub mod reload;
 pub mod status;
+mod uplinks;
 
 pub use common::{NodeError, NodeOptions};

@@ -27,7 +27,8 @@ use std::sync::Arc;
 use fedlb_core::{ClientMap, Publish, RegionClients, RegionId, ServiceId, Spread, Timestamp};
 use fedlb_dns::{
     AnswerWeights, DesiredZone, EmbeddedConfig, EmbeddedServer, EmbeddedView, Name, PassOutcome,
-    Publisher, PublisherKind, RecordSet, Rfc2136Config, Rfc2136Publisher, TsigAlgorithm, TsigKey,
+    PeerConfig, Publisher, PublisherKind, RecordSet, Rfc2136Config, Rfc2136Publisher,
+    TsigAlgorithm, TsigKey,
 };
 use fedlb_topology::{DnsServer, Topology};
 use tokio::sync::{mpsc, watch};
@@ -73,15 +74,24 @@ pub struct Publishing {
     names: BTreeMap<ServiceId, Name>,
     /// The embedded server's weights, when it runs here.
     weights: Option<AnswerWeights>,
+    /// Per service, how many candidates this node hears (what a shared DNS server's
+    /// markers compare), as last handed to the publishers.
+    heard: BTreeMap<ServiceId, u32>,
 }
 
 impl Publishing {
-    /// Starts DNS (the embedded server if asked for) and every publisher of `t`.
-    pub async fn start(t: &Topology, shutdown: &CancellationToken) -> Result<Self, NodeError> {
+    /// Starts DNS (the embedded server if asked for) and every publisher of `t`. With
+    /// `peers`, other global nodes write the same DNS server: the partition rule applies
+    /// ([`fedlb_core::peers`]).
+    pub async fn start(
+        t: &Topology,
+        peers: Option<PeerConfig>,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, NodeError> {
         let zones = zones(t)?;
         let zone = zones[0].0.clone();
         let weights = matches!(t.dns.server, DnsServer::Embedded { .. }).then(AnswerWeights::new);
-        let (targets, embedded) = start_dns(t, &zones, weights.clone()).await?;
+        let (targets, embedded) = start_dns(t, &zones, weights.clone(), peers).await?;
         let (outcomes_tx, outcomes) = mpsc::channel(OUTCOMES);
         let mut tasks = Vec::new();
         let mut views = Vec::new();
@@ -137,6 +147,7 @@ impl Publishing {
             outcomes,
             tasks,
             weights,
+            heard: BTreeMap::new(),
         })
     }
 
@@ -156,7 +167,9 @@ impl Publishing {
         &mut self,
         t: &Topology,
         published: &BTreeMap<(ServiceId, Option<RegionId>), Publish>,
+        heard: BTreeMap<ServiceId, u32>,
     ) {
+        self.heard = heard;
         for view in &self.views {
             // the weights first, so that a query never meets new addresses with old weights
             // for long (an address the table does not weigh counts zero until then); they
@@ -175,8 +188,14 @@ impl Publishing {
                 t,
                 published,
                 view.region.as_ref(),
+                &self.heard,
             ));
         }
+    }
+
+    /// The candidates heard per service, as last handed to the publishers.
+    pub fn heard(&self) -> &BTreeMap<ServiceId, u32> {
+        &self.heard
     }
 
     /// The next pass outcome of any publisher, with its view (cancel-safe).
@@ -190,6 +209,19 @@ impl Publishing {
             return;
         }
         if let Some(view) = self.views.get_mut(view.index) {
+            // a deferral starting or ending is worth a line: it says who writes the answer
+            let region = &view.region;
+            let before = view.dns.as_ref().map(|(o, _)| &o.deferred);
+            for (name, why) in &outcome.deferred {
+                if before.and_then(|b| b.get(name)) != Some(why) {
+                    info!(%name, region = ?region, why = %why, "left to another global node");
+                }
+            }
+            for name in before.into_iter().flat_map(|b| b.keys()) {
+                if !outcome.deferred.contains_key(name) {
+                    info!(%name, region = ?region, "writing this answer again (no live peer hears more)");
+                }
+            }
             view.dns = Some((outcome, now));
         }
     }
@@ -209,7 +241,8 @@ impl Publishing {
             let desired = view.desired.borrow();
             for (service, name) in self.names.iter().filter(|(_, n)| view.zone.zone_of(n)) {
                 let primaries = served.served(name);
-                let status = PublishStatus::new(name, desired.get(name), primaries, Some(age));
+                let mut status = PublishStatus::new(name, desired.get(name), primaries, Some(age));
+                status.deferred = served.deferred.get(name).cloned();
                 out.insert((service.clone(), view.region.clone()), status);
             }
         }
@@ -258,6 +291,7 @@ fn desired_zone(
     t: &Topology,
     published: &BTreeMap<(ServiceId, Option<RegionId>), Publish>,
     region: Option<&RegionId>,
+    heard: &BTreeMap<ServiceId, u32>,
 ) -> DesiredZone {
     let mut desired = DesiredZone::for_zone(zone);
     for ((service, _), p) in published.iter().filter(|((_, r), _)| r.as_ref() == region) {
@@ -268,7 +302,10 @@ fn desired_zone(
             continue;
         }
         match RecordSet::new(&svc.fqdn, p.ttl) {
-            Ok(set) => desired.insert(set.with_addrs(p.decision.addresses.iter().copied())),
+            Ok(set) => {
+                desired.set_heard(&set.name, heard.get(service).copied().unwrap_or(0));
+                desired.insert(set.with_addrs(p.decision.addresses.iter().copied()));
+            }
             Err(e) => warn!(%service, error = %e, "cannot publish this name"),
         }
     }
@@ -306,6 +343,7 @@ async fn start_dns(
     t: &Topology,
     zones: &[ViewZone],
     weights: Option<AnswerWeights>,
+    peers: Option<PeerConfig>,
 ) -> Result<
     (
         Vec<(Option<RegionId>, ViewZone, Publisher)>,
@@ -316,6 +354,7 @@ async fn start_dns(
     let publisher = |zone: &Name, primaries: Vec<std::net::SocketAddr>, key: TsigKey| {
         let mut config = Rfc2136Config::new(zone.clone(), primaries, key);
         config.reconcile_interval = t.dns.reconcile;
+        config.peers = peers.clone();
         // a server with views answers a read from the view of the key that signs it, so the
         // publisher reads back the very view it writes; a spreading server gives a signed
         // read the whole set (an unsigned one is a client, and gets one address)

@@ -115,6 +115,7 @@ fn world() -> (FarmState, GlobalState, GlobalExtras, Timestamp) {
                 addresses: Some(vec![ip(12)]),
                 result: "ok".into(),
             }],
+            deferred: None,
         },
     );
     (farm, global, extras, now)
@@ -399,4 +400,55 @@ fn regions_are_shown_with_their_own_choice_and_why() {
     assert!(table.contains("why: us clients: us-1"), "{table}");
     let page = status::render_html(&s, 5);
     assert!(page.contains(r#"<tr data-region="us"><td>us</td><td><b>us-1</b> 127.0.0.21"#));
+}
+
+#[test]
+fn one_of_several_global_nodes_shows_its_peers_and_why_it_defers() {
+    let (_, global, mut extras, now) = world();
+    extras.peers = Some(status::PeersStatus {
+        global_nodes: vec!["g1".into(), "g2".into()],
+        shares_dns: true,
+        farm_nodes: vec![
+            status::FarmNodeSeen {
+                farm: "eu-west".into(),
+                node: "eu-west".into(),
+                heard_s_ago: Some(0.2),
+            },
+            status::FarmNodeSeen {
+                farm: "us-east".into(),
+                node: "us-east".into(),
+                heard_s_ago: None,
+            },
+        ],
+        heard: [("www".to_owned(), 1)].into(),
+    });
+    let deferred = "defers to g1: it hears 2 candidates, this node 1";
+    extras
+        .published
+        .get_mut(&("www".into(), None))
+        .unwrap()
+        .deferred = Some(deferred.into());
+    let s = status::global_status("g2", &global, &extras, Duration::from_secs(5), now);
+    let v = serde_json::to_value(&s).unwrap();
+    assert_eq!(
+        keys(&v),
+        ["node", "peers", "role", "schema", "services", "uptime_s"]
+    );
+    assert_eq!(
+        keys(&v["peers"]),
+        ["farm_nodes", "global_nodes", "heard", "shares_dns"]
+    );
+    assert_eq!(v["peers"]["farm_nodes"][1]["heard_s_ago"], Value::Null);
+    assert_eq!(v["peers"]["heard"]["www"], 1);
+    assert_eq!(v["services"][0]["published"]["deferred"], deferred);
+    let table = status::render_table(&s);
+    assert!(
+        table.contains("global nodes: g1, g2 (one shared DNS server"),
+        "{table}"
+    );
+    assert!(
+        table.contains("farm node us-east          never heard"),
+        "{table}"
+    );
+    assert!(table.contains(deferred), "{table}");
 }

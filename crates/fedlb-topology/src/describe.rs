@@ -8,6 +8,26 @@ use fedlb_core::{AnswerSet, Distance, FailStatic, FarmId, Policy, SelectorConfig
 use crate::model::{DnsServer, Mode, Probe, ProbeKind, Role, Topology};
 
 impl Topology {
+    /// Where one of several global nodes publishes, and how it shares the work.
+    fn describe_global_dns(&self, name: &str) -> String {
+        let peers = self.globals.len() - 1;
+        match self.dns_for(name).server {
+            DnsServer::Embedded {
+                listen, state_dir, ..
+            } => format!(
+                "publishes to its own embedded server at {listen} (state in {}); decides alone from the same summaries as its {peers} peer(s)",
+                state_dir.display()
+            ),
+            DnsServer::Rfc2136 { primaries } => {
+                let list: Vec<String> = primaries.iter().map(ToString::to_string).collect();
+                format!(
+                    "publishes to the shared primaries {} by compare-and-swap; defers to a peer that hears more candidates (partition rule)",
+                    list.join(", ")
+                )
+            }
+        }
+    }
+
     /// A human-readable account of what each node runs: roles, services, probes and the
     /// policy at each tier.
     pub fn describe(&self) -> String {
@@ -15,7 +35,15 @@ impl Topology {
         let w = &mut out;
         let _ = writeln!(w, "topology \"{}\" ({})", self.name, self.file);
         let dns = &self.dns;
+        let each_own = self.globals.len() > 1 && self.globals.iter().all(|g| g.dns.is_some());
         match &dns.server {
+            _ if each_own => {
+                let _ = writeln!(
+                    w,
+                    "dns: zone {} on each global node's own embedded server (see nodes)",
+                    dns.zone
+                );
+            }
             DnsServer::Rfc2136 { primaries } => {
                 let list: Vec<String> = primaries.iter().map(ToString::to_string).collect();
                 let _ = writeln!(
@@ -112,22 +140,15 @@ impl Topology {
             if let Some(s) = n.status {
                 let _ = write!(head, " status {s}");
             }
-            if let Some(p) = &n.reports_to {
-                // an agent of a farm with several farm nodes reports to each
-                let to = match self.farms.get(&FarmId(p.clone())) {
-                    Some(f) if n.role == Role::Agent => f
-                        .nodes
-                        .iter()
-                        .map(|x| x.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    _ => p.clone(),
-                };
-                let _ = write!(head, " → reports to {to}");
+            if !n.upstreams.is_empty() {
+                let _ = write!(head, " → reports to {}", n.upstreams.join(", "));
             }
             let _ = writeln!(w, "{head}");
             match &n.role {
                 Role::Global => {
+                    if self.globals.len() > 1 {
+                        let _ = writeln!(w, "    {}", self.describe_global_dns(&n.name));
+                    }
                     let gc = self.global_config();
                     for (sid, ts) in &gc.services {
                         let members: Vec<String> = ts

@@ -23,9 +23,13 @@ pub struct Topology {
     pub file: String,
     /// The default heartbeat of reports and summaries.
     pub heartbeat: Heartbeat,
-    /// The global node.
+    /// The first global node declared: the default region's distances are measured from
+    /// its location. Always `globals[0]`.
     pub global: GlobalNode,
-    /// Where answers are published.
+    /// Every global node, in declaration order (one for a `[global]` table).
+    pub globals: Vec<GlobalNode>,
+    /// Where answers are published (a global node with its own embedded server publishes
+    /// there instead: [`Topology::dns_for`]).
     pub dns: DnsTarget,
     /// Services by name.
     pub services: BTreeMap<ServiceId, Service>,
@@ -118,6 +122,8 @@ pub struct GlobalNode {
     pub status: SocketAddr,
     /// Where it stands, for great-circle distances to farms.
     pub location: Option<Location>,
+    /// Its own DNS server (an embedded one), instead of `dns.server`.
+    pub dns: Option<DnsServer>,
 }
 
 /// Where answers are published.
@@ -604,13 +610,38 @@ pub struct NodeInfo {
     pub listen: Option<SocketAddr>,
     /// Status endpoint.
     pub status: Option<SocketAddr>,
-    /// The node it reports to (none for the global node).
+    /// The node it reports to (none for a global node); with several global nodes, the
+    /// first of [`NodeInfo::upstreams`].
     pub reports_to: Option<String>,
+    /// Every node it reports to: each global node, for a farm node or an agent of
+    /// directly attached servers; its farm node for an agent in a farm.
+    pub upstreams: Vec<String>,
     /// Servers whose monitors it runs.
     pub monitors: Vec<ServerId>,
 }
 
 impl Topology {
+    /// A global node by name.
+    pub fn global_node(&self, name: &str) -> Option<&GlobalNode> {
+        self.globals.iter().find(|g| g.name == name)
+    }
+
+    /// Where global node `name` publishes: `dns` with its own server when it has one.
+    pub fn dns_for(&self, name: &str) -> DnsTarget {
+        let mut dns = self.dns.clone();
+        if let Some(server) = self.global_node(name).and_then(|g| g.dns.clone()) {
+            dns.server = server;
+        }
+        dns
+    }
+
+    /// True when global nodes share a DNS server (several nodes, at least one of them
+    /// without its own): their writes then go through the partition rule
+    /// (`fedlb_core::peers`).
+    pub fn shares_dns(&self) -> bool {
+        self.globals.len() > 1 && self.globals.iter().filter(|g| g.dns.is_none()).count() > 1
+    }
+
     /// A server wherever it is attached.
     pub fn server(&self, id: &ServerId) -> Option<(&Server, Attachment)> {
         if let Some(s) = self.direct_servers.get(id) {
@@ -864,16 +895,34 @@ impl Topology {
         self.farms.values().find(|f| f.node(node).is_some())
     }
 
-    /// Every monitor a node runs: each farm node of a farm runs the monitors of the farm's
-    /// remotely probed servers (independent views, no coordination between them).
-    pub fn monitors_run_by(&self, node: &str) -> Vec<MonitorConfig> {
-        let farm = self.farm_of_node(node).map(|f| f.id.as_str());
-        self.servers()
-            .filter(|(s, _)| {
-                let by = self.monitored_by(&s.id);
+    /// The names of every global node, in declaration order.
+    pub fn global_names(&self) -> Vec<String> {
+        self.globals.iter().map(|g| g.name.clone()).collect()
+    }
+
+    /// True when `node` runs the monitors of `server`: [`Topology::monitored_by`]; every
+    /// farm node of a farm for the farm's remotely probed servers (independent views, no
+    /// coordination between them); and every global node for a remote server attached
+    /// directly (each global node decides from its own readings).
+    pub fn runs_monitors_of(&self, node: &str, server: &ServerId) -> bool {
+        match self.server(server) {
+            Some((s, Attachment::Global)) if s.mode == Mode::Remote => {
+                self.global_node(node).is_some()
+            }
+            Some((s, _)) => {
+                let by = self.monitored_by(server);
+                let farm = self.farm_of_node(node).map(|f| f.id.as_str());
                 by.as_deref() == Some(node)
                     || (s.mode == Mode::Remote && farm.is_some() && by.as_deref() == farm)
-            })
+            }
+            None => false,
+        }
+    }
+
+    /// Every monitor a node runs.
+    pub fn monitors_run_by(&self, node: &str) -> Vec<MonitorConfig> {
+        self.servers()
+            .filter(|(s, _)| self.runs_monitors_of(node, &s.id))
             .flat_map(|(s, _)| self.monitor_configs(&s.id))
             .collect()
     }
@@ -882,18 +931,23 @@ impl Topology {
     pub fn nodes(&self) -> Vec<NodeInfo> {
         let monitors = |node: &str| -> Vec<ServerId> {
             self.servers()
-                .filter(|(s, _)| self.monitored_by(&s.id).as_deref() == Some(node))
+                .filter(|(s, _)| self.runs_monitors_of(node, &s.id))
                 .map(|(s, _)| s.id.clone())
                 .collect()
         };
-        let mut out = vec![NodeInfo {
-            name: self.global.name.clone(),
-            role: Role::Global,
-            listen: Some(self.global.listen),
-            status: Some(self.global.status),
-            reports_to: None,
-            monitors: monitors(&self.global.name),
-        }];
+        let mut out: Vec<NodeInfo> = self
+            .globals
+            .iter()
+            .map(|g| NodeInfo {
+                name: g.name.clone(),
+                role: Role::Global,
+                listen: Some(g.listen),
+                status: Some(g.status),
+                reports_to: None,
+                upstreams: Vec::new(),
+                monitors: monitors(&g.name),
+            })
+            .collect();
         for f in self.farms.values() {
             for n in &f.nodes {
                 out.push(NodeInfo {
@@ -902,7 +956,8 @@ impl Topology {
                     listen: Some(n.listen),
                     status: Some(n.status),
                     reports_to: Some(self.global.name.clone()),
-                    monitors: monitors(f.id.as_str()),
+                    upstreams: self.global_names(),
+                    monitors: monitors(&n.name),
                 });
             }
         }
@@ -923,6 +978,11 @@ impl Topology {
                 role: Role::Agent,
                 listen: None,
                 status: None,
+                // an agent of a farm reports to every farm node of its farm
+                upstreams: match self.farms.get(&FarmId(parent.clone())) {
+                    Some(f) => f.nodes.iter().map(|n| n.name.clone()).collect(),
+                    None => self.global_names(),
+                },
                 reports_to: Some(parent),
             });
         }

@@ -78,6 +78,34 @@
 //! | `listen` | socket address | QUIC address farm nodes and agents connect to (required) |
 //! | `status` | socket address | status HTTP endpoint (required) |
 //! | `location` | location | optional; farms with a location get a great-circle distance from it |
+//! | `embedded` | table | optional; this global node's own built-in DNS server (same fields as `dns.embedded`) |
+//!
+//! **Several global nodes** (no single point of failure): write `[[global]]` once per node
+//! instead of one `[global]`; each needs its own `name`, `listen` and `status`. Farm nodes and
+//! directly attached agents report to every one of them (one connection each); each decides
+//! on its own from the same inputs and publishes. Every global node decides the default
+//! region as seen from the **first** one's `location`, so that identical inputs give
+//! identical answers on every node. Where each publishes:
+//!
+//! - its own `embedded` server (each on its own address and `state_dir`; `dns` then needs
+//!   no server of its own — `spread` must be the same on every node);
+//! - else the shared `dns.servers` primaries (RFC 2136 with compare-and-swap, so the DNS
+//!   server orders the writers; a writer defers to a peer that hears more candidates — see
+//!   `fedlb_core::peers`). A shared `dns.embedded` cannot serve several global nodes (it
+//!   lives in one node's process): give each node its own `embedded`.
+//!
+//! ```toml
+//! [[global]]
+//! name = "g1"
+//! listen = "127.0.0.1:7400"
+//! status = "127.0.0.1:7480"
+//! embedded = { listen = "127.0.0.1:15353", state_dir = "state/g1" }
+//! [[global]]
+//! name = "g2"
+//! listen = "127.0.0.2:7400"
+//! status = "127.0.0.2:7480"
+//! embedded = { listen = "127.0.0.2:15353", state_dir = "state/g2" }
+//! ```
 //!
 //! ## `[dns]`
 //!
@@ -402,7 +430,7 @@ pub(crate) struct RawTopology {
     pub name: Option<String>,
     pub heartbeat: Option<RawHeartbeat>,
     pub summary_heartbeat: Option<RawHeartbeat>,
-    pub global: RawGlobal,
+    pub global: RawGlobals,
     pub dns: RawDns,
     pub services: Vec<RawService>,
     #[serde(default)]
@@ -427,6 +455,36 @@ pub(crate) struct RawGlobal {
     pub listen: String,
     pub status: String,
     pub location: Option<RawLocation>,
+    pub embedded: Option<RawEmbedded>,
+}
+
+/// `global`: one table (`[global]`, one global node) or an array of tables (`[[global]]`,
+/// several).
+#[derive(Debug)]
+pub(crate) enum RawGlobals {
+    One(Box<RawGlobal>),
+    Many(Vec<RawGlobal>),
+}
+
+impl<'de> Deserialize<'de> for RawGlobals {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawGlobals;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a global node table ([global]) or an array of them ([[global]])")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawGlobals, A::Error> {
+                RawGlobal::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|g| RawGlobals::One(Box::new(g)))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<RawGlobals, A::Error> {
+                Vec::<RawGlobal>::deserialize(de::value::SeqAccessDeserializer::new(seq))
+                    .map(RawGlobals::Many)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

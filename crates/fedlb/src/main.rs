@@ -131,10 +131,14 @@ enum Command {
         #[arg(long, value_name = "IP:PORT")]
         primary: Option<SocketAddr>,
     },
-    /// Print a node's global and local choices, with the why of each, as a table.
+    /// Print a node's global and local choices, with the why of each, as a table. Given
+    /// several global nodes' URLs, also whether they agree on every answer (per service and
+    /// region): exit status 0 when they do, 1 when they do not, 2 when a node cannot be read.
     Status {
-        /// The node's status URL (e.g. http://127.0.0.1:7480).
-        url: String,
+        /// The node's status URL (e.g. http://127.0.0.1:7480); several for several global
+        /// nodes.
+        #[arg(required = true, num_args = 1..)]
+        urls: Vec<String>,
         /// Print the raw JSON instead.
         #[arg(long)]
         json: bool,
@@ -230,7 +234,10 @@ fn main() -> ExitCode {
             force,
             add,
         } => report(certs::run(&topology, &out, force, add.as_deref())),
-        Command::Status { url, json } => report(status::run(&url, json)),
+        Command::Status { urls, json } => match urls.as_slice() {
+            [one] => report(status::run(one, json)),
+            several => status::run_several(several, json),
+        },
         Command::DnsConfig {
             server,
             topology,

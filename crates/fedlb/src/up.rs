@@ -54,11 +54,13 @@ pub fn run(topology: &Path, state: Option<PathBuf>, backends: bool) -> anyhow::R
     }
     let topo = topology.to_str().context("topology path is not UTF-8")?;
     let certs_s = certs.to_str().context("state path is not UTF-8")?;
-    procs.push(spawn(
-        &exe,
-        &t.global.name,
-        &["global", topo, "--node", &t.global.name, "--certs", certs_s],
-    )?);
+    for g in &t.globals {
+        procs.push(spawn(
+            &exe,
+            &g.name,
+            &["global", topo, "--node", &g.name, "--certs", certs_s],
+        )?);
+    }
     for node in t.farms.values().flat_map(|f| &f.nodes) {
         procs.push(spawn(
             &exe,
@@ -73,7 +75,7 @@ pub fn run(topology: &Path, state: Option<PathBuf>, backends: bool) -> anyhow::R
             &["agent", topo, "--node", &node.name, "--certs", certs_s],
         )?);
     }
-    print_banner(&t, &state);
+    print_banner(&t, &state, &procs);
 
     let stop = wait_for_stop(&mut procs)?;
     println!("stopping ({stop})");
@@ -154,11 +156,16 @@ fn spawn(exe: &Path, name: &str, args: &[&str]) -> anyhow::Result<Proc> {
     })
 }
 
-fn print_banner(t: &Topology, state: &Path) {
-    let dns = match &t.dns.server {
-        DnsServer::Embedded { listen, .. } => *listen,
+/// Where global node `name` publishes: its DNS server's address.
+fn dns_of(t: &Topology, name: &str) -> SocketAddr {
+    match t.dns_for(name).server {
+        DnsServer::Embedded { listen, .. } => listen,
         DnsServer::Rfc2136 { primaries } => primaries[0],
-    };
+    }
+}
+
+fn print_banner(t: &Topology, state: &Path, procs: &[Proc]) {
+    let dns = dns_of(t, &t.global.name);
     let name = t
         .services
         .values()
@@ -175,8 +182,24 @@ fn print_banner(t: &Topology, state: &Path) {
         t.name,
         state.display()
     );
-    println!("  DNS server:   {dns} (zone {})", t.dns.zone);
-    println!("  status page:  http://{}/", t.global.status);
+    if t.globals.len() > 1 {
+        for g in &t.globals {
+            let pid = procs
+                .iter()
+                .find(|p| p.name == g.name)
+                .map_or(0, |p| p.child.id());
+            println!(
+                "  global node {} (pid {pid}): DNS server {} (zone {}), status page http://{}/",
+                g.name,
+                dns_of(t, &g.name),
+                t.dns.zone,
+                g.status
+            );
+        }
+    } else {
+        println!("  DNS server:   {dns} (zone {})", t.dns.zone);
+        println!("  status page:  http://{}/", t.global.status);
+    }
     for f in t.farms.values() {
         for n in &f.nodes {
             println!("  farm {:<9} http://{}/", n.name, n.status);
@@ -188,6 +211,19 @@ fn print_banner(t: &Topology, state: &Path) {
         dns.ip(),
         dns.port()
     );
+    // every other global node's own DNS server answers the same
+    let mut shown = BTreeSet::from([dns]);
+    for g in t.globals.iter().skip(1) {
+        let other = dns_of(t, &g.name);
+        if shown.insert(other) {
+            println!(
+                "         dig @{} -p {} {name} A +short   # {}'s DNS server",
+                other.ip(),
+                other.port(),
+                g.name
+            );
+        }
+    }
     // a client of each region: from an address of its first prefix (loopback prefixes can
     // be used as a source at once), and as a resolver would ask for it, by ECS
     for r in t.regions.values() {
@@ -210,7 +246,18 @@ fn print_banner(t: &Topology, state: &Path) {
             r.id
         );
     }
-    println!("         fedlb status http://{}", t.global.status);
+    let urls: Vec<String> = t
+        .globals
+        .iter()
+        .map(|g| format!("http://{}", g.status))
+        .collect();
+    println!("         fedlb status {}", urls.join(" "));
+    if t.globals.len() > 1 {
+        println!("  kill a global node and watch the others carry on (and agree):");
+        if let Some(p) = procs.iter().find(|p| p.name == t.global.name) {
+            println!("         kill -9 {}      # {}", p.child.id(), p.name);
+        }
+    }
     if let Some((server, ip)) = example {
         println!("  make a server fail and watch the answer move:");
         println!("         curl -X POST http://{ip}:{port}/admin/fail      # {server} answers 503");

@@ -13,8 +13,8 @@ use fedlb_core::{
 };
 
 use super::model::{
-    AgedValue, CandidateStatus, CertificateExpiry, FarmStatus, PrimaryStatus, PublishStatus,
-    ReadingsStatus, RegionStatus, SCHEMA_VERSION, ServiceStatus, Status, TierStatus,
+    AgedValue, CandidateStatus, CertificateExpiry, FarmStatus, PeersStatus, PrimaryStatus,
+    PublishStatus, ReadingsStatus, RegionStatus, SCHEMA_VERSION, ServiceStatus, Status, TierStatus,
 };
 
 impl CertificateExpiry {
@@ -92,6 +92,7 @@ impl PublishStatus {
             desired,
             degraded,
             primaries: per,
+            deferred: None,
         }
     }
 }
@@ -203,6 +204,7 @@ pub fn farm_status(node: &str, farm: &FarmState, uptime: Duration, now: Timestam
         uptime_s: secs(uptime),
         services,
         certificates: None,
+        peers: None,
     }
 }
 
@@ -215,6 +217,8 @@ pub struct GlobalExtras {
     pub fqdns: BTreeMap<ServiceId, String>,
     /// What DNS serves per service and region (`None`: the default region).
     pub published: BTreeMap<(ServiceId, Option<RegionId>), PublishStatus>,
+    /// With several global nodes: the peers as this node sees them.
+    pub peers: Option<PeersStatus>,
 }
 
 /// The global node's status.
@@ -292,6 +296,7 @@ pub fn global_status(
         uptime_s: secs(uptime),
         services,
         certificates: None,
+        peers: extras.peers.clone(),
     }
 }
 

@@ -14,7 +14,8 @@ mod render;
 
 pub use build::{GlobalExtras, farm_status, global_status};
 pub use model::{
-    AgedValue, CandidateStatus, CertificateExpiry, FarmStatus, PrimaryStatus, PublishStatus,
-    ReadingsStatus, SCHEMA_VERSION, ServiceStatus, Status, TierStatus, any_degraded,
+    AgedValue, CandidateStatus, CertificateExpiry, FarmNodeSeen, FarmStatus, PeersStatus,
+    PrimaryStatus, PublishStatus, ReadingsStatus, SCHEMA_VERSION, ServiceStatus, Status,
+    TierStatus, any_degraded,
 };
 pub use render::{render_html, render_table};

@@ -26,6 +26,38 @@ pub struct Status {
     /// When this node's certificate and the CA's expire; set by the running node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificates: Option<CertificateExpiry>,
+    /// With several global nodes (global node only): its peers as this node sees them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<PeersStatus>,
+}
+
+/// What one of several global nodes knows of the others and of the farm nodes feeding
+/// them all: there is no protocol between global nodes, so this is what its own inputs
+/// and its own publishing say.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeersStatus {
+    /// Every global node of the topology, in declaration order (this one included).
+    pub global_nodes: Vec<String>,
+    /// True when they write one DNS server (the partition rule applies), false when each
+    /// has its own.
+    pub shares_dns: bool,
+    /// The last summary from each farm node (any service), by farm.
+    pub farm_nodes: Vec<FarmNodeSeen>,
+    /// Per service, how many candidates (farms, direct servers) this node hears now: what
+    /// the markers of a shared DNS server compare.
+    pub heard: BTreeMap<String, u32>,
+}
+
+/// When a global node last heard from a farm node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FarmNodeSeen {
+    /// The farm.
+    pub farm: String,
+    /// The farm node (a farm may have several; one named as the farm otherwise).
+    #[serde(default)]
+    pub node: String,
+    /// Seconds since its last summary arrived; `null`: never.
+    pub heard_s_ago: Option<f64>,
 }
 
 /// When this node's own certificate and the federation CA's certificate expire (Unix
@@ -185,6 +217,10 @@ pub struct PublishStatus {
     pub degraded: bool,
     /// Each primary DNS server.
     pub primaries: Vec<PrimaryStatus>,
+    /// Set when this node leaves the name to another global node sharing the DNS server,
+    /// with why (`defers to g1: it hears 3 candidates, this node 2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<String>,
 }
 
 /// What one primary DNS server serves for a service.

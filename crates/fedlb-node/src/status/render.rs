@@ -14,6 +14,28 @@ pub fn render_table(s: &Status) -> String {
         "{} node \"{}\", up {:.0} s",
         s.role, s.node, s.uptime_s
     );
+    if let Some(p) = &s.peers {
+        let _ = writeln!(
+            out,
+            "global nodes: {} ({})",
+            p.global_nodes.join(", "),
+            if p.shares_dns {
+                "one shared DNS server: the best-informed node writes"
+            } else {
+                "each with its own DNS server"
+            }
+        );
+        for f in &p.farm_nodes {
+            let heard = f.heard_s_ago.map_or_else(
+                || "never heard".to_owned(),
+                |s| format!("heard {s:.1} s ago"),
+            );
+            let _ = writeln!(out, "  farm node {:<16} {heard}", f.farm);
+        }
+        for (service, n) in &p.heard {
+            let _ = writeln!(out, "  {service}: hears {n} candidates");
+        }
+    }
     for svc in &s.services {
         let _ = writeln!(out);
         let name = svc.fqdn.as_deref().unwrap_or(&svc.service);
@@ -40,6 +62,9 @@ pub fn render_table(s: &Status) -> String {
             );
             if let Some(pending) = &p.pending {
                 let _ = writeln!(out, "          pending: {}", join_ips(pending));
+            }
+            if let Some(why) = &p.deferred {
+                let _ = writeln!(out, "          {why}");
             }
         }
         for r in &svc.regions {

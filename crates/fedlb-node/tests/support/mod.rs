@@ -273,6 +273,11 @@ impl World {
         self.spawn("global", global::run);
     }
 
+    /// Starts global node `name` (one of several `[[global]]`).
+    pub fn start_global_named(&mut self, name: &str) {
+        self.spawn(name, global::run);
+    }
+
     /// Starts farm node `name`.
     pub fn start_farm(&mut self, name: &str) {
         self.spawn(name, farm::run);

@@ -150,7 +150,14 @@ impl Ctx<'_> {
     ) {
         // node names are certificate identities: one node, one name
         let mut names: BTreeMap<String, String> = BTreeMap::new();
-        names.insert(t.global.name.clone(), "the global node".to_owned());
+        for g in &t.globals {
+            let what = if t.globals.len() > 1 {
+                format!("global node \"{}\"", g.name)
+            } else {
+                "the global node".to_owned()
+            };
+            names.insert(g.name.clone(), what);
+        }
         for f in t.farms.values() {
             for n in &f.nodes {
                 let what = if n.name == f.id.as_str() {
@@ -197,10 +204,14 @@ impl Ctx<'_> {
         }
 
         // two listeners on one address cannot both start (port 0 means "any")
-        let mut listeners: Vec<(SocketAddr, String)> = vec![
-            (t.global.listen, "global.listen".to_owned()),
-            (t.global.status, "global.status".to_owned()),
-        ];
+        let mut listeners: Vec<(SocketAddr, String)> = Vec::new();
+        for (g, path) in t.globals.iter().zip(self.global_paths.clone()) {
+            listeners.push((g.listen, format!("{path}.listen")));
+            listeners.push((g.status, format!("{path}.status")));
+            if let Some(DnsServer::Embedded { listen, .. }) = &g.dns {
+                listeners.push((*listen, format!("{path}.embedded.listen")));
+            }
+        }
         for f in t.farms.values() {
             for n in &f.nodes {
                 let (_, np) = self.node_path(&f.id, &n.name, &farm_paths[&f.id]);
@@ -208,7 +219,9 @@ impl Ctx<'_> {
                 listeners.push((n.status, format!("{np}.status")));
             }
         }
-        if let DnsServer::Embedded { listen, .. } = &t.dns.server {
+        if let DnsServer::Embedded { listen, .. } = &t.dns.server
+            && t.globals.iter().any(|g| g.dns.is_none())
+        {
             listeners.push((*listen, "dns.embedded.listen".to_owned()));
         }
         let mut seen: BTreeMap<SocketAddr, String> = BTreeMap::new();

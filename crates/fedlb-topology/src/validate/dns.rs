@@ -13,7 +13,13 @@ use crate::tsig::{KeyFile, TsigAlgorithm, TsigKey, decode_secret, parse_key_file
 use super::{Ctx, DEFAULT_RECONCILE, DEFAULT_TTL, DEFAULT_TTL_MIN};
 
 impl Ctx<'_> {
-    pub(super) fn dns(&mut self, raw: RawDns) -> Option<DnsTarget> {
+    /// `own_servers`: when every global node has its own embedded server, the first one's
+    /// (and the spread they share); `dns` then needs no server.
+    pub(super) fn dns(
+        &mut self,
+        raw: RawDns,
+        own_servers: Option<(Option<DnsServer>, Option<Spread>)>,
+    ) -> Option<DnsTarget> {
         let (raw_zone, raw_zones) = (raw.zone, raw.zones);
         let ttl = match &raw.ttl {
             Some(d) => self.duration("dns.ttl", d),
@@ -114,77 +120,14 @@ impl Ctx<'_> {
                     .then_some(DnsServer::Rfc2136 { primaries })
             }
             (None, None, Some(e)) => {
-                // By default each query gets one member of a weighted set, chosen by weight
-                // from its client's subnet: the scenario suite chose it (README).
-                spread = match e.spread.as_deref() {
-                    None | Some("hashed") => Some(Spread::Hashed),
-                    Some("all") => Some(Spread::All),
-                    Some("weighted") => Some(Spread::Weighted),
-                    Some(other) => {
-                        self.err(
-                            "dns.embedded.spread",
-                            format!(
-                                "unknown spread \"{other}\" (expected all, weighted or hashed)"
-                            ),
-                        );
-                        None
-                    }
-                };
-                let listen = self.socket("dns.embedded.listen", &e.listen);
-                if e.state_dir.trim().is_empty() {
-                    self.err("dns.embedded.state_dir", "must not be empty");
-                }
-                let mut secondaries = Vec::new();
-                let mut secondaries_ok = true;
-                for (i, s) in e.secondaries.iter().enumerate() {
-                    let p = format!("dns.embedded.secondaries[{i}]");
-                    match self.socket(&p, s) {
-                        Some(a) if Some(a) == listen => {
-                            self.err(
-                                p,
-                                format!("{a} is the embedded server's own address (dns.embedded.listen): a secondary is another server"),
-                            );
-                            secondaries_ok = false;
-                        }
-                        Some(a) if secondaries.contains(&a) => {
-                            self.err(p, format!("secondary {a} listed twice"));
-                            secondaries_ok = false;
-                        }
-                        Some(a) => secondaries.push(a),
-                        None => secondaries_ok = false,
-                    }
-                }
-                let (transfer_key, transfer_key_file) = match e.transfer_key {
-                    Some(t) => {
-                        if e.secondaries.is_empty() {
-                            self.warn(
-                                "dns.embedded.transfer_key",
-                                "no secondaries: the key is unused (list them in dns.embedded.secondaries)",
-                            );
-                        }
-                        self.tsig("dns.embedded.transfer_key", t)
-                    }
-                    None => {
-                        if !e.secondaries.is_empty() {
-                            self.err(
-                                "dns.embedded.transfer_key",
-                                "missing: secondaries must sign their zone transfers with a key (unsigned transfers are refused); make one with tsig-keygen",
-                            );
-                            secondaries_ok = false;
-                        }
-                        (None, None)
-                    }
-                };
-                match (listen, secondaries_ok) {
-                    (Some(listen), true) => Some(DnsServer::Embedded {
-                        listen,
-                        state_dir: self.file_path(&e.state_dir),
-                        secondaries,
-                        transfer_key,
-                        transfer_key_file,
-                    }),
-                    _ => None,
-                }
+                let (server, sp) = self.embedded("dns.embedded", e);
+                spread = sp;
+                server
+            }
+            (None, None, None) if own_servers.is_some() => {
+                let (server, sp) = own_servers.expect("checked");
+                spread = sp;
+                server
             }
             (None, None, None) => {
                 self.err(
@@ -412,6 +355,87 @@ impl Ctx<'_> {
             }
         }
         ok.then(|| out.into_iter().map(|(_, z)| z).collect())
+    }
+
+    /// An `embedded` table at `at` (`dns.embedded`, or a global node's own): the server and
+    /// its spread, each `None` when wrong.
+    pub(super) fn embedded(
+        &mut self,
+        at: &str,
+        e: crate::schema::RawEmbedded,
+    ) -> (Option<DnsServer>, Option<Spread>) {
+        // By default each query gets one member of a weighted set, chosen by weight from its
+        // client's subnet: the scenario suite chose it (README).
+        let spread = match e.spread.as_deref() {
+            None | Some("hashed") => Some(Spread::Hashed),
+            Some("all") => Some(Spread::All),
+            Some("weighted") => Some(Spread::Weighted),
+            Some(other) => {
+                self.err(
+                    format!("{at}.spread"),
+                    format!("unknown spread \"{other}\" (expected all, weighted or hashed)"),
+                );
+                None
+            }
+        };
+        let listen = self.socket(&format!("{at}.listen"), &e.listen);
+        if e.state_dir.trim().is_empty() {
+            self.err(format!("{at}.state_dir"), "must not be empty");
+        }
+        let mut secondaries = Vec::new();
+        let mut secondaries_ok = true;
+        for (i, s) in e.secondaries.iter().enumerate() {
+            let p = format!("{at}.secondaries[{i}]");
+            match self.socket(&p, s) {
+                Some(a) if Some(a) == listen => {
+                    self.err(
+                        p,
+                        format!("{a} is the embedded server's own address ({at}.listen): a secondary is another server"),
+                    );
+                    secondaries_ok = false;
+                }
+                Some(a) if secondaries.contains(&a) => {
+                    self.err(p, format!("secondary {a} listed twice"));
+                    secondaries_ok = false;
+                }
+                Some(a) => secondaries.push(a),
+                None => secondaries_ok = false,
+            }
+        }
+        let (transfer_key, transfer_key_file) = match e.transfer_key {
+            Some(t) => {
+                if e.secondaries.is_empty() {
+                    self.warn(
+                        format!("{at}.transfer_key"),
+                        format!(
+                            "no secondaries: the key is unused (list them in {at}.secondaries)"
+                        ),
+                    );
+                }
+                self.tsig(&format!("{at}.transfer_key"), t)
+            }
+            None => {
+                if !e.secondaries.is_empty() {
+                    self.err(
+                        format!("{at}.transfer_key"),
+                        "missing: secondaries must sign their zone transfers with a key (unsigned transfers are refused); make one with tsig-keygen",
+                    );
+                    secondaries_ok = false;
+                }
+                (None, None)
+            }
+        };
+        let server = match (listen, secondaries_ok) {
+            (Some(listen), true) => Some(DnsServer::Embedded {
+                listen,
+                state_dir: self.file_path(&e.state_dir),
+                secondaries,
+                transfer_key,
+                transfer_key_file,
+            }),
+            _ => None,
+        };
+        (server, spread)
     }
 
     pub(super) fn tsig(&mut self, at: &str, raw: RawTsig) -> (Option<TsigKey>, Option<PathBuf>) {

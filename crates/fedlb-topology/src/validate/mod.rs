@@ -1,13 +1,15 @@
 //! Raw file → [`Topology`]: every problem collected with its field path.
 //!
 //! [`validate`] walks the file in `Ctx::topology`; each section is checked by one `impl`
-//! in its own file: [`values`] (single values), [`dns`], [`services`] (and probes),
+//! in its own file: [`values`] (single values), [`globals`] (one or several global nodes),
+//! [`dns`], [`services`] (and probes),
 //! [`policies`] (tiers), [`farms`] (and servers), [`regions`], and [`checks`] across
 //! sections.
 
 mod checks;
 mod dns;
 mod farms;
+mod globals;
 mod policies;
 mod regions;
 mod services;
@@ -59,6 +61,8 @@ struct Ctx<'a> {
     /// Farm node name → (path of its name, path of its `listen`/`status`' parent), first
     /// declaration wins.
     node_paths: BTreeMap<(FarmId, String), (String, String)>,
+    /// The field path of each global node, in declaration order.
+    global_paths: Vec<String>,
 }
 
 /// A failover order to check once members are known.
@@ -129,6 +133,7 @@ pub(crate) fn validate(
         warnings: Vec::new(),
         answered: BTreeMap::new(),
         node_paths: BTreeMap::new(),
+        global_paths: Vec::new(),
     };
     let topology = cx.topology(raw);
     if cx.errors.is_empty() {
@@ -170,29 +175,28 @@ impl Ctx<'_> {
             };
             self.heartbeat("summary_heartbeat", Some(r), base)
         });
-        let global_name = raw
-            .global
-            .name
-            .clone()
-            .unwrap_or_else(|| "global".to_owned());
-        self.name("global.name", &global_name);
-        let global_listen = self.socket("global.listen", &raw.global.listen);
-        let global_status = self.socket("global.status", &raw.global.status);
-        let global_location = raw
-            .global
-            .location
-            .and_then(|l| self.location("global.location", l));
+        let globals = self.globals(raw.global);
+        // every global node with its own embedded server: `dns` needs none
+        let own_servers = (!globals.is_empty()
+            && globals
+                .iter()
+                .all(|(g, _)| g.as_ref().is_some_and(|g| g.dns.is_some())))
+        .then(|| {
+            let first = globals[0].0.as_ref().expect("checked");
+            (first.dns.clone(), globals[0].1)
+        });
         let dns_facts = (
             match (&raw.dns.server, &raw.dns.servers, &raw.dns.embedded) {
                 (Some(_), None, None) | (None, Some(_), None) => Some(true),
                 (None, None, Some(_)) => Some(false),
+                (None, None, None) if own_servers.is_some() => Some(false),
                 _ => None,
             },
             raw.dns.geoip_database.is_some(),
             raw.dns.server.is_some(),
         );
         let has_regions = !raw.regions.is_empty();
-        let dns = self.dns(raw.dns);
+        let dns = self.dns(raw.dns, own_servers);
 
         // services
         let mut services: BTreeMap<ServiceId, Service> = BTreeMap::new();
@@ -322,21 +326,20 @@ impl Ctx<'_> {
             &direct,
         );
 
-        let (Some(listen), Some(status), Some(dns), Some(regions)) =
-            (global_listen, global_status, dns, regions)
-        else {
+        let globals: Option<Vec<GlobalNode>> = globals.into_iter().map(|(g, _)| g).collect();
+        let (Some(globals), Some(dns), Some(regions)) = (globals, dns, regions) else {
             return None;
         };
+        if globals.is_empty() {
+            return None;
+        }
+        self.check_globals(&globals, &dns);
         let topology = Topology {
             name,
             file: self.opts.file.to_owned(),
             heartbeat,
-            global: GlobalNode {
-                name: global_name,
-                listen,
-                status,
-                location: global_location,
-            },
+            global: globals[0].clone(),
+            globals,
             dns,
             services,
             farms,
