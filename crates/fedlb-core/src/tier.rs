@@ -146,6 +146,20 @@ pub struct Update {
     pub members: Option<Members>,
 }
 
+impl Update {
+    /// Whether a decision would read the same from `other` as from this update: the same
+    /// health, readings (whenever measured), answer, capacity and counts. The why, the
+    /// sequence numbers and when readings were taken are not decided on.
+    fn same_input(&self, other: &Update) -> bool {
+        self.health == other.health
+            && self.readings.same_values(&other.readings)
+            && self.addresses == other.addresses
+            && self.weights == other.weights
+            && self.capacity == other.capacity
+            && self.members == other.members
+    }
+}
+
 /// A member's state at this tier.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemberState {
@@ -721,6 +735,10 @@ impl Tier {
             .spec
             .liveness
             .next_change(now, now.saturating_sub(Duration::from_nanos(1)));
+        let repeated = state
+            .last
+            .as_ref()
+            .is_some_and(|(last, _)| last.same_input(&update));
         state.last = Some((update, now));
         let after = state.health(now);
         tier.liveness_floor = match (tier.liveness_floor, deadline) {
@@ -738,7 +756,11 @@ impl Tier {
         }
         if material || self.coalesce.is_zero() {
             tier.recompute(now, rng);
-        } else {
+        } else if !(repeated && before == after && tier.selector.config().policy.is_stable()) {
+            // A member repeating what it said, with its health unchanged, gives a stable
+            // policy the same decision (deciding again reads the same values and draws
+            // nothing): a farm summarising the same thing every heartbeat, or an agent
+            // reporting the same load, costs no decision. Its liveness moved on above.
             tier.dirty_since.get_or_insert(now);
         }
         Ok(())
