@@ -118,3 +118,16 @@ impl From<&FarmId> for CandidateId {
         CandidateId::from(f.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cloned_candidate_id_shares_its_name() {
+        let a = CandidateId::from("f12-s34");
+        let b = a.clone();
+        assert_eq!(a, b);
+        assert!(std::ptr::eq(a.as_str(), b.as_str()), "a clone copied the name");
+    }
+}

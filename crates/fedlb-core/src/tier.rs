@@ -310,21 +310,27 @@ impl ServiceTier {
         self.floor_exact = false;
         self.stale = true;
         let mut old = std::mem::take(&mut self.members);
-        for spec in specs {
-            let state = match old.remove(&spec.id) {
-                Some(mut s) => {
-                    s.spec = spec.clone();
-                    s
-                }
-                None => MemberState {
-                    spec: spec.clone(),
-                    last: None,
-                    drained: false,
-                    rtt: None,
-                },
-            };
-            self.members.insert(spec.id.clone(), state);
-        }
+        // built in one go (not member by member): a map collected from a list fills its
+        // nodes, where inserting one by one leaves them a third empty on average
+        let members: Vec<(CandidateId, MemberState)> = specs
+            .iter()
+            .map(|spec| {
+                let state = match old.remove(&spec.id) {
+                    Some(mut s) => {
+                        s.spec = spec.clone();
+                        s
+                    }
+                    None => MemberState {
+                        spec: spec.clone(),
+                        last: None,
+                        drained: false,
+                        rtt: None,
+                    },
+                };
+                (spec.id.clone(), state)
+            })
+            .collect();
+        self.members = members.into_iter().collect();
     }
 
     /// Applies the regions (a reload), keeping each remaining region's decision state.
