@@ -128,6 +128,9 @@ mod tests {
         let a = CandidateId::from("f12-s34");
         let b = a.clone();
         assert_eq!(a, b);
-        assert!(std::ptr::eq(a.as_str(), b.as_str()), "a clone copied the name");
+        assert!(
+            std::ptr::eq(a.as_str(), b.as_str()),
+            "a clone copied the name"
+        );
     }
 }

@@ -306,7 +306,11 @@ impl WireSummary {
             health: self.health,
             policy: self.policy.clone(),
             why: self.why.clone(),
-            chosen: self.chosen.iter().map(|c| CandidateId::from(c.as_str())).collect(),
+            chosen: self
+                .chosen
+                .iter()
+                .map(|c| CandidateId::from(c.as_str()))
+                .collect(),
             addresses: self.addresses.clone(),
             weights: self.weights.clone(),
             members: self.members,
