@@ -53,7 +53,7 @@ fn fedlb_up_demo_answers_and_moves_when_a_server_fails() {
     });
     let dns = DnsWatch::new(dns_addr, &name);
 
-    // the answer is a demo server, the one the global node decided on
+    // the answer is a demo server, one of those the global node decided on
     let (answer, servers) = wait_for("the decided answer in DNS", PATIENCE, || {
         let doc = status("http://127.0.0.1:7480").ok()?;
         let svc = &doc["services"][0];
@@ -73,8 +73,10 @@ fn fedlb_up_demo_answers_and_moves_when_a_server_fails() {
             .flat_map(|c| strings(&c["addresses"]))
             .filter_map(|a| a.parse().ok())
             .collect();
+        // the farm answers its healthy servers by weight; the embedded server hands this
+        // client one of them
         let answer = dns.answer().ok()?;
-        (!decided.is_empty() && answer == decided).then_some((answer, servers))
+        (answer.len() == 1 && decided.contains(&answer[0])).then_some((answer, servers))
     });
     record_timing(scenario, "start-to-answer", "embedded", t_up.elapsed());
     assert_eq!(answer.len(), 1, "{answer:?}");

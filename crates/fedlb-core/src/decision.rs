@@ -264,11 +264,12 @@ impl Selector {
         let mut note = None;
         let split = self.split(&healthy, &ranking, rng);
         let split_note = split.as_ref().map(|(_, why)| why.clone());
-        let (chosen, by_headroom): (Vec<CandidateId>, bool) = if let Some((chosen, _)) = split {
+        let split_shares = split.map(|(shares, _)| shares);
+        let (chosen, by_headroom): (Vec<CandidateId>, bool) = if let Some(shares) = &split_shares {
             // Split at once, without the dwell: the best candidate stays in the answer, so
-            // this is a gentle move that the weights size, not a flip of the whole region.
+            // this is a gentle move that the shares size, not a flip of the whole region.
             self.challenger = None;
-            (chosen, true)
+            (shares.iter().map(|(id, _)| id.clone()).collect(), true)
         } else if self.config.set == AnswerSet::Weighted {
             self.challenger = None;
             (ranking.iter().map(|r| r.id.clone()).collect(), true)
@@ -284,7 +285,7 @@ impl Selector {
             (chosen, false)
         };
 
-        let shares = shares_of(&chosen, candidates, by_headroom);
+        let shares = split_shares.unwrap_or_else(|| shares_of(&chosen, candidates, by_headroom));
         let (addresses, weights) = weighted_addresses(&shares, candidates);
         let answer_headroom = relative_headroom(&shares, &healthy);
         if chosen != previous {
@@ -298,7 +299,7 @@ impl Selector {
             at: now,
         });
         let mut why = self.why(&chosen, &previous, &ranking, candidates, note);
-        if let Some(split) = split_note {
+        if let Some(split) = &split_note {
             why.push_str(&format!("; {split}"));
         }
         if by_headroom && shares.len() > 1 {
@@ -306,7 +307,12 @@ impl Selector {
                 .iter()
                 .map(|(id, share)| format!("{id} {:.0} %", share * 100.0))
                 .collect();
-            why.push_str(&format!("; weighted by headroom: {}", parts.join(", ")));
+            let by = if split_note.is_some() {
+                "shares"
+            } else {
+                "weighted by headroom"
+            };
+            why.push_str(&format!("; {by}: {}", parts.join(", ")));
         }
         Decision {
             chosen,
@@ -323,13 +329,21 @@ impl Selector {
     /// With [`Spill::Split`] and a composite policy with a `max_load` filter, when the best
     /// candidate by the composite's `rank` alone is over the limit: that candidate, then the
     /// next ones in the composite's order until their headroom under the limit covers its
-    /// excess (capacity × (load − limit)); with the why. `None`: decide as usual.
+    /// excess (capacity × (load − limit)), with the shares of the answer and the why.
+    /// `None`: decide as usual.
+    ///
+    /// Only the excess moves: the best keeps `limit ÷ load` of the answer (what it carries
+    /// at the limit if the answer's clients were all its load), and the others share the rest
+    /// in proportion to their room under the limit. Weighting the best by its own headroom
+    /// instead would move nearly the whole region away from a farm just over its limit, drop
+    /// its load far below the limit, and bring the region back at once: the herd the split
+    /// exists to avoid (the scenario suite's `bursty` showed it).
     fn split(
         &self,
         healthy: &[&Candidate],
         ranking: &[Ranked],
         rng: &mut impl Rng,
-    ) -> Option<(Vec<CandidateId>, String)> {
+    ) -> Option<(Vec<(CandidateId, f64)>, String)> {
         let Policy::Composite { filters, rank, .. } = &self.config.policy else {
             return None;
         };
@@ -352,14 +366,30 @@ impl Selector {
         }
         let excess = best.capacity * (load - limit);
         let mut chosen = vec![best.id.clone()];
+        let mut room = Vec::new();
         let mut covered = 0.0;
         for r in ranking.iter().filter(|r| r.id != best.id) {
             let Some(c) = find(&r.id) else { continue };
             chosen.push(c.id.clone());
-            covered += c.capacity * (limit - c.load().unwrap_or(0.0)).max(0.0);
+            let under = c.capacity * (limit - c.load().unwrap_or(0.0)).max(0.0);
+            room.push(under);
+            covered += under;
             if covered >= excess {
                 break;
             }
+        }
+        let kept = (limit / load).clamp(spread::HEADROOM_FLOOR, 1.0);
+        let moved = 1.0 - kept;
+        let others = chosen.len() - 1;
+        let mut shares = vec![(best.id.clone(), kept)];
+        for (id, under) in chosen[1..].iter().zip(&room) {
+            // nobody has room under the limit: the excess spreads evenly
+            let share = if covered > 0.0 {
+                moved * under / covered
+            } else {
+                moved / others as f64
+            };
+            shares.push((id.clone(), share));
         }
         let why = format!(
             "{} over its limit (load {:.0} % > {:.0} %): split with {}",
@@ -368,7 +398,7 @@ impl Selector {
             limit * 100.0,
             join(&chosen[1..])
         );
-        Some((chosen, why))
+        Some((shares, why))
     }
 
     fn rank(&mut self, healthy: &[&Candidate], now: Timestamp, rng: &mut impl Rng) -> Vec<Ranked> {

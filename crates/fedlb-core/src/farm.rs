@@ -25,6 +25,68 @@ pub struct FarmConfig {
     pub services: BTreeMap<ServiceId, TierService>,
     /// A summary goes upward at least this often (it doubles as a heartbeat).
     pub heartbeat: Duration,
+    /// Per service, the application metrics the summary carries upward and the rule each is
+    /// aggregated by over the servers that are up. A metric not listed stays inside the
+    /// farm: the tier above cannot rank or filter the farm by it.
+    #[serde(default)]
+    pub metrics: BTreeMap<ServiceId, BTreeMap<String, Aggregate>>,
+}
+
+/// How a farm turns one application metric of its servers into the farm's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Aggregate {
+    /// The smallest value of any server up.
+    Min,
+    /// The largest value of any server up (the busiest server speaks for the farm).
+    Max,
+    /// The sum over servers up (e.g. DBMS users of the whole farm).
+    Sum,
+    /// The mean over servers up that report it.
+    Mean,
+}
+
+impl Aggregate {
+    /// Every rule, in the order messages list them.
+    pub const ALL: [Aggregate; 4] = [
+        Aggregate::Min,
+        Aggregate::Max,
+        Aggregate::Sum,
+        Aggregate::Mean,
+    ];
+
+    /// The name a topology writes (`"sum"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Aggregate::Min => "min",
+            Aggregate::Max => "max",
+            Aggregate::Sum => "sum",
+            Aggregate::Mean => "mean",
+        }
+    }
+
+    /// The rule a name stands for.
+    pub fn from_name(name: &str) -> Option<Aggregate> {
+        Aggregate::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The rule applied to `values`; `None` when there is none.
+    pub fn apply(self, values: &[f64]) -> Option<f64> {
+        if values.is_empty() {
+            return None;
+        }
+        Some(match self {
+            Aggregate::Min => values.iter().copied().fold(f64::INFINITY, f64::min),
+            Aggregate::Max => values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            Aggregate::Sum => values.iter().sum(),
+            Aggregate::Mean => values.iter().sum::<f64>() / values.len() as f64,
+        })
+    }
+}
+
+impl std::fmt::Display for Aggregate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The farm as one candidate for one service, sent to the tier above.
@@ -56,8 +118,14 @@ pub struct Summary {
     pub members: Members,
     /// Capacity of the servers that are up.
     pub capacity: f64,
-    /// Aggregates: pending and connections summed over servers up, best response time.
+    /// Aggregates: pending and connections summed over servers up, best response time; the
+    /// fewest hops of the local choice (as the farm's hops probes measure them, from where
+    /// they run: the farm node, or the server's agent); each declared application metric by
+    /// its rule (see `aggregates`).
     pub readings: Readings,
+    /// The rule each metric of `readings.metrics` was aggregated by (for status pages and
+    /// the tier above's why).
+    pub aggregates: BTreeMap<String, Aggregate>,
     /// True when the local answer is fail-static.
     pub degraded: bool,
     /// Every server of the farm as the farm node sees it (for the global status page).
@@ -274,6 +342,29 @@ impl FarmState {
             let at = samples.iter().map(|s| s.at).min()?;
             Some(Sample::new(samples.iter().map(|s| s.value).sum(), at))
         };
+        // The farm is as many hops away as the closest server of its answer: that is where
+        // the tier above sends clients when it chooses the farm.
+        let hops = up
+            .iter()
+            .filter(|c| decision.chosen.contains(&c.id))
+            .filter_map(|c| c.readings.hops)
+            .min_by_key(|s| s.value);
+        let rules = self.config.metrics.get(service);
+        let mut metrics = BTreeMap::new();
+        let mut aggregates = BTreeMap::new();
+        for (name, rule) in rules.into_iter().flatten() {
+            let samples: Vec<Sample<f64>> = up
+                .iter()
+                .filter_map(|c| c.readings.metrics.get(name).copied())
+                .collect();
+            let values: Vec<f64> = samples.iter().map(|s| s.value).collect();
+            if let (Some(value), Some(at)) =
+                (rule.apply(&values), samples.iter().map(|s| s.at).min())
+            {
+                metrics.insert(name.clone(), Sample::new(value, at));
+                aggregates.insert(name.clone(), *rule);
+            }
+        }
         let readings = Readings {
             pending: sum(&|r| r.pending),
             connections: sum(&|r| r.connections),
@@ -281,6 +372,8 @@ impl FarmState {
                 .iter()
                 .filter_map(|c| c.readings.response_time)
                 .min_by_key(|s| s.value),
+            hops,
+            metrics,
             ..Readings::default()
         };
         let healthy = !up.is_empty();
@@ -305,6 +398,7 @@ impl FarmState {
                 .map(|m| m.spec.capacity)
                 .sum(),
             readings,
+            aggregates,
             degraded: decision.degraded,
             servers,
         })

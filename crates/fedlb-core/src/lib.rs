@@ -30,7 +30,7 @@ pub use candidate::{Candidate, Distance, Health, Members, Readings, Sample};
 pub use decision::{
     AnswerSet, Decision, FailStatic, Hysteresis, Selector, SelectorConfig, Spill, Standing,
 };
-pub use farm::{FarmConfig, FarmOutput, FarmState, Summary};
+pub use farm::{Aggregate, FarmConfig, FarmOutput, FarmState, Summary};
 pub use global::{GlobalConfig, GlobalOutput, GlobalState, Publish};
 pub use health::{Liveness, ProbeHealth, Thresholds};
 pub use id::{CandidateId, FarmId, ProbeId, RegionId, ServerId, ServiceId};

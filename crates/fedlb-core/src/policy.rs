@@ -71,12 +71,16 @@ pub enum Filter {
     MaxLoad(f64),
     /// Response time at most this long.
     MaxResponseTime(Duration),
-    /// A named metric at most this value.
+    /// A named metric at most this value; a candidate that does not report it passes.
     MaxMetric(String, f64),
+    /// A named metric at most this value; a candidate that does not report it fails (a farm
+    /// whose summary does not carry the metric is not known to be under the limit).
+    MaxMetricRequired(String, f64),
 }
 
 impl Filter {
-    /// Whether `c` passes. A candidate without the reading passes: unknown is not bad.
+    /// Whether `c` passes. A candidate without the reading passes (unknown is not bad),
+    /// except for [`Filter::MaxMetricRequired`].
     pub fn passes(&self, c: &Candidate) -> bool {
         match self {
             Filter::MaxLoad(max) => c.load().is_none_or(|l| l <= *max),
@@ -86,6 +90,11 @@ impl Filter {
             Filter::MaxMetric(name, max) => {
                 c.readings.metrics.get(name).is_none_or(|s| s.value <= *max)
             }
+            Filter::MaxMetricRequired(name, max) => c
+                .readings
+                .metrics
+                .get(name)
+                .is_some_and(|s| s.value <= *max),
         }
     }
 }
@@ -102,6 +111,14 @@ impl Filter {
                 .metrics
                 .get(name)
                 .map(|s| format!("{name} {}", s.value)),
+            Filter::MaxMetricRequired(name, _) => Some(
+                c.readings
+                    .metrics
+                    .get(name)
+                    .map_or(format!("no {name} reading"), |s| {
+                        format!("{name} {}", s.value)
+                    }),
+            ),
         }
     }
 }
@@ -112,6 +129,7 @@ impl fmt::Display for Filter {
             Filter::MaxLoad(max) => write!(f, "load ≤ {:.0} %", max * 100.0),
             Filter::MaxResponseTime(max) => write!(f, "response ≤ {}", human(*max)),
             Filter::MaxMetric(name, max) => write!(f, "{name} ≤ {max}"),
+            Filter::MaxMetricRequired(name, max) => write!(f, "{name} ≤ {max} (reported)"),
         }
     }
 }

@@ -156,6 +156,27 @@ pub fn pick_hashed(members: &[(IpAddr, f64)], client: IpNet) -> Option<usize> {
     best.map(|(i, _)| i)
 }
 
+/// The member a DNS server answering with `spread` gives a client keyed `client` (see
+/// [`client_key`]), among `members` (one address family, with weights): a draw by weight
+/// for [`Spread::Weighted`], the client's rendezvous pick for [`Spread::Hashed`], and `None`
+/// for [`Spread::All`] (the whole set is answered) or an empty set. The embedded server and
+/// `fedlb simulate` both answer through this.
+pub fn pick(
+    spread: Spread,
+    members: &[(IpAddr, f64)],
+    client: IpNet,
+    rng: &mut impl Rng,
+) -> Option<usize> {
+    match spread {
+        Spread::All => None,
+        Spread::Weighted => {
+            let weights: Vec<f64> = members.iter().map(|(_, w)| *w).collect();
+            pick_weighted(&weights, rng)
+        }
+        Spread::Hashed => pick_hashed(members, client),
+    }
+}
+
 /// The members of one address family with their shares of the family's answer, summing to
 /// 1 (equal shares when the weights are missing, misaligned, or all zero).
 pub fn family_shares(addresses: &[IpAddr], weights: &[f64], v4: bool) -> Vec<(IpAddr, f64)> {

@@ -37,6 +37,7 @@ fn farm(name: &str, sel: SelectorConfig, servers: &[(&str, u8, f64)]) -> FarmSta
         farm: name.into(),
         services,
         heartbeat: Duration::from_secs(1),
+        metrics: Default::default(),
     };
     let mut f = FarmState::new(cfg, 9, 1, at(0));
     f.set_coalesce(Duration::ZERO);
@@ -193,7 +194,7 @@ fn spill_split() -> SelectorConfig {
 }
 
 #[test]
-fn a_busy_closest_farm_is_split_with_the_next_by_headroom_at_once_and_back_after() {
+fn a_busy_closest_farm_is_split_with_the_next_at_once_moving_only_its_excess_and_back_after() {
     let mut top1 = SelectorConfig::new(Policy::LeastLoaded);
     top1.hysteresis = Hysteresis::NONE;
     let mut eu = farm("eu", top1.clone(), &[("eu1", 1, 100.0)]);
@@ -216,18 +217,23 @@ fn a_busy_closest_farm_is_split_with_the_next_by_headroom_at_once_and_back_after
     };
     let p = feed(&mut g, 0, 1, 30, 10);
     assert_eq!(p.last().unwrap().decision.addresses, vec![ip(1)]);
-    // eu at 95 %: split at once (no dwell), eu keeps a share by its headroom (5 vs 90)
+    // eu at 95 %: split at once (no dwell); only the excess moves: eu keeps 80/95 = 84 %
     let p = feed(&mut g, 1_000, 2, 95, 10);
     let d = &p.last().expect("split").decision;
-    assert_eq!(shares(d), [(1, 5), (11, 95)]);
+    assert_eq!(shares(d), [(1, 84), (11, 16)]);
     assert!(
-        d.why
-            .contains("eu over its limit (load 95 % > 80 %): split with us"),
+        d.why.contains(
+            "eu over its limit (load 95 % > 80 %): split with us; shares: eu 84 %, us 16 %"
+        ),
         "{}",
         d.why
     );
+    // far over: eu keeps what it can carry at the limit (80/400 = 20 %)
+    let p = feed(&mut g, 2_000, 3, 400, 10);
+    let d = &p.last().expect("split deeper").decision;
+    assert_eq!(shares(d), [(1, 20), (11, 80)]);
     // back under the limit: eu alone again
-    let p = feed(&mut g, 2_000, 3, 40, 10);
+    let p = feed(&mut g, 3_000, 4, 40, 10);
     assert_eq!(p.last().expect("back").decision.addresses, vec![ip(1)]);
 }
 
@@ -292,6 +298,7 @@ fn two_choices_spreads_rotations_by_capacity_and_avoids_the_busy_one_determinist
             farm: "eu".into(),
             services,
             heartbeat: Duration::from_secs(1),
+            metrics: Default::default(),
         };
         let mut f = FarmState::new(cfg, 1, seed, at(0));
         f.set_coalesce(Duration::ZERO);

@@ -234,6 +234,7 @@ fn farm_config(selectors: &[SelectorConfig], dropped: &[Option<usize>]) -> FarmC
         farm: "f".into(),
         services: services(selectors, dropped, MemberKind::Server),
         heartbeat: Duration::from_secs(1),
+        metrics: Default::default(),
     }
 }
 
@@ -377,6 +378,7 @@ proptest! {
                     members: Members { up: u32::from(up), total: 2 },
                     capacity: 100.0,
                     readings: readings(*load, *rt, now),
+                    aggregates: Default::default(),
                     degraded: !up,
                     servers: vec![],
                 };

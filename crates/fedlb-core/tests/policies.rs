@@ -42,6 +42,10 @@ fn parse_policy(s: &str) -> (Policy, u64) {
                     match k {
                         "max_load" => Filter::MaxLoad(v),
                         "max_rt" => Filter::MaxResponseTime(Duration::from_millis(v as u64)),
+                        k if k.starts_with("max_mreq.") => Filter::MaxMetricRequired(
+                            k.strip_prefix("max_mreq.").unwrap().to_owned(),
+                            v,
+                        ),
                         k => Filter::MaxMetric(k.strip_prefix("max_m.").unwrap().to_owned(), v),
                     }
                 })

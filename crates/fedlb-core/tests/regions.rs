@@ -95,6 +95,7 @@ fn summary(farm: &str, seq: u64, health: Health, pending: u64) -> Summary {
             pending: Some(Sample::new(pending, Timestamp::ZERO)),
             ..Readings::default()
         },
+        aggregates: Default::default(),
         degraded: false,
         servers: vec![],
     }

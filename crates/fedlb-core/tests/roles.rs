@@ -209,6 +209,7 @@ fn farm(name: &str, policy: Policy, servers: &[(&str, u8)]) -> FarmState {
         farm: name.into(),
         services,
         heartbeat: Duration::from_secs(1),
+        metrics: Default::default(),
     };
     let mut f = FarmState::new(cfg, 9, 1, at(0));
     // these tests follow every update; coalescing has its own test below
@@ -387,6 +388,7 @@ fn farm_reload_adds_and_removes_servers_keeping_known_state() {
         farm: "eu".into(),
         services: BTreeMap::new(),
         heartbeat: Duration::from_secs(1),
+        metrics: Default::default(),
     };
     let mut sel = SelectorConfig::new(Policy::LeastLoaded);
     sel.hysteresis = Hysteresis::NONE;
@@ -433,6 +435,7 @@ fn item3_farm_summary_carries_its_local_policy_and_member_kinds() {
         farm: "eu".into(),
         services: BTreeMap::new(),
         heartbeat: Duration::from_secs(1),
+        metrics: Default::default(),
     };
     cfg.services.insert(
         "www".into(),

@@ -12,6 +12,10 @@
 //! - `keys/<key name>.key`: the raw TSIG secrets (mode 0600), rewritten at each start;
 //! - `regions/<region>/`: the same three for each region's view (see below).
 //!
+//! With [`EmbeddedConfig::more_zones`] it serves several zones, each with its own zone file
+//! and journal (named after the zone) in the same directory, in every view, updatable with
+//! the same keys; an UPDATE names its zone, so each zone gets its own.
+//!
 //! # Regions
 //!
 //! With [`EmbeddedConfig::views`], the server holds one copy of the zone per region, like BIND
@@ -102,6 +106,9 @@ pub struct EmbeddedView {
 pub struct EmbeddedConfig {
     /// The zone served.
     pub zone: Name,
+    /// More zones served besides `zone`, each with the same keys, in every view (none by
+    /// default). Not with `secondaries` (NOTIFY names one zone).
+    pub more_zones: Vec<Name>,
     /// UDP and TCP address; port 0 picks a free port (see [`EmbeddedServer::local_addr`]).
     pub listen: SocketAddr,
     /// Directory for the zone file, journal and keys; created if missing.
@@ -141,6 +148,7 @@ impl EmbeddedConfig {
     ) -> Self {
         Self {
             zone,
+            more_zones: Vec::new(),
             listen,
             dir: dir.into(),
             keys,
@@ -164,6 +172,12 @@ impl EmbeddedConfig {
     ) -> Self {
         self.secondaries = secondaries;
         self.transfer_keys = transfer_keys;
+        self
+    }
+
+    /// The same config also serving `zones` (every view holds every zone).
+    pub fn with_zones(mut self, zones: Vec<Name>) -> Self {
+        self.more_zones = zones;
         self
     }
 
@@ -215,8 +229,14 @@ impl EmbeddedServer {
             .await
             .map_err(|e| fail(format!("binding {}: {e}", config.listen)))?;
         let transfers = !config.secondaries.is_empty();
+        let mut zones = vec![zone.clone()];
+        for z in &config.more_zones {
+            let mut z = z.to_lowercase();
+            z.set_fqdn(true);
+            zones.push(z);
+        }
         let default = catalog(
-            &zone,
+            &zones,
             &config.dir,
             &config.keys,
             &config.transfer_keys,
@@ -246,7 +266,7 @@ impl EmbeddedServer {
             views.push(View {
                 region: view.region.clone(),
                 catalog: catalog(
-                    &zone,
+                    &zones,
                     &dir,
                     &view.keys,
                     &view.transfer_keys,
@@ -401,6 +421,12 @@ fn check_views(config: &EmbeddedConfig) -> Result<(), String> {
             return Err(format!("secondary {secondary} is the server's own address"));
         }
     }
+    if !config.secondaries.is_empty() && !config.more_zones.is_empty() {
+        return Err(
+            "secondaries with several zones are not supported: NOTIFY and transfers name one zone"
+                .to_owned(),
+        );
+    }
     if !config.secondaries.is_empty()
         && config.transfer_keys.is_empty()
         && config.views.iter().all(|v| v.transfer_keys.is_empty())
@@ -475,29 +501,32 @@ fn zone_file_text(zone: &Name, addr: SocketAddr) -> String {
     )
 }
 
-/// A catalog serving the zone from `dir` (created with its initial zone file if new),
-/// updatable with `keys`, transferable (when `transfers`) with those and `transfer_keys`.
+/// A catalog serving each of `zones` from `dir` (each created with its initial zone file if
+/// new), updatable with `keys`, transferable (when `transfers`) with those and
+/// `transfer_keys`.
 async fn catalog(
-    zone: &Name,
+    zones: &[Name],
     dir: &Path,
     keys: &[TsigKey],
     transfer_keys: &[TsigKey],
     transfers: bool,
     addr: SocketAddr,
 ) -> Result<Catalog, Error> {
-    let handler = load_zone(zone, dir, keys, transfer_keys, transfers, addr).await?;
-    let floor = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
-        .unwrap_or_default();
-    raise_serial(&handler, zone, floor)
-        .await
-        .map_err(|reason| Error::Embedded {
-            zone: zone.to_string(),
-            reason: format!("{}: {reason}", dir.display()),
-        })?;
     let mut catalog = Catalog::new();
-    catalog.upsert(LowerName::from(zone), vec![Arc::new(handler)]);
+    for zone in zones {
+        let handler = load_zone(zone, dir, keys, transfer_keys, transfers, addr).await?;
+        let floor = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+            .unwrap_or_default();
+        raise_serial(&handler, zone, floor)
+            .await
+            .map_err(|reason| Error::Embedded {
+                zone: zone.to_string(),
+                reason: format!("{}: {reason}", dir.display()),
+            })?;
+        catalog.upsert(LowerName::from(zone), vec![Arc::new(handler)]);
+    }
     Ok(catalog)
 }
 

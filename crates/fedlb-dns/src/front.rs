@@ -41,7 +41,7 @@ use std::{
 
 use fedlb_core::{
     ClientMap, RegionId, Spread,
-    spread::{client_key, pick_hashed, pick_weighted},
+    spread::{self, client_key},
 };
 use hickory_proto::{
     op::{Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode},
@@ -284,14 +284,8 @@ impl Views {
         let Some(weights) = self.weights.weigh(region, &name, &addresses) else {
             return reply;
         };
-        let picked = match self.spread {
-            Spread::All => return reply,
-            Spread::Weighted => pick_weighted(&weights, &mut rand::rng()),
-            Spread::Hashed => {
-                let members: Vec<_> = addresses.iter().copied().zip(weights).collect();
-                pick_hashed(&members, client)
-            }
-        };
+        let members: Vec<_> = addresses.iter().copied().zip(weights).collect();
+        let picked = spread::pick(self.spread, &members, client, &mut rand::rng());
         let Some(keep) = picked.map(|p| set[p].0) else {
             return reply;
         };

@@ -4,13 +4,18 @@
 //! - `GET /`, `GET /health`: `200 <name>` (or `503` while failing), after the latency.
 //! - `GET /stub_status`: nginx-style counters (active connections, requests in flight), so
 //!   the load probe can read it as it reads nginx.
-//! - `GET /metrics`: `fedlb_backend_in_flight` and `fedlb_backend_requests_total`.
-//! - `POST /admin/fail`, `POST /admin/recover`, `POST /admin/latency?ms=N`: change behaviour.
+//! - `GET /metrics`: `fedlb_backend_in_flight` and `fedlb_backend_requests_total`, and each
+//!   application metric set by `/admin/metric` as `NAME{source="admin"} VALUE` (next to a
+//!   decoy series `NAME{source="decoy"} 1e9`, so a probe that drops labels is caught).
+//! - `POST /admin/fail`, `POST /admin/recover`, `POST /admin/latency?ms=N`,
+//!   `POST /admin/metric?name=NAME&value=V` (an application metric, e.g. `dbms_users`):
+//!   change behaviour.
 //! - On Unix, `SIGUSR1` makes it fail and `SIGUSR2` makes it recover (wired by the binary).
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -28,6 +33,7 @@ pub struct Behaviour {
     latency_ms: AtomicU64,
     in_flight: AtomicU64,
     requests: AtomicU64,
+    metrics: Mutex<BTreeMap<String, f64>>,
 }
 
 impl Behaviour {
@@ -39,6 +45,7 @@ impl Behaviour {
             latency_ms: AtomicU64::new(latency.as_millis() as u64),
             in_flight: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            metrics: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -51,6 +58,14 @@ impl Behaviour {
     pub fn set_latency(&self, latency: Duration) {
         self.latency_ms
             .store(latency.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Sets application metric `name` (shown on `/metrics`).
+    pub fn set_metric(&self, name: &str, value: f64) {
+        self.metrics
+            .lock()
+            .expect("metrics lock")
+            .insert(name.to_owned(), value);
     }
 
     /// Requests answered so far.
@@ -94,11 +109,23 @@ async fn stub_status(State(b): State<Arc<Behaviour>>) -> String {
 }
 
 async fn metrics(State(b): State<Arc<Behaviour>>) -> String {
-    format!(
+    let mut out = format!(
         "# TYPE fedlb_backend_in_flight gauge\nfedlb_backend_in_flight {}\n# TYPE fedlb_backend_requests_total counter\nfedlb_backend_requests_total {}\n",
         b.in_flight.load(Ordering::SeqCst),
         b.requests.load(Ordering::SeqCst)
-    )
+    );
+    for (name, value) in b.metrics.lock().expect("metrics lock").iter() {
+        out.push_str(&format!(
+            "# TYPE {name} gauge\n{name}{{source=\"admin\"}} {value}\n{name}{{source=\"decoy\"}} 1e9\n"
+        ));
+    }
+    out
+}
+
+#[derive(Deserialize)]
+struct MetricQuery {
+    name: String,
+    value: f64,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +160,29 @@ pub fn router(b: Arc<Behaviour>) -> Router {
                 |State(b): State<Arc<Behaviour>>, Query(q): Query<LatencyQuery>| async move {
                     b.set_latency(Duration::from_millis(q.ms));
                     format!("latency {} ms\n", q.ms)
+                },
+            ),
+        )
+        .route(
+            "/admin/metric",
+            post(
+                |State(b): State<Arc<Behaviour>>, Query(q): Query<MetricQuery>| async move {
+                    let valid = !q.name.is_empty()
+                        && q.name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        && q.value.is_finite();
+                    if !valid {
+                        return (
+                            StatusCode::BAD_REQUEST,
+                            format!(
+                                "metric {:?} = {}: not a metric name and a number\n",
+                                q.name, q.value
+                            ),
+                        );
+                    }
+                    b.set_metric(&q.name, q.value);
+                    (StatusCode::OK, format!("{} {}\n", q.name, q.value))
                 },
             ),
         )

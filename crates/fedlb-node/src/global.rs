@@ -28,7 +28,7 @@ use crate::common::{
 };
 use crate::metrics::{Metrics, labels};
 use crate::monitors::{MonitorSet, plan};
-use crate::publish::Publishing;
+use crate::publish::{Publishing, ViewOf};
 use crate::status::{CertificateExpiry, GlobalExtras};
 use crate::{reload, status};
 
@@ -89,7 +89,7 @@ pub async fn run_with(
                 node.feed(&reports);
             }
             () = sleep_until(&node.clock, deadline) => node.on_timeout(),
-            Some((region, outcome)) = node.publishing.next_outcome() => node.on_published(region, outcome),
+            Some((view, outcome)) = node.publishing.next_outcome() => node.on_published(view, outcome),
             Some(reply) = status_rx.recv() => {
                 let _ = reply.send(node.status());
             }
@@ -237,7 +237,8 @@ impl Global {
         self.state.handle_timeout(now);
     }
 
-    fn on_published(&mut self, region: Option<RegionId>, outcome: PassOutcome) {
+    fn on_published(&mut self, view: ViewOf, outcome: PassOutcome) {
+        let region = &view.region;
         let result = if outcome.is_ok() { "ok" } else { "error" };
         self.metrics
             .publishes
@@ -250,7 +251,7 @@ impl Global {
                 ),
             ]))
             .inc();
-        self.publishing.record(region, outcome, self.clock.now());
+        self.publishing.record(view, outcome, self.clock.now());
         self.count_degraded();
     }
 

@@ -45,14 +45,21 @@ pub fn spec(service: &Service, probe: &Probe, server: &Server) -> Result<ProbeSp
         ProbeKind::Load(fedlb_topology::LoadSource::NginxStubStatus { url }) => {
             ProbeSpec::Load(LoadSource::NginxStubStatus(target_of(url, ip)?))
         }
-        ProbeKind::Load(fedlb_topology::LoadSource::Prometheus { url, metric }) => {
-            ProbeSpec::Load(LoadSource::Prometheus {
-                page: target_of(url, ip)?,
-                metric: metric.clone(),
-                labels: Vec::new(),
-                record_as: RecordAs::Pending,
-            })
-        }
+        ProbeKind::Load(fedlb_topology::LoadSource::Prometheus {
+            url,
+            metric,
+            labels,
+            record_as,
+        }) => ProbeSpec::Load(LoadSource::Prometheus {
+            page: target_of(url, ip)?,
+            metric: metric.clone(),
+            labels: labels.clone(),
+            record_as: match record_as {
+                fedlb_topology::RecordAs::Pending => RecordAs::Pending,
+                fedlb_topology::RecordAs::Connections => RecordAs::Connections,
+                fedlb_topology::RecordAs::Metric => RecordAs::Metric(metric.clone()),
+            },
+        }),
         ProbeKind::Load(fedlb_topology::LoadSource::ProcNetTcp { port }) => {
             ProbeSpec::Load(LoadSource::ProcNetTcp { port: *port })
         }

@@ -120,6 +120,7 @@ fn summary(farm: &str) -> WireSummary {
         members: Members { up: 1, total: 1 },
         capacity: 1.0,
         readings: WireReadings::default(),
+        aggregates: Vec::new(),
         degraded: false,
         servers: Vec::new(),
     }

@@ -65,6 +65,7 @@ fn world() -> (FarmState, GlobalState, GlobalExtras, Timestamp) {
             farm: "eu-west".into(),
             services,
             heartbeat: Duration::from_secs(1),
+            metrics: Default::default(),
         },
         1,
         1,

@@ -21,8 +21,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use fedlb_core::{
-    CandidateId, FarmId, Health, MemberKind, MemberView, Members, Readings, Report, Sample,
-    ServerId, ServiceId, Summary, Timestamp,
+    Aggregate, CandidateId, FarmId, Health, MemberKind, MemberView, Members, Readings, Report,
+    Sample, ServerId, ServiceId, Summary, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -34,8 +34,11 @@ use serde::{Deserialize, Serialize};
 /// (server or farm); 3, messages travel as length-prefixed frames on long-lived streams,
 /// routine and urgent, instead of one stream per message (the message types are
 /// unchanged); 4, farm summaries carry the weight of each address of the farm's answer
-/// (issue 14, weighted answers).
-pub const PROTOCOL_VERSION: u16 = 4;
+/// (issue 14, weighted answers); 5, farm summaries carry the farm's hop count and its
+/// declared application metrics in their readings, and the rule each metric was aggregated
+/// by (issue 15: a global policy may rank and filter farms by them, which a farm node of
+/// version 4 would silently leave unreported).
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Largest encoded message, in bytes (also the transport's frame cap): the codec's
 /// [`codec::MAX_MESSAGE_LEN`].
@@ -209,6 +212,8 @@ pub struct WireSummary {
     pub capacity: f64,
     /// Aggregated readings with their ages.
     pub readings: WireReadings,
+    /// The rule each metric of `readings` was aggregated by over the farm's servers.
+    pub aggregates: Vec<(String, Aggregate)>,
     /// Whether the local answer is fail-static.
     pub degraded: bool,
     /// The farm's servers as its node sees them.
@@ -286,6 +291,7 @@ impl WireSummary {
             members: s.members,
             capacity: s.capacity,
             readings: WireReadings::from_readings(&s.readings, now),
+            aggregates: s.aggregates.iter().map(|(k, a)| (k.clone(), *a)).collect(),
             degraded: s.degraded,
             servers: s
                 .servers
@@ -316,6 +322,7 @@ impl WireSummary {
             members: self.members,
             capacity: self.capacity,
             readings: self.readings.to_readings(now),
+            aggregates: self.aggregates.iter().cloned().collect(),
             degraded: self.degraded,
             servers: self.servers.iter().map(|v| v.to_view(now)).collect(),
         }
@@ -432,6 +439,16 @@ impl Message {
                         ));
                     }
                     readings(&s.readings)?;
+                    if s.aggregates.len() > MAX_METRICS {
+                        return bad(format!(
+                            "summary of farm \"{}\" names {} aggregated metrics (max {MAX_METRICS})",
+                            s.farm,
+                            s.aggregates.len()
+                        ));
+                    }
+                    for (k, _) in &s.aggregates {
+                        name("metric", k)?;
+                    }
                     if s.servers.len() > MAX_SERVERS {
                         return bad(format!(
                             "summary of farm \"{}\" describes {} servers (max {MAX_SERVERS})",

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use fedlb_core::{Health, MemberKind, Members, Readings, Report, Sample, Timestamp};
+use fedlb_core::{Aggregate, Health, MemberKind, Members, Readings, Report, Sample, Timestamp};
 use fedlb_proto::*;
 use proptest::prelude::*;
 
@@ -103,7 +103,10 @@ fn summary() -> impl Strategy<Value = WireSummary> {
         prop::collection::vec(addr(), 0..4),
         (0u32..100, 0u32..100),
         0.0f64..1e6,
-        readings(),
+        (
+            readings(),
+            prop::collection::vec((name(), aggregate()), 0..3),
+        ),
         any::<bool>(),
         prop::collection::vec(view(), 0..3),
     )
@@ -114,7 +117,7 @@ fn summary() -> impl Strategy<Value = WireSummary> {
                 addresses,
                 (a, b),
                 capacity,
-                readings,
+                (readings, aggregates),
                 degraded,
                 servers,
             )| {
@@ -135,11 +138,16 @@ fn summary() -> impl Strategy<Value = WireSummary> {
                     },
                     capacity,
                     readings,
+                    aggregates,
                     degraded,
                     servers,
                 }
             },
         )
+}
+
+fn aggregate() -> impl Strategy<Value = Aggregate> {
+    prop::sample::select(Aggregate::ALL.to_vec())
 }
 
 fn kind() -> impl Strategy<Value = MemberKind> {
@@ -327,6 +335,7 @@ fn summary_of_one_server(policy: &str) -> WireSummary {
         members: Members { up: 1, total: 1 },
         capacity: 100.0,
         readings: WireReadings::default(),
+        aggregates: Vec::new(),
         degraded: false,
         servers: vec![WireMemberView {
             id: "eu1".into(),

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use fedlb_core::time::human;
-use fedlb_core::{ClosestBy, Hysteresis, Policy};
+use fedlb_core::{ClosestBy, Hysteresis, Policy, Spill, Spread};
 
 use crate::error::Error;
 use crate::scenario::{Scenario, TtlMode, Variant};
@@ -421,8 +421,22 @@ pub(crate) fn describe(topo: &Topology, sc: &Scenario, v: &Variant) -> String {
         }
     };
     let _ = write!(text, ", {ttl}");
+    if v.ttl_by_load {
+        text.push_str(" (shortened by load)");
+    }
     if v.per_region {
         text.push_str(", one answer per client region");
+    }
+    if v.weighted {
+        text.push_str(", servers weighted by headroom");
+    }
+    if global.spill == Spill::Split {
+        text.push_str(", a region split across farms over the load limit");
+    }
+    match v.spread {
+        Spread::All => {}
+        Spread::Weighted => text.push_str(", DNS answers one member per query by weight"),
+        Spread::Hashed => text.push_str(", DNS answers one member per resolver subnet by weight"),
     }
     text
 }

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use fedlb_core::{ClosestBy, Filter, Hysteresis, Policy};
+use fedlb_core::{ClosestBy, Filter, Hysteresis, Policy, Spill, Spread};
 use fedlb_topology::duration::{parse_duration_or_seconds, seconds_to_duration};
 use fedlb_topology::policy::PolicyKind;
 use fedlb_topology::{Location, Problem};
@@ -209,6 +209,17 @@ pub struct Variant {
     /// regions (`GlobalConfig::regions`, distances its round-trip times to each farm), and
     /// its clients resolve in that region's view.
     pub per_region: bool,
+    /// The local tier (the single tier when flat) answers every healthy member weighted by
+    /// headroom (`answers = "weighted"`) instead of its top-N.
+    pub weighted: bool,
+    /// What the global tier's composite does when its best farm is over the load limit.
+    pub spill: Option<Spill>,
+    /// How the DNS server answers a set: the whole set (resolvers' clients spread evenly),
+    /// or one member per query by weight / by the resolver's subnet, as the embedded server
+    /// does with `dns.embedded.spread`.
+    pub spread: Spread,
+    /// The TTL shortens for answers with little headroom (`dns.ttl_by_load`).
+    pub ttl_by_load: bool,
 }
 
 impl Variant {
@@ -225,6 +236,10 @@ impl Variant {
             rotate_every: None,
             ttl: None,
             per_region: false,
+            weighted: false,
+            spill: None,
+            spread: Spread::All,
+            ttl_by_load: false,
         }
     }
 
@@ -269,25 +284,58 @@ impl Variant {
             min: Duration::from_secs(1),
             max: Duration::ZERO, // filled in with the fixed TTL
         });
-        // What a topology with regions runs by default: closest from each region among the
-        // farms under their load limit, else the least loaded; and, as every topology gets
-        // unless it says otherwise, no hysteresis inside a farm (a least-loaded choice held
-        // for a dwell herds every resolver that refreshes onto one server, and the farm's
-        // summed load then spills a whole region across an ocean).
-        let mut regions = fedlb();
-        regions.local_hysteresis = Some(Hysteresis::NONE);
-        regions.name = "fedlb-regions".into();
-        regions.global = Some(Policy::Composite {
+        // One answer per region of clients, each farm's single preferred server: closest
+        // from each region among the farms under their load limit, else the least loaded, a
+        // region moved whole to the next farm over the limit; no hysteresis inside a farm
+        // (a least-loaded choice held for a dwell herds every resolver that refreshes onto
+        // one server). fedlb's default for a topology with regions until the suite chose
+        // the one below.
+        let mut top1 = fedlb();
+        top1.local_hysteresis = Some(Hysteresis::NONE);
+        top1.name = "fedlb-regions-top1".into();
+        top1.global = Some(Policy::Composite {
             filters: vec![Filter::MaxLoad(0.8)],
             rank: Box::new(Policy::Closest(ClosestBy::Auto)),
             fallback: Some(Box::new(Policy::LeastLoaded)),
         });
-        regions.per_region = true;
+        top1.per_region = true;
         // The same without the load limit: each region always answered by its closest
-        // farm, so that the suite shows what the spill (a whole region moved at once) costs.
-        let mut regions_closest = regions.clone();
+        // farm, so that the suite shows what moving a whole region at once costs.
+        let mut regions_closest = top1.clone();
         regions_closest.name = "fedlb-regions-closest".into();
         regions_closest.global = Some(Policy::Closest(ClosestBy::Auto));
+        // fedlb's default for a topology with regions (what `fedlb_topology` gives a service
+        // that sets no tier, published by the embedded server): answers sized to capacity.
+        // Each farm answers all its healthy servers weighted by headroom; a region whose
+        // closest farm is over the limit is split with the next ones (only its excess
+        // moves); the DNS server hands each resolver one member by weight, keyed by its
+        // subnet (`spread = "hashed"`).
+        let mut regions = top1.clone();
+        regions.name = "fedlb-regions".into();
+        regions.weighted = true;
+        regions.spill = Some(Spill::Split);
+        regions.spread = Spread::Hashed;
+        // ... with the region moved whole instead of split
+        let mut moved = regions.clone();
+        moved.name = "fedlb-regions-move".into();
+        moved.spill = Some(Spill::Move);
+        // ... drawn per query by weight (`spread = "weighted"`) instead of keyed by subnet
+        let mut drawn = regions.clone();
+        drawn.name = "fedlb-regions-drawn".into();
+        drawn.spread = Spread::Weighted;
+        // ... with a TTL shortened by the answer's lack of headroom (`dns.ttl_by_load`)
+        let mut ttl_load = regions.clone();
+        ttl_load.name = "fedlb-regions-ttl-load".into();
+        ttl_load.ttl_by_load = true;
+        // ... published to a DNS server that hands out the whole set (BIND, Knot, PowerDNS):
+        // each resolver's clients spread evenly over it, weights unseen
+        let mut whole = regions.clone();
+        whole.name = "fedlb-regions-whole-set".into();
+        whole.spread = Spread::All;
+        // Power of two choices inside each farm, one server per farm
+        let mut two = top1.clone();
+        two.name = "fedlb-two-choices".into();
+        two.local = Some(Policy::TwoChoices);
         vec![
             rr,
             random,
@@ -298,7 +346,13 @@ impl Variant {
             top2,
             derived,
             regions,
+            top1,
             regions_closest,
+            moved,
+            drawn,
+            ttl_load,
+            whole,
+            two,
         ]
     }
 }
@@ -521,12 +575,24 @@ struct RawPolicy {
     local: Option<String>,
     hysteresis: Option<RawHysteresis>,
     local_hysteresis: Option<RawHysteresis>,
-    answers: Option<i64>,
+    answers: Option<RawAnswers>,
     global_answers: Option<i64>,
     rotate_every: Option<RawDuration>,
     ttl: Option<RawDuration>,
     #[serde(default)]
     per_region: bool,
+    spill: Option<String>,
+    spread: Option<String>,
+    #[serde(default)]
+    ttl_by_load: bool,
+}
+
+/// A policy's `answers`: a number of addresses, or `"weighted"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawAnswers {
+    Count(i64),
+    Named(String),
 }
 
 #[derive(Deserialize)]
@@ -1100,8 +1166,47 @@ impl Ctx<'_> {
                     .map(|n| Some(n as usize)),
             }
         };
-        let local_answers = answers("answers", p.answers);
         let global_answers = answers("global_answers", p.global_answers);
+        let local_count = match &p.answers {
+            Some(RawAnswers::Count(n)) => answers("answers", Some(*n)),
+            _ => Some(None),
+        };
+        let (local_answers, weighted) = match &p.answers {
+            Some(RawAnswers::Named(n)) if n == "weighted" => (Some(None), true),
+            Some(RawAnswers::Named(n)) => {
+                self.err(
+                    &format!("{path}.answers"),
+                    format!("unknown answers \"{n}\" (a number of addresses or \"weighted\")"),
+                );
+                (None, false)
+            }
+            Some(RawAnswers::Count(_)) => (local_count, false),
+            None => (Some(None), false),
+        };
+        let spill = match p.spill.as_deref() {
+            None => Some(None),
+            Some("move") => Some(Some(Spill::Move)),
+            Some("split") => Some(Some(Spill::Split)),
+            Some(other) => {
+                self.err(
+                    &format!("{path}.spill"),
+                    format!("unknown spill \"{other}\" (\"move\" or \"split\")"),
+                );
+                None
+            }
+        };
+        let spread = match p.spread.as_deref() {
+            None | Some("all") => Some(Spread::All),
+            Some("weighted") => Some(Spread::Weighted),
+            Some("hashed") => Some(Spread::Hashed),
+            Some(other) => {
+                self.err(
+                    &format!("{path}.spread"),
+                    format!("unknown spread \"{other}\" (\"all\", \"weighted\" or \"hashed\")"),
+                );
+                None
+            }
+        };
         let ttl = match &p.ttl {
             None => Some(None),
             Some(RawDuration::Text(t)) if t == "derived" => Some(Some(TtlMode::Derived {
@@ -1127,6 +1232,10 @@ impl Ctx<'_> {
             rotate_every: rotate_every?,
             ttl: ttl?,
             per_region: p.per_region,
+            weighted,
+            spill: spill?,
+            spread: spread?,
+            ttl_by_load: p.ttl_by_load,
         };
         ok.then_some(variant)
     }

@@ -135,10 +135,12 @@ impl Suite {
 }
 
 /// Which variant is fedlb's default on a scenario: `fedlb-regions` (one answer per client
-/// region, closest farm under 80 % load, else the least loaded; no hysteresis inside a farm)
-/// where clients come from more than one region, since a deployment serving several regions
-/// declares them and that is what a topology with `[[regions]]` runs; otherwise `fedlb`,
-/// the scenario topology's own tiers (closest farm, least-loaded server).
+/// region: the closest farm under 80 % load, split with the next farms when over it, else
+/// the least loaded; each farm's healthy servers weighted by headroom; the embedded server
+/// handing each resolver one of them by weight, keyed by its subnet) where clients come from
+/// more than one region, since a deployment serving several regions declares them and that
+/// is what a topology with `[[regions]]` runs; otherwise `fedlb` (closest farm, its
+/// least-loaded server).
 pub fn default_policy(sc: &Scenario) -> Option<&str> {
     let name = if sc.regions.len() > 1 {
         "fedlb-regions"

@@ -321,6 +321,7 @@ impl TopologyBuilder {
                         },
                     )]),
                     heartbeat: self.heartbeat,
+                    metrics: Default::default(),
                 },
             );
         }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use fedlb_core::{Hysteresis, Policy, SelectorConfig};
+use fedlb_core::{AnswerSet, Hysteresis, Policy, SelectorConfig};
 
 use crate::error::Error;
 use crate::scenario::{Scenario, TtlMode, Variant};
@@ -15,19 +15,26 @@ fn with_overrides(
     policy: Option<&Policy>,
     hysteresis: Option<Hysteresis>,
     answers: Option<usize>,
+    weighted: bool,
 ) -> SelectorConfig {
     let mut s = base.clone();
     if let Some(p) = policy {
+        // as in a topology: a tier that names its policy answers its top `answers`
         s.policy = p.clone();
+        s.set = AnswerSet::Top;
     }
     if let Some(h) = hysteresis {
         s.hysteresis = h;
     }
     if let Some(n) = answers {
         s.answers = n;
+        s.set = AnswerSet::Top;
     }
     if let Some(r) = v.rotate_every {
         s.rotate_every = r;
+    }
+    if weighted {
+        s.set = AnswerSet::Weighted;
     }
     s
 }
@@ -55,10 +62,20 @@ pub(crate) fn selectors(
     v: &Variant,
 ) -> Result<(SelectorConfig, BTreeMap<fedlb_core::FarmId, SelectorConfig>), Error> {
     let base = &topo.global_service()?.selector;
-    let global = match &v.flat {
-        Some(p) => with_overrides(base, v, Some(p), v.hysteresis, v.answers),
-        None => with_overrides(base, v, v.global.as_ref(), v.hysteresis, v.global_answers),
+    let mut global = match &v.flat {
+        Some(p) => with_overrides(base, v, Some(p), v.hysteresis, v.answers, v.weighted),
+        None => with_overrides(
+            base,
+            v,
+            v.global.as_ref(),
+            v.hysteresis,
+            v.global_answers,
+            false,
+        ),
     };
+    if let Some(spill) = v.spill {
+        global.spill = spill;
+    }
     let local = topo
         .farms
         .iter()
@@ -72,6 +89,7 @@ pub(crate) fn selectors(
                     v.local.as_ref(),
                     v.local_hysteresis.or(v.hysteresis),
                     v.answers,
+                    v.weighted,
                 ),
             ))
         })

@@ -81,7 +81,7 @@ fn same_seed_gives_byte_identical_output_whatever_the_thread_count() {
 fn every_default_policy_runs_and_sees_the_faults() {
     let (topo, sc) = small();
     let r = simulate(&topo, &sc, &Options::default()).unwrap();
-    assert_eq!(r.policies.len(), 10);
+    assert_eq!(r.policies.len(), 16);
     for p in &r.policies {
         assert!(p.requests > 50_000, "{}: {}", p.name, p.requests);
         assert!(p.mean_ms > 10.0, "{}: {}", p.name, p.mean_ms);

@@ -115,7 +115,7 @@ fn the_suite_command_is_deterministic_and_writes_its_files() {
     assert_eq!(read("table.txt"), table_a);
     let csv = read("suite.csv");
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines.len(), 1 + 2 * 10, "{csv}");
+    assert_eq!(lines.len(), 1 + 2 * 16, "{csv}");
     assert!(lines[0].starts_with("scenario,policy,baseline,best_baseline,default,"));
     assert!(
         csv.lines()
@@ -128,7 +128,7 @@ fn the_suite_command_is_deterministic_and_writes_its_files() {
         "{csv}"
     );
     let summary = read("suite-summary.csv");
-    assert_eq!(summary.lines().count(), 1 + 10 + 1, "{summary}");
+    assert_eq!(summary.lines().count(), 1 + 16 + 1, "{summary}");
     assert!(
         summary
             .lines()

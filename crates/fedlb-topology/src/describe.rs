@@ -21,7 +21,7 @@ impl Topology {
                 let _ = writeln!(
                     w,
                     "dns: zone {} on {} by RFC 2136",
-                    dns.zone,
+                    zones_shown(dns),
                     list.join(", ")
                 );
             }
@@ -34,7 +34,7 @@ impl Topology {
                 let _ = writeln!(
                     w,
                     "dns: zone {} on the embedded server at {listen} (state in {})",
-                    dns.zone,
+                    zones_shown(dns),
                     state_dir.display()
                 );
                 if !secondaries.is_empty() {
@@ -73,9 +73,24 @@ impl Topology {
 
         let _ = writeln!(w, "\nservices:");
         for s in self.services.values() {
-            let _ = writeln!(w, "  {} → {} port {}", s.id, s.fqdn, s.port);
+            let zone = if self.dns.zones.len() > 1 {
+                self.dns
+                    .zone_of(&s.fqdn)
+                    .map_or(String::new(), |z| format!(" (zone {})", z.name))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(w, "  {} → {}{zone} port {}", s.id, s.fqdn, s.port);
             let _ = writeln!(w, "    global: {}", selector(&s.global));
             let _ = writeln!(w, "    local:  {}", selector(&s.local));
+            if !s.metrics.is_empty() {
+                let rules: Vec<String> = s
+                    .metrics
+                    .iter()
+                    .map(|(m, a)| format!("{m} ({a})"))
+                    .collect();
+                let _ = writeln!(w, "    farm summaries carry: {}", rules.join(", "));
+            }
             for p in &s.probes {
                 let _ = writeln!(w, "    probe {}", probe(p));
             }
@@ -287,8 +302,25 @@ fn probe(p: &Probe) -> String {
             crate::model::LoadSource::NginxStubStatus { url } => {
                 format!("load from nginx stub_status {url}")
             }
-            crate::model::LoadSource::Prometheus { url, metric } => {
-                format!("load from {metric} at {url}")
+            crate::model::LoadSource::Prometheus {
+                url,
+                metric,
+                labels,
+                record_as,
+            } => {
+                let labels: Vec<String> =
+                    labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                let labels = if labels.is_empty() {
+                    String::new()
+                } else {
+                    format!("{{{}}}", labels.join(","))
+                };
+                let what = match record_as {
+                    crate::model::RecordAs::Pending => "load from",
+                    crate::model::RecordAs::Connections => "connections from",
+                    crate::model::RecordAs::Metric => "metric",
+                };
+                format!("{what} {metric}{labels} at {url}")
             }
             crate::model::LoadSource::ProcNetTcp { port } => {
                 format!("load: connections to port {port}")
@@ -309,4 +341,27 @@ fn probe(p: &Probe) -> String {
             ", measures only"
         }
     )
+}
+
+/// The zones as `fedlb check` lists them: `a.test.`, or `a.test., b.test. (own servers)`.
+fn zones_shown(dns: &crate::model::DnsTarget) -> String {
+    dns.zones
+        .iter()
+        .map(|z| {
+            let mut own = Vec::new();
+            if let Some(s) = &z.servers {
+                let list: Vec<String> = s.iter().map(ToString::to_string).collect();
+                own.push(format!("servers {}", list.join(", ")));
+            }
+            if let Some(k) = &z.tsig {
+                own.push(format!("key {}", k.name));
+            }
+            if own.is_empty() {
+                z.name.clone()
+            } else {
+                format!("{} ({})", z.name, own.join("; "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -26,8 +26,8 @@ use std::path::Path;
 
 pub use model::{
     Attachment, CommandOutput, Continent, DnsServer, DnsTarget, Farm, FileOutput, GlobalNode,
-    Heartbeat, HttpCheck, LoadSource, Location, Mode, NodeInfo, Probe, ProbeKind, Region, Role,
-    Server, Service, Topology,
+    Heartbeat, HttpCheck, LoadSource, Location, Mode, NodeInfo, Probe, ProbeKind, RecordAs, Region,
+    Role, Server, Service, Topology, Zone, in_zone,
 };
 pub use source::{MAX_DEPTH, MAX_FILE_BYTES, MAX_YAML_ALIAS_BYTES, MAX_YAML_ALIAS_NODES};
 pub use tsig::{TsigAlgorithm, TsigKey, TsigKeyError};

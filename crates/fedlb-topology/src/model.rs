@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fedlb_core::{
-    CandidateId, Distance, FarmConfig, FarmId, GlobalConfig, Liveness, MemberKind, MemberSpec,
-    MonitorConfig, ProbeId, ProbeSchedule, RegionId, RegionSpec, SelectorConfig, ServerId,
-    ServiceId, Spread, Thresholds, TierService, TtlRule,
+    Aggregate, CandidateId, Distance, FarmConfig, FarmId, GlobalConfig, Liveness, MemberKind,
+    MemberSpec, MonitorConfig, ProbeId, ProbeSchedule, RegionId, RegionSpec, SelectorConfig,
+    ServerId, ServiceId, Spread, Thresholds, TierService, TtlRule,
 };
 use ipnet::IpNet;
 
@@ -123,8 +123,10 @@ pub struct GlobalNode {
 /// Where answers are published.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DnsTarget {
-    /// The zone updated, lowercase with a trailing dot.
+    /// The zone updated, lowercase with a trailing dot (with `dns.zones`, the first).
     pub zone: String,
+    /// Every zone updated (`dns.zone` alone: that one, with the dns-level servers and key).
+    pub zones: Vec<Zone>,
     /// TTL of published records.
     pub ttl: Duration,
     /// Derive the TTL from the time until the answer could next change, between
@@ -156,6 +158,36 @@ pub struct DnsTarget {
     /// The MaxMind-format country database that places clients of regions with `geoip`
     /// (GeoIP2/GeoLite2 Country, DB-IP); `None` when no region matches by geography.
     pub geoip_database: Option<PathBuf>,
+}
+
+/// One zone fedlb publishes into.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Zone {
+    /// Its name, lowercase with a trailing dot.
+    pub name: String,
+    /// Its own primaries (external servers only); `None`: `dns.servers`.
+    pub servers: Option<Vec<SocketAddr>>,
+    /// Its own key; `None`: `dns.tsig` (also when the key file was not read: see
+    /// `tsig_file`).
+    pub tsig: Option<TsigKey>,
+    /// Its key file, when its key comes from one.
+    pub tsig_file: Option<PathBuf>,
+}
+
+impl DnsTarget {
+    /// The zone a name (lowercase, trailing dot) is published in: the longest zone it ends
+    /// with.
+    pub fn zone_of(&self, fqdn: &str) -> Option<&Zone> {
+        self.zones
+            .iter()
+            .filter(|z| in_zone(fqdn, &z.name))
+            .max_by_key(|z| z.name.len())
+    }
+}
+
+/// Whether `name` is `zone` or below it (both lowercase with a trailing dot).
+pub fn in_zone(name: &str, zone: &str) -> bool {
+    name == zone || zone == "." || name.ends_with(&format!(".{zone}"))
 }
 
 /// Files the answers are also written to.
@@ -314,6 +346,9 @@ pub struct Service {
     pub global: SelectorConfig,
     /// How farm nodes choose among their servers, unless a farm overrides it.
     pub local: SelectorConfig,
+    /// The application metrics farm summaries carry upward, each with the rule that
+    /// aggregates it over the farm's servers that are up (`metrics = { dbms_users = "sum" }`).
+    pub metrics: BTreeMap<String, Aggregate>,
 }
 
 /// One probe of a service.
@@ -404,6 +439,18 @@ pub struct HttpCheck {
     pub ca_file: Option<PathBuf>,
 }
 
+/// What a number read by a Prometheus load probe is recorded as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordAs {
+    /// Pending requests (the default: what `least_loaded` and `max_load` read).
+    Pending,
+    /// Open connections.
+    Connections,
+    /// An application metric under the Prometheus metric's own name (what `lowest_metric`
+    /// and `max_metric` read).
+    Metric,
+}
+
 /// Where a load probe reads load.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LoadSource {
@@ -412,12 +459,17 @@ pub enum LoadSource {
         /// Its URL.
         url: String,
     },
-    /// One metric of a Prometheus text exposition.
+    /// One metric of a Prometheus text exposition: the series of that name carrying every
+    /// label of `labels`, summed.
     Prometheus {
         /// The exposition URL.
         url: String,
-        /// The metric read (as pending requests).
+        /// The metric read.
         metric: String,
+        /// Labels a series must carry to count (`handler="api"`).
+        labels: Vec<(String, String)>,
+        /// What the value is recorded as.
+        record_as: RecordAs,
     },
     /// Established connections to a local port, from `/proc/net/tcp{,6}` (intrusive mode).
     ProcNetTcp {
@@ -661,6 +713,12 @@ impl Topology {
             farm: f.id.clone(),
             services,
             heartbeat: f.heartbeat.interval,
+            metrics: self
+                .services
+                .values()
+                .filter(|s| !s.metrics.is_empty())
+                .map(|s| (s.id.clone(), s.metrics.clone()))
+                .collect(),
         })
     }
 

@@ -147,6 +147,28 @@
 //! `secret = "base64…"` gives the secret inline (handy from the environment:
 //! `FEDLB__DNS__TSIG__SECRET`). Algorithms: `hmac-sha256`, `hmac-sha384`, `hmac-sha512`.
 //!
+//! **Several zones**: instead of `zone`, `zones` lists them (not both):
+//!
+//! ```toml
+//! [dns]
+//! servers = ["127.0.0.1:53"]
+//! tsig = { key_file = "keys/fedlb-key.conf" }
+//! zones = [
+//!   { name = "example.com." },                                   # dns.servers, dns.tsig
+//!   { name = "example.net.", servers = ["192.0.2.54:53"], tsig = { key_file = "keys/net.conf" } },
+//! ]
+//! ```
+//!
+//! A service's FQDN picks its zone: the longest zone it ends with. Each zone gets one UPDATE
+//! per change tick, to its own `servers` signed with its own `tsig` when given, else to
+//! `dns.servers` with `dns.tsig`. Regions keep working: each view (embedded or BIND) holds
+//! every zone, written with the region's key; a region with primaries of its own gets every
+//! zone there. The embedded server serves every zone itself (per-zone `servers` and `tsig`
+//! are refused with it). Refused: an FQDN in no zone, a zone listed twice, a zone inside
+//! another (a name under both would depend on delegation: publish the inner zone's names in
+//! the outer one, or serve it elsewhere), both `zone` and `zones`, and — for now — several
+//! zones with `dns.file`, `dns.command` or `dns.embedded.secondaries`.
+//!
 //! `geoip_database`: a MaxMind-format country database (GeoIP2/GeoLite2 Country, DB-IP),
 //! needed when a region places clients by `geoip`. Checked to be a file where key files
 //! are read (the global node, `fedlb check`).
@@ -156,12 +178,32 @@
 //! | field | type | |
 //! |---|---|---|
 //! | `name` | name | required, unique |
-//! | `fqdn` | domain name | the name answered, inside `dns.zone` (required) |
+//! | `fqdn` | domain name | the name answered, inside `dns.zone` or one of `dns.zones` (required) |
 //! | `port` | 1–65535 | the service port, probed unless a probe says otherwise (required) |
 //! | `ttl` | duration | TTL of this name's records (default: `dns.ttl`) |
 //! | `global` | tier | how the global node chooses among farms and direct servers |
 //! | `local` | tier | how each farm node chooses among its servers (farms may override) |
 //! | `probes` | array of probes | how every instance of the service is measured |
+//! | `metrics` | table metric → `"min"` \| `"max"` \| `"sum"` \| `"mean"` | the application metrics farm summaries carry upward, each aggregated over the farm's servers that are up (`metrics = { dbms_users = "sum" }`); a metric not listed stays inside the farm |
+//!
+//! **Across farms.** A farm is one candidate of the global tier; its summary carries the
+//! farm's readings: pending requests and connections summed, the best response time, each
+//! metric of `metrics` by its rule, and its **hop count: the fewest hops of the servers of
+//! its answer, as the farm's `hops` probes measure them** — from the farm node (remote
+//! servers) or the server's agent (intrusive), not from the global node. The patent's
+//! "closest = fewest hops from the name server" would measure from the global node; fedlb
+//! does not probe the farms' servers from the global node (the farm node owns them, and a
+//! traceroute-style probe per farm answer from one node would follow every local change),
+//! so `closest` with `by = "hops"` ranks farms by how far their answer is from their own
+//! node; to rank by distance from the global node use `by = "rtt"` (QUIC round-trip time to
+//! each farm node) or declared distances.
+//!
+//! A `max_metric` filter table may say what a candidate that does not report the metric
+//! does: `{ max_metric = { dbms_users = 100 }, missing = "fail" }` (not known to be under
+//! the limit: fails) or `missing = "pass"`. Without `missing`, `fedlb check` refuses a filter
+//! some candidate could not report: a metric no probe measures, or, at the global tier of a
+//! service farms offer, one the service's `metrics` does not aggregate (every farm would
+//! pass unmeasured).
 //!
 //! A **tier** table: `policy` (default global `"closest"`, or with `[[regions]]` the
 //! composite `{ filters = [{ max_load = 0.8 }], rank = "closest", fallback = "least_loaded" }`;
@@ -187,7 +229,7 @@
 //! | `http`, `https` | `path` (default `/`), `host` (Host header), `expect_status` (default 200), `body_contains`, `ca_file` (https only) | 1s / 800ms | yes |
 //! | `icmp` | — | 1s / 800ms | yes |
 //! | `hops` | `max_hops` (default 30) | 1h / 10s | no |
-//! | `load` | `source = "nginx_stub_status"` + `url`; `source = "prometheus"` + `url` + `metric`; `source = "proc_net_tcp"` (+ optional `port`) | 1s / 800ms | no |
+//! | `load` | `source = "nginx_stub_status"` + `url`; `source = "prometheus"` + `url` + `metric` (+ optional `labels = { handler = "api" }`: only series carrying them count, summed; `record_as = "pending"` (default) \| `"connections"` \| `"metric"`: the value under the metric's own name, for `lowest_metric`, `max_metric` and farm `metrics`); `source = "proc_net_tcp"` (+ optional `port`) | 1s / 800ms | no |
 //! | `command` | `argv` (non-empty, run without a shell), `metric` (the number it prints) | 1s / 2s | no |
 //!
 //! A default timeout never exceeds the probe's interval. Probes run against the server's `probe_address` if it has one, else its first address.
@@ -311,7 +353,12 @@
 //! server, a region primary that is already the zone's or another region's; a composite
 //! `fallback` that is itself a composite; `answers` neither a number in 1..=64 nor
 //! `"weighted"`; an unknown `spill`, or `spill = "split"` without a composite policy with a
-//! `max_load` filter; an unknown `embedded.spread`.
+//! `max_load` filter; an unknown `embedded.spread`; zones: both `zone` and `zones`, a zone
+//! listed twice or inside another, an FQDN in no zone, per-zone `servers` or `tsig` with the
+//! embedded server, several zones with `file`, `command` or secondaries; metrics: an
+//! unknown aggregation rule, a `max_metric` filter without `missing` on a metric some
+//! candidate cannot report, an unknown `missing` or one on a filter without `max_metric`,
+//! an unknown `record_as`, a label name Prometheus would refuse.
 //!
 //! Limits: a topology file is at most 4 MiB and nested at most 64 levels; in YAML,
 //! anchors and aliases may copy at most 100,000 values or 4 MiB in all (an alias bomb is
@@ -380,7 +427,8 @@ pub(crate) struct RawDns {
     pub server: Option<String>,
     pub servers: Option<Vec<String>>,
     pub embedded: Option<RawEmbedded>,
-    pub zone: String,
+    pub zone: Option<String>,
+    pub zones: Option<Vec<RawZone>>,
     pub ttl: Option<RawDuration>,
     pub ttl_min: Option<RawDuration>,
     pub derive_ttl: Option<bool>,
@@ -418,6 +466,15 @@ pub(crate) struct RawEmbedded {
     pub spread: Option<String>,
 }
 
+/// One zone of `dns.zones`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawZone {
+    pub name: String,
+    pub servers: Option<Vec<String>>,
+    pub tsig: Option<RawTsig>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTsig {
@@ -438,6 +495,8 @@ pub(crate) struct RawService {
     pub local: Option<RawTier>,
     #[serde(default)]
     pub probes: Vec<RawProbe>,
+    /// Metric name → how farms aggregate it in their summaries.
+    pub metrics: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -536,6 +595,7 @@ pub(crate) struct RawFilter {
     pub max_load: Option<f64>,
     pub max_response_time: Option<RawDuration>,
     pub max_metric: Option<BTreeMap<String, f64>>,
+    pub missing: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -562,6 +622,9 @@ pub(crate) struct RawProbe {
     pub url: Option<String>,
     // load (prometheus) and command
     pub metric: Option<String>,
+    // load (prometheus)
+    pub labels: Option<BTreeMap<String, String>>,
+    pub record_as: Option<String>,
     // command
     pub argv: Option<Vec<String>>,
 }

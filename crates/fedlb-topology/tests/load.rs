@@ -630,10 +630,10 @@ fn balance_options_reach_the_core_configs_from_the_file_and_the_environment() {
         ("FEDLB__SERVICES__0__LOCAL__ANSWERS", "weighted"),
         ("FEDLB__SERVICES__0__LOCAL__POLICY", "two_choices"),
         ("FEDLB__DNS__TTL_BY_LOAD", "true"),
-        ("FEDLB__DNS__EMBEDDED__SPREAD", "hashed"),
+        ("FEDLB__DNS__EMBEDDED__SPREAD", "weighted"),
     ];
     let t = load_with_env(&path, env).unwrap().topology;
-    assert_eq!(t.dns.spread, fedlb_core::Spread::Hashed);
+    assert_eq!(t.dns.spread, fedlb_core::Spread::Weighted);
     let www = ServiceId::from("www");
     let local = &t.farm_config(&FarmId::from("eu-west")).unwrap().services[&www].selector;
     assert_eq!(local.set, fedlb_core::AnswerSet::Weighted);
@@ -641,16 +641,30 @@ fn balance_options_reach_the_core_configs_from_the_file_and_the_environment() {
     let g = t.global_config();
     assert!(g.ttl[&www].by_load);
     assert_eq!(g.ttl[&www].min, Duration::from_secs(5));
-    // defaults: today's behaviour
+    // defaults, chosen by the scenario suite: each farm answers its healthy servers weighted
+    // by headroom, a region over its closest farm's limit is split, and the embedded server
+    // hands each client subnet one member by weight
     let t = load_with_env(&path, no_env()).unwrap().topology;
-    assert_eq!(t.dns.spread, fedlb_core::Spread::All);
+    assert_eq!(t.dns.spread, fedlb_core::Spread::Hashed);
     let g = t.global_config();
     assert!(!g.ttl[&www].by_load);
     let sel = &g.services[&www].selector;
     assert_eq!(
         (sel.set, sel.spill, sel.answers),
-        (fedlb_core::AnswerSet::Top, fedlb_core::Spill::Move, 1)
+        (fedlb_core::AnswerSet::Top, fedlb_core::Spill::Split, 1)
     );
+    let local = &t.farm_config(&FarmId::from("eu-west")).unwrap().services[&www].selector;
+    assert_eq!(local.set, fedlb_core::AnswerSet::Weighted);
+    assert_eq!(local.policy, Policy::LeastLoaded);
+    // a tier that names its policy answers that policy's top one
+    let t = load_with_env(
+        &path,
+        [("FEDLB__SERVICES__0__LOCAL__POLICY", "round_robin")],
+    )
+    .unwrap()
+    .topology;
+    let local = &t.farm_config(&FarmId::from("eu-west")).unwrap().services[&www].selector;
+    assert_eq!((local.set, local.answers), (fedlb_core::AnswerSet::Top, 1));
     // a split needs the regions' composite (closest under 80 %, else least loaded)
     let t = load_with_env(&path, [("FEDLB__SERVICES__0__GLOBAL__SPILL", "split")])
         .unwrap()

@@ -25,6 +25,10 @@
 //!    region excludes every other region's prefixes, and before a continent every other
 //!    region's countries;
 //! 4. everyone else gets the default view (`any;`), updated with the zone's key.
+//!
+//! With several zones (`dns.zones`), every view holds every zone; the default view's copy of
+//! a zone is updated with that zone's key (its own `tsig`, else `dns.tsig`), so each zone key
+//! selects the default view like `dns.tsig` does.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -154,6 +158,18 @@ pub fn bind_config(t: &Topology, options: &BindOptions) -> anyhow::Result<String
     let Some(zone_key) = &t.dns.tsig else {
         bail!("dns.tsig: BIND views need the zone's key (its default view is updated with it)");
     };
+    // each zone and the key its default view is updated with
+    let zones: Vec<(&str, &TsigKey)> = t
+        .dns
+        .zones
+        .iter()
+        .map(|z| {
+            (
+                z.name.trim_end_matches('.'),
+                z.tsig.as_ref().unwrap_or(zone_key),
+            )
+        })
+        .collect();
     // the regions BIND serves as views: those without primaries of their own
     let views: Vec<&Region> = t
         .regions
@@ -164,6 +180,15 @@ pub fn bind_config(t: &Topology, options: &BindOptions) -> anyhow::Result<String
         bail!("regions: no region is published to dns.servers, so BIND needs no views");
     }
     let mut keys: Vec<(&TsigKey, Option<&Path>)> = vec![(zone_key, t.dns.tsig_file.as_deref())];
+    for z in &t.dns.zones {
+        if let Some(key) = &z.tsig
+            && !keys.iter().any(|(k, _)| k.name == key.name)
+        {
+            keys.push((key, z.tsig_file.as_deref()));
+        }
+    }
+    // the keys that select the default view: the zones' keys
+    let default_keys = keys.len();
     for r in &views {
         let Some(key) = &r.tsig else {
             bail!(
@@ -185,7 +210,8 @@ pub fn bind_config(t: &Topology, options: &BindOptions) -> anyhow::Result<String
     let _ = writeln!(
         out,
         "# BIND configuration for the regions of topology \"{}\", written by `fedlb dns-config bind`.\n\
-         # Include it in named.conf in place of any `zone \"{zone}\"` statement: once views exist,\n\
+         # Include it in named.conf in place of any `zone \"{zone}\"` statement (or of any zone\n\
+         # listed in dns.zones): once views exist,\n\
          # every zone must be inside a view. Each view's zone file must exist before named starts\n\
          # (a SOA and an NS record, as for any primary); fedlb fills in the answers.",
         t.name
@@ -258,34 +284,37 @@ pub fn bind_config(t: &Topology, options: &BindOptions) -> anyhow::Result<String
                 }
             }
         }
-        view(&mut out, r.id.as_str(), &matches, zone, own, options);
+        let in_view: Vec<(&str, &TsigKey)> = zones.iter().map(|(z, _)| (*z, own)).collect();
+        view(&mut out, r.id.as_str(), &matches, &in_view, options);
     }
     let mut matches: Vec<String> = keys
         .iter()
-        .skip(1)
+        .skip(default_keys)
         .map(|(k, _)| format!("!key \"{}\"", key_name(k)))
         .collect();
     matches.push("any".to_owned());
-    view(&mut out, "default", &matches, zone, zone_key, options);
+    view(&mut out, "default", &matches, &zones, options);
     Ok(out)
 }
 
+/// One view: its `match-clients` and every zone, each updated with its key.
 fn view(
     out: &mut String,
     name: &str,
     matches: &[String],
-    zone: &str,
-    key: &TsigKey,
+    zones: &[(&str, &TsigKey)],
     options: &BindOptions,
 ) {
     let _ = writeln!(out, "\nview \"{name}\" {{");
     let _ = writeln!(out, "  match-clients {{ {}; }};", matches.join("; "));
-    let _ = writeln!(
-        out,
-        "  zone \"{zone}\" {{\n    type primary;\n    file \"{}\";\n    update-policy {{ grant \"{}\" zonesub ANY; }};\n  }};",
-        options.zone_dir.join(format!("{zone}.{name}.db")).display(),
-        key_name(key)
-    );
+    for (zone, key) in zones {
+        let _ = writeln!(
+            out,
+            "  zone \"{zone}\" {{\n    type primary;\n    file \"{}\";\n    update-policy {{ grant \"{}\" zonesub ANY; }};\n  }};",
+            options.zone_dir.join(format!("{zone}.{name}.db")).display(),
+            key_name(key)
+        );
+    }
     let _ = writeln!(out, "}};");
 }
 
@@ -388,6 +417,55 @@ services = ["www"]
         let us = conf.find(r#"view "us""#).unwrap();
         let default = conf.find(r#"view "default""#).unwrap();
         assert!(eu < us && us < default);
+    }
+
+    #[test]
+    fn with_several_zones_every_view_holds_every_zone_each_default_with_its_zone_key() {
+        let base = BASE
+            .replace(
+                "zone = \"demo.test.\"\n",
+                "zones = [{ name = \"demo.test.\" }, { name = \"other.test.\", tsig = { name = \"other-key\", algorithm = \"hmac-sha256\", secret = \"b3RoZXItem9uZS1rZXktMDEyMzQ1Njc4OWFiY2RlZg==\" } }]\n",
+            )
+            .replace(
+                "[[services.probes]]",
+                "[[services.probes]]\nkind = \"tcp\"\n[[services]]\nname = \"api\"\nfqdn = \"api.other.test.\"\nport = 80\n[[services.probes]]",
+            )
+            .replace("services = [\"www\"]", "services = [\"www\", \"api\"]");
+        let t = topology(&format!("{base}{}", region("eu", "\"127.0.10.0/24\"", "")));
+        let conf = bind_config(&t, &options()).unwrap();
+        assert!(
+            conf.contains(r#"key "other-key" { algorithm hmac-sha256;"#),
+            "{conf}"
+        );
+        // the other zone's key selects the default view, like the zone key
+        assert!(
+            conf.contains(r#"match-clients { key "eu-key"; !key "zone-key"; !key "other-key"; 127.0.10.0/24; };"#),
+            "{conf}"
+        );
+        assert!(
+            conf.contains(r#"match-clients { !key "eu-key"; any; };"#),
+            "{conf}"
+        );
+        for zone in ["demo.test", "other.test"] {
+            for view in ["eu", "default"] {
+                assert!(
+                    conf.contains(&format!("file \"/var/lib/bind/{zone}.{view}.db\";")),
+                    "{zone} in {view}: {conf}"
+                );
+            }
+        }
+        let default = &conf[conf.find(r#"view "default""#).unwrap()..];
+        assert!(default.contains("zone \"other.test\" {\n    type primary;\n    file \"/var/lib/bind/other.test.default.db\";\n    update-policy { grant \"other-key\" zonesub ANY; };"), "{default}");
+        assert!(
+            default.contains(r#"grant "zone-key" zonesub ANY;"#),
+            "{default}"
+        );
+        let eu = &conf[conf.find(r#"view "eu""#).unwrap()..conf.find(r#"view "default""#).unwrap()];
+        assert_eq!(
+            eu.matches(r#"grant "eu-key" zonesub ANY;"#).count(),
+            2,
+            "{eu}"
+        );
     }
 
     #[test]

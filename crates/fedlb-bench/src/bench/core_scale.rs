@@ -88,6 +88,7 @@ impl Fleet {
                     farm: format!("farm{f}").as_str().into(),
                     services: map,
                     heartbeat: Duration::from_secs(1),
+                    metrics: Default::default(),
                 };
                 FarmState::new(config, 1, f as u64, now)
             })

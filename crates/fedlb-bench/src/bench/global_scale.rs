@@ -160,6 +160,7 @@ impl Farm {
             },
             capacity: servers as f64,
             readings,
+            aggregates: Vec::new(),
             degraded: false,
             servers: views,
         }])

@@ -186,15 +186,16 @@ impl World<'_> {
                 flips += 1;
                 view.published.clone_from(&p.decision.addresses);
             }
-            answers.push((v, p.decision.addresses, p.ttl));
+            let shares = p.decision.shares();
+            answers.push((v, p.decision.addresses, shares, p.ttl));
         }
         if now >= self.warmup {
             self.flips += flips;
         }
         let next = glob.state.poll_timeout(ts(now));
         let at = now + us(self.sc.delays.publish);
-        for (v, a, ttl) in answers {
-            let payload = self.store(Payload::Answer(a, ttl));
+        for (v, a, shares, ttl) in answers {
+            let payload = self.store(Payload::Answer(a, shares, ttl));
             self.push(
                 at,
                 Ev::DnsUpdate {

@@ -1,8 +1,10 @@
 //! The data plane: requests arrive per region, ask a caching resolver, queue at one
 //! answered server for a slot, and are counted when they end.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
+use fedlb_core::spread;
 use rand::Rng;
 use rand_distr::{Distribution, Exp};
 
@@ -47,8 +49,26 @@ impl World<'_> {
                 // would otherwise stay in step for the whole run.
                 ttl = (ttl as f64 * (1.0 - self.client_rng.random::<f64>())) as u64;
             }
+            // What the DNS server answers this resolver: the whole set, or one member picked
+            // per query by the embedded server's own rule (`spread::pick`).
+            let v4 = view.shares.iter().any(|(a, _)| a.is_ipv4());
+            let family: Vec<(IpAddr, f64)> = view
+                .shares
+                .iter()
+                .filter(|(a, _)| a.is_ipv4() == v4)
+                .copied()
+                .collect();
+            let key = self.resolvers[r][which].key;
+            let picked = spread::pick(self.spread, &family, key, &mut self.client_rng)
+                .and_then(|i| self.pre.by_addr.get(&family[i].0).copied());
             let res = &mut self.resolvers[r][which];
-            res.answer.clone_from(&view.answer);
+            match picked {
+                Some(s) => {
+                    res.answer.clear();
+                    res.answer.push(s);
+                }
+                None => res.answer.clone_from(&view.answer),
+            }
             res.expires = Some(now + ttl);
         }
         let answer = &self.resolvers[r][which].answer;

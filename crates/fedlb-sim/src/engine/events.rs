@@ -102,7 +102,7 @@ impl World<'_> {
                 }
             }
             Ev::DnsUpdate { view, payload } => {
-                let Payload::Answer(addrs, ttl) = self.take(payload) else {
+                let Payload::Answer(addrs, shares, ttl) = self.take(payload) else {
                     unreachable!("answer payload")
                 };
                 let answer: Vec<u32> = addrs
@@ -111,6 +111,7 @@ impl World<'_> {
                     .collect();
                 let view = &mut self.global.views[view as usize];
                 view.answer_ttl = us(Duration::from_secs(u64::from(ttl)));
+                view.shares = shares;
                 if view.answer != answer {
                     if self.now >= self.warmup {
                         self.dns_changes += 1;

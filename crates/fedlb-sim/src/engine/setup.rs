@@ -2,12 +2,14 @@
 //! with its state machines built from the topology and the variant.
 
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use fedlb_core::{
     CandidateId, Distance, GlobalConfig, GlobalState, MemberSpec, Monitor, RegionId, RegionSpec,
-    TierService, Timestamp, TtlRule,
+    TierService, Timestamp, TtlRule, spread,
 };
+use ipnet::IpNet;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
@@ -152,6 +154,16 @@ pub(super) fn seeded(seed: u64, stream: u64) -> SmallRng {
     SmallRng::seed_from_u64(z ^ (z >> 31))
 }
 
+/// The subnet a resolver is keyed by for hashed spreading: one /56 of its own per resolver
+/// (a label for the hash, never an address anything is sent to).
+fn resolver_key(region: usize, resolver: u32) -> IpNet {
+    let mut octets = [0u8; 16];
+    octets[0] = 0xfd;
+    octets[1..3].copy_from_slice(&(region as u16).to_be_bytes());
+    octets[3..7].copy_from_slice(&resolver.to_be_bytes());
+    spread::client_key(IpAddr::V6(Ipv6Addr::from(octets)), None)
+}
+
 impl<'a> World<'a> {
     pub(super) fn new(
         topo: &'a Topology,
@@ -203,13 +215,17 @@ impl<'a> World<'a> {
         } else {
             Vec::new()
         };
-        let ttl = match ttl_mode(topo, sc, v) {
+        let mut ttl = match ttl_mode(topo, sc, v) {
             TtlMode::Fixed(d) => TtlRule::fixed(d),
             TtlMode::Derived { min, max } => TtlRule::derived(min, max),
         };
+        if v.ttl_by_load {
+            ttl = ttl.with_load(sc.ttl_min);
+        }
         let view = |region: Option<RegionId>| DnsView {
             region,
             answer: Vec::new(),
+            shares: Vec::new(),
             answer_ttl: 0,
             published: Vec::new(),
         };
@@ -312,14 +328,15 @@ impl<'a> World<'a> {
         let resolvers = sc
             .regions
             .iter()
-            .map(|r| {
-                vec![
-                    Resolver {
+            .enumerate()
+            .map(|(r, region)| {
+                (0..region.resolvers)
+                    .map(|i| Resolver {
                         answer: Vec::new(),
                         expires: None,
-                    };
-                    r.resolvers as usize
-                ]
+                        key: resolver_key(r, i),
+                    })
+                    .collect()
             })
             .collect();
         let bin_us = us(sc.bin);
@@ -348,6 +365,7 @@ impl<'a> World<'a> {
             farms,
             global,
             flat,
+            spread: v.spread,
             client_view,
             resolvers,
             max_rate: sc.regions.iter().map(|r| r.max_rate()).collect(),

@@ -7,9 +7,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use fedlb_core::{
-    FarmConfig, FarmState, GlobalState, Monitor, ProbeId, RegionId, Report as CoreReport, Summary,
-    Timestamp,
+    FarmConfig, FarmState, GlobalState, Monitor, ProbeId, RegionId, Report as CoreReport, Spread,
+    Summary, Timestamp,
 };
+use ipnet::IpNet;
 use rand::rngs::SmallRng;
 use rand_distr::{Distribution, Exp, LogNormal};
 
@@ -116,7 +117,7 @@ impl Ord for Entry {
 pub(super) enum Payload {
     Report(CoreReport),
     Summary(Summary),
-    Answer(Vec<IpAddr>, u32),
+    Answer(Vec<IpAddr>, Vec<(IpAddr, f64)>, u32),
 }
 
 pub(super) enum Sampler {
@@ -221,6 +222,8 @@ pub(super) struct DnsView {
     pub(super) region: Option<RegionId>,
     /// The answer and its TTL in µs (from the core's Publish).
     pub(super) answer: Vec<u32>,
+    /// The answer's members with their shares (what the embedded server spreads by).
+    pub(super) shares: Vec<(IpAddr, f64)>,
     pub(super) answer_ttl: u64,
     /// The last answer handed to the DNS server (a new TTL alone is not a flip).
     pub(super) published: Vec<IpAddr>,
@@ -231,6 +234,8 @@ pub(super) struct Resolver {
     pub(super) answer: Vec<u32>,
     /// `None` until its first answer.
     pub(super) expires: Option<u64>,
+    /// The subnet the DNS server keys it by (hashed spreading).
+    pub(super) key: IpNet,
 }
 
 /// One run.
@@ -250,6 +255,8 @@ pub(super) struct World<'a> {
     pub(super) farms: Vec<FarmSim>,
     pub(super) global: GlobalSim,
     pub(super) flat: bool,
+    /// How the DNS server answers a set (the variant's `spread`).
+    pub(super) spread: Spread,
     /// The view (index into `global.views`) each client region resolves in.
     pub(super) client_view: Vec<usize>,
     pub(super) resolvers: Vec<Vec<Resolver>>,

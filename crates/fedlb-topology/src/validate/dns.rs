@@ -6,15 +6,15 @@ use std::time::Duration;
 use fedlb_core::Spread;
 use fedlb_core::time::human;
 
-use crate::model::{CommandOutput, DnsServer, DnsTarget, FileOutput};
-use crate::schema::{RawDns, RawTsig};
+use crate::model::{CommandOutput, DnsServer, DnsTarget, FileOutput, Zone, in_zone};
+use crate::schema::{RawDns, RawTsig, RawZone};
 use crate::tsig::{KeyFile, TsigAlgorithm, TsigKey, decode_secret, parse_key_file};
 
 use super::{Ctx, DEFAULT_RECONCILE, DEFAULT_TTL, DEFAULT_TTL_MIN};
 
 impl Ctx<'_> {
     pub(super) fn dns(&mut self, raw: RawDns) -> Option<DnsTarget> {
-        let zone = self.domain("dns.zone", &raw.zone);
+        let (raw_zone, raw_zones) = (raw.zone, raw.zones);
         let ttl = match &raw.ttl {
             Some(d) => self.duration("dns.ttl", d),
             None => Some(DEFAULT_TTL),
@@ -114,10 +114,12 @@ impl Ctx<'_> {
                     .then_some(DnsServer::Rfc2136 { primaries })
             }
             (None, None, Some(e)) => {
+                // By default each query gets one member of a weighted set, chosen by weight
+                // from its client's subnet: the scenario suite chose it (README).
                 spread = match e.spread.as_deref() {
-                    None | Some("all") => Some(Spread::All),
+                    None | Some("hashed") => Some(Spread::Hashed),
+                    Some("all") => Some(Spread::All),
                     Some("weighted") => Some(Spread::Weighted),
-                    Some("hashed") => Some(Spread::Hashed),
                     Some(other) => {
                         self.err(
                             "dns.embedded.spread",
@@ -218,6 +220,12 @@ impl Ctx<'_> {
                 format!("key \"{}\" is also dns.tsig: every secondary holding it can update the zone; give secondaries a key of their own", t.name),
             );
         }
+        let zones = self.zones(
+            raw_zone,
+            raw_zones,
+            server.as_ref(),
+            file.is_some() || command.is_some(),
+        );
         let geoip_database = match raw.geoip_database.as_deref() {
             Some(g) if g.trim().is_empty() => {
                 self.err("dns.geoip_database", "must not be empty");
@@ -239,8 +247,10 @@ impl Ctx<'_> {
             }
             None => None,
         };
+        let zones = zones?;
         Some(DnsTarget {
-            zone: zone?,
+            zone: zones.first()?.name.clone(),
+            zones,
             ttl: ttl?,
             derive_ttl: raw.derive_ttl.unwrap_or(false),
             ttl_min: ttl_min?,
@@ -255,6 +265,153 @@ impl Ctx<'_> {
             tsig_file,
             geoip_database,
         })
+    }
+
+    /// `dns.zone` or `dns.zones`: each zone with the servers and key it is updated through.
+    fn zones(
+        &mut self,
+        zone: Option<String>,
+        zones: Option<Vec<RawZone>>,
+        server: Option<&DnsServer>,
+        extras: bool,
+    ) -> Option<Vec<Zone>> {
+        let embedded = matches!(server, Some(DnsServer::Embedded { .. }));
+        let list = match (zone, zones) {
+            (Some(_), Some(_)) => {
+                self.err(
+                    "dns.zones",
+                    "give `zone` (one zone) or `zones` (several), not both",
+                );
+                return None;
+            }
+            (None, None) => {
+                self.err(
+                    "dns.zone",
+                    "missing: the zone answers are published in (or `zones`, a list of them)",
+                );
+                return None;
+            }
+            (Some(z), None) => {
+                return self.domain("dns.zone", &z).map(|name| {
+                    vec![Zone {
+                        name,
+                        servers: None,
+                        tsig: None,
+                        tsig_file: None,
+                    }]
+                });
+            }
+            (None, Some(list)) => list,
+        };
+        if list.is_empty() {
+            self.err("dns.zones", "at least one zone is needed");
+            return None;
+        }
+        let mut ok = true;
+        let mut out: Vec<(usize, Zone)> = Vec::new();
+        for (i, rz) in list.into_iter().enumerate() {
+            let p = format!("dns.zones[{i}]");
+            let Some(name) = self.domain(&format!("{p}.name"), &rz.name) else {
+                ok = false;
+                continue;
+            };
+            if let Some((j, _)) = out.iter().find(|(_, z)| z.name == name) {
+                self.err(
+                    format!("{p}.name"),
+                    format!("zone \"{name}\" listed twice (first at dns.zones[{j}])"),
+                );
+                ok = false;
+                continue;
+            }
+            if let Some((j, other)) = out
+                .iter()
+                .find(|(_, z)| in_zone(&name, &z.name) || in_zone(&z.name, &name))
+            {
+                let (inner, outer) = if in_zone(&name, &other.name) {
+                    (&name, &other.name)
+                } else {
+                    (&other.name, &name)
+                };
+                self.err(
+                    format!("{p}.name"),
+                    format!(
+                        "zone \"{inner}\" is inside zone \"{outer}\" (dns.zones[{j}]): nested zones are refused, as a name under both would depend on the delegation; publish the inner zone's names in the outer one, or serve it elsewhere"
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            let servers = match rz.servers {
+                Some(_) if embedded => {
+                    self.err(
+                        format!("{p}.servers"),
+                        "the embedded server serves every zone itself: per-zone servers are for external primaries (dns.servers)",
+                    );
+                    ok = false;
+                    None
+                }
+                Some(list) => {
+                    if list.is_empty() {
+                        self.err(format!("{p}.servers"), "at least one server is needed");
+                        ok = false;
+                    }
+                    let mut primaries = Vec::new();
+                    for (k, s) in list.iter().enumerate() {
+                        let sp = format!("{p}.servers[{k}]");
+                        match self.socket(&sp, s) {
+                            Some(a) if primaries.contains(&a) => {
+                                self.err(sp, format!("server {a} listed twice"));
+                                ok = false;
+                            }
+                            Some(a) => primaries.push(a),
+                            None => ok = false,
+                        }
+                    }
+                    Some(primaries)
+                }
+                None => None,
+            };
+            let (tsig, tsig_file) = match rz.tsig {
+                Some(_) if embedded => {
+                    self.err(
+                        format!("{p}.tsig"),
+                        "the embedded server updates every zone with the node's keys (dns.tsig, the regions' keys): per-zone keys are for external primaries",
+                    );
+                    ok = false;
+                    (None, None)
+                }
+                Some(t) => self.tsig(&format!("{p}.tsig"), t),
+                None => (None, None),
+            };
+            out.push((
+                i,
+                Zone {
+                    name,
+                    servers,
+                    tsig,
+                    tsig_file,
+                },
+            ));
+        }
+        if out.len() > 1 {
+            if extras {
+                self.err(
+                    "dns.zones",
+                    "several zones with dns.file or dns.command are not supported yet (they write one zone's answers)",
+                );
+                ok = false;
+            }
+            if let Some(DnsServer::Embedded { secondaries, .. }) = server
+                && !secondaries.is_empty()
+            {
+                self.err(
+                    "dns.embedded.secondaries",
+                    "several zones with secondaries are not supported yet (NOTIFY and transfers name one zone)",
+                );
+                ok = false;
+            }
+        }
+        ok.then(|| out.into_iter().map(|(_, z)| z).collect())
     }
 
     pub(super) fn tsig(&mut self, at: &str, raw: RawTsig) -> (Option<TsigKey>, Option<PathBuf>) {

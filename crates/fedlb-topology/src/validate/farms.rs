@@ -80,6 +80,7 @@ impl Ctx<'_> {
                 service: &sid,
                 scope: Scope::Farm(id.clone()),
                 metrics: metrics.get(&sid).unwrap_or(&empty),
+                farm_metrics: None,
             };
             match self.tier(&lpath, Some(over), svc.local.clone(), &usage, orders) {
                 Some(cfg) => {

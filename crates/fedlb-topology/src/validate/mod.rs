@@ -111,6 +111,9 @@ struct PolicyUse<'a> {
     service: &'a ServiceId,
     scope: Scope,
     metrics: &'a BTreeSet<String>,
+    /// At the global tier of a service some farm offers: the metrics farm summaries carry
+    /// (measured by a probe and given an aggregation rule in the service's `metrics`).
+    farm_metrics: Option<&'a BTreeSet<String>>,
 }
 
 pub(crate) fn validate(
@@ -187,12 +190,19 @@ impl Ctx<'_> {
         let default_answers = dns.as_ref().map_or(1, |d| d.answers);
         for (i, rs) in raw.services.into_iter().enumerate() {
             let path = format!("services[{i}]");
+            let in_farms = index
+                .farms
+                .values()
+                .any(|servers| servers.values().any(|s| s.contains(&rs.name)));
             let svc = self.service(
                 &path,
                 rs,
                 default_answers,
                 dns.as_ref(),
-                has_regions,
+                services::Placement {
+                    regions: has_regions,
+                    in_farms,
+                },
                 &mut orders,
             );
             if let Some(s) = svc {

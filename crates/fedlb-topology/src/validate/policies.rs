@@ -30,6 +30,10 @@ impl Ctx<'_> {
                 Some(p) => cfg.policy = p,
                 None => ok = false,
             }
+            // A tier that names its policy answers that policy's top `answers` (the
+            // patent's preferred server), not the default weighted set, unless it also
+            // says `answers = "weighted"`.
+            cfg.set = AnswerSet::Top;
         }
         match &raw.answers {
             Some(RawAnswers::Count(a)) => match self.int(&format!("{path}.answers"), *a, 1, 64) {
@@ -106,6 +110,10 @@ impl Ctx<'_> {
         }
         let has_max_load = matches!(&cfg.policy, Policy::Composite { filters, .. }
             if filters.iter().any(|f| matches!(f, Filter::MaxLoad(_))));
+        if raw.spill.is_none() && !has_max_load {
+            // the default split (with regions) needs a limit; a policy without one moves
+            cfg.spill = Spill::Move;
+        }
         if ok && cfg.spill == Spill::Split && !has_max_load {
             self.err(
                 format!("{path}.spill"),
@@ -116,7 +124,8 @@ impl Ctx<'_> {
             );
             ok = false;
         }
-        if ok && cfg.spill == Spill::Split && cfg.set == AnswerSet::Weighted {
+        if ok && raw.spill.is_some() && cfg.spill == Spill::Split && cfg.set == AnswerSet::Weighted
+        {
             self.warn(
                 format!("{path}.spill"),
                 "spill \"split\" has no effect with answers = \"weighted\" (every healthy member is answered already)",
@@ -262,12 +271,40 @@ impl Ctx<'_> {
                             None => ok = false,
                         }
                     }
+                    let missing = match f.missing.as_deref() {
+                        None => None,
+                        Some("pass") => Some(false),
+                        Some("fail") => Some(true),
+                        Some(other) => {
+                            self.err(
+                                format!("{fp}.missing"),
+                                format!("unknown missing \"{other}\" (expected pass or fail: what a candidate that does not report the metric does)"),
+                            );
+                            ok = false;
+                            None
+                        }
+                    };
+                    if f.missing.is_some() && f.max_metric.is_none() {
+                        self.err(
+                            format!("{fp}.missing"),
+                            "`missing` applies to a max_metric filter only",
+                        );
+                        ok = false;
+                    }
                     if let Some(m) = &f.max_metric {
                         any |= !m.is_empty();
                         for (name, v) in m {
                             if v.is_finite() {
-                                self.check_metric(&format!("{fp}.max_metric.{name}"), name, usage);
-                                filters.push(Filter::MaxMetric(name.clone(), *v));
+                                let mp = format!("{fp}.max_metric.{name}");
+                                // an explicit (or unreadable) `missing` says it all
+                                if f.missing.is_none() {
+                                    ok &= self.check_filter_metric(&mp, name, usage);
+                                }
+                                filters.push(if missing == Some(true) {
+                                    Filter::MaxMetricRequired(name.clone(), *v)
+                                } else {
+                                    Filter::MaxMetric(name.clone(), *v)
+                                });
                             } else {
                                 self.err(
                                     format!("{fp}.max_metric.{name}"),
@@ -313,7 +350,47 @@ impl Ctx<'_> {
         ok.then_some(policy)
     }
 
+    /// A `max_metric` filter without `missing`: a candidate that does not report the metric
+    /// would pass it silently, so the metric must reach every candidate — measured by a probe,
+    /// and at the global tier of a service farms offer, carried in their summaries.
+    fn check_filter_metric(&mut self, path: &str, metric: &str, usage: &PolicyUse<'_>) -> bool {
+        let service = usage.service;
+        if !usage.metrics.contains(metric) {
+            self.err(
+                path,
+                format!(
+                    "no probe of service \"{service}\" measures metric \"{metric}\", so every candidate would pass this filter: measure it (a command probe, or a prometheus load probe with record_as = \"metric\"), or say what a candidate without it does (missing = \"pass\" or \"fail\")"
+                ),
+            );
+            return false;
+        }
+        if let Some(carried) = usage.farm_metrics
+            && !carried.contains(metric)
+        {
+            self.err(
+                path,
+                format!(
+                    "farm summaries of service \"{service}\" do not carry metric \"{metric}\", so every farm would pass this filter: declare how farms aggregate it (metrics = {{ {metric} = \"sum\" }}, or min, max, mean), or say what a candidate without it does (missing = \"pass\" or \"fail\")"
+                ),
+            );
+            return false;
+        }
+        true
+    }
+
     pub(super) fn check_metric(&mut self, path: &str, metric: &str, usage: &PolicyUse<'_>) {
+        if let Some(carried) = usage.farm_metrics
+            && usage.metrics.contains(metric)
+            && !carried.contains(metric)
+        {
+            self.warn(
+                path,
+                format!(
+                    "farm summaries of service \"{}\" do not carry metric \"{metric}\" (declare metrics = {{ {metric} = \"sum\" }}, or min, max, mean): farms are ranked after the candidates that report it",
+                    usage.service
+                ),
+            );
+        }
         if !usage.metrics.contains(metric) {
             self.warn(
                 path,

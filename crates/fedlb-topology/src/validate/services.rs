@@ -5,16 +5,26 @@ use std::time::Duration;
 
 use fedlb_core::time::human;
 use fedlb_core::{
-    ClosestBy, Filter, Hysteresis, Policy, ProbeId, SelectorConfig, ServiceId, Thresholds,
+    Aggregate, AnswerSet, ClosestBy, Filter, Hysteresis, Policy, ProbeId, SelectorConfig,
+    ServiceId, Spill,
+    Thresholds,
 };
 
-use crate::model::{DnsTarget, HttpCheck, LoadSource, Probe, ProbeKind, Service};
+use crate::model::{DnsTarget, HttpCheck, LoadSource, Probe, ProbeKind, RecordAs, Service};
 use crate::schema::{RawProbe, RawService};
 
 use super::{
     Ctx, DEFAULT_HOPS_INTERVAL, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, OrderCheck, PROBE_KINDS,
     PolicyUse, Scope,
 };
+
+/// Where a service is decided: with regions of clients or not, and whether farms offer it
+/// (then its global candidates are farms, which report only the metrics they aggregate).
+#[derive(Clone, Copy)]
+pub(super) struct Placement {
+    pub regions: bool,
+    pub in_farms: bool,
+}
 
 impl Ctx<'_> {
     pub(super) fn service(
@@ -23,19 +33,28 @@ impl Ctx<'_> {
         raw: RawService,
         default_answers: usize,
         dns: Option<&DnsTarget>,
-        regions: bool,
+        at: Placement,
         orders: &mut Vec<OrderCheck>,
     ) -> Option<Service> {
+        let Placement { regions, in_farms } = at;
         let name_ok = self.name(&format!("{path}.name"), &raw.name);
         let id = ServiceId(raw.name.clone());
         let fqdn = self.domain(&format!("{path}.fqdn"), &raw.fqdn);
         if let (Some(f), Some(d)) = (&fqdn, dns)
-            && !(f == &d.zone || f.ends_with(&format!(".{}", d.zone)))
+            && d.zone_of(f).is_none()
         {
-            self.err(
-                format!("{path}.fqdn"),
-                format!("\"{f}\" is not inside zone \"{}\"", d.zone),
-            );
+            let message = match d.zones.as_slice() {
+                [one] => format!("\"{f}\" is not inside zone \"{}\"", one.name),
+                zones => format!(
+                    "\"{f}\" is inside no zone of dns.zones ({})",
+                    zones
+                        .iter()
+                        .map(|z| format!("\"{}\"", z.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            self.err(format!("{path}.fqdn"), message);
         }
         let port = self.port(&format!("{path}.port"), raw.port);
 
@@ -71,14 +90,47 @@ impl Ctx<'_> {
             );
         }
         let metrics = metrics_of_probes(&probes);
+        let mut rules: BTreeMap<String, Aggregate> = BTreeMap::new();
+        for (name, rule) in raw.metrics.iter().flatten() {
+            let mpath = format!("{path}.metrics.{name}");
+            match Aggregate::from_name(rule) {
+                Some(a) => {
+                    if !metrics.contains(name) {
+                        self.warn(
+                            &mpath,
+                            format!(
+                                "no probe of service \"{id}\" measures metric \"{name}\" (add a command probe, or a prometheus load probe with record_as = \"metric\")"
+                            ),
+                        );
+                    }
+                    rules.insert(name.clone(), a);
+                }
+                None => self.err(
+                    mpath,
+                    format!(
+                        "unknown aggregation \"{rule}\" for metric \"{name}\" (expected min, max, sum or mean)"
+                    ),
+                ),
+            }
+        }
+        let carried: BTreeSet<String> = rules
+            .keys()
+            .filter(|m| metrics.contains(*m))
+            .cloned()
+            .collect();
+        // With regions, a region whose closest farm is over the load limit is split with
+        // the next farms (only its excess moves) instead of moved whole: the scenario suite
+        // chose it (README, "The scenario suite").
         let global_base = SelectorConfig {
             answers: default_answers,
+            spill: if regions { Spill::Split } else { Spill::Move },
             ..SelectorConfig::new(default_global_policy(regions))
         };
         let global_use = PolicyUse {
             service: &id,
             scope: Scope::Global,
             metrics: &metrics,
+            farm_metrics: in_farms.then_some(&carried),
         };
         let global = self.tier(
             &format!("{path}.global"),
@@ -91,15 +143,19 @@ impl Ctx<'_> {
             service: &id,
             scope: Scope::AnyFarm,
             metrics: &metrics,
+            farm_metrics: None,
         };
         let local = self.tier(
             &format!("{path}.local"),
             raw.local.as_ref(),
-            // No hysteresis by default inside a farm: with DNS caching, holding a
-            // least-loaded choice for a dwell sends every refreshing resolver to the same
-            // server until it drowns (see the simulation in the README).
+            // By default a farm answers every healthy server weighted by its headroom, with
+            // no hysteresis: one preferred server takes whole resolvers' worth of load and
+            // drowns before the next report moves the answer, and holding a least-loaded
+            // choice for a dwell sends every refreshing resolver to it (the scenario suite
+            // in the README chose this).
             SelectorConfig {
                 hysteresis: Hysteresis::NONE,
+                set: AnswerSet::Weighted,
                 ..SelectorConfig::new(Policy::LeastLoaded)
             },
             &local_use,
@@ -126,6 +182,7 @@ impl Ctx<'_> {
             probes,
             global: global?,
             local: local?,
+            metrics: rules,
         })
     }
 
@@ -150,7 +207,7 @@ impl Ctx<'_> {
             "http" => &["path", "host", "expect_status", "body_contains"],
             "https" => &["path", "host", "expect_status", "body_contains", "ca_file"],
             "hops" => &["max_hops"],
-            "load" => &["source", "url", "metric"],
+            "load" => &["source", "url", "metric", "labels", "record_as"],
             "command" => &["argv", "metric"],
             _ => &[],
         };
@@ -164,6 +221,8 @@ impl Ctx<'_> {
             ("source", raw.source.is_some()),
             ("url", raw.url.is_some()),
             ("metric", raw.metric.is_some()),
+            ("labels", raw.labels.is_some()),
+            ("record_as", raw.record_as.is_some()),
             ("argv", raw.argv.is_some()),
         ];
         let mut ok = true;
@@ -335,24 +394,63 @@ impl Ctx<'_> {
         };
         match source.as_str() {
             "nginx_stub_status" => {
-                if raw.metric.is_some() {
-                    self.err(
-                        p("metric"),
-                        "`metric` does not apply to source \"nginx_stub_status\"",
-                    );
+                for (f, given) in [
+                    ("metric", raw.metric.is_some()),
+                    ("labels", raw.labels.is_some()),
+                    ("record_as", raw.record_as.is_some()),
+                ] {
+                    if given {
+                        self.err(
+                            p(f),
+                            format!("`{f}` does not apply to source \"nginx_stub_status\""),
+                        );
+                    }
                 }
                 url(self).map(|url| LoadSource::NginxStubStatus { url })
             }
             "prometheus" => {
                 let u = url(self);
                 let m = self.metric_name(&p("metric"), raw.metric.as_deref(), "prometheus");
+                let record_as = match raw.record_as.as_deref() {
+                    None | Some("pending") => Some(RecordAs::Pending),
+                    Some("connections") => Some(RecordAs::Connections),
+                    Some("metric") => Some(RecordAs::Metric),
+                    Some(other) => {
+                        self.err(
+                            p("record_as"),
+                            format!("unknown record_as \"{other}\" (expected pending, connections or metric: the metric under its own name)"),
+                        );
+                        None
+                    }
+                };
+                let mut labels = Vec::new();
+                for (k, v) in raw.labels.iter().flatten() {
+                    let valid = !k.is_empty()
+                        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        && !k.starts_with(|c: char| c.is_ascii_digit());
+                    if valid {
+                        labels.push((k.clone(), v.clone()));
+                    } else {
+                        self.err(
+                            format!("{}.{k}", p("labels")),
+                            format!("\"{k}\" is not a Prometheus label name (letters, digits and _, not starting with a digit)"),
+                        );
+                    }
+                }
                 Some(LoadSource::Prometheus {
                     url: u?,
                     metric: m?,
+                    labels,
+                    record_as: record_as?,
                 })
             }
             "proc_net_tcp" => {
-                for (f, given) in [("url", raw.url.is_some()), ("metric", raw.metric.is_some())] {
+                for (f, given) in [
+                    ("url", raw.url.is_some()),
+                    ("metric", raw.metric.is_some()),
+                    ("labels", raw.labels.is_some()),
+                    ("record_as", raw.record_as.is_some()),
+                ] {
                     if given {
                         self.err(
                             p(f),
@@ -436,7 +534,11 @@ pub(super) fn metrics_of_probes(probes: &[Probe]) -> BTreeSet<String> {
         .iter()
         .filter_map(|p| match &p.kind {
             ProbeKind::Command { metric, .. } => Some(metric.clone()),
-            ProbeKind::Load(LoadSource::Prometheus { metric, .. }) => Some(metric.clone()),
+            ProbeKind::Load(LoadSource::Prometheus {
+                metric,
+                record_as: RecordAs::Metric,
+                ..
+            }) => Some(metric.clone()),
             _ => None,
         })
         .collect()
