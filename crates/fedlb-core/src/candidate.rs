@@ -68,6 +68,25 @@ impl Readings {
         }
     }
 
+    /// Whether `other` holds the same values, whenever they were measured: what a decision
+    /// reads of them (no policy looks at when a reading was taken).
+    pub(crate) fn same_values(&self, other: &Readings) -> bool {
+        fn same<T: PartialEq + Copy>(a: &Option<Sample<T>>, b: &Option<Sample<T>>) -> bool {
+            a.map(|s| s.value) == b.map(|s| s.value)
+        }
+        same(&self.response_time, &other.response_time)
+            && same(&self.pending, &other.pending)
+            && same(&self.connections, &other.connections)
+            && same(&self.hops, &other.hops)
+            && same(&self.rtt, &other.rtt)
+            && self.metrics.len() == other.metrics.len()
+            && self
+                .metrics
+                .iter()
+                .zip(&other.metrics)
+                .all(|((k, a), (l, b))| k == l && a.value == b.value)
+    }
+
     /// The age of the oldest reading present, if any: how stale the view is.
     pub fn oldest_age(&self, now: Timestamp) -> Option<Duration> {
         let ats = [

@@ -254,11 +254,10 @@ impl Selector {
     ) -> Decision {
         let healthy: Vec<&Candidate> = candidates.iter().filter(|c| c.health.is_up()).collect();
         let ranking = self.rank(&healthy, now, rng);
-        let standings = standings(candidates, &ranking);
         let n = self.config.answers.max(1);
 
         if ranking.is_empty() {
-            return self.fail_static(candidates, now, standings);
+            return self.fail_static(candidates, now, standings(candidates, ranking));
         }
 
         let previous = self.current.clone();
@@ -321,7 +320,7 @@ impl Selector {
             degraded: false,
             why,
             since: self.since,
-            standings,
+            standings: standings(candidates, ranking),
             weights,
             headroom: Some(answer_headroom),
         }
@@ -621,18 +620,15 @@ fn better_by_margin(challenger: &Ranked, incumbent: &Ranked, margin: f64) -> boo
     }
 }
 
-fn standings(candidates: &[Candidate], ranking: &[Ranked]) -> Vec<Standing> {
-    let mut out: Vec<Standing> = ranking
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Standing {
-            id: r.id.clone(),
-            health: Health::Up,
-            rank: Some(i + 1),
-            shown: r.shown.clone(),
-            passes: r.passes,
-        })
-        .collect();
+fn standings(candidates: &[Candidate], ranking: Vec<Ranked>) -> Vec<Standing> {
+    let mut out: Vec<Standing> = Vec::with_capacity(candidates.len());
+    out.extend(ranking.into_iter().enumerate().map(|(i, r)| Standing {
+        id: r.id,
+        health: Health::Up,
+        rank: Some(i + 1),
+        shown: r.shown,
+        passes: r.passes,
+    }));
     let mut rest: Vec<&Candidate> = candidates.iter().filter(|c| !c.health.is_up()).collect();
     rest.sort_by(|a, b| a.id.cmp(&b.id));
     out.extend(rest.into_iter().map(|c| Standing {

@@ -1,6 +1,7 @@
 //! Names of the things fedlb decides about.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -50,11 +51,6 @@ id_type!(
     FarmId
 );
 id_type!(
-    /// A candidate in a decision: a server (inside a farm, or attached directly to the
-    /// global node) or a farm (at the global tier).
-    CandidateId
-);
-id_type!(
     /// A region: a set of clients (by address prefix or geography) answered from where they
     /// are. Clients in no region get the default region: the global node's own view.
     RegionId
@@ -64,14 +60,77 @@ id_type!(
     ProbeId
 );
 
+/// A candidate in a decision: a server (inside a farm, or attached directly to the global
+/// node) or a farm (at the global tier).
+///
+/// Shared, not copied: a member's name is held by its state, every ranking, standing and
+/// view of it, so a clone is a reference count, not an allocation (a farm node deciding
+/// 300 servers a few times a second would otherwise copy each name several times per
+/// decision).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CandidateId(Arc<str>);
+
+impl CandidateId {
+    /// The name as written in the topology.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CandidateId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for CandidateId {
+    fn from(s: &str) -> Self {
+        CandidateId(Arc::from(s))
+    }
+}
+
+impl From<String> for CandidateId {
+    fn from(s: String) -> Self {
+        CandidateId(Arc::from(s))
+    }
+}
+
+impl Serialize for CandidateId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for CandidateId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(CandidateId::from)
+    }
+}
+
 impl From<&ServerId> for CandidateId {
     fn from(s: &ServerId) -> Self {
-        CandidateId(s.0.clone())
+        CandidateId::from(s.as_str())
     }
 }
 
 impl From<&FarmId> for CandidateId {
     fn from(f: &FarmId) -> Self {
-        CandidateId(f.0.clone())
+        CandidateId::from(f.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cloned_candidate_id_shares_its_name() {
+        let a = CandidateId::from("f12-s34");
+        let b = a.clone();
+        assert_eq!(a, b);
+        assert!(
+            std::ptr::eq(a.as_str(), b.as_str()),
+            "a clone copied the name"
+        );
     }
 }

@@ -157,6 +157,20 @@ pub struct Update {
     pub incomplete: bool,
 }
 
+impl Update {
+    /// Whether a decision would read the same from `other` as from this update: the same
+    /// health, readings (whenever measured), answer, capacity and counts. The why, the
+    /// sequence numbers and when readings were taken are not decided on.
+    fn same_input(&self, other: &Update) -> bool {
+        self.health == other.health
+            && self.readings.same_values(&other.readings)
+            && self.addresses == other.addresses
+            && self.weights == other.weights
+            && self.capacity == other.capacity
+            && self.members == other.members
+    }
+}
+
 /// A member's state at this tier.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemberState {
@@ -384,23 +398,29 @@ impl ServiceTier {
         self.floor_exact = false;
         self.stale = true;
         let mut old = std::mem::take(&mut self.members);
-        for spec in specs {
-            let state = match old.remove(&spec.id) {
-                Some(mut s) => {
-                    s.spec = spec.clone();
-                    s.heard.retain(|source, _| spec.sources.contains(source));
-                    s
-                }
-                None => MemberState {
-                    spec: spec.clone(),
-                    last: None,
-                    drained: false,
-                    rtt: None,
-                    heard: BTreeMap::new(),
-                },
-            };
-            self.members.insert(spec.id.clone(), state);
-        }
+        // built in one go (not member by member): a map collected from a list fills its
+        // nodes, where inserting one by one leaves them a third empty on average
+        let members: Vec<(CandidateId, MemberState)> = specs
+            .iter()
+            .map(|spec| {
+                let state = match old.remove(&spec.id) {
+                    Some(mut s) => {
+                        s.spec = spec.clone();
+                        s.heard.retain(|source, _| spec.sources.contains(source));
+                        s
+                    }
+                    None => MemberState {
+                        spec: spec.clone(),
+                        last: None,
+                        drained: false,
+                        rtt: None,
+                        heard: BTreeMap::new(),
+                    },
+                };
+                (spec.id.clone(), state)
+            })
+            .collect();
+        self.members = members.into_iter().collect();
     }
 
     /// Applies the regions (a reload), keeping each remaining region's decision state.
@@ -843,6 +863,13 @@ impl Tier {
             .spec
             .liveness
             .next_change(now, now.saturating_sub(Duration::from_nanos(1)));
+        // a member with several sources (farm nodes) may switch source on any summary:
+        // only a single-source member's repetition is known to change nothing
+        let repeated = !multi
+            && state
+                .last
+                .as_ref()
+                .is_some_and(|(last, _)| last.same_input(&update));
         if multi {
             let source = update.source.clone().expect("checked above");
             state.heard.insert(source, (update.clone(), now));
@@ -869,7 +896,11 @@ impl Tier {
         }
         if material || self.coalesce.is_zero() {
             tier.recompute(now, rng);
-        } else {
+        } else if !(repeated && before == after && tier.selector.config().policy.is_stable()) {
+            // A member repeating what it said, with its health unchanged, gives a stable
+            // policy the same decision (deciding again reads the same values and draws
+            // nothing): a farm summarising the same thing every heartbeat, or an agent
+            // reporting the same load, costs no decision. Its liveness moved on above.
             tier.dirty_since.get_or_insert(now);
         }
         Ok(())

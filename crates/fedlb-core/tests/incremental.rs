@@ -66,6 +66,10 @@ fn selector() -> impl Strategy<Value = SelectorConfig> {
 enum Event {
     /// A member reports (or a farm summarises): service, member, health, load, response.
     Report(usize, usize, Health, Option<u64>, Option<u64>),
+    /// A member says again what it said in an earlier report (the k-th latest, counting
+    /// from 0): the same health and readings, measured now — what a farm's heartbeat or an
+    /// agent's steady load looks like. A tier takes it without deciding again.
+    Repeat(usize),
     /// Time passes by this many milliseconds; timeouts fall due on the way.
     Wait(u64),
     /// The shell calls `handle_timeout` although nothing is due (another timer woke it).
@@ -89,11 +93,28 @@ fn event() -> impl Strategy<Value = Event> {
             .prop_map(|(s, m, h, p, rt)| Event::Report(s, m, h, p, rt)),
         5 => prop_oneof![1u64..150, 150u64..2_000, 2_000u64..8_000].prop_map(Event::Wait),
         1 => Just(Event::Spurious),
+        3 => (0usize..3).prop_map(Event::Repeat),
         1 => (0..SERVERS, any::<bool>()).prop_map(|(m, d)| Event::Drain(m, d)),
         1 => (0..SERVERS, 1u64..300).prop_map(|(m, ms)| Event::Rtt(m, ms)),
         1 => (0..SERVICES.len(), selector(), proptest::option::of(0..SERVERS))
             .prop_map(|(s, c, drop)| Event::Reload(s, c, drop)),
     ]
+}
+
+/// The event to feed at `i`: a repeat stands for the report it repeats (itself when no
+/// report came before it).
+fn resolve(events: &[Event], i: usize) -> &Event {
+    let Event::Repeat(k) = &events[i] else {
+        return &events[i];
+    };
+    let earlier: Vec<&Event> = events[..i]
+        .iter()
+        .filter(|e| matches!(e, Event::Report(..)))
+        .collect();
+    match earlier.len() {
+        0 => &events[i],
+        n => earlier[n - 1 - k % n],
+    }
 }
 
 fn name(m: usize) -> String {
@@ -251,7 +272,7 @@ proptest! {
                 _ => None,
             })
             .collect();
-        let feed = |f: &mut FarmState, i: usize, now: Timestamp| match &events[i] {
+        let feed = |f: &mut FarmState, i: usize, now: Timestamp| match resolve(&events, i) {
             Event::Report(s, m, h, load, rt) => {
                 let report = Report {
                     service: SERVICES[*s].into(),
@@ -268,7 +289,7 @@ proptest! {
                 f.set_drained(&name(*m).as_str().into(), *d, now);
             }
             Event::Reload(..) => f.set_config(reloads[i].clone().expect("a reload"), now),
-            Event::Rtt(..) | Event::Wait(_) | Event::Spurious => {}
+            Event::Rtt(..) | Event::Wait(_) | Event::Spurious | Event::Repeat(_) => {}
         };
         run(
             &mut states,
@@ -341,7 +362,7 @@ proptest! {
                 _ => None,
             })
             .collect();
-        let feed = |g: &mut GlobalState, i: usize, now: Timestamp| match &events[i] {
+        let feed = |g: &mut GlobalState, i: usize, now: Timestamp| match resolve(&events, i) {
             Event::Report(s, m, h, load, rt) => {
                 let up = *h == Health::Up;
                 let summary = Summary {
@@ -372,7 +393,7 @@ proptest! {
             }
             Event::Rtt(m, ms) => g.handle_rtt(&name(*m).as_str().into(), Duration::from_millis(*ms), now),
             Event::Reload(..) => g.set_config(reloads[i].clone().expect("a reload"), now),
-            Event::Wait(_) | Event::Spurious => {}
+            Event::Wait(_) | Event::Spurious | Event::Repeat(_) => {}
         };
         run(
             &mut states,

@@ -297,6 +297,29 @@ fn farm_pushes_changes_at_once_and_load_only_on_heartbeat() {
 }
 
 #[test]
+fn a_repeated_report_asks_for_no_decision_but_a_new_reading_does() {
+    let mut f = farm("eu", Policy::LeastLoaded, &[("s1", 1), ("s2", 2)]);
+    f.set_coalesce(Duration::from_millis(100));
+    f.handle_report(&report("s1", 1, Health::Up, 10), at(0))
+        .unwrap();
+    f.handle_report(&report("s2", 1, Health::Up, 20), at(0))
+        .unwrap();
+    f.handle_timeout(at(200));
+    summaries(&mut f);
+    // the next thing to do is the heartbeat
+    let idle = f.poll_timeout(at(300));
+    assert_eq!(idle, Some(at(1_000)));
+    // the same load again, measured later: nothing to decide before the heartbeat
+    f.handle_report(&report("s2", 2, Health::Up, 20), at(300))
+        .unwrap();
+    assert_eq!(f.poll_timeout(at(300)), idle);
+    // another load: decided within the coalescing window
+    f.handle_report(&report("s2", 3, Health::Up, 21), at(400))
+        .unwrap();
+    assert_eq!(f.poll_timeout(at(400)), Some(at(500)));
+}
+
+#[test]
 fn farm_marks_silent_servers_stale_then_down() {
     let mut f = farm("eu", Policy::LeastLoaded, &[("s1", 1), ("s2", 2)]);
     f.handle_report(&report("s1", 1, Health::Up, 1), at(0))

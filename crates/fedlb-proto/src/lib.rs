@@ -252,7 +252,7 @@ pub struct WireMemberView {
 impl WireMemberView {
     fn from_view(v: &MemberView, now: Timestamp) -> Self {
         WireMemberView {
-            id: v.id.0.clone(),
+            id: v.id.as_str().to_owned(),
             kind: v.kind,
             health: v.health,
             reason: truncate(&v.reason),
@@ -266,7 +266,7 @@ impl WireMemberView {
 
     fn to_view(&self, now: Timestamp) -> MemberView {
         MemberView {
-            id: CandidateId(self.id.clone()),
+            id: CandidateId::from(self.id.as_str()),
             kind: self.kind,
             health: self.health,
             reason: self.reason.clone(),
@@ -293,7 +293,7 @@ impl WireSummary {
             health: s.health,
             policy: truncate(&s.policy),
             why: truncate(&s.why),
-            chosen: s.chosen.iter().map(|c| c.0.clone()).collect(),
+            chosen: s.chosen.iter().map(|c| c.as_str().to_owned()).collect(),
             addresses: s.addresses.clone(),
             weights: s.weights.clone(),
             members: s.members,
@@ -322,7 +322,11 @@ impl WireSummary {
             health: self.health,
             policy: self.policy.clone(),
             why: self.why.clone(),
-            chosen: self.chosen.iter().map(|c| CandidateId(c.clone())).collect(),
+            chosen: self
+                .chosen
+                .iter()
+                .map(|c| CandidateId::from(c.as_str()))
+                .collect(),
             addresses: self.addresses.clone(),
             weights: self.weights.clone(),
             members: self.members,

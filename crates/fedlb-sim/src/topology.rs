@@ -105,7 +105,7 @@ impl Topology {
                 addresses: m.addresses.clone(),
                 capacity: m.capacity,
                 farm: None,
-                place: m.id.0.clone(),
+                place: m.id.as_str().to_owned(),
                 distance: m.distance,
                 liveness: m.liveness,
             });

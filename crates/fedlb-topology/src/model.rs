@@ -694,11 +694,11 @@ impl Topology {
         }
         let at = self
             .farms
-            .get(&FarmId(candidate.0.clone()))
+            .get(&FarmId::from(candidate.as_str()))
             .map(|f| f.location)
             .or_else(|| {
                 self.direct_servers
-                    .get(&ServerId(candidate.0.clone()))
+                    .get(&ServerId::from(candidate.as_str()))
                     .map(|s| s.location)
             })??;
         Some(Distance::Kilometres(region.location?.km_to(&at)))

@@ -215,7 +215,7 @@ impl Ctx<'_> {
                         ok = false;
                     }
                 }
-                let order: Vec<CandidateId> = order.into_iter().map(CandidateId).collect();
+                let order: Vec<CandidateId> = order.into_iter().map(CandidateId::from).collect();
                 orders.push(OrderCheck {
                     path: p("order"),
                     service: usage.service.clone(),

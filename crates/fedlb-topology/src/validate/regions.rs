@@ -246,7 +246,7 @@ impl Ctx<'_> {
                 }
                 match self.distance_ms(&dpath, Some(*ms)) {
                     Some(ms) => {
-                        distance_ms.insert(CandidateId(name.clone()), ms);
+                        distance_ms.insert(CandidateId::from(name.as_str()), ms);
                     }
                     None => region_ok = false,
                 }
