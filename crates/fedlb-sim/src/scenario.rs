@@ -1175,7 +1175,7 @@ impl Ctx<'_> {
             Some(RawAnswers::Named(n)) if n == "weighted" => (Some(None), true),
             Some(RawAnswers::Named(n)) => {
                 self.err(
-                    &format!("{path}.answers"),
+                    format!("{path}.answers"),
                     format!("unknown answers \"{n}\" (a number of addresses or \"weighted\")"),
                 );
                 (None, false)
@@ -1189,7 +1189,7 @@ impl Ctx<'_> {
             Some("split") => Some(Some(Spill::Split)),
             Some(other) => {
                 self.err(
-                    &format!("{path}.spill"),
+                    format!("{path}.spill"),
                     format!("unknown spill \"{other}\" (\"move\" or \"split\")"),
                 );
                 None
@@ -1201,7 +1201,7 @@ impl Ctx<'_> {
             Some("hashed") => Some(Spread::Hashed),
             Some(other) => {
                 self.err(
-                    &format!("{path}.spread"),
+                    format!("{path}.spread"),
                     format!("unknown spread \"{other}\" (\"all\", \"weighted\" or \"hashed\")"),
                 );
                 None

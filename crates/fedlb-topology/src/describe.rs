@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use fedlb_core::time::human;
-use fedlb_core::{AnswerSet, Distance, FailStatic, FarmId, Policy, SelectorConfig, Spill, Spread};
+use fedlb_core::{AnswerSet, Distance, FailStatic, Policy, SelectorConfig, Spill, Spread};
 
 use crate::model::{DnsServer, Mode, Probe, ProbeKind, Role, Topology};
 

@@ -6,8 +6,7 @@ use std::time::Duration;
 use fedlb_core::time::human;
 use fedlb_core::{
     Aggregate, AnswerSet, ClosestBy, Filter, Hysteresis, Policy, ProbeId, SelectorConfig,
-    ServiceId, Spill,
-    Thresholds,
+    ServiceId, Spill, Thresholds,
 };
 
 use crate::model::{DnsTarget, HttpCheck, LoadSource, Probe, ProbeKind, RecordAs, Service};
