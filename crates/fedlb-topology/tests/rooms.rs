@@ -31,7 +31,8 @@ fn item7_validation_has_one_file_and_one_impl_per_section() {
     assert_eq!(
         sections,
         [
-            "checks", "dns", "farms", "globals", "mod", "policies", "regions", "services", "values"
+            "checks", "dns", "farms", "globals", "mod", "policies", "regions", "services",
+            "values", "zones"
         ]
     );
     assert!(!dir.with_extension("rs").exists(), "validate.rs is back");

@@ -14,6 +14,7 @@ mod policies;
 mod regions;
 mod services;
 mod values;
+mod zones;
 
 use services::metrics_of;
 
