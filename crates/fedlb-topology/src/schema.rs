@@ -159,11 +159,11 @@
 //! secondaries' configuration.
 //!
 //! `spread` (embedded server only): how a query for a name whose answer has several
-//! addresses is answered. `"all"` (default): the whole set, as any DNS server does;
-//! `"weighted"`: one address per query, drawn by the published weights (PowerDNS
-//! `pickwrandom`, gdnsd `weighted`); `"hashed"`: one address chosen by weight from a hash of
+//! addresses is answered. `"hashed"` (default): one address chosen by weight from a hash of
 //! the client's /24 (IPv4) or /56 (IPv6) — the EDNS Client Subnet when the query carries
-//! one, else the source address — so a client keeps its server (PowerDNS `pickwhashed`).
+//! one, else the source address — so a client keeps its server (PowerDNS `pickwhashed`);
+//! `"weighted"`: one address per query, drawn by the published weights (PowerDNS
+//! `pickwrandom`, gdnsd `weighted`); `"all"`: the whole set, as any other DNS server does.
 //! The weights are the global node's decision (by headroom with `answers = "weighted"` or
 //! `spill = "split"`, equal otherwise); they reach the server in-process, not through DNS.
 //! Reads signed with fedlb's TSIG keys (the publisher's own reconcile reads) always get the
@@ -240,11 +240,13 @@
 //! local `"least_loaded"`),
 //! `answers` (≥ 1, the first N of the ranking with equal weights; or `"weighted"`: every
 //! healthy member, weighted by its headroom = capacity × (1 − load), at least 5 % of its
-//! capacity; global default `dns.answers`, local default 1), `spill` (`"move"` default, or
-//! `"split"`: with a composite policy that has a `max_load` filter, when the best candidate
-//! by its `rank` is over the limit, answer it plus the next candidates in the composite's
-//! order until their headroom under the limit covers its excess, weighted by headroom — a
-//! region is split across farms instead of moved at once, with no dwell), `fail_static`
+//! capacity; global default `dns.answers`; local default `"weighted"` when the tier names
+//! no `policy`, else 1), `spill` (`"split"` default with `[[regions]]` and a policy with a
+//! `max_load` filter, else `"move"`; `"split"`: when the best candidate by the composite's
+//! `rank` is over the limit, answer it plus the next candidates in the composite's order
+//! until their room under the limit covers its excess; the best keeps limit ÷ load of the
+//! answer and the others share the rest by their room — a region is split across farms
+//! instead of moved at once, with no dwell), `fail_static`
 //! (`"keep_last"` default, or `"all"`), `hysteresis = { margin = 0.2, dwell = "10s" }`
 //! (margin in `0..1`), `rotate_every` (how often round robin, random and weighted draw a
 //! new order; default `"30s"`).
@@ -368,10 +370,10 @@
 //! | heartbeat | 1s, `missed = 3` | a silent reporter is stale after 3 s and down after 6 s: one lost heartbeat is tolerated, a dead node is noticed within a few seconds |
 //! | summary_heartbeat | the heartbeat's interval, at most 400ms; its `missed` | a dead farm node is noticed by its silence alone: after 1.2 s (about 1 s on average) instead of 3 s, so a one-node farm leaves the answer within 1.5 s of its node's death; a few small summaries a second per farm cost the global node little (`fedlb_core::SUMMARY_INTERVAL_CAP`) |
 //! | hysteresis | global: margin 20 %, dwell 10s; local: none | global: a challenger must be clearly better for a while before a healthy choice changes, so a recovered farm does not take traffic back at once and near-equal farms do not flap; local: off, because a least-loaded choice held for a dwell herds every resolver that refreshes onto one server (`fedlb simulate` on `scenarios/three-regions`: 600 ms mean response with local hysteresis, 87 ms without) |
-//! | `answers` | 1 | the patent's single preferred server; `"weighted"` is the candidate default once the simulator's scenario suite (issue 14) shows it wins |
-//! | `spill` | `move` | today's behaviour; `split` waits for the same evidence |
-//! | `embedded.spread` | `all` | every DNS server's behaviour; `weighted`/`hashed` only matter with a set of several addresses |
-//! | `ttl_by_load` | false | today's behaviour; shortens answers that point at small or busy members (Colajanni) |
+//! | `answers` | local: `"weighted"` unless the tier names a policy (then 1); global: `dns.answers` (1) | one preferred server takes whole resolvers' load and drowns; the scenario suite (README) gives the weighted set 0.48–0.50× the best single-level baseline's mean over nine workloads and three seeds, one server per farm 1.22–1.32× |
+//! | `spill` | `split` with regions (a `max_load` composite), else `move` | a move sends a whole region away from a farm just over its limit and back: `-move` 0.98–1.10× in the suite against 0.48–0.50× |
+//! | `embedded.spread` | `hashed` | one member per client subnet by weight: the suite's best (`-drawn`, a draw per query, 0.50–0.55×; `-whole-set`, what other DNS servers do, drowns a small server on very unequal farms) |
+//! | `ttl_by_load` | false | shortened TTLs bring resolvers back to the same busy farm more often: 0.74–0.82× in the suite against 0.48–0.50× |
 //! | `fail_static` | `keep_last` | never publish an empty answer; the last good answer is the best guess |
 //! | `ttl` | 30s | resolvers honour it; failover then costs detection (≈ 2 s) plus at most 30 s of caching |
 //! | `rotate_every` | 30s | one TTL: a new rotation per cache lifetime |
