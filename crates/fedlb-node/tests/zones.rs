@@ -74,35 +74,6 @@ services = ["www", "api"]
     )
 }
 
-/// The A records of `name` as a client at `source` gets them.
-async fn dns_a_from(source: IpAddr, server: SocketAddr, name: &str) -> Result<Vec<IpAddr>, String> {
-    use hickory_proto::op::{Message, Query};
-    use hickory_proto::rr::{Name, RData, RecordType};
-    let name = Name::from_ascii(name).map_err(|e| e.to_string())?;
-    let mut query = Message::query();
-    query.add_query(Query::query(name, RecordType::A));
-    let udp = tokio::net::UdpSocket::bind(SocketAddr::new(source, 0))
-        .await
-        .map_err(|e| e.to_string())?;
-    udp.send_to(&query.to_vec().map_err(|e| e.to_string())?, server)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut buf = [0u8; 1500];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(1), udp.recv_from(&mut buf))
-        .await
-        .map_err(|_| format!("no DNS answer from {server}"))?
-        .map_err(|e| e.to_string())?;
-    let answer = Message::from_vec(&buf[..n]).map_err(|e| e.to_string())?;
-    Ok(answer
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            _ => None,
-        })
-        .collect())
-}
-
 /// Waits until a client at `source` gets `want` for every name.
 async fn wait_dns(source: IpAddr, dns: SocketAddr, names: &[&str], want: IpAddr) {
     wait_for(

@@ -540,12 +540,21 @@ pub async fn wait_answers(status_addr: SocketAddr, dns: SocketAddr, answers: &[I
 
 /// Asks `server` for the A records of `name` over UDP, as a stub resolver would.
 pub async fn dns_a(server: SocketAddr, name: &str) -> Result<Vec<IpAddr>, String> {
+    dns_a_from(IpAddr::from([127, 0, 0, 1]), server, name).await
+}
+
+/// [`dns_a`] as a client at `source` asks (a view picks its answer by source address).
+pub async fn dns_a_from(
+    source: IpAddr,
+    server: SocketAddr,
+    name: &str,
+) -> Result<Vec<IpAddr>, String> {
     use hickory_proto::op::{Message, Query};
     use hickory_proto::rr::{Name, RData, RecordType};
     let name = Name::from_ascii(name).map_err(|e| e.to_string())?;
     let mut query = Message::query();
     query.add_query(Query::query(name, RecordType::A));
-    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
+    let udp = tokio::net::UdpSocket::bind(SocketAddr::new(source, 0))
         .await
         .map_err(|e| e.to_string())?;
     udp.send_to(&query.to_vec().map_err(|e| e.to_string())?, server)
