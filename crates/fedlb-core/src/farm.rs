@@ -13,6 +13,7 @@ use crate::candidate::{Health, Members, Readings, Sample};
 use crate::decision::Decision;
 use crate::id::{CandidateId, FarmId, ServiceId};
 use crate::monitor::Report;
+use crate::overrides::{Override, Overrides};
 use crate::tier::{MemberView, Refused, Tier, TierService, Update};
 use crate::time::Timestamp;
 
@@ -316,6 +317,22 @@ impl FarmState {
         found
     }
 
+    /// The operator overrides this farm node holds (on the farm's servers).
+    pub fn overrides(&self) -> &Overrides {
+        self.tier.overrides()
+    }
+
+    /// Replaces the operator overrides held; the decisions they change go out at once.
+    pub fn set_overrides(&mut self, overrides: Overrides, now: Timestamp) {
+        self.tier.set_overrides(overrides, now, &mut self.rng);
+        self.flush(now, false);
+    }
+
+    /// Overrides that expired since the last call (the farm node no longer holds them).
+    pub fn take_expired(&mut self) -> Vec<Override> {
+        self.tier.take_expired()
+    }
+
     /// Time passed: decides what can have changed (see
     /// [`Tier::handle_timeout`](crate::tier::Tier::handle_timeout)) and sends the
     /// heartbeat when due.
@@ -393,13 +410,26 @@ impl FarmState {
             ..Readings::default()
         };
         let healthy = !up.is_empty();
+        // only drained servers are up: the farm is drained (the tier above may still use
+        // it when nothing else is up), not down
+        let drained_up = !healthy
+            && tier
+                .members
+                .values()
+                .any(|m| m.drained && !m.disabled && m.reported_health(now).is_up());
         Some(Summary {
             farm: self.config.farm.clone(),
             node: self.config.node.clone(),
             service: service.clone(),
             epoch: self.epoch,
             seq: self.seq,
-            health: if healthy { Health::Up } else { Health::Down },
+            health: if healthy {
+                Health::Up
+            } else if drained_up {
+                Health::Drained
+            } else {
+                Health::Down
+            },
             policy: tier.selector_config().policy.to_string(),
             why: decision.why.clone(),
             chosen: decision.chosen.clone(),

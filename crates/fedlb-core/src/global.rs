@@ -12,6 +12,7 @@ use crate::decision::Decision;
 use crate::farm::Summary;
 use crate::id::{CandidateId, RegionId, ServiceId};
 use crate::monitor::Report;
+use crate::overrides::{Override, Overrides};
 use crate::tier::{Refused, RegionSpec, Tier, TierService};
 use crate::time::Timestamp;
 use crate::ttl::TtlRule;
@@ -172,6 +173,23 @@ impl GlobalState {
         let found = self.tier.set_drained(member, drained, now, &mut self.rng);
         self.flush(now);
         found
+    }
+
+    /// The operator overrides this global node holds (on farms, directly attached servers,
+    /// and pins).
+    pub fn overrides(&self) -> &Overrides {
+        self.tier.overrides()
+    }
+
+    /// Replaces the operator overrides held; the answers they change go out at once.
+    pub fn set_overrides(&mut self, overrides: Overrides, now: Timestamp) {
+        self.tier.set_overrides(overrides, now, &mut self.rng);
+        self.flush(now);
+    }
+
+    /// Overrides that expired since the last call (the node no longer holds them).
+    pub fn take_expired(&mut self) -> Vec<Override> {
+        self.tier.take_expired()
     }
 
     /// Time passed: decides what can have changed (see

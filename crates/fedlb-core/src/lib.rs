@@ -19,6 +19,7 @@ pub mod global;
 pub mod health;
 pub mod id;
 pub mod monitor;
+pub mod overrides;
 pub mod peers;
 pub mod policy;
 pub mod region;
@@ -38,6 +39,7 @@ pub use id::{CandidateId, FarmId, ProbeId, RegionId, ServerId, ServiceId};
 pub use monitor::{
     Measurement, Monitor, MonitorConfig, MonitorOutput, ProbeResult, ProbeSchedule, Report,
 };
+pub use overrides::{Action, Applied, Override, OverrideError, Overrides};
 pub use peers::{
     Defer, Marker, MarkerError, PeerRule, Verdict, Write, federation_seed, judge, needs_refresh,
 };

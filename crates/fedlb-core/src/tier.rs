@@ -12,6 +12,7 @@ use crate::candidate::{Candidate, Distance, Health, Members, Readings};
 use crate::decision::{Decision, Selector, SelectorConfig, Standing};
 use crate::health::Liveness;
 use crate::id::{CandidateId, RegionId, ServiceId};
+use crate::overrides::{Action, Override, Overrides};
 use crate::time::Timestamp;
 
 /// What a member of a tier is: a server, or a farm seen as one candidate through its
@@ -178,8 +179,15 @@ pub struct MemberState {
     pub spec: MemberSpec,
     /// The latest update, and when it arrived.
     pub last: Option<(Update, Timestamp)>,
-    /// Drained by an operator.
+    /// Drained by an operator (an [`Override`] in force).
     pub drained: bool,
+    /// Disabled by an operator (an [`Override`] in force).
+    #[serde(default)]
+    pub disabled: bool,
+    /// The override in force on it, as an operator reads it (`drained by alice until
+    /// 14:30 UTC: kernel upgrade`).
+    #[serde(default)]
+    pub held: Option<String>,
     /// Measured round-trip time from the deciding node.
     pub rtt: Option<crate::candidate::Sample<std::time::Duration>>,
     /// For a member with several sources: the latest update of each, and when it arrived
@@ -261,13 +269,21 @@ impl MemberState {
 
     /// The member as a candidate at `now`.
     pub fn candidate(&self, now: Timestamp) -> Candidate {
+        let mut c = self.reported_candidate(now);
+        c.health = self.health(now);
+        c
+    }
+
+    /// The member as a candidate at `now` with the health its reporter gives it (a drain
+    /// or disable is left to [`Overrides::apply`]).
+    pub fn reported_candidate(&self, now: Timestamp) -> Candidate {
         let mut c = Candidate::new(
             self.spec.id.clone(),
             self.spec.addresses.clone(),
             self.spec.capacity,
         );
         c.distance = self.spec.distance;
-        c.health = self.health(now);
+        c.health = self.reported_health(now);
         if let Some((u, _)) = self.current(now) {
             c.readings = u.readings.clone();
             if let Some(a) = &u.addresses {
@@ -287,16 +303,26 @@ impl MemberState {
 
     /// The member's health at `now`, without building the whole candidate.
     pub fn health(&self, now: Timestamp) -> Health {
-        match (self.current(now), self.drained) {
-            (_, true) => Health::Drained,
-            (None, false) => Health::Unknown,
-            (Some((u, at)), false) => self.spec.liveness.health_at(u.health, *at, now),
+        if self.drained || self.disabled {
+            return Health::Drained;
+        }
+        self.reported_health(now)
+    }
+
+    /// The member's health at `now` as its reporter gives it, whatever an operator holds.
+    pub fn reported_health(&self, now: Timestamp) -> Health {
+        match self.current(now) {
+            None => Health::Unknown,
+            Some((u, at)) => self.spec.liveness.health_at(u.health, *at, now),
         }
     }
 
     /// Why the member has its health, for status pages.
     pub fn reason(&self, now: Timestamp) -> String {
-        match (self.current(now), self.drained) {
+        if let Some(held) = self.held.as_ref().filter(|_| self.drained || self.disabled) {
+            return held.clone();
+        }
+        match (self.current(now), self.drained || self.disabled) {
             (_, true) => "drained by operator".to_owned(),
             (None, false) => "not heard from yet".to_owned(),
             (Some((u, at)), false) => match self.spec.liveness.health_at(u.health, *at, now) {
@@ -413,6 +439,8 @@ impl ServiceTier {
                         spec: spec.clone(),
                         last: None,
                         drained: false,
+                        disabled: false,
+                        held: None,
                         rtt: None,
                         heard: BTreeMap::new(),
                     },
@@ -578,12 +606,24 @@ impl ServiceTier {
             })
     }
 
-    fn recompute(&mut self, now: Timestamp, rng: &mut impl Rng) {
+    fn recompute(
+        &mut self,
+        id: &ServiceId,
+        overrides: &Overrides,
+        now: Timestamp,
+        rng: &mut impl Rng,
+    ) {
         self.dirty_since = None;
         self.stale = false;
         self.recomputed = true;
-        let candidates = self.candidates(now);
-        let d = self.selector.decide(&candidates, now, rng);
+        let candidates: Vec<Candidate> = self
+            .members
+            .values()
+            .map(|m| m.reported_candidate(now))
+            .collect();
+        let applied = overrides.apply(id, None, candidates.clone(), now);
+        let mut d = self.selector.decide(&applied.candidates, now, rng);
+        applied.finish(&mut d);
         let moved = |old: &Option<Decision>, d: &Decision| {
             old.as_ref().is_none_or(|old| old.chosen != d.chosen)
         };
@@ -596,7 +636,9 @@ impl ServiceTier {
         self.decision = Some(d);
         for region in &mut self.regions {
             let seen: Vec<Candidate> = candidates.iter().map(|c| region.spec.view(c)).collect();
-            let mut d = region.selector.decide(&seen, now, rng);
+            let applied = overrides.apply(id, Some(&region.spec.id), seen, now);
+            let mut d = region.selector.decide(&applied.candidates, now, rng);
+            applied.finish(&mut d);
             d.why = format!("{} clients: {}", region.spec.id, d.why);
             unsettled |= moved(&region.decision, &d);
             region.changed |= region
@@ -680,6 +722,10 @@ pub struct Tier {
     coalesce: Duration,
     /// The regions every service is also decided for.
     regions: Vec<RegionSpec>,
+    /// Operator overrides held by this tier's node.
+    overrides: Overrides,
+    /// Overrides that expired since the last [`Tier::take_expired`].
+    expired: Vec<Override>,
 }
 
 /// A service's config at one tier.
@@ -734,6 +780,8 @@ impl Default for Tier {
             last_heard: None,
             coalesce: Tier::DEFAULT_COALESCE,
             regions: Vec::new(),
+            overrides: Overrides::new(),
+            expired: Vec::new(),
         }
     }
 }
@@ -778,6 +826,9 @@ impl Tier {
             };
             self.services.insert(id, tier);
         }
+        // members added by the reload take the overrides held; `now` only decides expiry,
+        // and expired overrides are gone at the next timeout
+        self.sync_overrides(Timestamp::ZERO);
     }
 
     /// Decides every service for each region's clients too (besides the default region);
@@ -857,7 +908,9 @@ impl Tier {
         // Urgent: the answer may be wrong now — the chosen member's health or answer
         // changed, or a member came up while nothing healthy was answered. Anything else (a
         // member appearing, a spare going down, a count) waits up to `coalesce`.
-        let before = state.health(now);
+        // the health its reporter gives it: a drained member's still matters (it answers
+        // when nothing else is up)
+        let before = state.reported_health(now);
         let addresses_before = state.current(now).map(|(u, _)| u.addresses.clone());
         let deadline = state
             .spec
@@ -875,7 +928,7 @@ impl Tier {
             state.heard.insert(source, (update.clone(), now));
         }
         state.last = Some((update, now));
-        let after = state.health(now);
+        let after = state.reported_health(now);
         let moved = addresses_before.is_none_or(|before| {
             state
                 .current(now)
@@ -895,7 +948,7 @@ impl Tier {
             return Ok(());
         }
         if material || self.coalesce.is_zero() {
-            tier.recompute(now, rng);
+            tier.recompute(service, &self.overrides, now, rng);
         } else if !(repeated && before == after && tier.selector.config().policy.is_stable()) {
             // A member repeating what it said, with its health unchanged, gives a stable
             // policy the same decision (deciding again reads the same values and draws
@@ -914,12 +967,12 @@ impl Tier {
         now: Timestamp,
         rng: &mut impl Rng,
     ) {
-        for tier in self.services.values_mut() {
+        for (id, tier) in self.services.iter_mut() {
             if let Some(m) = tier.members.get_mut(member) {
                 m.rtt = Some(crate::candidate::Sample::new(rtt, now));
                 if tier.ready(self.warmup, now) {
                     if self.coalesce.is_zero() {
-                        tier.recompute(now, rng);
+                        tier.recompute(id, &self.overrides, now, rng);
                     } else {
                         tier.dirty_since.get_or_insert(now);
                     }
@@ -930,7 +983,8 @@ impl Tier {
         }
     }
 
-    /// Drains (or undrains) a member in every service.
+    /// Drains (or undrains) a member in every service: holds (or drops) an override with
+    /// id `drain:<member>` set by `operator`. False if no service has the member.
     pub fn set_drained(
         &mut self,
         member: &CandidateId,
@@ -938,28 +992,75 @@ impl Tier {
         now: Timestamp,
         rng: &mut impl Rng,
     ) -> bool {
-        let mut found = false;
-        for tier in self.services.values_mut() {
-            if let Some(m) = tier.members.get_mut(member) {
-                m.drained = drained;
-                found = true;
-                if tier.ready(self.warmup, now) {
-                    tier.recompute(now, rng);
-                } else {
-                    tier.stale = true;
-                }
+        let found = self.services.values().any(|t| t.members.contains_key(member));
+        if !found {
+            return false;
+        }
+        let mut overrides = self.overrides.clone();
+        let id = format!("drain:{member}");
+        let _ = overrides.remove(&id);
+        if drained {
+            overrides.replace(Override {
+                id,
+                action: Action::Drain,
+                target: member.clone(),
+                operator: "operator".to_owned(),
+                reason: String::new(),
+                until: None,
+                until_label: None,
+            });
+        }
+        self.set_overrides(overrides, now, rng);
+        true
+    }
+
+    /// The operator overrides held.
+    pub fn overrides(&self) -> &Overrides {
+        &self.overrides
+    }
+
+    /// Replaces the operator overrides held, and decides again every service they (or
+    /// the ones they replace) can change.
+    pub fn set_overrides(&mut self, overrides: Overrides, now: Timestamp, rng: &mut impl Rng) {
+        self.overrides = overrides;
+        self.sync_overrides(now);
+        for (id, tier) in self.services.iter_mut() {
+            if tier.ready(self.warmup, now) {
+                tier.recompute(id, &self.overrides, now, rng);
+            } else {
+                tier.stale = true;
             }
         }
-        found
+    }
+
+    /// Overrides that stopped applying (their `until` passed) since the last call: the
+    /// tier no longer holds them.
+    pub fn take_expired(&mut self) -> Vec<Override> {
+        std::mem::take(&mut self.expired)
+    }
+
+    /// Sets each member's drained and disabled flags (and what status pages say of them)
+    /// from the overrides in force at `now`.
+    fn sync_overrides(&mut self, now: Timestamp) {
+        for tier in self.services.values_mut() {
+            for m in tier.members.values_mut() {
+                let drain = self.overrides.drain_of(&m.spec.id, now);
+                let disable = self.overrides.disable_of(&m.spec.id, now);
+                m.drained = drain.is_some();
+                m.disabled = disable.is_some();
+                m.held = disable.or(drain).map(Override::describe);
+            }
+        }
     }
 
     /// Re-decides every service, whether or not anything changed (a reload). Gives the
     /// same decisions as [`Tier::handle_timeout`], which decides only what can have changed.
     pub fn recompute_all(&mut self, now: Timestamp, rng: &mut impl Rng) {
-        for tier in self.services.values_mut() {
+        self.expire_overrides(now);
+        for (id, tier) in self.services.iter_mut() {
             tier.refresh_liveness(now);
             if tier.ready(self.warmup, now) {
-                tier.recompute(now, rng);
+                tier.recompute(id, &self.overrides, now, rng);
             }
         }
     }
@@ -969,18 +1070,36 @@ impl Tier {
     /// passed, a challenger's dwell or a rotation, a reload or the end of a warm-up — and
     /// leaves the others as they are (deciding them again would give the same decision).
     pub fn handle_timeout(&mut self, now: Timestamp, rng: &mut impl Rng) {
-        for tier in self.services.values_mut() {
+        self.expire_overrides(now);
+        for (id, tier) in self.services.iter_mut() {
             let due = tier.due(now);
             tier.refresh_liveness(now);
             if !due {
                 continue;
             }
             if tier.ready(self.warmup, now) {
-                tier.recompute(now, rng);
+                tier.recompute(id, &self.overrides, now, rng);
             } else {
                 // the floor moved past what changed: remember it for the end of the warm-up
                 tier.stale = true;
             }
+        }
+    }
+
+    /// Stops holding overrides whose `until` passed (at the first call where `now ≥
+    /// until`), and marks every service for a new decision if any did.
+    fn expire_overrides(&mut self, now: Timestamp) {
+        if self.overrides.next_expiry().is_none_or(|t| t > now) {
+            return;
+        }
+        let gone = self.overrides.expire(now);
+        if gone.is_empty() {
+            return;
+        }
+        self.expired.extend(gone);
+        self.sync_overrides(now);
+        for tier in self.services.values_mut() {
+            tier.stale = true;
         }
     }
 
@@ -1037,6 +1156,7 @@ impl Tier {
                     .filter_map(|t| t.dirty_since.map(|d| d + coalesce)),
             )
             .chain(warmup)
+            .chain(self.overrides.next_expiry())
             .min()
     }
 
