@@ -25,11 +25,14 @@ pub enum Role {
     Farm,
     /// Accepts farm nodes and directly attached agents. Server only.
     Global,
+    /// A person: makes admin calls (drain, pin, …) to a node's status port. Client only
+    /// (clientAuth EKU); never accepted on the federation's QUIC connections.
+    Operator,
 }
 
 impl Role {
     /// All roles, in wire order.
-    pub const ALL: [Role; 3] = [Role::Agent, Role::Farm, Role::Global];
+    pub const ALL: [Role; 4] = [Role::Agent, Role::Farm, Role::Global, Role::Operator];
 
     /// The label used in SANs, file names and logs.
     pub fn as_str(self) -> &'static str {
@@ -37,6 +40,7 @@ impl Role {
             Role::Agent => "agent",
             Role::Farm => "farm",
             Role::Global => "global",
+            Role::Operator => "operator",
         }
     }
 
@@ -47,7 +51,7 @@ impl Role {
 
     /// Whether certificates of this role carry the clientAuth EKU (may connect upward).
     pub fn can_connect(self) -> bool {
-        matches!(self, Role::Agent | Role::Farm)
+        matches!(self, Role::Agent | Role::Farm | Role::Operator)
     }
 
     pub(crate) fn to_wire(self) -> u8 {
@@ -55,6 +59,7 @@ impl Role {
             Role::Agent => 1,
             Role::Farm => 2,
             Role::Global => 3,
+            Role::Operator => 4,
         }
     }
 

@@ -42,6 +42,17 @@ pub enum NodeError {
     /// The transport could not start.
     #[error("transport: {0}")]
     Net(#[from] fedlb_net::NetError),
+    /// The file of operator overrides in the state directory cannot be read or written, or
+    /// a line of it does not parse.
+    #[error("{file}: {}{why}", at_line(*.line))]
+    OverrideFile {
+        /// The file.
+        file: String,
+        /// The line (1-based; 0: the file as a whole).
+        line: usize,
+        /// What is wrong.
+        why: String,
+    },
     /// A socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -122,6 +133,30 @@ pub struct NodeOptions {
     pub node: String,
     /// The directory `fedlb certs` wrote.
     pub certs: PathBuf,
+    /// Where the node keeps what must survive a restart (operator overrides); `None`:
+    /// [`NodeOptions::DEFAULT_STATE_DIR`].
+    pub state_dir: Option<PathBuf>,
+}
+
+impl NodeOptions {
+    /// The state directory when none is given: `state`, under the working directory (a
+    /// systemd unit sets `StateDirectory=` and passes `--state-dir`).
+    pub const DEFAULT_STATE_DIR: &str = "state";
+
+    /// The state directory in use.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(Self::DEFAULT_STATE_DIR))
+    }
+}
+
+fn at_line(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!("line {line}: ")
+    }
 }
 
 /// The topology as every task of a node sees it; replaced whole on reload.
@@ -178,15 +213,17 @@ pub fn status_fn(tx: mpsc::Sender<StatusRequest>) -> crate::http::StatusFn {
 pub(crate) async fn serve_status(
     addr: SocketAddr,
     requests: mpsc::Sender<StatusRequest>,
+    admin: Option<crate::http::AdminEndpoint>,
     metrics: &Arc<crate::metrics::Metrics>,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, NodeError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| NodeError::Bind { addr, source })?;
-    Ok(tokio::spawn(crate::http::serve(
+    Ok(tokio::spawn(crate::http::serve_admin(
         listener,
         status_fn(requests),
+        admin,
         metrics.clone(),
         shutdown.clone().cancelled_owned(),
     )))

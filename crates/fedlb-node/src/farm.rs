@@ -17,7 +17,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::admin::{self, Held};
 use crate::authz::{Access, Site};
+use crate::http::AdminEndpoint;
 use crate::clock::{Clock, new_epoch, sleep_until};
 use crate::common::{
     NodeError, NodeOptions, SharedTopology, StatusRequest, earliest, known_nodes, load_tls,
@@ -57,8 +59,11 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
         shutdown.clone(),
     )?;
     let metrics = Arc::new(Metrics::new());
+    let held = Held::load(&opts.state_dir(), "farm", &opts.node)?;
+    let (admin_tx, mut admin_rx) = mpsc::channel::<admin::Call>(16);
+    let admin = AdminEndpoint::new(&tls, admin_tx).map_err(NodeError::Net)?;
     let (status_tx, mut status_rx) = mpsc::channel::<StatusRequest>(16);
-    let http_task = serve_status(me.status, status_tx, &metrics, &shutdown).await?;
+    let http_task = serve_status(me.status, status_tx, Some(admin), &metrics, &shutdown).await?;
     let mut node = FarmNode::new(
         &opts,
         &topology,
@@ -67,6 +72,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
         shared,
         metrics,
         &shutdown,
+        held,
     )?;
     let mut reloads = reload::spawn(opts.topology.clone(), false, shutdown.clone());
     info!(farm = %farm_id, node = %opts.node, quic = %server.local_addr(), status = %node.me.status, "farm node running");
@@ -87,6 +93,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
             Some(reply) = status_rx.recv() => {
                 let _ = reply.send(node.status());
             }
+            Some(call) = admin_rx.recv() => node.on_admin(call),
             Some(t) = reloads.recv() => node.on_reload(t, &shutdown),
         }
         node.carry_out();
@@ -117,6 +124,8 @@ struct FarmNode {
     shared: SharedTopology,
     /// One link to each global node.
     uplinks: Uplinks,
+    /// Operator overrides on the farm's servers, and their file.
+    held: Held,
 }
 
 impl FarmNode {
@@ -129,6 +138,7 @@ impl FarmNode {
         shared: SharedTopology,
         metrics: Arc<Metrics>,
         shutdown: &CancellationToken,
+        held: Held,
     ) -> Result<Self, NodeError> {
         let farm_id = farm.id.clone();
         let certificates = CertificateExpiry::of(&tls);
@@ -168,7 +178,13 @@ impl FarmNode {
             certificates,
             shared,
             uplinks,
+            held,
         };
+        let now = node.clock.now();
+        if node.held.records().next().is_some() {
+            info!(file = %node.held.path().display(), count = node.held.records().count(), "operator overrides restored");
+        }
+        node.state.set_overrides(node.held.to_core(now), now);
         node.feed(&own);
         Ok(node)
     }
@@ -214,6 +230,46 @@ impl FarmNode {
         self.state.handle_timeout(now);
     }
 
+    /// An operator's admin call: the override's target must be a server of this farm (a
+    /// pin: of the service), and a farm node decides for no region.
+    fn on_admin(&mut self, call: admin::Call) {
+        let tier = self.state.tier();
+        let farm = self.farm_id.clone();
+        let check = |r: &admin::Record| -> Result<(), String> {
+            let target: fedlb_core::CandidateId = r.target.as_str().into();
+            let here = |svc: &fedlb_core::ServiceId| {
+                tier.services()
+                    .get(svc)
+                    .is_some_and(|s| s.members.contains_key(&target))
+            };
+            if let Some(region) = &r.region {
+                return Err(format!("a farm node decides for no region; \"{region}\" given (pin per region on the global nodes)"));
+            }
+            match &r.service {
+                Some(service) => {
+                    let svc: fedlb_core::ServiceId = service.as_str().into();
+                    if !tier.services().contains_key(&svc) {
+                        return Err(format!("unknown service \"{service}\" in farm \"{farm}\""));
+                    }
+                    if !here(&svc) {
+                        return Err(format!("unknown target \"{}\": not a server of farm \"{farm}\" offering \"{service}\"", r.target));
+                    }
+                }
+                None if !tier.services().keys().any(here) => {
+                    return Err(format!("unknown target \"{}\": not a server of farm \"{farm}\"", r.target));
+                }
+                None => {}
+            }
+            Ok(())
+        };
+        let result = self.held.handle(&call.operator, call.request, check);
+        if result.as_ref().is_ok_and(|r| !r.changed.is_empty()) {
+            let now = self.clock.now();
+            self.state.set_overrides(self.held.to_core(now), now);
+        }
+        let _ = call.reply.send(result);
+    }
+
     fn status(&self) -> status::Status {
         let mut s = status::farm_status(
             &self.node,
@@ -222,6 +278,7 @@ impl FarmNode {
             self.clock.now(),
         );
         s.certificates = Some(self.certificates);
+        s.overrides = crate::global::overrides_status(&self.held);
         s
     }
 
@@ -273,6 +330,12 @@ impl FarmNode {
 
     /// Carries out what the core decided: summaries go up, local decisions are logged.
     fn carry_out(&mut self) {
+        let gone = self.state.take_expired();
+        if !gone.is_empty()
+            && let Err(e) = self.held.expired(&gone)
+        {
+            warn!(error = %e, "expired overrides not written");
+        }
         let now = self.clock.now();
         let mut summaries = Vec::new();
         while let Some(out) = self.state.poll_output() {

@@ -20,7 +20,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::admin::{self, Held};
 use crate::authz::{Access, Site};
+use crate::http::AdminEndpoint;
 use crate::clock::{Clock, new_epoch, sleep_until};
 use crate::common::{
     NodeError, NodeOptions, SharedTopology, StatusRequest, earliest, load_tls, load_topology,
@@ -76,9 +78,12 @@ pub async fn run_with(
     let metrics = Arc::new(Metrics::new());
     let certificates = CertificateExpiry::of(&tls);
     metrics.set_certificate_expiry(certificates);
+    let held = Held::load(&opts.state_dir(), "global", &opts.node)?;
+    let (admin_tx, mut admin_rx) = mpsc::channel::<admin::Call>(16);
+    let admin = AdminEndpoint::new(&tls, admin_tx).map_err(NodeError::Net)?;
     let (status_tx, mut status_rx) = mpsc::channel::<StatusRequest>(16);
-    let http_task = serve_status(me.status, status_tx, &metrics, &shutdown).await?;
-    let mut node = Global::new(opts, topology, shared, publishing, metrics, certificates)?;
+    let http_task = serve_status(me.status, status_tx, Some(admin), &metrics, &shutdown).await?;
+    let mut node = Global::new(opts, topology, shared, publishing, metrics, certificates, held)?;
     let mut reloads = reload::spawn(node.opts.topology.clone(), true, shutdown.clone());
     info!(node = %node.opts.node, quic = %server.local_addr(), status = %me.status, peers = node.current.globals.len() - 1, zone = %node.publishing.zone(), "global node running");
 
@@ -105,6 +110,7 @@ pub async fn run_with(
             Some(reply) = status_rx.recv() => {
                 let _ = reply.send(node.status());
             }
+            Some(call) = admin_rx.recv() => node.on_admin(call),
             Some(t) = reloads.recv() => node.on_reload(t),
         }
         node.carry_out();
@@ -134,6 +140,9 @@ struct Global {
     shared: SharedTopology,
     /// The addresses this node is bound to (QUIC, status); a reload does not move them.
     bound: (SocketAddr, SocketAddr),
+    /// Operator overrides held (farms, directly attached servers, pins to them) and their
+    /// file.
+    held: Held,
 }
 
 impl Global {
@@ -144,6 +153,7 @@ impl Global {
         publishing: Publishing,
         metrics: Arc<Metrics>,
         certificates: CertificateExpiry,
+        held: Held,
     ) -> Result<Self, NodeError> {
         let clock = Clock::start();
         // every global node draws the same random numbers from the same inputs: the seed
@@ -186,7 +196,13 @@ impl Global {
             bound,
             current: Arc::new(topology),
             shared,
+            held,
         };
+        let now = node.clock.now();
+        if node.held.records().next().is_some() {
+            info!(file = %node.held.path().display(), count = node.held.records().count(), "operator overrides restored");
+        }
+        node.state.set_overrides(node.held.to_core(now), now);
         node.feed(&own);
         Ok(node)
     }
@@ -281,6 +297,64 @@ impl Global {
         self.count_degraded();
     }
 
+    /// An operator's admin call: the override's target must be a farm or a directly
+    /// attached server of this node (a server inside a farm belongs to its farm nodes).
+    fn on_admin(&mut self, call: admin::Call) {
+        let tier = self.state.tier();
+        let t = &self.current;
+        let node = self.opts.node.clone();
+        let check = |r: &admin::Record| -> Result<(), String> {
+            let target: fedlb_core::CandidateId = r.target.as_str().into();
+            let here = |svc: &fedlb_core::ServiceId| {
+                tier.services()
+                    .get(svc)
+                    .is_some_and(|s| s.members.contains_key(&target))
+            };
+            let elsewhere = || match t.farms.values().find(|f| f.servers.keys().any(|s| s.as_str() == r.target)) {
+                Some(f) => format!("; it is a server of farm \"{}\": its farm nodes hold overrides on it", f.id),
+                None => String::new(),
+            };
+            match (&r.service, &r.region) {
+                (Some(service), region) => {
+                    let svc: fedlb_core::ServiceId = service.as_str().into();
+                    if !tier.services().contains_key(&svc) {
+                        return Err(format!("unknown service \"{service}\" on global node {node}"));
+                    }
+                    if let Some(region) = region
+                        && !tier.regions().iter().any(|x| x.id.as_str() == region)
+                    {
+                        return Err(format!("unknown region \"{region}\" on global node {node}"));
+                    }
+                    if !here(&svc) {
+                        return Err(format!("unknown target \"{}\": not a farm or directly attached server offering \"{service}\" on global node {node}{}", r.target, elsewhere()));
+                    }
+                }
+                (None, _) => {
+                    if !tier.services().keys().any(here) {
+                        return Err(format!("unknown target \"{}\": not a farm or directly attached server of global node {node}{}", r.target, elsewhere()));
+                    }
+                }
+            }
+            Ok(())
+        };
+        let result = self.held.handle(&call.operator, call.request, check);
+        if result.as_ref().is_ok_and(|r| !r.changed.is_empty()) {
+            let now = self.clock.now();
+            self.state.set_overrides(self.held.to_core(now), now);
+        }
+        let _ = call.reply.send(result);
+    }
+
+    /// Overrides the core let expire: forgotten in the file too.
+    fn forget_expired(&mut self) {
+        let gone = self.state.take_expired();
+        if !gone.is_empty()
+            && let Err(e) = self.held.expired(&gone)
+        {
+            warn!(error = %e, "expired overrides not written");
+        }
+    }
+
     fn status(&mut self) -> status::Status {
         let now = self.clock.now();
         self.extras.published = self.publishing.statuses(now);
@@ -293,6 +367,7 @@ impl Global {
             now,
         );
         s.certificates = Some(self.certificates);
+        s.overrides = overrides_status(&self.held);
         s
     }
 
@@ -336,6 +411,7 @@ impl Global {
 
     /// Carries out what the core decided: every new answer or TTL goes to the publishers.
     fn carry_out(&mut self) {
+        self.forget_expired();
         let mut changed = false;
         while let Some(GlobalOutput::Publish(p)) = self.state.poll_output() {
             let (service, d) = (&p.service, &p.decision);
@@ -442,6 +518,17 @@ impl Global {
             .collect();
         self.metrics.degraded_services.set(degraded.len() as i64);
     }
+}
+
+/// The overrides a node holds, for its status.
+pub(crate) fn overrides_status(held: &Held) -> Vec<status::OverrideStatus> {
+    held.records()
+        .map(|r| status::OverrideStatus {
+            id: r.id.clone(),
+            text: r.describe(),
+            record: r.clone(),
+        })
+        .collect()
 }
 
 /// The topology as global node `name` runs it: `dns` is where it publishes (its own

@@ -1,5 +1,8 @@
 //! The status endpoint: `GET /status` (JSON), `GET /` (HTML page), `GET /metrics`
-//! (Prometheus text), `GET /healthz`.
+//! (Prometheus text), `GET /healthz`; and on the same port, over TLS with an operator's
+//! client certificate, `POST /admin` (see [`crate::admin`]). A connection whose first byte
+//! is a TLS handshake record (0x16, never the start of an HTTP request) is an admin
+//! connection; any other is plain read-only HTTP.
 //!
 //! The endpoint shares the node's file descriptors with its probes and QUIC socket, so it
 //! must never hold an unbounded number of them: connections are capped (in all and per
@@ -25,11 +28,12 @@ use axum::routing::get;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::admin::{Call, Request};
 use crate::fds::{ShortageLog, Throttle, is_fd_shortage};
 use crate::metrics::{Metrics, labels};
 use crate::status::{Status, render_html};
@@ -79,6 +83,45 @@ impl Default for Limits {
     }
 }
 
+/// Where admin calls go: the TLS configuration (the node's certificate; a client
+/// certificate from the federation CA required) and the node's driver.
+#[derive(Clone)]
+pub struct AdminEndpoint {
+    /// Accepts TLS with the node's credentials, client certificates required.
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// The node's driver.
+    pub calls: mpsc::Sender<Call>,
+}
+
+impl AdminEndpoint {
+    /// The endpoint of a node with credentials `tls`, its calls going to `calls`.
+    pub fn new(tls: &fedlb_net::NodeTls, calls: mpsc::Sender<Call>) -> Result<Self, fedlb_net::NetError> {
+        let mut cfg = tls.server_tls_config()?;
+        cfg.alpn_protocols = vec![ADMIN_ALPN.to_vec()];
+        Ok(AdminEndpoint {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(cfg)),
+            calls,
+        })
+    }
+}
+
+/// The ALPN protocol of admin connections.
+pub const ADMIN_ALPN: &[u8] = b"fedlb-admin/1";
+
+/// Serves the endpoint on `listener` with the default [`Limits`], and admin calls when
+/// `admin` is set, until `shutdown` completes.
+pub async fn serve_admin(
+    listener: TcpListener,
+    status: StatusFn,
+    admin: Option<AdminEndpoint>,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let app = router(status, metrics.clone());
+    serve_inner(listener, app, admin, Limits::default(), metrics, shutdown).await;
+    Ok(())
+}
+
 /// Serves the endpoint on `listener` with the default [`Limits`] until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
@@ -96,6 +139,17 @@ pub async fn serve(
 pub async fn serve_with(
     listener: TcpListener,
     app: Router,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    serve_inner(listener, app, None, limits, metrics, shutdown).await;
+}
+
+async fn serve_inner(
+    listener: TcpListener,
+    app: Router,
+    admin: Option<AdminEndpoint>,
     limits: Limits,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -138,6 +192,7 @@ pub async fn serve_with(
                 conns.spawn(connection(
                     stream,
                     app.clone(),
+                    admin.clone(),
                     limits,
                     stop.clone(),
                     permits,
@@ -196,11 +251,127 @@ impl Drop for SourceSlot {
 async fn connection(
     stream: TcpStream,
     app: Router,
+    admin: Option<AdminEndpoint>,
+    limits: Limits,
+    stop: CancellationToken,
+    permits: (OwnedSemaphorePermit, SourceSlot),
+) {
+    let _ = stream.set_nodelay(true);
+    if let Some(admin) = admin {
+        let mut first = [0u8; 1];
+        let peeked = tokio::time::timeout(limits.header_timeout, stream.peek(&mut first)).await;
+        if matches!(peeked, Ok(Ok(1))) && first[0] == 0x16 {
+            let remote = stream.peer_addr().ok();
+            admin_connection(stream, admin, remote, limits, stop, permits).await;
+            return;
+        }
+    }
+    serve_http(stream, app, limits, stop, permits).await;
+}
+
+/// Admin over TLS: the handshake verifies the client certificate against the federation
+/// CA (none, or another CA's, fails here and is logged); the call is then served only to
+/// an identity with the operator role.
+async fn admin_connection(
+    stream: TcpStream,
+    admin: AdminEndpoint,
+    remote: Option<std::net::SocketAddr>,
+    limits: Limits,
+    stop: CancellationToken,
+    permits: (OwnedSemaphorePermit, SourceSlot),
+) {
+    let remote = remote.map_or_else(|| "?".to_owned(), |r| r.to_string());
+    let tls = match tokio::time::timeout(limits.header_timeout, admin.acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            warn!(%remote, error = %e, "admin call refused: TLS handshake failed (an operator certificate from the federation CA is required)");
+            return;
+        }
+        Err(_) => {
+            warn!(%remote, "admin call refused: TLS handshake timed out");
+            return;
+        }
+    };
+    let peer = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| fedlb_net::PeerIdentity::from_certificate(c.as_ref()));
+    let peer = match peer {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => {
+            warn!(%remote, error = %e, "admin call refused: no identity in the client certificate");
+            return;
+        }
+        None => {
+            warn!(%remote, "admin call refused: no client certificate");
+            return;
+        }
+    };
+    let app = Router::new()
+        .route("/admin", axum::routing::post(admin_call))
+        .with_state(AdminConn {
+            calls: admin.calls,
+            peer,
+            remote,
+        });
+    serve_http(tls, app, limits, stop, permits).await;
+}
+
+#[derive(Clone)]
+struct AdminConn {
+    calls: mpsc::Sender<Call>,
+    peer: fedlb_net::PeerIdentity,
+    remote: String,
+}
+
+async fn admin_call(
+    State(c): State<AdminConn>,
+    body: axum::body::Bytes,
+) -> Response {
+    if c.peer.role != fedlb_net::Role::Operator {
+        warn!(remote = %c.remote, peer = %c.peer, "admin call refused: not an operator certificate");
+        return (
+            StatusCode::FORBIDDEN,
+            format!(
+                "admin call refused: {} is not an operator (issue one with `fedlb certs TOPOLOGY --operator NAME`)\n",
+                c.peer
+            ),
+        )
+            .into_response();
+    }
+    let request: Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("admin call: {e}\n")).into_response();
+        }
+    };
+    let (reply, answer) = oneshot::channel();
+    let call = Call {
+        operator: c.peer.node.to_string(),
+        request,
+        reply,
+    };
+    if c.calls.send(call).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    match answer.await {
+        Ok(Ok(response)) => Json(response).into_response(),
+        Ok(Err(why)) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{why}\n")).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
+    }
+}
+
+async fn serve_http<S>(
+    stream: S,
+    app: Router,
     limits: Limits,
     stop: CancellationToken,
     _permits: (OwnedSemaphorePermit, SourceSlot),
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)

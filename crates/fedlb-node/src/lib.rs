@@ -13,6 +13,7 @@
 //! metrics) and the demo backend used by `fedlb up` and the tests.
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod agent;
 pub mod authz;
 pub mod backend;

@@ -37,6 +37,7 @@ tsig = {{ name = "fedlb-key", key_file = "fedlb-key.conf" }}"#
         topology: w.topology.clone(),
         node: "global".to_owned(),
         certs: w.certs.clone(),
+        state_dir: Some(w.certs.join("../state")),
     };
     let token = CancellationToken::new();
     let err = global::run_with(topology, opts, token.clone())

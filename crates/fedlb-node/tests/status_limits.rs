@@ -196,6 +196,7 @@ fn child_farm_node_with_1024_file_descriptors() {
             topology: topology.into(),
             node: "near".to_owned(),
             certs: certs.into(),
+            state_dir: Some(std::path::Path::new(certs).join("../state")),
         };
         let token = tokio_util::sync::CancellationToken::new();
         fedlb_node::farm::run(opts, token).await.expect("farm node");

@@ -14,6 +14,41 @@ fn role_of(r: &fedlb_topology::Role) -> Role {
     }
 }
 
+/// Issues an operator's certificate (`<name>.operator.pem` and `.key`) from the CA already
+/// in `out`: a client certificate for admin calls (drain, pin, …), never a node's.
+pub fn operator(topology: &Path, out: &Path, name: &str, force: bool) -> anyhow::Result<()> {
+    // the topology names the federation the CA was made for
+    let t = Loader::new()
+        .read_key_files(false)
+        .load(topology)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .topology;
+    let ca = Ca::load(out).with_context(|| {
+        format!(
+            "loading the CA from {} (make it first: fedlb certs {})",
+            out.display(),
+            topology.display()
+        )
+    })?;
+    if ca.federation() != t.name {
+        bail!(
+            "{}: the CA is for federation \"{}\", the topology is \"{}\"",
+            out.display(),
+            ca.federation(),
+            t.name
+        );
+    }
+    let name = NodeName::new(name).context("operator name")?;
+    let cert = ca.issue(&name, Role::Operator)?;
+    cert.write(out, force)?;
+    println!(
+        "{}: certificate for {} (admin calls: fedlb drain … --operator {name})",
+        out.display(),
+        cert.identity()
+    );
+    Ok(())
+}
+
 /// Makes (or extends) the certificate directory `out` for `topology`.
 pub fn run(topology: &Path, out: &Path, force: bool, add: Option<&str>) -> anyhow::Result<()> {
     let t = Loader::new()

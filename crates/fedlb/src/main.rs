@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+mod admin;
 mod certs;
 mod check;
 mod dns_config;
@@ -50,6 +51,10 @@ pub struct NodeArgs {
     /// The directory `fedlb certs` wrote (the CA certificate and this node's certificate and key).
     #[arg(long, env = "FEDLB_CERTS", default_value = "certs")]
     certs: PathBuf,
+    /// Where the node keeps what must survive a restart: the operator overrides it holds
+    /// (`overrides.<node>.<role>.jsonl`). Default: `state` under the working directory.
+    #[arg(long, env = "FEDLB_STATE_DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -101,8 +106,12 @@ enum Command {
         #[arg(long)]
         force: bool,
         /// Only issue a certificate for this node, from the CA already in --out.
-        #[arg(long, value_name = "NODE")]
+        #[arg(long, value_name = "NODE", conflicts_with = "operator")]
         add: Option<String>,
+        /// Only issue an operator's client certificate (for `fedlb drain`, `pin`, …), from
+        /// the CA already in --out: NAME is who the audit log names.
+        #[arg(long, value_name = "NAME")]
+        operator: Option<String>,
     },
     /// Print the configuration a DNS server needs for this topology.
     ///
@@ -193,6 +202,71 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Drain a server or a whole farm: not chosen while anything else is up (resolvers'
+    /// caches drain with the TTL). A server of a farm is drained by its farm nodes; a farm or
+    /// a directly attached server by every global node. Needs an operator certificate
+    /// (`fedlb certs TOPOLOGY --operator NAME`).
+    ///
+    /// Example: fedlb drain eu-2 --for 30m --reason "kernel upgrade" --topology fedlb.toml
+    Drain {
+        /// The server or farm.
+        target: String,
+        #[command(flatten)]
+        set: admin::SetArgs,
+        #[command(flatten)]
+        admin: admin::AdminArgs,
+    },
+    /// Undo `fedlb drain`: clear every drain of a server or farm (it may answer again after
+    /// the usual dwell).
+    Undrain {
+        /// The server or farm.
+        target: String,
+        #[command(flatten)]
+        admin: admin::AdminArgs,
+    },
+    /// Disable a server or a whole farm: never chosen, not even when nothing else is up
+    /// (fail-static answers leave it out too).
+    Disable {
+        /// The server or farm.
+        target: String,
+        #[command(flatten)]
+        set: admin::SetArgs,
+        #[command(flatten)]
+        admin: admin::AdminArgs,
+    },
+    /// Undo `fedlb disable`.
+    Enable {
+        /// The server or farm.
+        target: String,
+        #[command(flatten)]
+        admin: admin::AdminArgs,
+    },
+    /// Pin a service to a farm or server: it alone answers while it is up; when it is down
+    /// the normal choice answers (the why says the pin is not applied). With --region, only
+    /// that region's clients (farms and directly attached servers only).
+    ///
+    /// Example: fedlb pin www us-east --region eu --for 30m --reason "eu-west migration"
+    Pin {
+        /// The service.
+        service: String,
+        /// The farm or server.
+        target: String,
+        /// Only this region's clients.
+        #[arg(long)]
+        region: Option<String>,
+        #[command(flatten)]
+        set: admin::SetArgs,
+        #[command(flatten)]
+        admin: admin::AdminArgs,
+    },
+    /// List the overrides every node holds (`fedlb overrides`), or clear one by its id
+    /// (`fedlb overrides clear ID`) on every node holding it.
+    Overrides {
+        #[command(subcommand)]
+        action: Option<OverridesAction>,
+        #[command(flatten)]
+        admin: admin::AdminArgs,
+    },
     /// A tiny HTTP backend for demos and tests (latency, fail/recover on demand).
     ///
     /// GET / answers its name; POST /admin/fail, /admin/recover, /admin/latency?ms=N change
@@ -207,6 +281,18 @@ enum Command {
         /// Latency added to every answer, in milliseconds.
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
+    },
+}
+
+/// What `fedlb overrides` does besides listing.
+#[derive(Subcommand, Debug)]
+enum OverridesAction {
+    /// List them (the default).
+    List,
+    /// Clear one, by the id `fedlb overrides` lists.
+    Clear {
+        /// The override's id.
+        id: String,
     },
 }
 
@@ -233,7 +319,48 @@ fn main() -> ExitCode {
             out,
             force,
             add,
+            operator: Some(name),
+        } => {
+            let _ = add;
+            report(certs::operator(&topology, &out, &name, force))
+        }
+        Command::Certs {
+            topology,
+            out,
+            force,
+            add,
+            operator: None,
         } => report(certs::run(&topology, &out, force, add.as_deref())),
+        Command::Drain { target, set, admin } => {
+            admin::set(&admin, &set, fedlb_node::admin::Kind::Drain, None, &target, None)
+        }
+        Command::Disable { target, set, admin } => {
+            admin::set(&admin, &set, fedlb_node::admin::Kind::Disable, None, &target, None)
+        }
+        Command::Pin {
+            service,
+            target,
+            region,
+            set,
+            admin,
+        } => admin::set(
+            &admin,
+            &set,
+            fedlb_node::admin::Kind::Pin,
+            Some(&service),
+            &target,
+            region.as_deref(),
+        ),
+        Command::Undrain { target, admin } => {
+            admin::clear_on(&admin, fedlb_node::admin::Kind::Drain, &target)
+        }
+        Command::Enable { target, admin } => {
+            admin::clear_on(&admin, fedlb_node::admin::Kind::Disable, &target)
+        }
+        Command::Overrides { action, admin } => match action {
+            None | Some(OverridesAction::List) => admin::list(&admin),
+            Some(OverridesAction::Clear { id }) => admin::clear(&admin, &id),
+        },
         Command::Status { urls, json } => match urls.as_slice() {
             [one] => report(status::run(one, json)),
             several => status::run_several(several, json),

@@ -69,6 +69,7 @@ pub fn run(role: Role, args: NodeArgs) -> anyhow::Result<()> {
             topology: args.topology.clone(),
             node,
             certs: args.certs.clone(),
+            state_dir: args.state_dir.clone(),
         };
         match (role, args.node.clone()) {
             // the global node's name may come from the topology: load it once, here

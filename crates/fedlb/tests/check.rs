@@ -180,3 +180,24 @@ fn simulate_suite_prints_every_problem_of_every_scenario_on_its_own_error_line()
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cannot be used with"), "{err}");
 }
+
+#[test]
+fn check_warns_when_a_status_address_is_not_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("open.toml");
+    let good = std::fs::read_to_string(root().join("topologies/two-sites.toml")).unwrap();
+    let open = good.replacen("status = \"127.0.0.1:", "status = \"0.0.0.0:", 1);
+    assert_ne!(open, good, "two-sites.toml has a loopback status address");
+    std::fs::write(&path, open).unwrap();
+    let p = path.to_str().unwrap();
+    let (code, _, err) = fedlb(&["check", "--quiet", p]);
+    assert_eq!(code, 0, "a warning, not an error: {err}");
+    assert!(
+        err.contains(
+            "global.status: status address 0.0.0.0:7480 is not loopback and the read-only status"
+        ),
+        "{err}"
+    );
+    let (code, _, err) = fedlb(&["check", "--quiet", "--deny-warnings", p]);
+    assert_eq!(code, 2, "{err}");
+}

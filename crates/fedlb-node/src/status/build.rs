@@ -205,6 +205,7 @@ pub fn farm_status(node: &str, farm: &FarmState, uptime: Duration, now: Timestam
         services,
         certificates: None,
         peers: None,
+        overrides: Vec::new(),
     }
 }
 
@@ -297,6 +298,7 @@ pub fn global_status(
         services,
         certificates: None,
         peers: extras.peers.clone(),
+        overrides: Vec::new(),
     }
 }
 

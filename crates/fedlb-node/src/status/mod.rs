@@ -14,7 +14,8 @@ mod render;
 
 pub use build::{GlobalExtras, farm_status, global_status};
 pub use model::{
-    AgedValue, CandidateStatus, CertificateExpiry, FarmNodeSeen, FarmStatus, PeersStatus,
+    AgedValue, CandidateStatus, CertificateExpiry, FarmNodeSeen, FarmStatus, OverrideStatus,
+    PeersStatus,
     PrimaryStatus, PublishStatus, ReadingsStatus, SCHEMA_VERSION, ServiceStatus, Status,
     TierStatus, any_degraded,
 };

@@ -29,6 +29,20 @@ pub struct Status {
     /// With several global nodes (global node only): its peers as this node sees them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peers: Option<PeersStatus>,
+    /// Operator overrides this node holds (drain, disable, pin); set by the running node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<OverrideStatus>,
+}
+
+/// One operator override a node holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OverrideStatus {
+    /// Its id (`fedlb overrides clear ID`).
+    pub id: String,
+    /// As an operator reads it: `eu-2: drained by alice until 14:30:00 UTC: kernel upgrade`.
+    pub text: String,
+    /// The override itself.
+    pub record: crate::admin::Record,
 }
 
 /// What one of several global nodes knows of the others and of the farm nodes feeding

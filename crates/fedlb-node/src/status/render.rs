@@ -312,6 +312,13 @@ table.regions{{border-collapse:collapse;margin:.5em 0}} .regions td,.regions th{
         }
         let _ = write!(h, "</div>");
     }
+    if !s.overrides.is_empty() {
+        let _ = write!(h, "<h2>Operator overrides</h2><ul class=\"overrides\">");
+        for o in &s.overrides {
+            let _ = write!(h, "<li><code>{}</code> {}</li>", esc(&o.id), esc(&o.text));
+        }
+        let _ = write!(h, "</ul>");
+    }
     let _ = writeln!(h, "</body></html>");
     h
 }

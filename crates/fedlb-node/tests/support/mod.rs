@@ -252,6 +252,7 @@ impl World {
             topology: self.topology.clone(),
             node: node.to_owned(),
             certs: self.certs.clone(),
+            state_dir: Some(self.dir.path().join("state")),
         }
     }
 

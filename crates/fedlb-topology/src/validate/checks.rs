@@ -224,6 +224,19 @@ impl Ctx<'_> {
         {
             listeners.push((*listen, "dns.embedded.listen".to_owned()));
         }
+        // the status port serves read-only status without authentication (admin calls
+        // need an operator certificate): open beyond this machine, anyone who reaches it
+        // reads the federation's state
+        for (addr, path) in listeners.iter().filter(|(_, p)| p.ends_with(".status")) {
+            if !addr.ip().is_loopback() {
+                self.warn(
+                    path.clone(),
+                    format!(
+                        "status address {addr} is not loopback and the read-only status (page, JSON, metrics) has no authentication: anyone who reaches it reads the federation's state (admin calls still need an operator certificate); bind it to loopback or restrict who reaches it"
+                    ),
+                );
+            }
+        }
         let mut seen: BTreeMap<SocketAddr, String> = BTreeMap::new();
         for (addr, path) in listeners {
             if addr.port() == 0 {
