@@ -89,7 +89,10 @@ impl Override {
                 let region = region
                     .as_ref()
                     .map_or(String::new(), |r| format!(" ({r} clients)"));
-                format!("{service}{region} pinned to {} by {}", self.target, self.operator)
+                format!(
+                    "{service}{region} pinned to {} by {}",
+                    self.target, self.operator
+                )
             }
             other => format!("{} by {}", other.verb(), self.operator),
         };
@@ -255,9 +258,8 @@ impl Overrides {
             }
         }
         let mut candidates = kept;
-        let drained = |c: &Candidate| {
-            c.health == Health::Drained || self.drain_of(&c.id, now).is_some()
-        };
+        let drained =
+            |c: &Candidate| c.health == Health::Drained || self.drain_of(&c.id, now).is_some();
         let others_up = candidates.iter().any(|c| !drained(c) && c.health.is_up());
         let mut notes = Vec::new();
         let mut last_resort = Vec::new();

@@ -992,7 +992,10 @@ impl Tier {
         now: Timestamp,
         rng: &mut impl Rng,
     ) -> bool {
-        let found = self.services.values().any(|t| t.members.contains_key(member));
+        let found = self
+            .services
+            .values()
+            .any(|t| t.members.contains_key(member));
         if !found {
             return false;
         }

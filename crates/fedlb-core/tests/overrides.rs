@@ -116,7 +116,12 @@ fn decisions(t: &Tier) -> Vec<Decision> {
 
 fn chosen(t: &Tier) -> Vec<String> {
     let s = &t.services()[&ServiceId::from(SERVICE)];
-    s.decision().unwrap().chosen.iter().map(|c| c.to_string()).collect()
+    s.decision()
+        .unwrap()
+        .chosen
+        .iter()
+        .map(|c| c.to_string())
+        .collect()
 }
 
 fn all_up(n: usize) -> Tier {
@@ -142,7 +147,11 @@ fn drained_server_leaves_the_answer_and_status_says_who_and_why() {
     with(&mut t, &[ov("o1", Action::Drain, "s0", None)], at(10));
     assert_eq!(chosen(&t), ["s1"]);
     let s = &t.services()[&ServiceId::from(SERVICE)];
-    let view = s.views(at(10)).into_iter().find(|v| v.id.as_str() == "s0").unwrap();
+    let view = s
+        .views(at(10))
+        .into_iter()
+        .find(|v| v.id.as_str() == "s0")
+        .unwrap();
     assert_eq!(view.health, Health::Drained);
     assert_eq!(view.reason, "drained by alice: kernel upgrade");
 }
@@ -158,7 +167,11 @@ fn drained_server_answers_when_nothing_else_is_up() {
     let d = s.decision().unwrap();
     assert_eq!(chosen(&t), ["s0"], "{}", d.why);
     assert!(!d.degraded);
-    assert!(d.why.contains("nothing else is up: drained s0 may answer"), "{}", d.why);
+    assert!(
+        d.why.contains("nothing else is up: drained s0 may answer"),
+        "{}",
+        d.why
+    );
 }
 
 #[test]
@@ -187,12 +200,18 @@ fn pin_answers_the_target_while_it_is_up_and_falls_back_when_it_is_down() {
     with(&mut t, &[ov("p1", pin(None), "s2", None)], at(10));
     assert_eq!(chosen(&t), ["s2"]);
     let why = decisions(&t)[0].why.clone();
-    assert!(why.contains("www pinned to s2 by alice: kernel upgrade"), "{why}");
+    assert!(
+        why.contains("www pinned to s2 by alice: kernel upgrade"),
+        "{why}"
+    );
     // the pin target dies: normal choice, and the why says the pin is not applied
     report(&mut t, 2, Health::Down, at(20));
     assert_eq!(chosen(&t), ["s0"]);
     let why = decisions(&t)[0].why.clone();
-    assert!(why.contains("not applied: s2 is down; normal choice"), "{why}");
+    assert!(
+        why.contains("not applied: s2 is down; normal choice"),
+        "{why}"
+    );
 }
 
 #[test]
@@ -203,7 +222,12 @@ fn region_pin_changes_only_that_regions_decision() {
     }
     let before: Vec<Vec<CandidateId>> = decisions(&t).into_iter().map(|d| d.chosen).collect();
     assert_eq!(before[0], [CandidateId::from("s0")]);
-    assert_eq!(before[1], [CandidateId::from("s2")], "{}", decisions(&t)[1].why);
+    assert_eq!(
+        before[1],
+        [CandidateId::from("s2")],
+        "{}",
+        decisions(&t)[1].why
+    );
     with(&mut t, &[ov("p1", pin(Some("us")), "s1", None)], at(10));
     let after: Vec<Vec<CandidateId>> = decisions(&t).into_iter().map(|d| d.chosen).collect();
     assert_eq!(after[0], before[0], "default region unchanged");
@@ -214,7 +238,11 @@ fn region_pin_changes_only_that_regions_decision() {
 #[test]
 fn expired_pin_reverts_at_the_first_decision_where_now_reaches_until() {
     let mut t = all_up(3);
-    with(&mut t, &[ov("p1", pin(None), "s2", Some(at(3_000)))], at(10));
+    with(
+        &mut t,
+        &[ov("p1", pin(None), "s2", Some(at(3_000)))],
+        at(10),
+    );
     assert_eq!(chosen(&t), ["s2"]);
     assert_eq!(t.poll_timeout(at(10)), Some(at(3_000)));
     t.handle_timeout(at(2_999), &mut rng());
@@ -263,7 +291,10 @@ fn farm_with_every_server_drained_reports_itself_drained_not_down() {
     f.set_overrides(o, at(10));
     let s = f.summary(&SERVICE.into(), at(10)).unwrap();
     assert_eq!(s.health, Health::Drained);
-    assert!(!s.addresses.is_empty(), "a drained farm still has an answer");
+    assert!(
+        !s.addresses.is_empty(),
+        "a drained farm still has an answer"
+    );
 }
 
 #[derive(Clone, Debug)]
@@ -296,10 +327,7 @@ fn case() -> impl Strategy<Value = Case> {
     (2usize..6).prop_flat_map(|n| {
         (
             proptest::collection::vec(health(), n),
-            proptest::collection::vec(
-                (action(), 0..n, proptest::option::of(0u64..200)),
-                0..5,
-            ),
+            proptest::collection::vec((action(), 0..n, proptest::option::of(0u64..200)), 0..5),
             prop_oneof![Just(FailStatic::KeepLast), Just(FailStatic::All)],
             0u64..200,
         )

@@ -305,7 +305,10 @@ impl Held {
             Request::List => {}
             Request::Set(mut r) => {
                 if r.id.is_empty() || r.id.len() > 64 {
-                    return Err(format!("override id \"{}\" must have 1 to 64 characters", r.id));
+                    return Err(format!(
+                        "override id \"{}\" must have 1 to 64 characters",
+                        r.id
+                    ));
                 }
                 match (r.kind, &r.service) {
                     (Kind::Pin, None) => return Err("a pin needs a service".to_owned()),
@@ -406,10 +409,18 @@ mod tests {
     fn overrides_survive_a_reload_of_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let mut held = Held::load(dir.path(), "global", "g1").unwrap();
-        held.handle("alice", Request::Set(record("a", Kind::Drain, "eu-2")), |_| Ok(()))
-            .unwrap();
-        held.handle("bob", Request::Set(record("b", Kind::Pin, "us-east")), |_| Ok(()))
-            .unwrap();
+        held.handle(
+            "alice",
+            Request::Set(record("a", Kind::Drain, "eu-2")),
+            |_| Ok(()),
+        )
+        .unwrap();
+        held.handle(
+            "bob",
+            Request::Set(record("b", Kind::Pin, "us-east")),
+            |_| Ok(()),
+        )
+        .unwrap();
         let again = Held::load(dir.path(), "global", "g1").unwrap();
         let ops: Vec<(&str, &str)> = again
             .records()
@@ -431,7 +442,9 @@ mod tests {
             "{\"id\":\"a\",\"kind\":\"drain\",\"target\":\"eu-2\"}\n\n{\"id\":\"b\",\"kind\":\"drian\"}\n",
         )
         .unwrap();
-        let e = Held::load(dir.path(), "farm", "eu-west").unwrap_err().to_string();
+        let e = Held::load(dir.path(), "farm", "eu-west")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with(&format!("{}: line 3: ", path.display())),
             "{e}"
@@ -444,9 +457,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut held = Held::load(dir.path(), "global", "g1").unwrap();
         let e = held
-            .handle("alice", Request::Set(record("a", Kind::Drain, "nope")), |r| {
-                Err(format!("unknown target \"{}\"", r.target))
-            })
+            .handle(
+                "alice",
+                Request::Set(record("a", Kind::Drain, "nope")),
+                |r| Err(format!("unknown target \"{}\"", r.target)),
+            )
             .unwrap_err();
         assert_eq!(e, "unknown target \"nope\"");
         assert_eq!(held.records().count(), 0);

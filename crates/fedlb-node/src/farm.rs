@@ -19,12 +19,12 @@ use tracing::{debug, error, info, warn};
 
 use crate::admin::{self, Held};
 use crate::authz::{Access, Site};
-use crate::http::AdminEndpoint;
 use crate::clock::{Clock, new_epoch, sleep_until};
 use crate::common::{
     NodeError, NodeOptions, SharedTopology, StatusRequest, earliest, known_nodes, load_tls,
     load_topology, own_address_changed, peer_event, serve_status,
 };
+use crate::http::AdminEndpoint;
 use crate::metrics::{Metrics, labels};
 use crate::monitors::{MonitorSet, plan};
 use crate::status::CertificateExpiry;
@@ -243,7 +243,9 @@ impl FarmNode {
                     .is_some_and(|s| s.members.contains_key(&target))
             };
             if let Some(region) = &r.region {
-                return Err(format!("a farm node decides for no region; \"{region}\" given (pin per region on the global nodes)"));
+                return Err(format!(
+                    "a farm node decides for no region; \"{region}\" given (pin per region on the global nodes)"
+                ));
             }
             match &r.service {
                 Some(service) => {
@@ -252,11 +254,17 @@ impl FarmNode {
                         return Err(format!("unknown service \"{service}\" in farm \"{farm}\""));
                     }
                     if !here(&svc) {
-                        return Err(format!("unknown target \"{}\": not a server of farm \"{farm}\" offering \"{service}\"", r.target));
+                        return Err(format!(
+                            "unknown target \"{}\": not a server of farm \"{farm}\" offering \"{service}\"",
+                            r.target
+                        ));
                     }
                 }
                 None if !tier.services().keys().any(here) => {
-                    return Err(format!("unknown target \"{}\": not a server of farm \"{farm}\"", r.target));
+                    return Err(format!(
+                        "unknown target \"{}\": not a server of farm \"{farm}\"",
+                        r.target
+                    ));
                 }
                 None => {}
             }

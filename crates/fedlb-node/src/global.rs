@@ -22,12 +22,12 @@ use tracing::{debug, info, warn};
 
 use crate::admin::{self, Held};
 use crate::authz::{Access, Site};
-use crate::http::AdminEndpoint;
 use crate::clock::{Clock, new_epoch, sleep_until};
 use crate::common::{
     NodeError, NodeOptions, SharedTopology, StatusRequest, earliest, load_tls, load_topology,
     own_address_changed, peer_event, serve_status,
 };
+use crate::http::AdminEndpoint;
 use crate::metrics::{Metrics, labels};
 use crate::monitors::{MonitorSet, plan};
 use crate::publish::{Publishing, ViewOf};
@@ -83,7 +83,15 @@ pub async fn run_with(
     let admin = AdminEndpoint::new(&tls, admin_tx).map_err(NodeError::Net)?;
     let (status_tx, mut status_rx) = mpsc::channel::<StatusRequest>(16);
     let http_task = serve_status(me.status, status_tx, Some(admin), &metrics, &shutdown).await?;
-    let mut node = Global::new(opts, topology, shared, publishing, metrics, certificates, held)?;
+    let mut node = Global::new(
+        opts,
+        topology,
+        shared,
+        publishing,
+        metrics,
+        certificates,
+        held,
+    )?;
     let mut reloads = reload::spawn(node.opts.topology.clone(), true, shutdown.clone());
     info!(node = %node.opts.node, quic = %server.local_addr(), status = %me.status, peers = node.current.globals.len() - 1, zone = %node.publishing.zone(), "global node running");
 
@@ -310,15 +318,24 @@ impl Global {
                     .get(svc)
                     .is_some_and(|s| s.members.contains_key(&target))
             };
-            let elsewhere = || match t.farms.values().find(|f| f.servers.keys().any(|s| s.as_str() == r.target)) {
-                Some(f) => format!("; it is a server of farm \"{}\": its farm nodes hold overrides on it", f.id),
+            let elsewhere = || match t
+                .farms
+                .values()
+                .find(|f| f.servers.keys().any(|s| s.as_str() == r.target))
+            {
+                Some(f) => format!(
+                    "; it is a server of farm \"{}\": its farm nodes hold overrides on it",
+                    f.id
+                ),
                 None => String::new(),
             };
             match (&r.service, &r.region) {
                 (Some(service), region) => {
                     let svc: fedlb_core::ServiceId = service.as_str().into();
                     if !tier.services().contains_key(&svc) {
-                        return Err(format!("unknown service \"{service}\" on global node {node}"));
+                        return Err(format!(
+                            "unknown service \"{service}\" on global node {node}"
+                        ));
                     }
                     if let Some(region) = region
                         && !tier.regions().iter().any(|x| x.id.as_str() == region)
@@ -326,12 +343,20 @@ impl Global {
                         return Err(format!("unknown region \"{region}\" on global node {node}"));
                     }
                     if !here(&svc) {
-                        return Err(format!("unknown target \"{}\": not a farm or directly attached server offering \"{service}\" on global node {node}{}", r.target, elsewhere()));
+                        return Err(format!(
+                            "unknown target \"{}\": not a farm or directly attached server offering \"{service}\" on global node {node}{}",
+                            r.target,
+                            elsewhere()
+                        ));
                     }
                 }
                 (None, _) => {
                     if !tier.services().keys().any(here) {
-                        return Err(format!("unknown target \"{}\": not a farm or directly attached server of global node {node}{}", r.target, elsewhere()));
+                        return Err(format!(
+                            "unknown target \"{}\": not a farm or directly attached server of global node {node}{}",
+                            r.target,
+                            elsewhere()
+                        ));
                     }
                 }
             }

@@ -95,7 +95,10 @@ pub struct AdminEndpoint {
 
 impl AdminEndpoint {
     /// The endpoint of a node with credentials `tls`, its calls going to `calls`.
-    pub fn new(tls: &fedlb_net::NodeTls, calls: mpsc::Sender<Call>) -> Result<Self, fedlb_net::NetError> {
+    pub fn new(
+        tls: &fedlb_net::NodeTls,
+        calls: mpsc::Sender<Call>,
+    ) -> Result<Self, fedlb_net::NetError> {
         let mut cfg = tls.server_tls_config()?;
         cfg.alpn_protocols = vec![ADMIN_ALPN.to_vec()];
         Ok(AdminEndpoint {
@@ -281,7 +284,8 @@ async fn admin_connection(
     permits: (OwnedSemaphorePermit, SourceSlot),
 ) {
     let remote = remote.map_or_else(|| "?".to_owned(), |r| r.to_string());
-    let tls = match tokio::time::timeout(limits.header_timeout, admin.acceptor.accept(stream)).await {
+    let tls = match tokio::time::timeout(limits.header_timeout, admin.acceptor.accept(stream)).await
+    {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             warn!(%remote, error = %e, "admin call refused: TLS handshake failed (an operator certificate from the federation CA is required)");
@@ -326,10 +330,7 @@ struct AdminConn {
     remote: String,
 }
 
-async fn admin_call(
-    State(c): State<AdminConn>,
-    body: axum::body::Bytes,
-) -> Response {
+async fn admin_call(State(c): State<AdminConn>, body: axum::body::Bytes) -> Response {
     if c.peer.role != fedlb_net::Role::Operator {
         warn!(remote = %c.remote, peer = %c.peer, "admin call refused: not an operator certificate");
         return (

@@ -136,9 +136,8 @@ fn node(role: Role, name: &str, status: SocketAddr) -> anyhow::Result<Target> {
 fn operator_name(args: &AdminArgs) -> anyhow::Result<String> {
     match &args.operator {
         Some(n) => Ok(n.clone()),
-        None => std::env::var("USER").map_err(|_| {
-            anyhow!("no operator name: pass --operator NAME (or set FEDLB_OPERATOR)")
-        }),
+        None => std::env::var("USER")
+            .map_err(|_| anyhow!("no operator name: pass --operator NAME (or set FEDLB_OPERATOR)")),
     }
 }
 
@@ -174,8 +173,9 @@ async fn call(
         let tcp = tokio::net::TcpStream::connect(target.addr)
             .await
             .with_context(|| format!("connecting to {}", target.addr))?;
-        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(target.identity.dns_name())
-            .map_err(|e| anyhow!("{e}"))?;
+        let name =
+            tokio_rustls::rustls::pki_types::ServerName::try_from(target.identity.dns_name())
+                .map_err(|e| anyhow!("{e}"))?;
         let mut stream = tokio_rustls::TlsConnector::from(tls)
             .connect(name, tcp)
             .await
@@ -314,9 +314,17 @@ pub fn set(
             set_unix_ms: 0,
         };
         let request = Request::Set(record.clone());
-        let until = until.map_or_else(|| "until cleared".to_owned(), |u| format!("until {}", utc_label(u)));
+        let until = until.map_or_else(
+            || "until cleared".to_owned(),
+            |u| format!("until {}", utc_label(u)),
+        );
         send_all(args, tls, &targets, &request, |t, _| {
-            println!("{}: {} {target} ({until}), id {}", t.label(), verb(kind), record.id);
+            println!(
+                "{}: {} {target} ({until}), id {}",
+                t.label(),
+                verb(kind),
+                record.id
+            );
         })
     };
     exit(run())

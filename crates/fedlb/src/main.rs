@@ -331,12 +331,22 @@ fn main() -> ExitCode {
             add,
             operator: None,
         } => report(certs::run(&topology, &out, force, add.as_deref())),
-        Command::Drain { target, set, admin } => {
-            admin::set(&admin, &set, fedlb_node::admin::Kind::Drain, None, &target, None)
-        }
-        Command::Disable { target, set, admin } => {
-            admin::set(&admin, &set, fedlb_node::admin::Kind::Disable, None, &target, None)
-        }
+        Command::Drain { target, set, admin } => admin::set(
+            &admin,
+            &set,
+            fedlb_node::admin::Kind::Drain,
+            None,
+            &target,
+            None,
+        ),
+        Command::Disable { target, set, admin } => admin::set(
+            &admin,
+            &set,
+            fedlb_node::admin::Kind::Disable,
+            None,
+            &target,
+            None,
+        ),
         Command::Pin {
             service,
             target,

@@ -54,18 +54,39 @@ pub fn run(topology: &Path, state: Option<PathBuf>, backends: bool) -> anyhow::R
     }
     let topo = topology.to_str().context("topology path is not UTF-8")?;
     let certs_s = certs.to_str().context("state path is not UTF-8")?;
+    // each node's operator overrides (`overrides.<node>.<role>.jsonl`) survive a restart here
+    let nodes_state = state.join("nodes");
+    let nodes_s = nodes_state.to_str().context("state path is not UTF-8")?;
     for g in &t.globals {
         procs.push(spawn(
             &exe,
             &g.name,
-            &["global", topo, "--node", &g.name, "--certs", certs_s],
+            &[
+                "global",
+                topo,
+                "--node",
+                &g.name,
+                "--certs",
+                certs_s,
+                "--state-dir",
+                nodes_s,
+            ],
         )?);
     }
     for node in t.farms.values().flat_map(|f| &f.nodes) {
         procs.push(spawn(
             &exe,
             &node.name,
-            &["farm", topo, "--node", &node.name, "--certs", certs_s],
+            &[
+                "farm",
+                topo,
+                "--node",
+                &node.name,
+                "--certs",
+                certs_s,
+                "--state-dir",
+                nodes_s,
+            ],
         )?);
     }
     for node in t.nodes().into_iter().filter(|n| n.role == Role::Agent) {
@@ -83,6 +104,9 @@ pub fn run(topology: &Path, state: Option<PathBuf>, backends: bool) -> anyhow::R
     Ok(())
 }
 
+/// The operator certificate `fedlb up` issues for the demo.
+const DEMO_OPERATOR: &str = "demo";
+
 fn ensure_certs(topology: &Path, certs: &Path, t: &Topology) -> anyhow::Result<()> {
     if !certs.join("ca.pem").exists() {
         std::fs::create_dir_all(certs).with_context(|| format!("creating {}", certs.display()))?;
@@ -98,6 +122,14 @@ fn ensure_certs(topology: &Path, certs: &Path, t: &Topology) -> anyhow::Result<(
         if !fedlb_net::pki::node_cert_path(certs, &id).exists() {
             crate::certs::run(topology, certs, false, Some(&node.name))?;
         }
+    }
+    // the demo's operator, for `fedlb drain` and friends
+    let id = fedlb_net::PeerIdentity::new(
+        fedlb_net::Role::Operator,
+        fedlb_net::NodeName::new(DEMO_OPERATOR)?,
+    );
+    if !fedlb_net::pki::node_cert_path(certs, &id).exists() {
+        crate::certs::operator(topology, certs, DEMO_OPERATOR, false)?;
     }
     Ok(())
 }
@@ -262,6 +294,12 @@ fn print_banner(t: &Topology, state: &Path, procs: &[Proc]) {
         println!("  make a server fail and watch the answer move:");
         println!("         curl -X POST http://{ip}:{port}/admin/fail      # {server} answers 503");
         println!("         curl -X POST http://{ip}:{port}/admin/recover");
+        println!("  or take it out as an operator would (audited, shown on the status pages):");
+        println!(
+            "         fedlb drain {server} --for 10m --reason \"kernel upgrade\" --topology {} --certs {} --operator {DEMO_OPERATOR}",
+            t.file,
+            state.join("certs").display()
+        );
     }
     println!("  Ctrl-C stops everything.");
     println!();

@@ -146,12 +146,27 @@ async fn drain_moves_the_answer_in_one_decision_and_undrain_lets_it_come_back() 
     let (w, _g, west, _east) = federation(B).await;
     let (code, out, err) = fedlb_admin(&w, &["drain", "w1", "--reason", "kernel upgrade"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("farm west: drained w1 (until cleared), id drain-"), "{out}");
+    assert!(
+        out.contains("farm west: drained w1 (until cleared), id drain-"),
+        "{out}"
+    );
     moves_to(B, ip(B, 11), ip(B, 12)).await;
     // the farm node's local decision moved once: its why does not count any other step
     let farm = status(SocketAddr::new(ip(B, 2), 7481)).await.unwrap();
-    let text = farm["overrides"][0]["text"].as_str().unwrap_or_default().to_owned();
+    let text = farm["overrides"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert_eq!(text, "w1: drained by alice: kernel upgrade", "{farm}");
+    let (code, page) = http_get(SocketAddr::new(ip(B, 2), 7481), "/")
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("Operator overrides")
+            && page.contains("w1: drained by alice: kernel upgrade"),
+        "{page}"
+    );
     // every global node shows the drained server with who and why, from the summaries
     let g = status(global_status(B)).await.unwrap();
     let w1 = candidate(local(&g, "west").unwrap(), "w1")
@@ -159,7 +174,11 @@ async fn drain_moves_the_answer_in_one_decision_and_undrain_lets_it_come_back() 
         .unwrap_or_default();
     assert_eq!(w1["health"], "drained", "{w1}");
     assert_eq!(w1["reason"], "drained by alice: kernel upgrade", "{w1}");
-    assert!(west.log().contains("override set"), "the audit log: {}", west.log());
+    assert!(
+        west.log().contains("override set"),
+        "the audit log: {}",
+        west.log()
+    );
     assert!(west.log().contains("operator=alice"), "{}", west.log());
 
     let (code, out, err) = fedlb_admin(&w, &["undrain", "w1"]);
@@ -190,7 +209,11 @@ async fn drain_survives_a_restart_of_the_global_and_the_farm_node() {
     wait_for("the restarted global node to answer", || async {
         let v = status(global_status(B)).await?;
         let a = global_answers(&v);
-        if a.is_empty() { Err(describe(&v)) } else { Ok(()) }
+        if a.is_empty() {
+            Err(describe(&v))
+        } else {
+            Ok(())
+        }
     })
     .await;
     // from the first answer on, the drained server is never answered
@@ -200,9 +223,16 @@ async fn drain_survives_a_restart_of_the_global_and_the_farm_node() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     wait_answers(global_status(B), dns(B), &[ip(B, 12)]).await;
-    assert!(west.log().contains("operator overrides restored"), "{}", west.log());
+    assert!(
+        west.log().contains("operator overrides restored"),
+        "{}",
+        west.log()
+    );
     let farm = status(SocketAddr::new(ip(B, 2), 7481)).await.unwrap();
-    let text = farm["overrides"][0]["text"].as_str().unwrap_or_default().to_owned();
+    let text = farm["overrides"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(
         text.starts_with("w1: drained by alice until ") && text.ends_with(" UTC: kernel upgrade"),
         "{farm}"
@@ -215,13 +245,24 @@ async fn expired_pin_reverts_by_itself() {
     let (w, g, _west, _east) = federation(B).await;
     let (code, out, err) = fedlb_admin(
         &w,
-        &["pin", "www", "east", "--for", "3s", "--reason", "west migration"],
+        &[
+            "pin",
+            "www",
+            "east",
+            "--for",
+            "3s",
+            "--reason",
+            "west migration",
+        ],
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("global global: pinned to east"), "{out}");
     moves_to(B, ip(B, 11), ip(B, 21)).await;
     let v = status(global_status(B)).await.unwrap();
-    let why = service(&v)["global"]["why"].as_str().unwrap_or_default().to_owned();
+    let why = service(&v)["global"]["why"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(why.contains("www pinned to east by alice until "), "{why}");
     // nobody clears it: after 3 s it stops applying, and west answers again after the dwell
     moves_to(B, ip(B, 21), ip(B, 11)).await;
@@ -272,9 +313,13 @@ async fn raw_admin_call(
         "POST /admin HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.map_err(|e| format!("reading: {e}"))?;
+    s.read_to_end(&mut buf)
+        .await
+        .map_err(|e| format!("reading: {e}"))?;
     let text = String::from_utf8_lossy(&buf).into_owned();
     let code = text
         .split_whitespace()
@@ -291,7 +336,10 @@ async fn admin_call_without_an_operator_certificate_or_with_an_agents_is_refused
     let ca = std::fs::read_to_string(w.certs.join("ca.pem")).unwrap();
     // no client certificate: the handshake fails (or the first read does, in TLS 1.3)
     let r = raw_admin_call(&ca, None, global_status(B)).await;
-    assert!(r.is_err(), "a call without a certificate was answered: {r:?}");
+    assert!(
+        r.is_err(),
+        "a call without a certificate was answered: {r:?}"
+    );
     // an agent's certificate from the federation CA: a valid identity, not an operator
     w.issue_cert("rogue", Role::Agent);
     let read = |f: &str| std::fs::read_to_string(w.certs.join(f)).unwrap();

@@ -185,9 +185,9 @@ fn simulate_suite_prints_every_problem_of_every_scenario_on_its_own_error_line()
 fn check_warns_when_a_status_address_is_not_loopback() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("open.toml");
-    let good = std::fs::read_to_string(root().join("topologies/two-sites.toml")).unwrap();
+    let good = std::fs::read_to_string(root().join("topologies/demo.toml")).unwrap();
     let open = good.replacen("status = \"127.0.0.1:", "status = \"0.0.0.0:", 1);
-    assert_ne!(open, good, "two-sites.toml has a loopback status address");
+    assert_ne!(open, good, "demo.toml has a loopback status address");
     std::fs::write(&path, open).unwrap();
     let p = path.to_str().unwrap();
     let (code, _, err) = fedlb(&["check", "--quiet", p]);

@@ -15,8 +15,7 @@ mod render;
 pub use build::{GlobalExtras, farm_status, global_status};
 pub use model::{
     AgedValue, CandidateStatus, CertificateExpiry, FarmNodeSeen, FarmStatus, OverrideStatus,
-    PeersStatus,
-    PrimaryStatus, PublishStatus, ReadingsStatus, SCHEMA_VERSION, ServiceStatus, Status,
-    TierStatus, any_degraded,
+    PeersStatus, PrimaryStatus, PublishStatus, ReadingsStatus, SCHEMA_VERSION, ServiceStatus,
+    Status, TierStatus, any_degraded,
 };
 pub use render::{render_html, render_table};
