@@ -122,9 +122,20 @@ pub enum Refusal {
 }
 
 fn role_refused(role: Role, site: &Site) -> String {
-    match site {
-        Site::Farm(_) => format!("a {} may not connect to a farm node", role.as_str()),
-        Site::Global => format!("a {} node may not connect to a global node", role.as_str()),
+    let a = if role == Role::Operator { "an" } else { "a" };
+    match (site, role) {
+        (Site::Farm(_), _) => format!("{a} {} may not connect to a farm node", role.as_str()),
+        // an operator's certificate is for admin calls (HTTPS on the status port) only
+        (Site::Global, Role::Operator) => {
+            "an operator may not connect to a global node (admin calls go to its status port)"
+                .to_owned()
+        }
+        (Site::Global, _) => {
+            format!(
+                "{a} {} node may not connect to a global node",
+                role.as_str()
+            )
+        }
     }
 }
 

@@ -437,6 +437,30 @@ fn rows() -> Vec<Row> {
             },
             r#"farm node "near" sent a summary naming farm node "far""#,
         ),
+        // an operator's certificate is for admin calls over HTTPS, never the federation's
+        // QUIC connections
+        no(
+            "global",
+            Role::Operator,
+            "alice",
+            Connect,
+            Refusal::RoleNotAccepted {
+                role: Role::Operator,
+                site: Site::Global,
+            },
+            "an operator may not connect to a global node (admin calls go to its status port)",
+        ),
+        no(
+            "near",
+            Role::Operator,
+            "alice",
+            Connect,
+            Refusal::RoleNotAccepted {
+                role: Role::Operator,
+                site: near(),
+            },
+            "an operator may not connect to a farm node",
+        ),
         ok("pair", Agent, "p1-agent", Connect),
         ok("pair", Agent, "p1-agent", Report("p1")),
         // the protocol's limits come first, at both sites
