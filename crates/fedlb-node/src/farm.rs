@@ -59,7 +59,6 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
         shutdown.clone(),
     )?;
     let metrics = Arc::new(Metrics::new());
-    let held = Held::load(&opts.state_dir(), "farm", &opts.node)?;
     let (admin_tx, mut admin_rx) = mpsc::channel::<admin::Call>(16);
     let admin = AdminEndpoint::new(&tls, admin_tx).map_err(NodeError::Net)?;
     let (status_tx, mut status_rx) = mpsc::channel::<StatusRequest>(16);
@@ -72,7 +71,6 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
         shared,
         metrics,
         &shutdown,
-        held,
     )?;
     let mut reloads = reload::spawn(opts.topology.clone(), false, shutdown.clone());
     info!(farm = %farm_id, node = %opts.node, quic = %server.local_addr(), status = %node.me.status, "farm node running");
@@ -138,8 +136,8 @@ impl FarmNode {
         shared: SharedTopology,
         metrics: Arc<Metrics>,
         shutdown: &CancellationToken,
-        held: Held,
     ) -> Result<Self, NodeError> {
+        let held = Held::load(&opts.state_dir(), "farm", &opts.node)?;
         let farm_id = farm.id.clone();
         let certificates = CertificateExpiry::of(&tls);
         metrics.set_certificate_expiry(certificates);
