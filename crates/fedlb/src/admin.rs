@@ -29,17 +29,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[derive(Args, Debug, Clone)]
 pub struct AdminArgs {
     /// The topology file the nodes run.
-    #[arg(long, env = "FEDLB_TOPOLOGY", default_value = "fedlb.toml")]
+    #[arg(long, global = true, env = "FEDLB_TOPOLOGY", default_value = "fedlb.toml")]
     topology: PathBuf,
     /// The directory holding `ca.pem` and the operator's `<NAME>.operator.pem`/`.key`
     /// (`fedlb certs TOPOLOGY --operator NAME` writes them).
-    #[arg(long, env = "FEDLB_CERTS", default_value = "certs")]
+    #[arg(long, global = true, env = "FEDLB_CERTS", default_value = "certs")]
     certs: PathBuf,
     /// The operator's name (its certificate's): what the audit log and status show.
-    #[arg(long, env = "FEDLB_OPERATOR")]
+    #[arg(long, global = true, env = "FEDLB_OPERATOR")]
     operator: Option<String>,
     /// Seconds to wait for each node.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, global = true, default_value_t = 5)]
     timeout: u64,
 }
 

@@ -382,3 +382,164 @@ async fn admin_call_without_an_operator_certificate_or_with_an_agents_is_refused
     assert_eq!(code, 1);
     assert!(err.contains("unknown target \"nope\""), "{err}");
 }
+
+/// Two global nodes (`g1` on .1, `g2` on .5), each with its own embedded server, and a
+/// region `eu` of clients on 127.0.<b>.128/25 that is closest to west.
+fn two_globals(b: u8) -> String {
+    let globals = format!(
+        r#"
+[[global]]
+name = "g1"
+listen = "127.0.{b}.1:7400"
+status = "127.0.{b}.1:7480"
+embedded = {{ listen = "127.0.{b}.1:5353", state_dir = "dns-g1" }}
+
+[[global]]
+name = "g2"
+listen = "127.0.{b}.5:7400"
+status = "127.0.{b}.5:7480"
+embedded = {{ listen = "127.0.{b}.5:5353", state_dir = "dns-g2" }}
+"#
+    );
+    let head = header(b, "\"least_loaded\"")
+        .replace(
+            &format!("[global]\nlisten = \"127.0.{b}.1:7400\"\nstatus = \"127.0.{b}.1:7480\"\n"),
+            &globals,
+        )
+        .replace(
+            &format!("embedded = {{ listen = \"127.0.{b}.1:5353\", state_dir = \"dns\" }}\n"),
+            "",
+        );
+    assert!(head.contains("[[global]]") && !head.contains("state_dir = \"dns\""));
+    let region = format!(
+        r#"
+[[regions]]
+name = "eu"
+clients = ["127.0.{b}.128/25"]
+distance_ms = {{ west = 10, east = 60 }}
+"#
+    );
+    [
+        head,
+        farm(b, 2, "west", 10, &["w1", "w2"]),
+        remote_server(b, 11, "w1"),
+        remote_server(b, 12, "w2"),
+        farm(b, 3, "east", 50, &["e1"]),
+        remote_server(b, 21, "e1"),
+        region,
+    ]
+    .concat()
+}
+
+/// What a global node's decision for `region` chose.
+fn region_chosen(v: &serde_json::Value, region: &str) -> Vec<String> {
+    service(v)["regions"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["region"] == region))
+        .and_then(|r| r["decision"]["chosen"].as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn region_pin_goes_to_every_global_node_and_moves_only_that_regions_answer() {
+    const B: u8 = 165;
+    let mut w = World::new(&two_globals(B));
+    issue_operator(&w);
+    for (name, host) in [("w1", 11), ("w2", 12), ("e1", 21)] {
+        w.start_backend(name, ip(B, host)).await;
+    }
+    let _g1 = Proc::start(&w, "global", "g1");
+    let _g2 = Proc::start(&w, "global", "g2");
+    let _west = Proc::start(&w, "farm", "west");
+    let _east = Proc::start(&w, "farm", "east");
+    let globals = [
+        SocketAddr::new(ip(B, 1), 7480),
+        SocketAddr::new(ip(B, 5), 7480),
+    ];
+    for g in globals {
+        wait_for("both decisions on west", || async {
+            let v = status(g).await?;
+            if global_chosen(&v) == ["west"] && region_chosen(&v, "eu") == ["west"] {
+                Ok(())
+            } else {
+                Err(describe(&v))
+            }
+        })
+        .await;
+    }
+    let (code, out, err) = fedlb_admin(
+        &w,
+        &[
+            "pin",
+            "www",
+            "east",
+            "--region",
+            "eu",
+            "--reason",
+            "west migration",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("global g1: pinned to east") && out.contains("global g2: pinned to east"),
+        "{out}"
+    );
+    for g in globals {
+        wait_for(
+            "eu pinned to east, the default region unchanged",
+            || async {
+                let v = status(g).await?;
+                assert_eq!(
+                    global_chosen(&v),
+                    ["west"],
+                    "the default region moved: {}",
+                    describe(&v)
+                );
+                if region_chosen(&v, "eu") == ["east"] {
+                    Ok(())
+                } else {
+                    Err(describe(&v))
+                }
+            },
+        )
+        .await;
+        // an eu client's DNS answer is east's server, anyone else's west's
+        let dns = SocketAddr::new(g.ip(), 5353);
+        wait_for("DNS answers by region", || async {
+            let eu = dns_a_from(ip(B, 130), dns, "www.t.test.").await?;
+            let other = dns_a(dns, "www.t.test.").await?;
+            if eu == [ip(B, 21)] && other == [ip(B, 11)] {
+                Ok(())
+            } else {
+                Err(format!("eu {eu:?}, others {other:?}"))
+            }
+        })
+        .await;
+    }
+    // cleared by id on every node holding it
+    let (_, list, _) = fedlb_admin(&w, &["overrides"]);
+    let id = list
+        .split_whitespace()
+        .find(|s| s.starts_with("pin-"))
+        .unwrap_or_else(|| panic!("{list}"))
+        .to_owned();
+    let (code, out, err) = fedlb_admin(&w, &["overrides", "clear", &id]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.matches(&format!("cleared {id}")).count(), 2, "{out}");
+    for g in globals {
+        wait_for("eu back on west", || async {
+            let v = status(g).await?;
+            if region_chosen(&v, "eu") == ["west"] {
+                Ok(())
+            } else {
+                Err(describe(&v))
+            }
+        })
+        .await;
+    }
+}
