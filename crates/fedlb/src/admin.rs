@@ -29,7 +29,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[derive(Args, Debug, Clone)]
 pub struct AdminArgs {
     /// The topology file the nodes run.
-    #[arg(long, global = true, env = "FEDLB_TOPOLOGY", default_value = "fedlb.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "FEDLB_TOPOLOGY",
+        default_value = "fedlb.toml"
+    )]
     topology: PathBuf,
     /// The directory holding `ca.pem` and the operator's `<NAME>.operator.pem`/`.key`
     /// (`fedlb certs TOPOLOGY --operator NAME` writes them).

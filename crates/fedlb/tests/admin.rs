@@ -340,6 +340,21 @@ async fn admin_call_without_an_operator_certificate_or_with_an_agents_is_refused
         r.is_err(),
         "a call without a certificate was answered: {r:?}"
     );
+    // an operator certificate from another CA
+    let other = fedlb_net::Ca::generate("other").unwrap();
+    let forged = other
+        .issue(&fedlb_net::NodeName::new("alice").unwrap(), Role::Operator)
+        .unwrap();
+    let r = raw_admin_call(
+        &ca,
+        Some((forged.cert_pem(), forged.key_pem())),
+        global_status(B),
+    )
+    .await;
+    assert!(
+        r.is_err(),
+        "a certificate of another CA was answered: {r:?}"
+    );
     // an agent's certificate from the federation CA: a valid identity, not an operator
     w.issue_cert("rogue", Role::Agent);
     let read = |f: &str| std::fs::read_to_string(w.certs.join(f)).unwrap();
