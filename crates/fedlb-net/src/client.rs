@@ -11,7 +11,7 @@ use quinn::{Connection, Endpoint, ReadError, ReadToEndError, SendStream};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -91,7 +91,25 @@ pub struct ClientConfig {
     pub backoff: Backoff,
     /// Messages held while disconnected or while the server is slow.
     pub queue_capacity: usize,
+    /// Where requests the server sends on this connection go (a global node forwarding an
+    /// operator's admin call to a farm node); `None`: every such stream is refused.
+    pub requests: Option<mpsc::Sender<ServerRequest>>,
 }
+
+/// A request the server sent on a bidirectional stream of a client's connection, and where
+/// its answer goes (written back on the same stream).
+#[derive(Debug)]
+pub struct ServerRequest {
+    /// The server that sent it, as its certificate proved when the client connected.
+    pub server: PeerIdentity,
+    /// The request's bytes.
+    pub body: Vec<u8>,
+    /// The answer's bytes.
+    pub reply: oneshot::Sender<Vec<u8>>,
+}
+
+/// Longest request or answer on a server-opened stream, in bytes.
+pub const MAX_REQUEST: usize = 256 * 1024;
 
 impl ClientConfig {
     /// Defaults for connecting to `server` at `server_addr`.
@@ -102,6 +120,7 @@ impl ClientConfig {
             protocol_version,
             backoff: Backoff::default(),
             queue_capacity: 64,
+            requests: None,
         }
     }
 }
@@ -393,7 +412,14 @@ async fn run(
                 info!(%server, %remote, "connected");
                 state.send_replace(ConnState::Connected { remote });
                 let since = Instant::now();
-                let Some(reason) = pump(&conn, &queue, &token).await else {
+                let served = tokio::spawn(serve_requests(
+                    conn.clone(),
+                    server.clone(),
+                    config.requests.clone(),
+                ));
+                let pumped = pump(&conn, &queue, &token).await;
+                served.abort();
+                let Some(reason) = pumped else {
                     conn.close(CloseCode::Shutdown.varint(), b"client shutting down");
                     break;
                 };
@@ -526,6 +552,44 @@ async fn hello(
         )));
     }
     Ok(())
+}
+
+/// Takes the requests the server opens bidirectional streams for, until the connection
+/// ends: each is read whole, handed to `requests`, and its answer written back. Without a
+/// taker, each stream is refused at once.
+async fn serve_requests(
+    conn: Connection,
+    server: PeerIdentity,
+    requests: Option<mpsc::Sender<ServerRequest>>,
+) {
+    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+        let Some(tx) = requests.clone() else {
+            let _ = recv.stop(quinn::VarInt::from_u32(0));
+            let _ = send.reset(quinn::VarInt::from_u32(0));
+            continue;
+        };
+        let server = server.clone();
+        tokio::spawn(async move {
+            let Ok(body) = recv.read_to_end(MAX_REQUEST).await else {
+                return;
+            };
+            let (reply, answer) = oneshot::channel();
+            let request = ServerRequest {
+                server,
+                body,
+                reply,
+            };
+            if tx.send(request).await.is_err() {
+                return;
+            }
+            if let Ok(bytes) = answer.await {
+                let _ = send.write_all(&bytes).await;
+                let _ = send.finish();
+                // the answer is delivered before the stream's state goes
+                let _ = send.stopped().await;
+            }
+        });
+    }
 }
 
 /// Sends queued messages until the connection ends (returns why) or shutdown (`None`).

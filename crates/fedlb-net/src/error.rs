@@ -4,6 +4,9 @@ use std::path::PathBuf;
 /// Every error this crate returns.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
+    /// A request to a connected peer failed (not connected, the stream failed, no answer).
+    #[error("request to {peer}: {why}")]
+    Request { peer: String, why: String },
     /// A node name is not a lowercase DNS label.
     #[error("node name {name:?}: {why}")]
     InvalidNodeName { name: String, why: &'static str },

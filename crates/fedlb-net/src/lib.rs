@@ -28,11 +28,15 @@ mod verify;
 pub mod wire;
 
 pub use admission::AdmissionLimits;
-pub use client::{Backoff, Client, ClientConfig, ClientEndpoint, ConnState, Queued};
+pub use client::{
+    Backoff, Client, ClientConfig, ClientEndpoint, ConnState, MAX_REQUEST, Queued, ServerRequest,
+};
 pub use close::CloseCode;
 pub use error::NetError;
 pub use identity::{IDENTITY_SUFFIX, NodeName, PeerIdentity, Role};
 pub use pki::{Ca, NodeCert};
-pub use server::{Authoriser, ConnId, Events, FnAuthoriser, Server, ServerConfig, ServerEvent};
+pub use server::{
+    Authoriser, ConnId, Events, FnAuthoriser, Requester, Server, ServerConfig, ServerEvent,
+};
 pub use socket::{SOCKET_BUFFER_BYTES, bind_udp};
 pub use tls::{ALPN, NodeTls, TransportSettings};

@@ -167,6 +167,47 @@ pub struct Server {
     live: LiveMap,
 }
 
+/// Sends requests to the server's connected peers.
+#[derive(Clone, Debug)]
+pub struct Requester {
+    live: LiveMap,
+}
+
+impl Requester {
+    /// Sends `body` to the connected peer `peer` on a new bidirectional stream (the peer's
+    /// client hands it to its [`crate::ClientConfig::requests`]) and returns its answer.
+    pub async fn request(
+        &self,
+        peer: &PeerIdentity,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, NetError> {
+        let failed = |why: String| NetError::Request {
+            peer: peer.to_string(),
+            why,
+        };
+        let conn = self
+            .live
+            .lock()
+            .expect("live-connection map poisoned")
+            .get(peer)
+            .map(|(_, c)| c.clone())
+            .ok_or_else(|| failed("not connected".to_owned()))?;
+        let exchange = async {
+            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+            send.write_all(body).await.map_err(|e| e.to_string())?;
+            send.finish().map_err(|e| e.to_string())?;
+            recv.read_to_end(crate::client::MAX_REQUEST)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| failed(format!("no answer within {timeout:?}")))?
+            .map_err(failed)
+    }
+}
+
 /// Connections by peer, shared between the accept loop and the [`Server`] handle.
 type LiveMap = Arc<Mutex<HashMap<PeerIdentity, (ConnId, Connection)>>>;
 
@@ -288,6 +329,14 @@ impl Server {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// A handle that sends requests to connected peers (see [`Requester::request`]); it
+    /// outlives nothing: once the server stops, every request fails.
+    pub fn requester(&self) -> Requester {
+        Requester {
+            live: self.live.clone(),
+        }
     }
 
     /// The current round-trip time to every connected peer, as QUIC estimates it (for

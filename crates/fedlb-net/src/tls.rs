@@ -344,8 +344,9 @@ impl NodeTls {
         let crypto =
             QuicClientConfig::try_from(self.client_tls_config()?).map_err(|e| self.tls_err(e))?;
         let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
-        // The server never opens streams towards a client.
-        cfg.transport_config(Arc::new(transport_config(settings, 0, 0)?));
+        // The server opens a bidirectional stream towards a client only to forward a request
+        // (a global node forwarding an operator's admin call to a farm node): a few at once.
+        cfg.transport_config(Arc::new(transport_config(settings, 4, 0)?));
         Ok(cfg)
     }
 }

@@ -165,6 +165,10 @@ pub enum Request {
     Clear {
         /// Its id.
         id: String,
+        /// To a global node that does not hold it: forward the call to every farm node
+        /// (one of them may hold it).
+        #[serde(default)]
+        farms: bool,
     },
     /// Stops holding every override of this kind on `target` (undrain, enable, unpin).
     ClearOn {
@@ -174,7 +178,29 @@ pub enum Request {
         target: String,
     },
     /// Lists the overrides held.
-    List,
+    List {
+        /// To a global node: the farm nodes' lists too (the call is forwarded to each).
+        #[serde(default)]
+        farms: bool,
+    },
+}
+
+impl Request {
+    /// For a global node: the farm whose nodes hold what this call is about, when `farm_of`
+    /// says which farm (if any) a server belongs to; `Some(None)`: every farm (a list, or a
+    /// clear of an id held elsewhere); `None`: the call is the global node's own.
+    pub fn farm_scope<'a>(
+        &self,
+        farm_of: impl Fn(&str) -> Option<&'a str>,
+        held_here: impl Fn(&str) -> bool,
+    ) -> Option<Option<&'a str>> {
+        match self {
+            Request::Set(r) => farm_of(&r.target).map(Some),
+            Request::ClearOn { target, .. } => farm_of(target).map(Some),
+            Request::Clear { id, farms } => (*farms && !held_here(id)).then_some(None),
+            Request::List { farms } => farms.then_some(None),
+        }
+    }
 }
 
 /// A node's answer to an admin call.
@@ -186,6 +212,29 @@ pub struct Response {
     pub changed: Vec<String>,
     /// Every override held after the call.
     pub overrides: Vec<Record>,
+    /// The answers of the farm nodes a global node forwarded the call to, each its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forwarded: Vec<ForwardAnswer>,
+}
+
+/// An admin call a global node forwards to a farm node over the farm node's QUIC
+/// connection to it (the farm node dialled the global node and checked its certificate;
+/// the global node checked the operator's).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forwarded {
+    /// The operator certificate's name.
+    pub operator: String,
+    /// The call.
+    pub request: Request,
+}
+
+/// One farm node's answer to a forwarded call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardAnswer {
+    /// The farm node.
+    pub node: String,
+    /// Its answer, or why there is none.
+    pub result: Result<Response, String>,
 }
 
 /// An admin call on its way to the node's driver, from an authenticated operator.
@@ -302,7 +351,7 @@ impl Held {
         let mut changed = Vec::new();
         let before = self.records.clone();
         match request {
-            Request::List => {}
+            Request::List { .. } => {}
             Request::Set(mut r) => {
                 if r.id.is_empty() || r.id.len() > 64 {
                     return Err(format!(
@@ -341,7 +390,7 @@ impl Held {
                 changed.push(r.id.clone());
                 self.records.insert(r.id.clone(), r);
             }
-            Request::Clear { id } => {
+            Request::Clear { id, .. } => {
                 let r = self
                     .records
                     .remove(&id)
@@ -377,6 +426,7 @@ impl Held {
             node: self.node.clone(),
             changed,
             overrides: self.records.values().cloned().collect(),
+            forwarded: Vec::new(),
         }
     }
 }

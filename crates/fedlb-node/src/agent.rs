@@ -55,7 +55,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
     let metrics = Arc::new(Metrics::new());
     metrics.set_certificate_expiry(crate::status::CertificateExpiry::of(&tls));
     let mut monitors = MonitorSet::new(Arc::new(Prober::default()), new_epoch(), true, metrics);
-    let mut uplinks = Uplinks::start(tls, &targets, &shutdown)?;
+    let mut uplinks = Uplinks::start(tls, &targets, None, &shutdown)?;
     let mut current = targets;
     let plan0 = plan(&topology, &opts.node).map_err(NodeError::Probe)?;
     let shown: Vec<String> = current.iter().map(|(a, id)| format!("{id}@{a}")).collect();

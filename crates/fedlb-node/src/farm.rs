@@ -9,7 +9,7 @@
 use std::sync::{Arc, RwLock};
 
 use fedlb_core::{FarmId, FarmOutput, FarmState, Report};
-use fedlb_net::{NodeTls, Role, Server, ServerConfig, ServerEvent, bind_udp};
+use fedlb_net::{NodeTls, Role, Server, ServerConfig, ServerEvent, ServerRequest, bind_udp};
 use fedlb_probe::Prober;
 use fedlb_proto::{MAX_BATCH, Message, PROTOCOL_VERSION, WireSummary};
 use fedlb_topology::{Farm, Topology};
@@ -92,6 +92,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                 let _ = reply.send(node.status());
             }
             Some(call) = admin_rx.recv() => node.on_admin(call),
+            Some(req) = node.forwarded.recv() => node.on_forwarded(req),
             Some(t) = reloads.recv() => node.on_reload(t, &shutdown),
         }
         node.carry_out();
@@ -124,6 +125,8 @@ struct FarmNode {
     uplinks: Uplinks,
     /// Operator overrides on the farm's servers, and their file.
     held: Held,
+    /// Admin calls the global nodes forward on this node's links to them.
+    forwarded: mpsc::Receiver<ServerRequest>,
 }
 
 impl FarmNode {
@@ -142,7 +145,13 @@ impl FarmNode {
         let certificates = CertificateExpiry::of(&tls);
         metrics.set_certificate_expiry(certificates);
         // every global node, one connection each
-        let uplinks = Uplinks::start(tls, &global_upstreams(topology)?, shutdown)?;
+        let (forward_tx, forwarded) = mpsc::channel(16);
+        let uplinks = Uplinks::start(
+            tls,
+            &global_upstreams(topology)?,
+            Some(forward_tx),
+            shutdown,
+        )?;
         let clock = Clock::start();
         let mut config = topology.farm_config(&farm_id).expect("the farm exists");
         // its summaries name this node: the global node tells the farm's nodes apart
@@ -177,6 +186,7 @@ impl FarmNode {
             shared,
             uplinks,
             held,
+            forwarded,
         };
         let now = node.clock.now();
         if node.held.records().next().is_some() {
@@ -231,6 +241,30 @@ impl FarmNode {
     /// An operator's admin call: the override's target must be a server of this farm (a
     /// pin: of the service), and a farm node decides for no region.
     fn on_admin(&mut self, call: admin::Call) {
+        let result = self.admin(&call.operator, call.request);
+        let _ = call.reply.send(result);
+    }
+
+    /// An admin call a global node forwarded: trusted as the global node's (this node
+    /// dialled it and checked its certificate), on behalf of the operator it names.
+    fn on_forwarded(&mut self, req: ServerRequest) {
+        let result = match serde_json::from_slice::<admin::Forwarded>(&req.body) {
+            Ok(f) => {
+                debug!(via = %req.server, operator = %f.operator, "admin call forwarded");
+                self.admin(&f.operator, f.request)
+            }
+            Err(e) => Err(format!("forwarded admin call from {}: {e}", req.server)),
+        };
+        let _ = req
+            .reply
+            .send(serde_json::to_vec(&result).unwrap_or_default());
+    }
+
+    fn admin(
+        &mut self,
+        operator: &str,
+        request: admin::Request,
+    ) -> Result<admin::Response, String> {
         let tier = self.state.tier();
         let farm = self.farm_id.clone();
         let check = |r: &admin::Record| -> Result<(), String> {
@@ -268,12 +302,12 @@ impl FarmNode {
             }
             Ok(())
         };
-        let result = self.held.handle(&call.operator, call.request, check);
+        let result = self.held.handle(operator, request, check);
         if result.as_ref().is_ok_and(|r| !r.changed.is_empty()) {
             let now = self.clock.now();
             self.state.set_overrides(self.held.to_core(now), now);
         }
-        let _ = call.reply.send(result);
+        result
     }
 
     fn status(&self) -> status::Status {

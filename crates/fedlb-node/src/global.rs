@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 
 use fedlb_core::{Decision, GlobalOutput, GlobalState, RegionId, Report, ServiceId};
 use fedlb_dns::PassOutcome;
-use fedlb_net::{Role, Server, ServerConfig, ServerEvent, bind_udp};
+use fedlb_net::{Requester, Role, Server, ServerConfig, ServerEvent, bind_udp};
 use fedlb_probe::Prober;
 use fedlb_proto::{Message, PROTOCOL_VERSION};
 use fedlb_topology::Topology;
@@ -33,6 +33,9 @@ use crate::monitors::{MonitorSet, plan};
 use crate::publish::{Publishing, ViewOf};
 use crate::status::{CertificateExpiry, GlobalExtras};
 use crate::{reload, status};
+
+/// How long a farm node has to answer an admin call forwarded to it.
+const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// Runs the global node until `shutdown` is cancelled.
 pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), NodeError> {
@@ -92,6 +95,7 @@ pub async fn run_with(
         certificates,
         held,
     )?;
+    node.requester = Some(server.requester());
     let mut reloads = reload::spawn(node.opts.topology.clone(), true, shutdown.clone());
     info!(node = %node.opts.node, quic = %server.local_addr(), status = %me.status, peers = node.current.globals.len() - 1, zone = %node.publishing.zone(), "global node running");
 
@@ -151,6 +155,9 @@ struct Global {
     /// Operator overrides held (farms, directly attached servers, pins to them) and their
     /// file.
     held: Held,
+    /// Forwards admin calls about a farm's servers to its farm nodes, over their
+    /// connections to this node.
+    requester: Option<Requester>,
 }
 
 impl Global {
@@ -205,6 +212,7 @@ impl Global {
             current: Arc::new(topology),
             shared,
             held,
+            requester: None,
         };
         let now = node.clock.now();
         if node.held.records().next().is_some() {
@@ -308,6 +316,63 @@ impl Global {
     /// An operator's admin call: the override's target must be a farm or a directly
     /// attached server of this node (a server inside a farm belongs to its farm nodes).
     fn on_admin(&mut self, call: admin::Call) {
+        let t = self.current.clone();
+        let farm_of = |server: &str| {
+            t.farms
+                .values()
+                .find(|f| f.servers.keys().any(|s| s.as_str() == server))
+                .map(|f| f.id.as_str())
+        };
+        let held = |id: &str| self.held.records().any(|r| r.id == id);
+        let scope = call.request.farm_scope(farm_of, held);
+        let (Some(scope), Some(requester)) = (scope, self.requester.clone()) else {
+            let result = self.admin(&call.operator, call.request);
+            let _ = call.reply.send(result);
+            return;
+        };
+        // the farm nodes of that farm (or of every farm) hold it: forward, and answer once
+        // each has answered (a task: the driver goes on meanwhile)
+        let nodes: Vec<fedlb_net::PeerIdentity> = t
+            .farms
+            .values()
+            .filter(|f| scope.is_none_or(|s| f.id.as_str() == s))
+            .flat_map(|f| f.nodes.iter())
+            .filter_map(|n| crate::common::identity(Role::Farm, &n.name).ok())
+            .collect();
+        let mut own = self.admin(&call.operator, admin::Request::List { farms: false });
+        let forward = admin::Forwarded {
+            operator: call.operator.clone(),
+            request: call.request,
+        };
+        let body = serde_json::to_vec(&forward).unwrap_or_default();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for peer in nodes {
+                let result = requester
+                    .request(&peer, &body, FORWARD_TIMEOUT)
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| {
+                        serde_json::from_slice::<Result<admin::Response, String>>(&bytes)
+                            .map_err(|e| format!("{peer}'s answer: {e}"))?
+                    });
+                answers.push(admin::ForwardAnswer {
+                    node: peer.node.to_string(),
+                    result,
+                });
+            }
+            if let Ok(own) = &mut own {
+                own.forwarded = answers;
+            }
+            let _ = call.reply.send(own);
+        });
+    }
+
+    fn admin(
+        &mut self,
+        operator: &str,
+        request: admin::Request,
+    ) -> Result<admin::Response, String> {
         let tier = self.state.tier();
         let t = &self.current;
         let node = self.opts.node.clone();
@@ -362,12 +427,12 @@ impl Global {
             }
             Ok(())
         };
-        let result = self.held.handle(&call.operator, call.request, check);
+        let result = self.held.handle(operator, request, check);
         if result.as_ref().is_ok_and(|r| !r.changed.is_empty()) {
             let now = self.clock.now();
             self.state.set_overrides(self.held.to_core(now), now);
         }
-        let _ = call.reply.send(result);
+        result
     }
 
     /// Overrides the core let expire: forgotten in the file too.

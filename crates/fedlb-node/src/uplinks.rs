@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use fedlb_net::{
-    Client, ClientConfig, ClientEndpoint, NetError, NodeTls, PeerIdentity, Queued,
+    Client, ClientConfig, ClientEndpoint, NetError, NodeTls, PeerIdentity, Queued, ServerRequest,
     TransportSettings, bind_udp,
 };
 use fedlb_proto::{Message, PROTOCOL_VERSION};
 use fedlb_topology::Topology;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -34,6 +35,9 @@ pub(crate) struct Uplinks {
     /// One endpoint per address family (false: IPv4, true: IPv6), made on first use.
     endpoints: BTreeMap<bool, ClientEndpoint>,
     links: BTreeMap<Upstream, Client<Message>>,
+    /// Where requests the upstream nodes send on these links go (admin calls forwarded by
+    /// global nodes, for a farm node); `None`: refused.
+    requests: Option<mpsc::Sender<ServerRequest>>,
 }
 
 impl Uplinks {
@@ -41,6 +45,7 @@ impl Uplinks {
     pub(crate) fn start(
         tls: NodeTls,
         targets: &[Upstream],
+        requests: Option<mpsc::Sender<ServerRequest>>,
         shutdown: &CancellationToken,
     ) -> Result<Self, NodeError> {
         let mut links = Uplinks {
@@ -48,6 +53,7 @@ impl Uplinks {
             shutdown: shutdown.clone(),
             endpoints: BTreeMap::new(),
             links: BTreeMap::new(),
+            requests,
         };
         links.follow(targets)?;
         Ok(links)
@@ -72,11 +78,9 @@ impl Uplinks {
                 )?;
                 self.endpoints.insert(v6, endpoint);
             }
-            let client = Client::start(
-                &self.endpoints[&v6],
-                ClientConfig::new(t.0, t.1.clone(), PROTOCOL_VERSION),
-                self.shutdown.clone(),
-            );
+            let mut config = ClientConfig::new(t.0, t.1.clone(), PROTOCOL_VERSION);
+            config.requests = self.requests.clone();
+            let client = Client::start(&self.endpoints[&v6], config, self.shutdown.clone());
             if before > 0 || closed > 0 {
                 info!(upstream = %t.1, addr = %t.0, "new upstream; connecting");
             }

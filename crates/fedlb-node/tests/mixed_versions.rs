@@ -1,6 +1,6 @@
-//! Mixed versions: a farm node of protocol 4 (before farm summaries carried hops and
-//! aggregated metrics) is refused by a global node of protocol 5 with both versions named,
-//! so a summary without them is never taken for one that reports none.
+//! Mixed versions: a farm node of protocol 5 (which refuses the streams a global node opens
+//! to forward an operator's admin call) is refused by a global node of protocol 6 with both
+//! versions named, so an admin call is never forwarded to a node that cannot take it.
 
 mod support;
 
@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 const B: u8 = 241;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_farm_node_of_protocol_4_is_refused_by_a_global_node_of_protocol_5() {
-    assert_eq!(PROTOCOL_VERSION, 5);
+async fn a_farm_node_of_protocol_5_is_refused_by_a_global_node_of_protocol_6() {
+    assert_eq!(PROTOCOL_VERSION, 6);
     let toml = [
         header(B, r#""least_loaded""#),
         farm(B, 2, "near", 10, &["n1"]),
@@ -39,7 +39,7 @@ async fn a_farm_node_of_protocol_4_is_refused_by_a_global_node_of_protocol_5() {
     let stop = CancellationToken::new();
     let old: Client<Message> = Client::start(
         &endpoint,
-        ClientConfig::new(global, identity(Role::Global, "global").unwrap(), 4),
+        ClientConfig::new(global, identity(Role::Global, "global").unwrap(), 5),
         stop.clone(),
     );
     let mut state = old.state();
@@ -55,7 +55,7 @@ async fn a_farm_node_of_protocol_4_is_refused_by_a_global_node_of_protocol_5() {
     .expect("the old farm node is refused");
     assert_eq!(
         reason,
-        "rejected by peer: protocol version mismatch: client speaks 4, server speaks 5"
+        "rejected by peer: protocol version mismatch: client speaks 5, server speaks 6"
     );
     stop.cancel();
     w.shutdown().await;

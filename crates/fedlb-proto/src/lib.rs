@@ -38,8 +38,10 @@ use serde::{Deserialize, Serialize};
 /// declared application metrics in their readings, and the rule each metric was aggregated
 /// by (issue 15: a global policy may rank and filter farms by them, which a farm node of
 /// version 4 would silently leave unreported), and name the farm node that built them (a
-/// farm may have several, issue 17).
-pub const PROTOCOL_VERSION: u16 = 5;
+/// farm may have several, issue 17); 6, a global node may open a bidirectional stream on a
+/// farm node's connection to forward an operator's admin call (JSON, see
+/// `fedlb_node::admin`; issue 15), which a node of version 5 refuses.
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Largest encoded message, in bytes (also the transport's frame cap): the codec's
 /// [`codec::MAX_MESSAGE_LEN`].

@@ -43,6 +43,14 @@ pub struct AdminArgs {
     /// The operator's name (its certificate's): what the audit log and status show.
     #[arg(long, global = true, env = "FEDLB_OPERATOR")]
     operator: Option<String>,
+    /// The global node a call about a farm's server goes through (it forwards the call to
+    /// the farm's nodes over their connections to it). Default: the first global node.
+    #[arg(long, global = true, value_name = "GLOBAL", conflicts_with = "direct")]
+    via: Option<String>,
+    /// Send calls about a farm's servers straight to each farm node's status port instead
+    /// of through a global node (the operator's machine must reach them).
+    #[arg(long, global = true)]
+    direct: bool,
     /// Seconds to wait for each node.
     #[arg(long, global = true, default_value_t = 5)]
     timeout: u64,
@@ -71,24 +79,31 @@ impl Target {
     }
 }
 
-/// The nodes holding overrides on `target` (a server or farm name), or a clear error.
-fn route(t: &Topology, target: &str) -> anyhow::Result<(Vec<Target>, &'static str)> {
+/// Where a call about `target` (a server or farm name) goes: the nodes, and whether the
+/// global node forwards it to farm nodes. A server of a farm is held by the farm's nodes:
+/// the call goes through one global node (`--via`, default the first), which forwards it
+/// over the farm nodes' QUIC connections to it — or, with `--direct`, straight to each farm
+/// node's status port. A farm or a directly attached server is held by every global node.
+fn route(args: &AdminArgs, t: &Topology, target: &str) -> anyhow::Result<(Vec<Target>, Scope)> {
     if let Some(farm) = t
         .farms
         .values()
         .find(|f| f.servers.keys().any(|s| s.as_str() == target))
     {
-        let nodes = farm
-            .nodes
-            .iter()
-            .map(|n| node(Role::Farm, &n.name, n.status))
-            .collect::<anyhow::Result<_>>()?;
-        return Ok((nodes, "farm node"));
+        if args.direct {
+            let nodes = farm
+                .nodes
+                .iter()
+                .map(|n| node(Role::Farm, &n.name, n.status))
+                .collect::<anyhow::Result<_>>()?;
+            return Ok((nodes, Scope::Farm));
+        }
+        return Ok((vec![via(args, t)?], Scope::Farm));
     }
     let is_farm = t.farms.keys().any(|f| f.as_str() == target);
     let is_direct = t.direct_servers.keys().any(|s| s.as_str() == target);
     if is_farm || is_direct {
-        return Ok((globals(t)?, "global node"));
+        return Ok((globals(t)?, Scope::Global));
     }
     let mut known: Vec<String> = t.farms.keys().map(|f| f.to_string()).collect();
     known.extend(
@@ -102,6 +117,33 @@ fn route(t: &Topology, target: &str) -> anyhow::Result<(Vec<Target>, &'static st
         t.file,
         known.join(", ")
     )
+}
+
+/// Who holds an override.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// The farm nodes of the server's farm.
+    Farm,
+    /// Every global node.
+    Global,
+}
+
+/// The global node farm-scoped calls go through.
+fn via(args: &AdminArgs, t: &Topology) -> anyhow::Result<Target> {
+    let g = match &args.via {
+        Some(name) => t.globals.iter().find(|g| &g.name == name).ok_or_else(|| {
+            anyhow!(
+                "{}: --via {name}: no such global node (global nodes: {})",
+                t.file,
+                t.global_names().join(", ")
+            )
+        })?,
+        None => t
+            .globals
+            .first()
+            .ok_or_else(|| anyhow!("{}: no global node", t.file))?,
+    };
+    node(Role::Global, &g.name, g.status)
 }
 
 fn globals(t: &Topology) -> anyhow::Result<Vec<Target>> {
@@ -217,35 +259,64 @@ async fn call(
         .map_err(|_| anyhow!("no answer within {timeout:?}"))?
 }
 
-/// Sends `request` to every node of `targets`, printing each result; exit 1 when any
-/// failed. `show` prints a successful answer.
+/// One answer as the tool prints it: who (`global g1`, or `farm west via global g1` for a
+/// call a global node forwarded), and what.
+struct Answer {
+    who: String,
+    /// Where the error line names the node.
+    addr: Option<SocketAddr>,
+    result: Result<Response, String>,
+    /// A farm node's answer to a call forwarded through a global node.
+    forwarded: bool,
+}
+
+/// Sends to every node of `targets` the request `request_for` makes for it, one after the
+/// other (the output keeps the topology's order): each node's answer, and those of the
+/// farm nodes it forwarded the call to.
 fn send_all(
     args: &AdminArgs,
     tls: Arc<tokio_rustls::rustls::ClientConfig>,
     targets: &[Target],
-    request: &Request,
-    show: impl Fn(&Target, &Response),
-) -> anyhow::Result<bool> {
+    request_for: impl Fn(&Target) -> Request,
+) -> anyhow::Result<Vec<Answer>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let timeout = Duration::from_secs(args.timeout);
-    // a handful of nodes, one after the other: the output keeps the topology's order
-    let results: Vec<_> = targets
-        .iter()
-        .map(|t| rt.block_on(call(tls.clone(), t, request, timeout)))
-        .collect();
-    let mut ok = true;
-    for (t, r) in targets.iter().zip(results) {
-        match r {
-            Ok(resp) => show(t, &resp),
-            Err(e) => {
-                ok = false;
-                eprintln!("{} ({}): error: {e:#}", t.label(), t.addr);
-            }
+    let mut out = Vec::new();
+    for t in targets {
+        let r = rt.block_on(call(tls.clone(), t, &request_for(t), timeout));
+        let forwarded = r.as_ref().map_or(Vec::new(), |r| r.forwarded.clone());
+        out.push(Answer {
+            who: t.label(),
+            addr: Some(t.addr),
+            result: r.map_err(|e| format!("{e:#}")),
+            forwarded: false,
+        });
+        for f in forwarded {
+            out.push(Answer {
+                who: format!("farm {} via {}", f.node, t.label()),
+                addr: None,
+                result: f.result,
+                forwarded: true,
+            });
         }
     }
-    Ok(ok)
+    Ok(out)
+}
+
+/// Prints an answer's error; false for an error.
+fn failed(a: &Answer) -> bool {
+    match &a.result {
+        Ok(_) => false,
+        Err(e) => {
+            match a.addr {
+                Some(addr) => eprintln!("{} ({addr}): error: {e}", a.who),
+                None => eprintln!("{}: error: {e}", a.who),
+            }
+            true
+        }
+    }
 }
 
 fn exit(ok: anyhow::Result<bool>) -> ExitCode {
@@ -283,7 +354,7 @@ pub fn set(
 ) -> ExitCode {
     let run = || -> anyhow::Result<bool> {
         let (t, tls) = load(args)?;
-        let (targets, held_by) = route(&t, target)?;
+        let (targets, scope) = route(args, &t, target)?;
         if let Some(service) = service
             && !t.services.keys().any(|s| s.as_str() == service)
         {
@@ -293,7 +364,7 @@ pub fn set(
             if !t.regions.keys().any(|r| r.as_str() == region) {
                 bail!("{}: unknown region \"{region}\"", t.file);
             }
-            if held_by != "global node" {
+            if scope == Scope::Farm {
                 bail!(
                     "\"{target}\" is a server of a farm: its farm nodes decide for no region; pin per region to a farm or a directly attached server"
                 );
@@ -323,14 +394,21 @@ pub fn set(
             || "until cleared".to_owned(),
             |u| format!("until {}", utc_label(u)),
         );
-        send_all(args, tls, &targets, &request, |t, _| {
-            println!(
-                "{}: {} {target} ({until}), id {}",
-                t.label(),
-                verb(kind),
-                record.id
-            );
-        })
+        let answers = send_all(args, tls, &targets, |_| request.clone())?;
+        let mut ok = true;
+        for a in &answers {
+            if failed(a) {
+                ok = false;
+            } else if a.forwarded || scope == Scope::Global || args.direct {
+                println!(
+                    "{}: {} {target} ({until}), id {}",
+                    a.who,
+                    verb(kind),
+                    record.id
+                );
+            }
+        }
+        Ok(ok)
     };
     exit(run())
 }
@@ -347,35 +425,66 @@ fn verb(kind: Kind) -> &'static str {
 pub fn clear_on(args: &AdminArgs, kind: Kind, target: &str) -> ExitCode {
     let run = || -> anyhow::Result<bool> {
         let (t, tls) = load(args)?;
-        let (targets, _) = route(&t, target)?;
+        let (targets, scope) = route(args, &t, target)?;
         let request = Request::ClearOn {
             kind,
             target: target.to_owned(),
         };
-        send_all(args, tls, &targets, &request, |t, r| {
-            if r.changed.is_empty() {
-                println!("{}: no {} on {target}", t.label(), kind.as_str());
-            } else {
-                println!("{}: cleared {}", t.label(), r.changed.join(", "));
+        let answers = send_all(args, tls, &targets, |_| request.clone())?;
+        let mut ok = true;
+        for a in &answers {
+            if failed(a) {
+                ok = false;
+                continue;
             }
-        })
+            if !(a.forwarded || scope == Scope::Global || args.direct) {
+                continue;
+            }
+            let r = a.result.as_ref().expect("not failed");
+            if r.changed.is_empty() {
+                println!("{}: no {} on {target}", a.who, kind.as_str());
+            } else {
+                println!("{}: cleared {}", a.who, r.changed.join(", "));
+            }
+        }
+        Ok(ok)
     };
     exit(run())
+}
+
+/// The nodes a list or a clear goes to: every global node, and with `--direct` every farm
+/// node; else the `--via` global node forwards to the farm nodes.
+fn everywhere(args: &AdminArgs, t: &Topology) -> anyhow::Result<(Vec<Target>, String)> {
+    if args.direct {
+        return Ok((every_node(t)?, String::new()));
+    }
+    let via = via(args, t)?.identity.node.to_string();
+    Ok((globals(t)?, via))
 }
 
 /// `fedlb overrides`: every node's overrides.
 pub fn list(args: &AdminArgs) -> ExitCode {
     let run = || -> anyhow::Result<bool> {
         let (t, tls) = load(args)?;
-        let targets = every_node(&t)?;
-        send_all(args, tls, &targets, &Request::List, |t, r| {
+        let (targets, via) = everywhere(args, &t)?;
+        let answers = send_all(args, tls, &targets, |n| Request::List {
+            farms: n.identity.node.as_str() == via,
+        })?;
+        let mut ok = true;
+        for a in &answers {
+            if failed(a) {
+                ok = false;
+                continue;
+            }
+            let r = a.result.as_ref().expect("not failed");
             if r.overrides.is_empty() {
-                println!("{}: no overrides", t.label());
+                println!("{}: no overrides", a.who);
             }
             for o in &r.overrides {
-                println!("{}: {}  {}", t.label(), o.id, o.describe());
+                println!("{}: {}  {}", a.who, o.id, o.describe());
             }
-        })
+        }
+        Ok(ok)
     };
     exit(run())
 }
@@ -384,35 +493,42 @@ pub fn list(args: &AdminArgs) -> ExitCode {
 pub fn clear(args: &AdminArgs, id: &str) -> ExitCode {
     let run = || -> anyhow::Result<bool> {
         let (t, tls) = load(args)?;
-        let targets = every_node(&t)?;
-        // every node answers the list; only those holding the id are asked to clear it
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let timeout = Duration::from_secs(args.timeout);
-        let mut holders = Vec::new();
-        let mut ok = true;
-        for target in targets {
-            match rt.block_on(call(tls.clone(), &target, &Request::List, timeout)) {
-                Ok(r) if r.overrides.iter().any(|o| o.id == id) => holders.push(target),
-                Ok(_) => {}
-                Err(e) => {
-                    ok = false;
-                    eprintln!("{} ({}): error: {e:#}", target.label(), target.addr);
-                }
+        let (targets, via) = everywhere(args, &t)?;
+        let answers = send_all(args, tls, &targets, |n| Request::Clear {
+            id: id.to_owned(),
+            farms: n.identity.node.as_str() == via,
+        })?;
+        // an id is held by the global nodes or by one farm's nodes: the others have none
+        let missing = format!("no override \"{id}\"");
+        let cleared: Vec<&Answer> = answers
+            .iter()
+            .filter(|a| {
+                a.result
+                    .as_ref()
+                    .is_ok_and(|r| r.changed.iter().any(|c| c == id))
+            })
+            .collect();
+        if cleared.is_empty() {
+            for a in answers.iter().filter(|a| {
+                a.result
+                    .as_ref()
+                    .err()
+                    .is_some_and(|e| !e.starts_with(&missing))
+            }) {
+                failed(a);
             }
-        }
-        if holders.is_empty() {
             bail!("no node holds override \"{id}\" (fedlb overrides lists them)");
         }
-        let cleared = send_all(
-            args,
-            tls,
-            &holders,
-            &Request::Clear { id: id.to_owned() },
-            |t, _| println!("{}: cleared {id}", t.label()),
-        )?;
-        Ok(ok && cleared)
+        let mut ok = true;
+        for a in &answers {
+            match &a.result {
+                Ok(r) if r.changed.iter().any(|c| c == id) => println!("{}: cleared {id}", a.who),
+                Ok(_) => {}
+                Err(e) if e.starts_with(&missing) => {}
+                Err(_) => ok = !failed(a) && ok,
+            }
+        }
+        Ok(ok)
     };
     exit(run())
 }

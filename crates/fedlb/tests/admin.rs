@@ -147,8 +147,16 @@ async fn drain_moves_the_answer_in_one_decision_and_undrain_lets_it_come_back() 
     let (code, out, err) = fedlb_admin(&w, &["drain", "w1", "--reason", "kernel upgrade"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("farm west: drained w1 (until cleared), id drain-"),
-        "{out}"
+        out.contains("farm west via global global: drained w1 (until cleared), id drain-"),
+        "the global node forwarded it to the farm node: {out}"
+    );
+    // the farm node holds it: asked directly, it lists it
+    let (code, list, err) = fedlb_admin(&w, &["overrides", "--direct"]);
+    assert_eq!(code, 0, "{list}{err}");
+    assert!(
+        list.lines().any(|l| l.starts_with("farm west: drain-")
+            && l.ends_with("w1: drained by alice: kernel upgrade")),
+        "{list}"
     );
     moves_to(B, ip(B, 11), ip(B, 12)).await;
     // the farm node's local decision moved once: its why does not count any other step
@@ -183,12 +191,18 @@ async fn drain_moves_the_answer_in_one_decision_and_undrain_lets_it_come_back() 
 
     let (code, out, err) = fedlb_admin(&w, &["undrain", "w1"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("farm west: cleared drain-"), "{out}");
+    assert!(
+        out.contains("farm west via global global: cleared drain-"),
+        "{out}"
+    );
     // back after the local dwell
     moves_to(B, ip(B, 12), ip(B, 11)).await;
     let (code, out, _) = fedlb_admin(&w, &["overrides"]);
     assert_eq!(code, 0);
-    assert!(out.contains("farm west: no overrides"), "{out}");
+    assert!(
+        out.contains("farm west via global global: no overrides"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
