@@ -8,10 +8,13 @@
 //! Who holds what: a farm node holds the overrides on its farm's servers (and pins of a
 //! service to one of them) — its local decision carries them out, and every global node
 //! sees the result in its summaries (a drained server's why travels with it). A global node
-//! holds the overrides on farms and on directly attached servers, and pins to them; every
-//! global node must hold the same ones, so the operator's tool sends each call to every
-//! global node (or every farm node of the farm) and reports each result. The tool makes the
-//! override's id and its absolute expiry, so the copies agree.
+//! takes such a call and forwards it ([`Forwarded`], JSON) to each of the farm's nodes on a
+//! bidirectional stream it opens on the farm node's QUIC connection to it (the farm node
+//! dialled it and checked its certificate), and answers with each farm node's answer. A
+//! global node holds the overrides on farms and on directly attached servers, and pins to
+//! them; every global node must hold the same ones, so the operator's tool sends those
+//! calls to every global node and reports each result. The tool makes the override's id
+//! and its absolute expiry, so the copies agree.
 //!
 //! The file (`overrides.<node>.<role>.jsonl`): one JSON object per line, written whole to a
 //! temporary file and renamed over the old one. A line that does not parse stops the node

@@ -1,15 +1,18 @@
 //! `fedlb drain|undrain|disable|enable|pin|overrides`: operator overrides, sent over HTTPS
-//! with the operator's client certificate to the status port of every node that must hold
-//! them (see `fedlb_node::admin`):
+//! with the operator's client certificate to global nodes' status ports (see
+//! `fedlb_node::admin`):
 //!
-//! - a server of a farm → every farm node of that farm (its local decision carries it out;
-//!   the global nodes see the result in the farm's summaries);
+//! - a server of a farm → one global node (`--via`, default the first), which forwards the
+//!   call to every farm node of that farm over their QUIC connections to it (their local
+//!   decision carries it out; every global node sees the result in the farm's summaries);
+//!   `--direct` sends it to each farm node's status port instead;
 //! - a farm, or a server attached to the global nodes → every global node (each decides on
 //!   its own from the same inputs, so each must hold the same overrides).
 //!
 //! The tool reads the topology to know which nodes those are and where their status ports
 //! listen, makes the override's id and absolute expiry (so every copy agrees), and reports
-//! each node's answer; it exits 1 when any node refused or could not be reached.
+//! each node's answer (a forwarded call: each farm node's); it exits 1 when any node
+//! refused or could not be reached.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
