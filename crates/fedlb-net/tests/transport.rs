@@ -1250,3 +1250,76 @@ async fn item10_expired_client_certificate_is_refused_with_its_date() {
     })
     .await;
 }
+
+/// An agent's client with a request taker that answers `answer: <request>`.
+fn answering_agent(
+    fed: &Fed,
+    name: &str,
+    server: SocketAddr,
+    shutdown: &CancellationToken,
+) -> Client<Report> {
+    let ep = ClientEndpoint::new(
+        bind_udp("127.0.0.1:0".parse().unwrap()).unwrap(),
+        &fed.tls(Role::Agent, name),
+        fast_settings(),
+    )
+    .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<fedlb_net::ServerRequest>(4);
+    tokio::spawn(async move {
+        while let Some(r) = rx.recv().await {
+            let mut answer = format!("{} asked: ", r.server).into_bytes();
+            answer.extend_from_slice(&r.body);
+            let _ = r.reply.send(answer);
+        }
+    });
+    let mut cfg = ClientConfig::new(server, farm_id(), VERSION);
+    cfg.requests = Some(tx);
+    Client::start(&ep, cfg, shutdown.clone())
+}
+
+#[tokio::test]
+async fn server_requests_reach_a_client_that_takes_them_and_fail_fast_elsewhere() {
+    let fed = Fed::new();
+    let mut farm = start_farm(
+        &fed,
+        bind_udp("127.0.0.1:0".parse().unwrap()).unwrap(),
+        &["taker", "plain"],
+    );
+    let stop = CancellationToken::new();
+    let _taker = answering_agent(&fed, "taker", farm.addr(), &stop);
+    let _plain = agent_client(&fed, "plain", farm.addr(), VERSION, &stop);
+    until("both agents connected", || {
+        farm.seen()
+            .iter()
+            .filter(|s| matches!(s, Seen::Connected(..)))
+            .count()
+            == 2
+    })
+    .await;
+    let requester = farm.server.as_ref().unwrap().requester();
+    let id = |n: &str| PeerIdentity::new(Role::Agent, NodeName::new(n).unwrap());
+    // a client with a taker answers on the same stream, told who asked
+    let answer = requester
+        .request(&id("taker"), b"drain w1", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(answer, b"farm/f1 asked: drain w1");
+    // a client without one refuses the stream at once: an error, not a wait for the timeout
+    let t0 = tokio::time::Instant::now();
+    let e = requester
+        .request(&id("plain"), b"drain w1", Duration::from_secs(5))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("request to agent/plain: "), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(4), "{e}");
+    // a peer that is not connected
+    let e = requester
+        .request(&id("absent"), b"x", Duration::from_secs(1))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "request to agent/absent: not connected");
+    stop.cancel();
+    farm.stop().await;
+}

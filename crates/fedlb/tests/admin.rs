@@ -346,7 +346,7 @@ async fn raw_admin_call(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_call_without_an_operator_certificate_or_with_an_agents_is_refused_and_logged() {
     const B: u8 = 164;
-    let (w, g, _west, _east) = federation(B).await;
+    let (w, g, _west, east) = federation(B).await;
     let ca = std::fs::read_to_string(w.certs.join("ca.pem")).unwrap();
     // no client certificate: the handshake fails (or the first read does, in TLS 1.3)
     let r = raw_admin_call(&ca, None, global_status(B)).await;
@@ -410,6 +410,14 @@ async fn admin_call_without_an_operator_certificate_or_with_an_agents_is_refused
     let (code, _, err) = fedlb_admin(&w, &["drain", "nope"]);
     assert_eq!(code, 1);
     assert!(err.contains("unknown target \"nope\""), "{err}");
+    // a farm node the global node cannot reach: the forwarded call fails, and says where
+    drop(east);
+    let (code, out, err) = fedlb_admin(&w, &["drain", "e1"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("farm east via global global: error: request to farm/east: "),
+        "{err}"
+    );
 }
 
 /// Two global nodes (`g1` on .1, `g2` on .5), each with its own embedded server, and a
