@@ -110,7 +110,7 @@ const DEMO_OPERATOR: &str = "demo";
 fn ensure_certs(topology: &Path, certs: &Path, t: &Topology) -> anyhow::Result<()> {
     if !certs.join("ca.pem").exists() {
         std::fs::create_dir_all(certs).with_context(|| format!("creating {}", certs.display()))?;
-        return crate::certs::run(topology, certs, false, None);
+        crate::certs::run(topology, certs, false, None)?;
     }
     for node in t.nodes() {
         let role = match node.role {
