@@ -580,3 +580,36 @@ async fn region_pin_goes_to_every_global_node_and_moves_only_that_regions_answer
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_farm_is_not_answered_even_when_it_is_the_only_one_up() {
+    const B: u8 = 166;
+    let (mut w, _g, _west, _east) = federation(B).await;
+    let (code, out, err) = fedlb_admin(&w, &["disable", "west", "--reason", "decommissioned"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("global global: disabled west"), "{out}");
+    moves_to(B, ip(B, 11), ip(B, 21)).await;
+    // east dies: west is the only farm up, and still not answered (a drain would answer it)
+    w.kill_backend("e1").await;
+    wait_for("the global decision to go fail-static", || async {
+        let v = status(global_status(B)).await?;
+        if service(&v)["global"]["degraded"] == true {
+            Ok(())
+        } else {
+            Err(describe(&v))
+        }
+    })
+    .await;
+    for _ in 0..10 {
+        let got = dns_a(dns(B), "www.t.test.").await.unwrap_or_default();
+        assert!(
+            !got.contains(&ip(B, 11)),
+            "a disabled farm was answered: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // enabled again: west answers
+    let (code, out, err) = fedlb_admin(&w, &["enable", "west"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_answers(global_status(B), dns(B), &[ip(B, 11)]).await;
+}
