@@ -296,6 +296,18 @@ impl Held {
         })
     }
 
+    /// The overrides held, for the node's status.
+    pub fn status(&self) -> Vec<crate::status::OverrideStatus> {
+        self.records
+            .values()
+            .map(|r| crate::status::OverrideStatus {
+                id: r.id.clone(),
+                text: r.describe(),
+                record: r.clone(),
+            })
+            .collect()
+    }
+
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path

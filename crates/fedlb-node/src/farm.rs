@@ -318,7 +318,7 @@ impl FarmNode {
             self.clock.now(),
         );
         s.certificates = Some(self.certificates);
-        s.overrides = crate::global::overrides_status(&self.held);
+        s.overrides = self.held.status();
         s
     }
 

@@ -457,7 +457,7 @@ impl Global {
             now,
         );
         s.certificates = Some(self.certificates);
-        s.overrides = overrides_status(&self.held);
+        s.overrides = self.held.status();
         s
     }
 
@@ -608,17 +608,6 @@ impl Global {
             .collect();
         self.metrics.degraded_services.set(degraded.len() as i64);
     }
-}
-
-/// The overrides a node holds, for its status.
-pub(crate) fn overrides_status(held: &Held) -> Vec<status::OverrideStatus> {
-    held.records()
-        .map(|r| status::OverrideStatus {
-            id: r.id.clone(),
-            text: r.describe(),
-            record: r.clone(),
-        })
-        .collect()
 }
 
 /// The topology as global node `name` runs it: `dns` is where it publishes (its own
