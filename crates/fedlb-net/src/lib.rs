@@ -28,7 +28,7 @@ mod verify;
 pub mod wire;
 
 pub use admission::AdmissionLimits;
-pub use client::{Backoff, Client, ClientConfig, ClientEndpoint, ConnState, Queued};
+pub use client::{Backlog, Backoff, Client, ClientConfig, ClientEndpoint, ConnState, Queued};
 pub use close::CloseCode;
 pub use error::NetError;
 pub use identity::{IDENTITY_SUFFIX, NodeName, PeerIdentity, Role};

@@ -979,6 +979,54 @@ async fn queue_keeps_the_latest_reports_while_disconnected() {
     farm.stop().await;
 }
 
+/// With `Backlog::Discard` nothing queued while disconnected reaches the server once it is
+/// up (urgent or routine): the application sends its state anew when it sees `Connected`.
+#[tokio::test]
+async fn a_discarding_client_sends_no_history_after_connecting() {
+    let fed = Fed::new();
+    let socket = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let ep = ClientEndpoint::new(
+        bind_udp("127.0.0.1:0".parse().unwrap()).unwrap(),
+        &fed.tls(Role::Agent, "good"),
+        fast_settings(),
+    )
+    .unwrap();
+    let mut cfg = ClientConfig::new(addr, farm_id(), VERSION);
+    cfg.backlog = fedlb_net::Backlog::Discard;
+    cfg.backoff = Backoff {
+        min: Duration::from_millis(20),
+        max: Duration::from_millis(100),
+    };
+    let client: Client<Report> = Client::start(&ep, cfg, stop.clone());
+    client.send_urgent(&status("good", 1)).unwrap();
+    client.send(&status("good", 2)).unwrap();
+    let reason = state_reason(&client).await;
+    assert!(reason.starts_with("no answer from 127.0.0.1:"), "{reason}");
+
+    let mut farm = start_farm(&fed, socket, &["good"]);
+    let mut st = client.state();
+    st.wait_for(|s| matches!(s, ConnState::Connected { .. }))
+        .await
+        .unwrap();
+    assert_eq!(client.dropped(), 2);
+    client.send(&status("good", 3)).unwrap();
+    until("report 3", || farm.last_seq("good") == Some(3)).await;
+    let seqs: Vec<u64> = farm
+        .seen()
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Message(_, _, Report::Status { seq, .. }) => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs, [3]);
+    client.stop().await;
+    stop.cancel();
+    farm.stop().await;
+}
+
 /// A stopped client refuses new messages with an error naming its server.
 async fn client_stopped_error(fed: &Fed, stop: &CancellationToken) -> String {
     let client = agent_client(fed, "good", "127.0.0.1:9".parse().unwrap(), VERSION, stop);
