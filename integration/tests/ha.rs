@@ -196,7 +196,6 @@ fn two_global_nodes_on_one_bind_primary_lose_no_update_and_do_not_alternate() {
     // 60 s all healthy: both nodes decide every tick, re-check the served answer and renew
     // the marker; the answer never moves
     dns.hold(&[n1], Duration::from_secs(60));
-    assert_eq!(writer().as_deref(), Some("g2"), "the writer changed");
 
     // a change: both decide it, the answer moves once and stays (no lost update)
     let t0 = Instant::now();
