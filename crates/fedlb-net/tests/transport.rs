@@ -923,10 +923,12 @@ async fn client_reconnects_with_backoff_to_a_restarted_server() {
     farm.stop().await;
 }
 
-#[tokio::test]
-async fn queue_keeps_the_latest_reports_while_disconnected() {
-    let fed = Fed::new();
-    // The server's socket exists but nobody answers on it yet.
+/// An agent's client of a server whose socket exists but answers nothing yet (start a farm
+/// on the socket to answer); `tune` adjusts the client's settings (fast backoff already).
+fn client_of_a_silent_server(
+    fed: &Fed,
+    tune: impl FnOnce(&mut ClientConfig),
+) -> (std::net::UdpSocket, Client<Report>, CancellationToken) {
     let socket = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = socket.local_addr().unwrap();
     let stop = CancellationToken::new();
@@ -937,12 +939,18 @@ async fn queue_keeps_the_latest_reports_while_disconnected() {
     )
     .unwrap();
     let mut cfg = ClientConfig::new(addr, farm_id(), VERSION);
-    cfg.queue_capacity = 2;
     cfg.backoff = Backoff {
         min: Duration::from_millis(20),
         max: Duration::from_millis(100),
     };
-    let client: Client<Report> = Client::start(&ep, cfg, stop.clone());
+    tune(&mut cfg);
+    (socket, Client::start(&ep, cfg, stop.clone()), stop)
+}
+
+#[tokio::test]
+async fn queue_keeps_the_latest_reports_while_disconnected() {
+    let fed = Fed::new();
+    let (socket, client, stop) = client_of_a_silent_server(&fed, |cfg| cfg.queue_capacity = 2);
     assert_eq!(
         client.send(&status("good", 1)).unwrap(),
         fedlb_net::Queued::Queued
@@ -984,22 +992,8 @@ async fn queue_keeps_the_latest_reports_while_disconnected() {
 #[tokio::test]
 async fn a_discarding_client_sends_no_history_after_connecting() {
     let fed = Fed::new();
-    let socket = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = socket.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let ep = ClientEndpoint::new(
-        bind_udp("127.0.0.1:0".parse().unwrap()).unwrap(),
-        &fed.tls(Role::Agent, "good"),
-        fast_settings(),
-    )
-    .unwrap();
-    let mut cfg = ClientConfig::new(addr, farm_id(), VERSION);
-    cfg.backlog = fedlb_net::Backlog::Discard;
-    cfg.backoff = Backoff {
-        min: Duration::from_millis(20),
-        max: Duration::from_millis(100),
-    };
-    let client: Client<Report> = Client::start(&ep, cfg, stop.clone());
+    let (socket, client, stop) =
+        client_of_a_silent_server(&fed, |cfg| cfg.backlog = fedlb_net::Backlog::Discard);
     client.send_urgent(&status("good", 1)).unwrap();
     client.send(&status("good", 2)).unwrap();
     let reason = state_reason(&client).await;
