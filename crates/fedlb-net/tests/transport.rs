@@ -188,6 +188,16 @@ impl Farm {
             })
             .max()
     }
+    /// The `seq` of every status report received, in order.
+    fn status_seqs(&self) -> Vec<u64> {
+        self.seen()
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Message(_, _, Report::Status { seq, .. }) => Some(*seq),
+                _ => None,
+            })
+            .collect()
+    }
     async fn stop(&mut self) {
         self.shutdown.cancel();
         if let Some(s) = self.server.take() {
@@ -969,16 +979,8 @@ async fn queue_keeps_the_latest_reports_while_disconnected() {
 
     let mut farm = start_farm(&fed, socket, &["good"]);
     until("reports 2 and 3", || farm.last_seq("good") == Some(3)).await;
-    let seqs: Vec<u64> = farm
-        .seen()
-        .iter()
-        .filter_map(|s| match s {
-            Seen::Message(_, _, Report::Status { seq, .. }) => Some(*seq),
-            _ => None,
-        })
-        .collect();
     assert_eq!(
-        seqs.iter().copied().collect::<BTreeSet<_>>(),
+        farm.status_seqs().into_iter().collect::<BTreeSet<_>>(),
         BTreeSet::from([2, 3])
     );
     client.stop().await;
@@ -1007,15 +1009,7 @@ async fn a_discarding_client_sends_no_history_after_connecting() {
     assert_eq!(client.dropped(), 2);
     client.send(&status("good", 3)).unwrap();
     until("report 3", || farm.last_seq("good") == Some(3)).await;
-    let seqs: Vec<u64> = farm
-        .seen()
-        .iter()
-        .filter_map(|s| match s {
-            Seen::Message(_, _, Report::Status { seq, .. }) => Some(*seq),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(seqs, [3]);
+    assert_eq!(farm.status_seqs(), [3]);
     client.stop().await;
     stop.cancel();
     farm.stop().await;
