@@ -94,6 +94,23 @@ pub struct ClientConfig {
     /// Where requests the server sends on this connection go (a global node forwarding an
     /// operator's admin call to a farm node); `None`: every such stream is refused.
     pub requests: Option<mpsc::Sender<ServerRequest>>,
+    /// What becomes of the messages held while disconnected once a connection is up.
+    pub backlog: Backlog,
+}
+
+/// What a [`Client`] does, on connecting, with the messages queued while it had no
+/// connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backlog {
+    /// Sends them, oldest first.
+    #[default]
+    Replay,
+    /// Drops them (counted in [`Client::dropped`]) before [`ConnState::Connected`] is
+    /// announced: for an application whose messages are states, not events, and which
+    /// sends its current state when it sees `Connected`. Replaying the history instead
+    /// would make a server that just (re)started live through every old state in a burst
+    /// and act on the stale ones.
+    Discard,
 }
 
 /// A request the server sent on a bidirectional stream of a client's connection, and where
@@ -121,6 +138,7 @@ impl ClientConfig {
             backoff: Backoff::default(),
             queue_capacity: 64,
             requests: None,
+            backlog: Backlog::Replay,
         }
     }
 }
@@ -219,6 +237,17 @@ impl Queue {
             }
             notified.await;
         }
+    }
+
+    /// Drops every queued message.
+    fn discard(&self) {
+        let mut q = self.lock();
+        let n = q.items.len() + q.urgent.len();
+        q.items.clear();
+        q.urgent.clear();
+        q.dropped += n as u64;
+        drop(q);
+        self.writable.notify_waiters();
     }
 
     /// Puts back a message that never got written, unless newer ones fill the queue.
@@ -410,6 +439,9 @@ async fn run(
             Ok(conn) => {
                 let remote = conn.remote_address();
                 info!(%server, %remote, "connected");
+                if config.backlog == Backlog::Discard {
+                    queue.discard();
+                }
                 state.send_replace(ConnState::Connected { remote });
                 let since = Instant::now();
                 let served = tokio::spawn(serve_requests(

@@ -29,7 +29,8 @@ pub mod wire;
 
 pub use admission::AdmissionLimits;
 pub use client::{
-    Backoff, Client, ClientConfig, ClientEndpoint, ConnState, MAX_REQUEST, Queued, ServerRequest,
+    Backlog, Backoff, Client, ClientConfig, ClientEndpoint, ConnState, MAX_REQUEST, Queued,
+    ServerRequest,
 };
 pub use close::CloseCode;
 pub use error::NetError;

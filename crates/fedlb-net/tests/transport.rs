@@ -188,6 +188,16 @@ impl Farm {
             })
             .max()
     }
+    /// The `seq` of every status report received, in order.
+    fn status_seqs(&self) -> Vec<u64> {
+        self.seen()
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Message(_, _, Report::Status { seq, .. }) => Some(*seq),
+                _ => None,
+            })
+            .collect()
+    }
     async fn stop(&mut self) {
         self.shutdown.cancel();
         if let Some(s) = self.server.take() {
@@ -923,10 +933,12 @@ async fn client_reconnects_with_backoff_to_a_restarted_server() {
     farm.stop().await;
 }
 
-#[tokio::test]
-async fn queue_keeps_the_latest_reports_while_disconnected() {
-    let fed = Fed::new();
-    // The server's socket exists but nobody answers on it yet.
+/// An agent's client of a server whose socket exists but answers nothing yet (start a farm
+/// on the socket to answer); `tune` adjusts the client's settings (fast backoff already).
+fn client_of_a_silent_server(
+    fed: &Fed,
+    tune: impl FnOnce(&mut ClientConfig),
+) -> (std::net::UdpSocket, Client<Report>, CancellationToken) {
     let socket = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = socket.local_addr().unwrap();
     let stop = CancellationToken::new();
@@ -937,12 +949,18 @@ async fn queue_keeps_the_latest_reports_while_disconnected() {
     )
     .unwrap();
     let mut cfg = ClientConfig::new(addr, farm_id(), VERSION);
-    cfg.queue_capacity = 2;
     cfg.backoff = Backoff {
         min: Duration::from_millis(20),
         max: Duration::from_millis(100),
     };
-    let client: Client<Report> = Client::start(&ep, cfg, stop.clone());
+    tune(&mut cfg);
+    (socket, Client::start(&ep, cfg, stop.clone()), stop)
+}
+
+#[tokio::test]
+async fn queue_keeps_the_latest_reports_while_disconnected() {
+    let fed = Fed::new();
+    let (socket, client, stop) = client_of_a_silent_server(&fed, |cfg| cfg.queue_capacity = 2);
     assert_eq!(
         client.send(&status("good", 1)).unwrap(),
         fedlb_net::Queued::Queued
@@ -961,21 +979,39 @@ async fn queue_keeps_the_latest_reports_while_disconnected() {
 
     let mut farm = start_farm(&fed, socket, &["good"]);
     until("reports 2 and 3", || farm.last_seq("good") == Some(3)).await;
-    let seqs: Vec<u64> = farm
-        .seen()
-        .iter()
-        .filter_map(|s| match s {
-            Seen::Message(_, _, Report::Status { seq, .. }) => Some(*seq),
-            _ => None,
-        })
-        .collect();
     assert_eq!(
-        seqs.iter().copied().collect::<BTreeSet<_>>(),
+        farm.status_seqs().into_iter().collect::<BTreeSet<_>>(),
         BTreeSet::from([2, 3])
     );
     client.stop().await;
     let e = client_stopped_error(&fed, &stop).await;
     assert!(e.starts_with("client for farm/f1: stopped"), "{e}");
+    farm.stop().await;
+}
+
+/// With `Backlog::Discard` nothing queued while disconnected reaches the server once it is
+/// up (urgent or routine): the application sends its state anew when it sees `Connected`.
+#[tokio::test]
+async fn a_discarding_client_sends_no_history_after_connecting() {
+    let fed = Fed::new();
+    let (socket, client, stop) =
+        client_of_a_silent_server(&fed, |cfg| cfg.backlog = fedlb_net::Backlog::Discard);
+    client.send_urgent(&status("good", 1)).unwrap();
+    client.send(&status("good", 2)).unwrap();
+    let reason = state_reason(&client).await;
+    assert!(reason.starts_with("no answer from 127.0.0.1:"), "{reason}");
+
+    let mut farm = start_farm(&fed, socket, &["good"]);
+    let mut st = client.state();
+    st.wait_for(|s| matches!(s, ConnState::Connected { .. }))
+        .await
+        .unwrap();
+    assert_eq!(client.dropped(), 2);
+    client.send(&status("good", 3)).unwrap();
+    until("report 3", || farm.last_seq("good") == Some(3)).await;
+    assert_eq!(farm.status_seqs(), [3]);
+    client.stop().await;
+    stop.cancel();
     farm.stop().await;
 }
 

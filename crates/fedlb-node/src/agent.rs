@@ -70,6 +70,17 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
         let reports = tokio::select! {
             () = shutdown.cancelled() => break,
             ev = monitors.next() => monitors.handle(ev, clock.now()),
+            link = uplinks.connected() => {
+                // the link dropped what it queued while down: it gets the state of now
+                let now = clock.now();
+                for chunk in monitors.current_reports().chunks(MAX_BATCH) {
+                    let msg = Message::Reports(
+                        chunk.iter().map(|r| WireReport::from_report(r, now)).collect(),
+                    );
+                    uplinks.send_to(&link, &msg, true, "report");
+                }
+                continue;
+            }
             () = sleep_until(&clock, deadline) => monitors.handle_timeout(clock.now()),
             Some(t) = reloads.recv() => {
                 match (upstreams(&t, &opts.node), plan(&t, &opts.node)) {

@@ -28,7 +28,7 @@ use crate::http::AdminEndpoint;
 use crate::metrics::{Metrics, labels};
 use crate::monitors::{MonitorSet, plan};
 use crate::status::CertificateExpiry;
-use crate::uplinks::{Uplinks, global_upstreams};
+use crate::uplinks::{Uplinks, Upstream, global_upstreams};
 use crate::{reload, status};
 
 /// Runs a farm node until `shutdown` is cancelled.
@@ -88,6 +88,7 @@ pub async fn run(opts: NodeOptions, shutdown: CancellationToken) -> Result<(), N
                 node.feed(&reports);
             }
             () = sleep_until(&node.clock, deadline) => node.on_timeout(),
+            link = node.uplinks.connected() => node.on_uplink(&link),
             Some(reply) = status_rx.recv() => {
                 let _ = reply.send(node.status());
             }
@@ -228,6 +229,24 @@ impl FarmNode {
                 }
             }
             other => peer_event(&other, &self.metrics),
+        }
+    }
+
+    /// A global node's link came up with nothing queued: it gets every summary as of now
+    /// (none for a service still warming up; its first decision goes to every link).
+    fn on_uplink(&mut self, link: &Upstream) {
+        let now = self.clock.now();
+        let summaries: Vec<WireSummary> = self
+            .state
+            .tier()
+            .services()
+            .keys()
+            .filter_map(|service| self.state.summary(service, now))
+            .map(|s| WireSummary::from_summary(&s, now))
+            .collect();
+        for chunk in summaries.chunks(MAX_BATCH) {
+            self.uplinks
+                .send_to(link, &Message::Summaries(chunk.to_vec()), false, "summary");
         }
     }
 

@@ -1,13 +1,19 @@
 //! A node's links upward: one QUIC client per node it reports to (every global node, for
 //! a farm node or an agent of directly attached servers), each with its own connection,
 //! queue, reconnect and backoff, so that a dead or slow upstream delays none of the others.
+//!
+//! What a node sends upward are states (a server's health and load, a farm's summary), not
+//! events: a link that (re)connects drops what was queued while it was down and the node
+//! sends its current state on it instead ([`Uplinks::connected`]). Replaying the queue
+//! would make a node that just restarted live through every old state in a burst — a
+//! server's old "down" after its newer "up" — and answer with the stale one for a moment.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use fedlb_net::{
-    Client, ClientConfig, ClientEndpoint, NetError, NodeTls, PeerIdentity, Queued, ServerRequest,
-    TransportSettings, bind_udp,
+    Backlog, Client, ClientConfig, ClientEndpoint, ConnState, NetError, NodeTls, PeerIdentity,
+    Queued, ServerRequest, TransportSettings, bind_udp,
 };
 use fedlb_proto::{Message, PROTOCOL_VERSION};
 use fedlb_topology::Topology;
@@ -38,6 +44,9 @@ pub(crate) struct Uplinks {
     /// Where requests the upstream nodes send on these links go (admin calls forwarded by
     /// global nodes, for a farm node); `None`: refused.
     requests: Option<mpsc::Sender<ServerRequest>>,
+    /// Each link that has just connected (one watcher task per link sends here).
+    connected_tx: mpsc::UnboundedSender<Upstream>,
+    connected_rx: mpsc::UnboundedReceiver<Upstream>,
 }
 
 impl Uplinks {
@@ -48,12 +57,15 @@ impl Uplinks {
         requests: Option<mpsc::Sender<ServerRequest>>,
         shutdown: &CancellationToken,
     ) -> Result<Self, NodeError> {
+        let (connected_tx, connected_rx) = mpsc::unbounded_channel();
         let mut links = Uplinks {
             tls,
             shutdown: shutdown.clone(),
             endpoints: BTreeMap::new(),
             links: BTreeMap::new(),
             requests,
+            connected_tx,
+            connected_rx,
         };
         links.follow(targets)?;
         Ok(links)
@@ -80,7 +92,9 @@ impl Uplinks {
             }
             let mut config = ClientConfig::new(t.0, t.1.clone(), PROTOCOL_VERSION);
             config.requests = self.requests.clone();
+            config.backlog = Backlog::Discard;
             let client = Client::start(&self.endpoints[&v6], config, self.shutdown.clone());
+            self.watch(t, &client);
             if before > 0 || closed > 0 {
                 info!(upstream = %t.1, addr = %t.0, "new upstream; connecting");
             }
@@ -90,6 +104,46 @@ impl Uplinks {
             info!(closed, "upstreams no longer in the topology; disconnected");
         }
         Ok(())
+    }
+
+    /// Reports each time `client`'s connection comes up, until the client stops (a link
+    /// dropped by [`Uplinks::follow`] stops its client, which ends the watch).
+    fn watch(&self, link: &Upstream, client: &Client<Message>) {
+        let mut state = client.state();
+        let tx = self.connected_tx.clone();
+        let link = link.clone();
+        tokio::spawn(async move {
+            while state.changed().await.is_ok() {
+                let up = matches!(*state.borrow_and_update(), ConnState::Connected { .. });
+                if up && tx.send(link.clone()).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// The next link whose connection came up; what it had queued is gone, so the caller
+    /// sends its current state on it with [`Uplinks::send_to`]. Cancel-safe.
+    pub(crate) async fn connected(&mut self) -> Upstream {
+        self.connected_rx
+            .recv()
+            .await
+            .expect("the sender lives in self")
+    }
+
+    /// Queues `msg` on `link` only (urgent or routine); nothing if the link is gone.
+    pub(crate) fn send_to(&self, link: &Upstream, msg: &Message, urgent: bool, what: &str) {
+        let Some(client) = self.links.get(link) else {
+            return;
+        };
+        let sent = if urgent {
+            client.send_urgent(msg)
+        } else {
+            client.send(msg)
+        };
+        if let Err(e) = sent {
+            warn!(upstream = %link.1, addr = %link.0, error = %e, "{what} not sent");
+        }
     }
 
     /// Queues `msg` on every link (each link's queue drops its oldest when full: one slow

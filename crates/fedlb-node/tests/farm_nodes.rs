@@ -88,11 +88,16 @@ async fn an_agent_reports_to_every_farm_node_and_one_nodes_death_changes_no_answ
     w.backend("i1").set_failing(false);
     wait_answers(global_status, dns, &i1).await;
 
-    // pair-a starts: first in topology order, it takes over. Known defect (issue 17, open):
-    // the agent's reports queued while pair-a was unreachable can reach it out of date, so
-    // its first summary may answer r1 for about 100 ms before it reads i1 up again; this
-    // phase checks that it converges to i1, not that nothing moved.
+    // pair-a starts: first in topology order, it takes over — and DNS never answers
+    // anything else meanwhile. The agent's link to pair-a was down for all of the above;
+    // what it queued then (i1 up, down, up again) is history, not sent: pair-a gets the
+    // agent's state as of its connection, so it never decides on i1's old "down".
     w.start_farm("pair-a");
+    let other = answers_other_than(dns, &i1, Duration::from_secs(4)).await;
+    assert!(
+        other.is_empty(),
+        "answers changed as pair-a came up: {other:?}"
+    );
     wait_for("the global node to use pair-a's summary", || async {
         let v = status(global_status).await?;
         match node_in_use(&v, "pair") {
@@ -101,7 +106,6 @@ async fn an_agent_reports_to_every_farm_node_and_one_nodes_death_changes_no_answ
         }
     })
     .await;
-    wait_answers(global_status, dns, &i1).await;
 
     // pair-a stops: pair-b takes over once pair-a's silence makes it stale; DNS never
     // answers anything else meanwhile

@@ -11,6 +11,8 @@
 //!    server's socket, as on a real host.
 //! 4. `farm-failover`: SIGKILL the farm node of the answered farm; the answer must move to
 //!    the next farm. Then a farm with two farm nodes: SIGKILL one; no answer may change.
+//!    Then two global nodes: a backend fails with both up, then with one SIGKILLed; the
+//!    survivor's DNS must move as fast.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -424,5 +426,93 @@ pub fn run_farm(p: &Params, heartbeat: Duration) -> anyhow::Result<Output> {
         json!({ "answer_changes": changes, "other_answers": other, "trials": p.trials,
                 "window_s": window.as_secs_f64(), "per_trial": per_trial }),
     );
+    drop(world);
+    two_globals(p, &mut out, block)?;
     Ok(out)
+}
+
+/// Two global nodes, g1 and g2, each with its own embedded server; farm f1 (one farm node)
+/// with servers a1 then a2 in failover order, probed every 200 ms. The answered backend
+/// is killed (and restarted) with both global nodes up, then again after `kill -9` of g1:
+/// g2's DNS must move just as fast alone.
+fn two_globals(p: &Params, out: &mut Output, block: u8) -> anyhow::Result<()> {
+    println!("-- two global nodes (g1, g2, each with its own embedded server)");
+    let probe = Duration::from_millis(200);
+    let dns = Dns::Embedded {
+        listen: sa(ip(127, block, 0, 1), 15353),
+    };
+    let own = |host: u8| {
+        let at = ip(127, block, 0, host);
+        format!(
+            "listen = \"{at}:7400\"\nstatus = \"{at}:7480\"\nembedded = {{ listen = \"{at}:15353\", state_dir = \"dns-{host}\" }}\n"
+        )
+    };
+    let one_global =
+        format!("[global]\nlisten = \"127.{block}.0.1:7400\"\nstatus = \"127.{block}.0.1:7480\"\n");
+    let shared_dns = format!(
+        "embedded = {{ listen = \"{}\", state_dir = \"dns\" }}\n",
+        dns.server()
+    );
+    let mut toml = header(
+        block,
+        Duration::from_secs(1),
+        &dns,
+        &["a1", "a2"],
+        &http_probe(probe, 2, 2),
+    );
+    anyhow::ensure!(toml.contains(&one_global) && toml.contains(&shared_dns));
+    toml = toml
+        .replace(
+            &one_global,
+            &format!(
+                "[[global]]\nname = \"g1\"\n{}\n[[global]]\nname = \"g2\"\n{}",
+                own(1),
+                own(5)
+            ),
+        )
+        .replace(&shared_dns, "");
+    toml.push_str(&farm(
+        "f1",
+        sa(ip(127, block, 0, 2), 7401),
+        sa(ip(127, block, 0, 2), 7481),
+        10,
+    ));
+    let (a1, a2) = (ip(127, block, 1, 1), ip(127, block, 1, 2));
+    toml.push_str(&server("a1", a1, None));
+    toml.push_str(&server("a2", a2, None));
+    let mut world = World::new("farm-failover-two-globals", &toml)?;
+    world.backend("a1", sa(a1, 8080), None)?;
+    world.backend("a2", sa(a2, 8080), None)?;
+    world.node("global", "g1", None)?;
+    world.node("global", "g2", None)?;
+    world.node("farm", "f1", None)?;
+    // g2's server is the one watched: it must not care whether g1 lives
+    let mut poller = Poller::new(sa(ip(127, block, 0, 5), 15353), super::FQDN)?;
+    settle(&mut poller, a1, Duration::from_secs(60))?;
+    let mut medians = Vec::new();
+    for (key, kill_g1) in [
+        ("two-globals/both-up", false),
+        ("two-globals/g1-dead", true),
+    ] {
+        if kill_g1 {
+            world.kill("g1")?;
+        }
+        println!("  {key}: a1 killed and restarted");
+        let trials = fault_trials(
+            &mut world,
+            &mut poller,
+            a1,
+            p.trials,
+            probe,
+            |w| w.kill("a1"),
+            |w| w.backend("a1", sa(a1, 8080), None).map(|_| ()),
+        )?;
+        record(out, key, &trials);
+        let d: Vec<f64> = trials.iter().map(|t| t.detect_ms).collect();
+        medians.push(crate::stats::Stats::of(&d).map_or(f64::NAN, |s| s.median));
+    }
+    let ratio = medians[1] / medians[0];
+    println!("  two-globals: failover with g1 dead / with both up = {ratio:.2}× (median)");
+    out.set("two-globals/g1-dead_over_both-up", ratio);
+    Ok(())
 }
