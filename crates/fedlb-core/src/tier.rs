@@ -1,7 +1,7 @@
 //! One tier of decisions: the members (candidates) of each service, their liveness, and a
 //! [`Selector`] per service. Farm nodes and the global node are thin layers over this.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::candidate::{Candidate, Distance, Health, Members, Readings};
+use crate::change::Change;
 use crate::decision::{Decision, Selector, SelectorConfig, Standing};
 use crate::health::Liveness;
 use crate::id::{CandidateId, RegionId, ServiceId};
@@ -366,11 +367,23 @@ pub struct ServiceTier {
     /// the same input may take one more step (one hysteresis swap per decision), so the
     /// next timeout decides again.
     unsettled: bool,
+    /// The service's name (for the changes it records).
+    id: ServiceId,
+    /// Changes of its decisions not taken yet (see [`Tier::record_changes`]); `None`: not
+    /// recorded.
+    changes: Option<VecDeque<Change>>,
 }
 
 impl ServiceTier {
-    fn new(selector: SelectorConfig, members: &[MemberSpec], regions: &[RegionSpec]) -> Self {
+    fn new(
+        id: ServiceId,
+        selector: SelectorConfig,
+        members: &[MemberSpec],
+        regions: &[RegionSpec],
+    ) -> Self {
         let mut t = ServiceTier {
+            id,
+            changes: None,
             members: BTreeMap::new(),
             regions: regions
                 .iter()
@@ -584,9 +597,22 @@ impl ServiceTier {
         self.recomputed = true;
         let candidates = self.candidates(now);
         let d = self.selector.decide(&candidates, now, rng);
+        let rotating = !self.selector.config().policy.is_stable();
         let moved = |old: &Option<Decision>, d: &Decision| {
             old.as_ref().is_none_or(|old| old.chosen != d.chosen)
         };
+        if let Some(log) = &mut self.changes {
+            let c = crate::change::change(
+                &self.id,
+                None,
+                self.decision.as_ref(),
+                &d,
+                &candidates,
+                rotating,
+                now,
+            );
+            record(log, c);
+        }
         let mut unsettled = moved(&self.decision, &d);
         let changed = self
             .decision
@@ -598,6 +624,18 @@ impl ServiceTier {
             let seen: Vec<Candidate> = candidates.iter().map(|c| region.spec.view(c)).collect();
             let mut d = region.selector.decide(&seen, now, rng);
             d.why = format!("{} clients: {}", region.spec.id, d.why);
+            if let Some(log) = &mut self.changes {
+                let c = crate::change::change(
+                    &self.id,
+                    Some(&region.spec.id),
+                    region.decision.as_ref(),
+                    &d,
+                    &seen,
+                    rotating,
+                    now,
+                );
+                record(log, c);
+            }
             unsettled |= moved(&region.decision, &d);
             region.changed |= region
                 .decision
@@ -656,6 +694,19 @@ impl ServiceTier {
     }
 }
 
+/// How many changes a service keeps for [`Tier::take_changes`] (the oldest go first): the
+/// shell takes them after every event, so this only bounds a tier nobody reads.
+pub const PENDING_CHANGES: usize = 64;
+
+fn record(log: &mut VecDeque<Change>, change: Option<Change>) {
+    if let Some(c) = change {
+        if log.len() >= PENDING_CHANGES {
+            log.pop_front();
+        }
+        log.push_back(c);
+    }
+}
+
 /// When a tier holds its decisions back: until `until`, unless every member has been heard
 /// from since `since`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -680,6 +731,8 @@ pub struct Tier {
     coalesce: Duration,
     /// The regions every service is also decided for.
     regions: Vec<RegionSpec>,
+    /// Whether services record the changes of their decisions.
+    record_changes: bool,
 }
 
 /// A service's config at one tier.
@@ -734,6 +787,7 @@ impl Default for Tier {
             last_heard: None,
             coalesce: Tier::DEFAULT_COALESCE,
             regions: Vec::new(),
+            record_changes: false,
         }
     }
 }
@@ -746,6 +800,35 @@ impl Tier {
     /// decide on every update). Health changes are always decided at once.
     pub fn set_coalesce(&mut self, coalesce: Duration) {
         self.coalesce = coalesce;
+    }
+
+    /// Records every change of every decision (see [`crate::change`]) for
+    /// [`Tier::take_changes`]; off by default (a simulation has no timeline to show).
+    pub fn record_changes(&mut self, on: bool) {
+        self.record_changes = on;
+        for t in self.services.values_mut() {
+            match (on, &t.changes) {
+                (true, None) => t.changes = Some(VecDeque::new()),
+                (false, Some(_)) => t.changes = None,
+                _ => {}
+            }
+        }
+    }
+
+    /// The changes of decisions since the last call, in the order they were made per
+    /// service (services in name order).
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        if !self.record_changes {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for t in self.services.values_mut() {
+            if let Some(log) = &mut t.changes {
+                out.extend(log.drain(..));
+            }
+        }
+        out.sort_by_key(|c| c.at);
+        out
     }
 
     /// Services decided since the last call (their summaries may have changed).
@@ -774,7 +857,14 @@ impl Tier {
                     t.set_regions(&self.regions);
                     t
                 }
-                None => ServiceTier::new(svc.selector, &svc.members, &self.regions),
+                None => {
+                    let mut t =
+                        ServiceTier::new(id.clone(), svc.selector, &svc.members, &self.regions);
+                    if self.record_changes {
+                        t.changes = Some(VecDeque::new());
+                    }
+                    t
+                }
             };
             self.services.insert(id, tier);
         }

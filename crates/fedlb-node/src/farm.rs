@@ -118,6 +118,10 @@ struct FarmNode {
     shared: SharedTopology,
     /// One link to each global node.
     uplinks: Uplinks,
+    /// The last changes of its local decisions.
+    timeline: status::Timeline,
+    /// Each server's recent load.
+    loads: status::LoadHistory,
 }
 
 impl FarmNode {
@@ -141,6 +145,7 @@ impl FarmNode {
         // its summaries name this node: the global node tells the farm's nodes apart
         config.node = opts.node.clone();
         let mut state = FarmState::new(config, new_epoch(), rand::random(), clock.now());
+        state.record_changes(true);
         // the core holds decisions back after a start or a pause until every member is heard
         state.set_warmup_window(farm.heartbeat.liveness().stale_after);
         let mut monitors = MonitorSet::new(
@@ -169,6 +174,8 @@ impl FarmNode {
             certificates,
             shared,
             uplinks,
+            timeline: status::Timeline::default(),
+            loads: status::LoadHistory::default(),
         };
         node.feed(&own);
         Ok(node)
@@ -241,7 +248,38 @@ impl FarmNode {
             self.clock.now(),
         );
         s.certificates = Some(self.certificates);
+        let now = self.clock.now();
+        s.changes = self.timeline.statuses(now);
+        s.loads = self.loads.statuses(now);
         s
+    }
+
+    /// Keeps the changes of the decisions just made, and a sample of every server's load
+    /// once a second.
+    fn remember(&mut self, now: fedlb_core::Timestamp) {
+        let changes = self.state.take_changes();
+        if !changes.is_empty() {
+            self.timeline
+                .record(changes, now, std::time::SystemTime::now());
+        }
+        if self.loads.due(now) {
+            let tier = self.state.tier();
+            let loads = tier.services().iter().flat_map(|(service, t)| {
+                t.candidates(now).into_iter().map(move |c| {
+                    (
+                        status::SeriesKey {
+                            service: service.to_string(),
+                            farm: None,
+                            id: c.id.to_string(),
+                            kind: "server".to_owned(),
+                        },
+                        c.load(),
+                    )
+                })
+            });
+            let loads: Vec<_> = loads.collect();
+            self.loads.sample(now, loads);
+        }
     }
 
     fn on_reload(&mut self, t: Topology, shutdown: &CancellationToken) {
@@ -293,6 +331,7 @@ impl FarmNode {
     /// Carries out what the core decided: summaries go up, local decisions are logged.
     fn carry_out(&mut self) {
         let now = self.clock.now();
+        self.remember(now);
         let mut summaries = Vec::new();
         while let Some(out) = self.state.poll_output() {
             match out {

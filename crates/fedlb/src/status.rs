@@ -7,18 +7,26 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use fedlb_node::status::{Status, render_table};
+use fedlb_node::status::{Status, render_changes, render_table};
 
-/// Fetches `url/status` and prints it.
-pub fn run(url: &str, json: bool) -> anyhow::Result<()> {
+/// Fetches `url/status` and prints it: as a table, its changes (`changes`), or raw.
+pub fn run(url: &str, json: bool, changes: bool) -> anyhow::Result<()> {
     let (endpoint, body) = fetch(url)?;
     if json {
         println!("{body}");
         return Ok(());
     }
     let status = parse(&endpoint, &body)?;
-    print!("{}", render_table(&status));
+    print!("{}", view(&status, changes));
     Ok(())
+}
+
+fn view(status: &Status, changes: bool) -> String {
+    if changes {
+        render_changes(status)
+    } else {
+        render_table(status)
+    }
 }
 
 fn fetch(url: &str) -> anyhow::Result<(String, String)> {
@@ -44,7 +52,7 @@ fn parse(endpoint: &str, body: &str) -> anyhow::Result<Status> {
 
 /// Several global nodes: each one's table (or JSON), then whether they agree. Exit status
 /// 0: they agree; 1: some answer differs; 2: a node could not be read.
-pub fn run_several(urls: &[String], json: bool) -> ExitCode {
+pub fn run_several(urls: &[String], json: bool, changes: bool) -> ExitCode {
     let mut read = Vec::new();
     let mut unreadable = false;
     for url in urls {
@@ -53,7 +61,7 @@ pub fn run_several(urls: &[String], json: bool) -> ExitCode {
                 if json {
                     println!("{body}");
                 } else {
-                    println!("{}", render_table(&status));
+                    println!("{}", view(&status, changes));
                 }
                 read.push(status);
             }

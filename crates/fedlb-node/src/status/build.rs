@@ -205,6 +205,8 @@ pub fn farm_status(node: &str, farm: &FarmState, uptime: Duration, now: Timestam
         services,
         certificates: None,
         peers: None,
+        changes: Vec::new(),
+        loads: Vec::new(),
     }
 }
 
@@ -297,6 +299,8 @@ pub fn global_status(
         services,
         certificates: None,
         peers: extras.peers.clone(),
+        changes: Vec::new(),
+        loads: Vec::new(),
     }
 }
 
