@@ -201,4 +201,26 @@ mod tests {
         assert!(text.contains("region -          agree"), "{text}");
         assert!(text.ends_with("global nodes DISAGREE\n"), "{text}");
     }
+
+    #[test]
+    fn with_changes_the_timeline_is_printed_instead_of_the_table() {
+        let mut s = node("g1", "127.0.0.21", "127.0.0.21");
+        s.changes = serde_json::from_str(
+            r#"[{"at":1764511327.0,"ago_s":3.0,"service":"www","region":null,
+                 "from":{"chosen":["near"],"answers":["127.0.0.11"],"degraded":false},
+                 "to":{"chosen":["far"],"answers":["127.0.0.21"],"degraded":false},
+                 "why":"far: closest (50 ms) of 1 healthy farm","cause":"health",
+                 "subject":"near"}]"#,
+        )
+        .expect("changes");
+        let text = view(&s, true);
+        assert!(text.contains("2025-11-30 14:02:07"), "{text}");
+        assert!(
+            text.contains("near (127.0.0.11) → far (127.0.0.21)"),
+            "{text}"
+        );
+        assert!(text.contains("health: near"), "{text}");
+        assert!(!text.contains("global  closest"), "not the table: {text}");
+        assert!(view(&s, false).contains("global  closest"));
+    }
 }
