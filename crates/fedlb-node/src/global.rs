@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use fedlb_core::{
-    Decision, FarmId, GlobalOutput, GlobalState, RegionId, Report, ServerId, ServiceId,
+    Cause, Decision, FarmId, GlobalOutput, GlobalState, RegionId, Report, ServerId, ServiceId,
 };
 use fedlb_dns::PassOutcome;
 use fedlb_net::{Role, Server, ServerConfig, ServerEvent, bind_udp};
@@ -310,8 +310,30 @@ impl Global {
     /// Keeps the changes of the decisions just made, and once a second a sample of the
     /// load of every candidate and of every farm's servers (from the summary in use).
     fn remember(&mut self, now: fedlb_core::Timestamp) {
-        let changes = self.state.take_changes();
+        let mut changes = self.state.take_changes();
         if !changes.is_empty() {
+            // a farm's own choice moved the answer: say what the farm said
+            for c in &mut changes {
+                let Some(farm) = c
+                    .reason
+                    .subject
+                    .as_ref()
+                    .filter(|_| c.reason.cause == Cause::Farm)
+                else {
+                    continue;
+                };
+                let farm = FarmId::from(farm.as_str());
+                let said = self
+                    .extras
+                    .summaries
+                    .iter()
+                    .filter(|((s, f, _), _)| s == &c.service && f == &farm)
+                    .max_by_key(|(_, (_, at))| *at)
+                    .map(|(_, (summary, _))| summary.why.clone());
+                if let Some(why) = said {
+                    c.why = format!("{}; farm {farm}: {why}", c.why);
+                }
+            }
             self.timeline
                 .record(changes, now, std::time::SystemTime::now());
         }

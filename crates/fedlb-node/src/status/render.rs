@@ -499,7 +499,9 @@ fn spark(series: Option<&LoadSeries>) -> String {
     };
     let window = super::LoadHistory::KEEP as f64 * super::LoadHistory::EVERY.as_secs_f64();
     let peak = l.points.iter().map(|p| p[1]).fold(0.0, f64::max);
-    let top = peak.max(100.0);
+    // scaled to the series' own peak (at least 10 %), so that a light load still shows its
+    // shape; the label says the scale
+    let top = peak.max(10.0);
     let points: Vec<String> = l
         .points
         .iter()
@@ -513,7 +515,7 @@ fn spark(series: Option<&LoadSeries>) -> String {
         .collect();
     let now = l.points.last().map_or(0.0, |p| p[1]);
     let label = format!(
-        "load of {} over the last {:.0} min: now {now:.0} %, peak {peak:.0} %",
+        "load of {} over the last {:.0} min: now {now:.0} %, peak {peak:.0} % (chart 0–{top:.0} %)",
         l.id,
         window / 60.0
     );
