@@ -214,8 +214,11 @@ table.timeline{{border-collapse:collapse;margin:.5em 0;width:100%}} .timeline td
 .cause-readings,.cause-rotation,.cause-farm{{background:#eef6ee}}
 svg.load{{vertical-align:middle;margin-left:.5em;background:#f6f8fa;border:1px solid #ddd}}
 svg.load polyline{{fill:none;stroke:#0969da;stroke-width:2;vector-effect:non-scaling-stroke}}
-.loadnow{{font-size:.8em;color:#555;margin-left:.3em}}
-@media (max-width:700px){{body{{margin:.6em}} .tree .why{{display:block;margin-left:0}} .timeline td.why{{min-width:10em}}}}
+.loadnow{{font-size:.8em;color:#555;margin-left:.3em}} .spark{{white-space:nowrap}}
+@media (max-width:700px){{body{{margin:.6em}} .tree .why{{display:block;margin-left:0}} svg.load{{width:72px}}
+ table.timeline,.timeline tbody,.timeline tr,.timeline td{{display:block}} .timeline tr.head{{display:none}}
+ .timeline tr.c{{border-bottom:1px solid #ddd;padding:.4em 0}} .timeline td{{border:none;padding:.1em 0}} .timeline td.why{{min-width:0}}
+ .timeline .ago{{display:inline;margin-left:.5em}}}}
 </style></head><body>
 <h1>fedlb {role} node “{node}”</h1>
 <p>up {up:.0} s · refreshes every {refresh_s} s · <a href="/status">JSON</a> · <a href="/metrics">metrics</a></p>
@@ -397,7 +400,7 @@ fn timeline_html(s: &Status, h: &mut String) {
     }
     let _ = write!(
         h,
-        r#"<div class="scroll"><table class="timeline"><tr><th>when</th><th>service</th><th>answer</th><th>cause</th><th>why</th></tr>"#
+        r#"<div class="scroll"><table class="timeline"><tr class="head"><th>when</th><th>service</th><th>answer</th><th>cause</th><th>why</th></tr>"#
     );
     for (i, c) in s.changes.iter().take(PAGE_CHANGES).enumerate() {
         let service = match &c.region {
@@ -520,7 +523,7 @@ fn spark(series: Option<&LoadSeries>) -> String {
         window / 60.0
     );
     format!(
-        r#"<svg class="load" data-load="{}" width="120" height="24" viewBox="0 0 {window:.0} 100" preserveAspectRatio="none" role="img" aria-label="{label}"><title>{label}</title><polyline points="{}"/></svg><span class="loadnow">{now:.0} %</span>"#,
+        r#"<span class="spark"><svg class="load" data-load="{}" width="120" height="24" viewBox="0 0 {window:.0} 100" preserveAspectRatio="none" role="img" aria-label="{label}"><title>{label}</title><polyline points="{}"/></svg><span class="loadnow">{now:.0} %</span></span>"#,
         esc(&l.id),
         points.join(" "),
         label = esc(&label),
