@@ -579,7 +579,7 @@ mod tests {
         g.handle_report(&report("b", Health::Up, 1, 1, t(0)), t(0))
             .unwrap();
         let mut seq = 1;
-        for i in 0..200u64 {
+        for i in 0..1100u64 {
             seq += 1;
             let h = if i % 2 == 0 { Health::Up } else { Health::Down };
             g.handle_report(&report("a", h, seq, 1, t(i * 10)), t(i * 10))
@@ -587,8 +587,81 @@ mod tests {
             g.handle_timeout(t(i * 10 + 5));
         }
         let kept = g.take_changes();
-        assert_eq!(kept.len(), crate::tier::PENDING_CHANGES);
+        assert_eq!(kept.len(), crate::tier::COLLECTED_CHANGES);
         assert!(kept.windows(2).all(|w| w[0].at <= w[1].at));
-        assert_eq!(kept.last().unwrap().at, t(1990));
+        assert_eq!(kept.last().unwrap().at, t(10_990));
+    }
+
+    /// With regions, each region's decision records its own changes, named by region; a
+    /// member going down that only one region answered changes only that region's answer.
+    #[test]
+    fn a_regions_change_is_recorded_with_its_region_alone() {
+        use crate::candidate::Distance;
+        use crate::policy::ClosestBy;
+        use crate::tier::RegionSpec;
+        let member = |name: &str, last: u8, ms: f64| MemberSpec {
+            id: name.into(),
+            kind: MemberKind::Server,
+            addresses: vec![v4(last)],
+            capacity: 100.0,
+            distance: Some(Distance::Pinned(ms)),
+            liveness: Liveness::from_heartbeat(Duration::from_secs(1), 3),
+            sources: Vec::new(),
+        };
+        let mut services = BTreeMap::new();
+        services.insert(
+            "www".into(),
+            TierService {
+                selector: SelectorConfig {
+                    hysteresis: crate::decision::Hysteresis::NONE,
+                    ..SelectorConfig::new(Policy::Closest(ClosestBy::Auto))
+                },
+                members: vec![member("eu", 1, 10.0), member("us", 2, 80.0)],
+            },
+        );
+        let us = RegionSpec {
+            id: "us".into(),
+            distances: [
+                (CandidateId::from("eu"), Distance::Pinned(90.0)),
+                (CandidateId::from("us"), Distance::Pinned(8.0)),
+            ]
+            .into(),
+        };
+        let mut g = GlobalState::new(
+            GlobalConfig {
+                regions: vec![us],
+                ..GlobalConfig::new(services)
+            },
+            1,
+        );
+        g.record_changes(true);
+        let t = |ms| Timestamp::from_millis(ms);
+        g.handle_report(&report("eu", Health::Up, 1, 1, t(0)), t(0))
+            .unwrap();
+        g.handle_report(&report("us", Health::Up, 1, 1, t(0)), t(0))
+            .unwrap();
+        g.handle_timeout(t(200));
+        let started: Vec<Option<String>> = g
+            .take_changes()
+            .iter()
+            .filter(|c| c.reason.cause == Cause::Start)
+            .map(|c| c.region.as_ref().map(ToString::to_string))
+            .collect();
+        assert!(
+            started.contains(&None) && started.contains(&Some("us".into())),
+            "{started:?}"
+        );
+
+        g.handle_report(&report("us", Health::Down, 2, 1, t(300)), t(300))
+            .unwrap();
+        g.handle_timeout(t(500));
+        let moved = g.take_changes();
+        assert_eq!(moved.len(), 1, "only the us region moved: {moved:?}");
+        let c = &moved[0];
+        assert_eq!(c.region, Some(RegionId::from("us")));
+        assert_eq!(c.to.chosen, [CandidateId::from("eu")]);
+        assert_eq!(c.reason.cause, Cause::Health);
+        assert_eq!(c.reason.subject, Some(CandidateId::from("us")));
+        assert!(c.why.starts_with("us clients: "), "{}", c.why);
     }
 }

@@ -611,7 +611,7 @@ impl ServiceTier {
                 rotating,
                 now,
             );
-            record(log, c);
+            record(log, c, PENDING_CHANGES);
         }
         let mut unsettled = moved(&self.decision, &d);
         let changed = self
@@ -634,7 +634,7 @@ impl ServiceTier {
                     rotating,
                     now,
                 );
-                record(log, c);
+                record(log, c, PENDING_CHANGES);
             }
             unsettled |= moved(&region.decision, &d);
             region.changed |= region
@@ -694,13 +694,17 @@ impl ServiceTier {
     }
 }
 
-/// How many changes a service keeps for [`Tier::take_changes`] (the oldest go first): the
-/// shell takes them after every event, so this only bounds a tier nobody reads.
+/// How many changes a service keeps until [`Tier::take_recomputed`] collects them (the
+/// oldest go first): collected after every event, so this only bounds a busy moment.
 pub const PENDING_CHANGES: usize = 64;
 
-fn record(log: &mut VecDeque<Change>, change: Option<Change>) {
+/// How many collected changes a tier keeps for [`Tier::take_changes`] (the oldest go
+/// first): the shell takes them after every event, so this only bounds a tier nobody reads.
+pub const COLLECTED_CHANGES: usize = 1024;
+
+fn record(log: &mut VecDeque<Change>, change: Option<Change>, cap: usize) {
     if let Some(c) = change {
-        if log.len() >= PENDING_CHANGES {
+        if log.len() >= cap {
             log.pop_front();
         }
         log.push_back(c);
@@ -733,6 +737,8 @@ pub struct Tier {
     regions: Vec<RegionSpec>,
     /// Whether services record the changes of their decisions.
     record_changes: bool,
+    /// Changes collected from the services, not taken yet.
+    changes: VecDeque<Change>,
 }
 
 /// A service's config at one tier.
@@ -788,6 +794,7 @@ impl Default for Tier {
             coalesce: Tier::DEFAULT_COALESCE,
             regions: Vec::new(),
             record_changes: false,
+            changes: VecDeque::new(),
         }
     }
 }
@@ -806,6 +813,9 @@ impl Tier {
     /// [`Tier::take_changes`]; off by default (a simulation has no timeline to show).
     pub fn record_changes(&mut self, on: bool) {
         self.record_changes = on;
+        if !on {
+            self.changes.clear();
+        }
         for t in self.services.values_mut() {
             match (on, &t.changes) {
                 (true, None) => t.changes = Some(VecDeque::new()),
@@ -815,28 +825,30 @@ impl Tier {
         }
     }
 
-    /// The changes of decisions since the last call, in the order they were made per
-    /// service (services in name order).
+    /// The changes of decisions collected since the last call (by
+    /// [`Tier::take_recomputed`], which the role state machines call after every event, so
+    /// that this costs nothing when nothing changed), oldest first.
     pub fn take_changes(&mut self) -> Vec<Change> {
-        if !self.record_changes {
-            return Vec::new();
-        }
-        let mut out = Vec::new();
-        for t in self.services.values_mut() {
-            if let Some(log) = &mut t.changes {
-                out.extend(log.drain(..));
-            }
-        }
+        let mut out: Vec<Change> = self.changes.drain(..).collect();
         out.sort_by_key(|c| c.at);
         out
     }
 
-    /// Services decided since the last call (their summaries may have changed).
+    /// Services decided since the last call (their summaries may have changed). Also
+    /// collects the changes they recorded for [`Tier::take_changes`].
     pub fn take_recomputed(&mut self) -> Vec<ServiceId> {
-        self.services
-            .iter_mut()
-            .filter_map(|(id, t)| std::mem::take(&mut t.recomputed).then(|| id.clone()))
-            .collect()
+        let mut out = Vec::new();
+        for (id, t) in &mut self.services {
+            if std::mem::take(&mut t.recomputed) {
+                out.push(id.clone());
+                if let Some(log) = &mut t.changes {
+                    for c in log.drain(..) {
+                        record(&mut self.changes, Some(c), COLLECTED_CHANGES);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// A tier with the given services.

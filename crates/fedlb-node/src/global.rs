@@ -341,8 +341,12 @@ impl Global {
             return;
         }
         let mut loads = Vec::new();
-        for (service, tier) in self.state.tier().services() {
+        // a very large federation charts its first candidates only: no need to build the rest
+        'services: for (service, tier) in self.state.tier().services() {
             for c in tier.candidates(now) {
+                if loads.len() >= status::LoadHistory::MAX_SERIES {
+                    break 'services;
+                }
                 let member = tier.members.get(&c.id);
                 let kind = member.map_or(fedlb_core::MemberKind::Server, |m| m.spec.kind);
                 let key = |farm: Option<String>, id: String, kind: &str| status::SeriesKey {

@@ -120,8 +120,8 @@ impl LoadHistory {
     pub const EVERY: Duration = Duration::from_secs(1);
     /// How many samples a series keeps (three minutes).
     pub const KEEP: usize = 180;
-    /// How many series are kept (a very large topology charts its first ones, in name
-    /// order, and says so).
+    /// How many series are kept: a very large topology charts the first ones its node
+    /// samples (services in name order, each one's candidates, then their farms' servers).
     pub const MAX_SERIES: usize = 256;
 
     /// Whether a sample is due at `now`.
