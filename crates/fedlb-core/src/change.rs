@@ -210,6 +210,24 @@ pub fn classify(
     Some(reason(Cause::Readings, gained.first().copied()))
 }
 
+/// The candidates a decision was made from, plus those an operator holds out of it
+/// entirely (disabled: not among the candidates at all) as [`Health::Drained`], so that
+/// [`classify`] blames the operator and not the topology for their leaving the answer.
+pub fn with_held_out<'a>(
+    candidates: &[Candidate],
+    held: impl IntoIterator<Item = &'a CandidateId>,
+) -> Vec<Candidate> {
+    let mut out = candidates.to_vec();
+    for id in held {
+        if !out.iter().any(|c| &c.id == id) {
+            let mut c = Candidate::new(id.clone(), Vec::new(), 1.0);
+            c.health = Health::Drained;
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The change from `old` to `new`, if it is one.
 pub fn change(
     service: &ServiceId,
@@ -345,6 +363,24 @@ mod tests {
             cause(classify(Some(&new), &back, &ups(2), false)),
             (Cause::Operator, Some("s0".into()))
         );
+    }
+
+    #[test]
+    fn a_member_an_operator_holds_out_entirely_is_the_operators_change() {
+        let old = decision(&[0], &ups(2), false);
+        // disabled: s0 is no candidate at all any more
+        let now = vec![server(1, Health::Up)];
+        let new = Decision {
+            chosen: vec!["s1".into()],
+            addresses: vec![v4(2)],
+            ..old.clone()
+        };
+        let held = with_held_out(&now, [&CandidateId::from("s0")]);
+        assert_eq!(
+            cause(classify(Some(&old), &new, &held, false)),
+            (Cause::Operator, Some("s0".into()))
+        );
+        assert_eq!(with_held_out(&held, [&CandidateId::from("s1")]).len(), 2);
     }
 
     #[test]
