@@ -261,6 +261,17 @@ impl FarmState {
         self.tier.set_coalesce(coalesce);
     }
 
+    /// Records every change of a decision for [`Self::take_changes`] (a node's timeline;
+    /// the rule is [`crate::change`]). Off by default.
+    pub fn record_changes(&mut self, on: bool) {
+        self.tier.record_changes(on);
+    }
+
+    /// The changes of decisions since the last call (each service's in order).
+    pub fn take_changes(&mut self) -> Vec<crate::change::Change> {
+        self.tier.take_changes()
+    }
+
     /// The tier, for status pages.
     pub fn tier(&self) -> &Tier {
         &self.tier

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod candidate;
+pub mod change;
 pub mod decision;
 pub mod farm;
 pub mod global;
@@ -29,6 +30,7 @@ pub mod time;
 pub mod ttl;
 
 pub use candidate::{Candidate, Distance, Health, Members, Readings, Sample};
+pub use change::{Answer, Cause, Change, Reason};
 pub use decision::{
     AnswerSet, Decision, FailStatic, Hysteresis, Selector, SelectorConfig, Spill, Standing,
 };

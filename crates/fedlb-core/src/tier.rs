@@ -1,7 +1,7 @@
 //! One tier of decisions: the members (candidates) of each service, their liveness, and a
 //! [`Selector`] per service. Farm nodes and the global node are thin layers over this.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::candidate::{Candidate, Distance, Health, Members, Readings};
+use crate::change::Change;
 use crate::decision::{Decision, Selector, SelectorConfig, Standing};
 use crate::health::Liveness;
 use crate::id::{CandidateId, RegionId, ServiceId};
@@ -392,11 +393,23 @@ pub struct ServiceTier {
     /// the same input may take one more step (one hysteresis swap per decision), so the
     /// next timeout decides again.
     unsettled: bool,
+    /// The service's name (for the changes it records).
+    id: ServiceId,
+    /// Changes of its decisions not taken yet (see [`Tier::record_changes`]); `None`: not
+    /// recorded.
+    changes: Option<VecDeque<Change>>,
 }
 
 impl ServiceTier {
-    fn new(selector: SelectorConfig, members: &[MemberSpec], regions: &[RegionSpec]) -> Self {
+    fn new(
+        id: ServiceId,
+        selector: SelectorConfig,
+        members: &[MemberSpec],
+        regions: &[RegionSpec],
+    ) -> Self {
         let mut t = ServiceTier {
+            id,
+            changes: None,
             members: BTreeMap::new(),
             regions: regions
                 .iter()
@@ -624,9 +637,29 @@ impl ServiceTier {
         let applied = overrides.apply(id, None, candidates.clone(), now);
         let mut d = self.selector.decide(&applied.candidates, now, rng);
         applied.finish(&mut d);
+        let rotating = !self.selector.config().policy.is_stable();
+        // what the change rule reads: the candidates as decided, disabled ones held out
+        let judged = |applied: &crate::overrides::Applied| {
+            crate::change::with_held_out(
+                &applied.candidates,
+                applied.disabled.iter().map(|(held, _)| held),
+            )
+        };
         let moved = |old: &Option<Decision>, d: &Decision| {
             old.as_ref().is_none_or(|old| old.chosen != d.chosen)
         };
+        if let Some(log) = &mut self.changes {
+            let c = crate::change::change(
+                &self.id,
+                None,
+                self.decision.as_ref(),
+                &d,
+                &judged(&applied),
+                rotating,
+                now,
+            );
+            record(log, c, PENDING_CHANGES);
+        }
         let mut unsettled = moved(&self.decision, &d);
         let changed = self
             .decision
@@ -640,6 +673,18 @@ impl ServiceTier {
             let mut d = region.selector.decide(&applied.candidates, now, rng);
             applied.finish(&mut d);
             d.why = format!("{} clients: {}", region.spec.id, d.why);
+            if let Some(log) = &mut self.changes {
+                let c = crate::change::change(
+                    &self.id,
+                    Some(&region.spec.id),
+                    region.decision.as_ref(),
+                    &d,
+                    &judged(&applied),
+                    rotating,
+                    now,
+                );
+                record(log, c, PENDING_CHANGES);
+            }
             unsettled |= moved(&region.decision, &d);
             region.changed |= region
                 .decision
@@ -698,6 +743,23 @@ impl ServiceTier {
     }
 }
 
+/// How many changes a service keeps until [`Tier::take_recomputed`] collects them (the
+/// oldest go first): collected after every event, so this only bounds a busy moment.
+pub const PENDING_CHANGES: usize = 64;
+
+/// How many collected changes a tier keeps for [`Tier::take_changes`] (the oldest go
+/// first): the shell takes them after every event, so this only bounds a tier nobody reads.
+pub const COLLECTED_CHANGES: usize = 1024;
+
+fn record(log: &mut VecDeque<Change>, change: Option<Change>, cap: usize) {
+    if let Some(c) = change {
+        if log.len() >= cap {
+            log.pop_front();
+        }
+        log.push_back(c);
+    }
+}
+
 /// When a tier holds its decisions back: until `until`, unless every member has been heard
 /// from since `since`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -726,6 +788,10 @@ pub struct Tier {
     overrides: Overrides,
     /// Overrides that expired since the last [`Tier::take_expired`].
     expired: Vec<Override>,
+    /// Whether services record the changes of their decisions.
+    record_changes: bool,
+    /// Changes collected from the services, not taken yet.
+    changes: VecDeque<Change>,
 }
 
 /// A service's config at one tier.
@@ -782,6 +848,8 @@ impl Default for Tier {
             regions: Vec::new(),
             overrides: Overrides::new(),
             expired: Vec::new(),
+            record_changes: false,
+            changes: VecDeque::new(),
         }
     }
 }
@@ -796,12 +864,46 @@ impl Tier {
         self.coalesce = coalesce;
     }
 
-    /// Services decided since the last call (their summaries may have changed).
+    /// Records every change of every decision (see [`crate::change`]) for
+    /// [`Tier::take_changes`]; off by default (a simulation has no timeline to show).
+    pub fn record_changes(&mut self, on: bool) {
+        self.record_changes = on;
+        if !on {
+            self.changes.clear();
+        }
+        for t in self.services.values_mut() {
+            match (on, &t.changes) {
+                (true, None) => t.changes = Some(VecDeque::new()),
+                (false, Some(_)) => t.changes = None,
+                _ => {}
+            }
+        }
+    }
+
+    /// The changes of decisions collected since the last call (by
+    /// [`Tier::take_recomputed`], which the role state machines call after every event, so
+    /// that this costs nothing when nothing changed), oldest first.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        let mut out: Vec<Change> = self.changes.drain(..).collect();
+        out.sort_by_key(|c| c.at);
+        out
+    }
+
+    /// Services decided since the last call (their summaries may have changed). Also
+    /// collects the changes they recorded for [`Tier::take_changes`].
     pub fn take_recomputed(&mut self) -> Vec<ServiceId> {
-        self.services
-            .iter_mut()
-            .filter_map(|(id, t)| std::mem::take(&mut t.recomputed).then(|| id.clone()))
-            .collect()
+        let mut out = Vec::new();
+        for (id, t) in &mut self.services {
+            if std::mem::take(&mut t.recomputed) {
+                out.push(id.clone());
+                if let Some(log) = &mut t.changes {
+                    for c in log.drain(..) {
+                        record(&mut self.changes, Some(c), COLLECTED_CHANGES);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// A tier with the given services.
@@ -822,7 +924,14 @@ impl Tier {
                     t.set_regions(&self.regions);
                     t
                 }
-                None => ServiceTier::new(svc.selector, &svc.members, &self.regions),
+                None => {
+                    let mut t =
+                        ServiceTier::new(id.clone(), svc.selector, &svc.members, &self.regions);
+                    if self.record_changes {
+                        t.changes = Some(VecDeque::new());
+                    }
+                    t
+                }
             };
             self.services.insert(id, tier);
         }

@@ -128,6 +128,10 @@ struct FarmNode {
     held: Held,
     /// Admin calls the global nodes forward on this node's links to them.
     forwarded: mpsc::Receiver<ServerRequest>,
+    /// The last changes of its local decisions.
+    timeline: status::Timeline,
+    /// Each server's recent load.
+    loads: status::LoadHistory,
 }
 
 impl FarmNode {
@@ -158,6 +162,7 @@ impl FarmNode {
         // its summaries name this node: the global node tells the farm's nodes apart
         config.node = opts.node.clone();
         let mut state = FarmState::new(config, new_epoch(), rand::random(), clock.now());
+        state.record_changes(true);
         // the core holds decisions back after a start or a pause until every member is heard
         state.set_warmup_window(farm.heartbeat.liveness().stale_after);
         let mut monitors = MonitorSet::new(
@@ -188,6 +193,8 @@ impl FarmNode {
             uplinks,
             held,
             forwarded,
+            timeline: status::Timeline::default(),
+            loads: status::LoadHistory::default(),
         };
         let now = node.clock.now();
         if node.held.records().next().is_some() {
@@ -338,7 +345,39 @@ impl FarmNode {
         );
         s.certificates = Some(self.certificates);
         s.overrides = self.held.status();
+        let now = self.clock.now();
+        s.changes = self.timeline.statuses(now);
+        s.loads = self.loads.statuses(now);
         s
+    }
+
+    /// Keeps the changes of the decisions just made, and a sample of every server's load
+    /// once a second.
+    fn remember(&mut self, now: fedlb_core::Timestamp) {
+        let changes = self.state.take_changes();
+        if !changes.is_empty() {
+            self.timeline
+                .record(changes, now, std::time::SystemTime::now());
+        }
+        if self.loads.due(now) {
+            let tier = self.state.tier();
+            let loads = tier.services().iter().flat_map(|(service, t)| {
+                t.candidates(now).into_iter().map(move |c| {
+                    (
+                        status::SeriesKey {
+                            service: service.to_string(),
+                            farm: None,
+                            id: c.id.to_string(),
+                            kind: "server".to_owned(),
+                        },
+                        c.load(),
+                    )
+                })
+            });
+            // a very large farm charts its first servers only: no need to build the rest
+            let loads: Vec<_> = loads.take(status::LoadHistory::MAX_SERIES).collect();
+            self.loads.sample(now, loads);
+        }
     }
 
     fn on_reload(&mut self, t: Topology, shutdown: &CancellationToken) {
@@ -396,6 +435,7 @@ impl FarmNode {
             warn!(error = %e, "expired overrides not written");
         }
         let now = self.clock.now();
+        self.remember(now);
         let mut summaries = Vec::new();
         while let Some(out) = self.state.poll_output() {
             match out {

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use fedlb_core::{Decision, GlobalOutput, GlobalState, RegionId, Report, ServiceId};
+use fedlb_core::{
+    Cause, Decision, FarmId, GlobalOutput, GlobalState, RegionId, Report, ServerId, ServiceId,
+};
 use fedlb_dns::PassOutcome;
 use fedlb_net::{Requester, Role, Server, ServerConfig, ServerEvent, bind_udp};
 use fedlb_probe::Prober;
@@ -158,6 +160,10 @@ struct Global {
     /// Forwards admin calls about a farm's servers to its farm nodes, over their
     /// connections to this node.
     requester: Option<Requester>,
+    /// The last changes of its decisions (global and regional).
+    timeline: status::Timeline,
+    /// Each farm's, direct server's and farm server's recent load.
+    loads: status::LoadHistory,
 }
 
 impl Global {
@@ -179,6 +185,7 @@ impl Global {
         );
         // the core holds decisions back after a start or a pause until every member is heard
         state.set_warmup_window(topology.heartbeat.liveness().stale_after);
+        state.record_changes(true);
         let mut monitors = MonitorSet::new(
             Arc::new(Prober::default()),
             new_epoch(),
@@ -213,6 +220,8 @@ impl Global {
             shared,
             held,
             requester: None,
+            timeline: status::Timeline::default(),
+            loads: status::LoadHistory::default(),
         };
         let now = node.clock.now();
         if node.held.records().next().is_some() {
@@ -458,7 +467,92 @@ impl Global {
         );
         s.certificates = Some(self.certificates);
         s.overrides = self.held.status();
+        s.changes = self.timeline.statuses(now);
+        s.loads = self.loads.statuses(now);
         s
+    }
+
+    /// Keeps the changes of the decisions just made, and once a second a sample of the
+    /// load of every candidate and of every farm's servers (from the summary in use).
+    fn remember(&mut self, now: fedlb_core::Timestamp) {
+        let mut changes = self.state.take_changes();
+        if !changes.is_empty() {
+            // a farm's own choice moved the answer: say what the farm said
+            for c in &mut changes {
+                let Some(farm) = c
+                    .reason
+                    .subject
+                    .as_ref()
+                    .filter(|_| c.reason.cause == Cause::Farm)
+                else {
+                    continue;
+                };
+                let farm = FarmId::from(farm.as_str());
+                let said = self
+                    .extras
+                    .summaries
+                    .iter()
+                    .filter(|((s, f, _), _)| s == &c.service && f == &farm)
+                    .max_by_key(|(_, (_, at))| *at)
+                    .map(|(_, (summary, _))| summary.why.clone());
+                if let Some(why) = said {
+                    c.why = format!("{}; farm {farm}: {why}", c.why);
+                }
+            }
+            self.timeline
+                .record(changes, now, std::time::SystemTime::now());
+        }
+        if !self.loads.due(now) {
+            return;
+        }
+        let mut loads = Vec::new();
+        // a very large federation charts its first candidates only: no need to build the rest
+        'services: for (service, tier) in self.state.tier().services() {
+            for c in tier.candidates(now) {
+                if loads.len() >= status::LoadHistory::MAX_SERIES {
+                    break 'services;
+                }
+                let member = tier.members.get(&c.id);
+                let kind = member.map_or(fedlb_core::MemberKind::Server, |m| m.spec.kind);
+                let key = |farm: Option<String>, id: String, kind: &str| status::SeriesKey {
+                    service: service.to_string(),
+                    farm,
+                    id,
+                    kind: kind.to_owned(),
+                };
+                loads.push((key(None, c.id.to_string(), kind.as_str()), c.load()));
+                if kind != fedlb_core::MemberKind::Farm {
+                    continue;
+                }
+                let farm = FarmId::from(c.id.as_str());
+                let node = member
+                    .and_then(|m| m.source_in_use(now).cloned())
+                    .unwrap_or_else(|| farm.to_string());
+                let Some((summary, _)) =
+                    self.extras
+                        .summaries
+                        .get(&(service.clone(), farm.clone(), node))
+                else {
+                    continue;
+                };
+                let servers = self.current.farms.get(&farm).map(|f| &f.servers);
+                for v in &summary.servers {
+                    let capacity = servers
+                        .and_then(|s| s.get(&ServerId::from(v.id.as_str())))
+                        .map_or(1.0, |s| s.capacity.max(f64::MIN_POSITIVE));
+                    let raw = v
+                        .readings
+                        .pending
+                        .map(|p| p.value)
+                        .or(v.readings.connections.map(|p| p.value));
+                    loads.push((
+                        key(Some(farm.to_string()), v.id.to_string(), "server"),
+                        raw.map(|r| r as f64 / capacity),
+                    ));
+                }
+            }
+        }
+        self.loads.sample(now, loads);
     }
 
     fn on_reload(&mut self, t: Topology) {
@@ -502,6 +596,7 @@ impl Global {
     /// Carries out what the core decided: every new answer or TTL goes to the publishers.
     fn carry_out(&mut self) {
         self.forget_expired();
+        self.remember(self.clock.now());
         let mut changed = false;
         while let Some(GlobalOutput::Publish(p)) = self.state.poll_output() {
             let (service, d) = (&p.service, &p.decision);

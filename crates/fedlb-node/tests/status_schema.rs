@@ -137,7 +137,11 @@ fn global_status_has_the_documented_shape() {
     let (_, global, extras, now) = world();
     let s = status::global_status("global", &global, &extras, Duration::from_secs(5), now);
     let v = serde_json::to_value(&s).unwrap();
-    assert_eq!(keys(&v), ["node", "role", "schema", "services", "uptime_s"]);
+    assert_eq!(
+        keys(&v),
+        ["changes", "node", "role", "schema", "services", "uptime_s"]
+    );
+    assert_eq!(v["changes"], serde_json::json!([]));
     assert_eq!(v["schema"], 1);
     assert_eq!(v["role"], "global");
     let svc = &v["services"][0];
@@ -432,7 +436,9 @@ fn one_of_several_global_nodes_shows_its_peers_and_why_it_defers() {
     let v = serde_json::to_value(&s).unwrap();
     assert_eq!(
         keys(&v),
-        ["node", "peers", "role", "schema", "services", "uptime_s"]
+        [
+            "changes", "node", "peers", "role", "schema", "services", "uptime_s"
+        ]
     );
     assert_eq!(
         keys(&v["peers"]),
@@ -451,4 +457,117 @@ fn one_of_several_global_nodes_shows_its_peers_and_why_it_defers() {
         "{table}"
     );
     assert!(table.contains(deferred), "{table}");
+}
+
+/// The timeline and the load history as the running node fills them (the core's changes,
+/// recorded with wall-clock times): the documented shape, newest first, and shown by the
+/// page (with a chart per candidate) and by `fedlb status --changes`.
+#[test]
+fn changes_and_loads_have_the_documented_shape_and_are_shown() {
+    let (_, mut global, extras, now) = world();
+    global.record_changes(true);
+    // us-east reports, then eu-west's summary says it is down: the answer moves, for health
+    let (mut farm, _, _, _) = world();
+    let later = now + Duration::from_secs(2);
+    farm.handle_report(&report("eu2", Health::Down, 0), later)
+        .unwrap();
+    let mut down = farm.summary(&"www".into(), later).unwrap();
+    down.seq += 10;
+    let mut us = down.clone();
+    us.farm = "us-east".into();
+    us.node = "us-east".into();
+    us.health = Health::Up;
+    us.addresses = vec![ip(21)];
+    us.chosen = vec!["us1".into()];
+    us.degraded = false;
+    us.members = Members { up: 1, total: 1 };
+    global.handle_summary(&us, later).unwrap();
+    global.handle_summary(&down, later).unwrap();
+    global.handle_timeout(later + Duration::from_millis(200));
+    let changes = global.take_changes();
+    assert!(!changes.is_empty(), "the answer moved");
+
+    let mut timeline = status::Timeline::default();
+    let wall = std::time::UNIX_EPOCH + Duration::from_secs(1_764_511_327);
+    let at = later + Duration::from_secs(1);
+    timeline.record(changes, at, wall);
+    let mut loads = status::LoadHistory::default();
+    let key = |farm: Option<&str>, id: &str, kind: &str| status::SeriesKey {
+        service: "www".into(),
+        farm: farm.map(str::to_owned),
+        id: id.into(),
+        kind: kind.into(),
+    };
+    loads.sample(
+        at,
+        [
+            (key(None, "us-east", "farm"), Some(0.07)),
+            (key(Some("eu-west"), "eu2", "server"), Some(0.5)),
+        ],
+    );
+
+    let mut s = status::global_status("global", &global, &extras, Duration::from_secs(5), at);
+    s.changes = timeline.statuses(at);
+    s.loads = loads.statuses(at);
+    let v = serde_json::to_value(&s).unwrap();
+    let c = &v["changes"][0];
+    assert_eq!(
+        keys(c),
+        [
+            "ago_s", "at", "cause", "from", "region", "service", "subject", "to", "why"
+        ]
+    );
+    assert_eq!(keys(&c["to"]), ["answers", "chosen", "degraded"]);
+    assert_eq!(c["service"], "www");
+    assert_eq!(c["region"], Value::Null);
+    assert_eq!(c["to"]["chosen"][0], "us-east");
+    assert_eq!(c["to"]["answers"][0], "127.0.0.21");
+    assert_eq!(c["cause"], "health");
+    assert_eq!(c["subject"], "eu-west");
+    assert!(c["ago_s"].as_f64().unwrap() < 1.0 + 1e-9, "{c}");
+    assert!(c["at"].as_f64().unwrap() <= 1_764_511_327.0, "{c}");
+    let l = &v["loads"][0];
+    assert_eq!(keys(l), ["farm", "id", "kind", "points", "service"]);
+    // a candidate of this node's own decision first, then farms' servers
+    assert_eq!(v["loads"][0]["id"], "us-east");
+    assert_eq!(v["loads"][0]["points"][0], serde_json::json!([0.0, 7.0]));
+    assert_eq!(v["loads"][1]["farm"], "eu-west");
+    let back: status::Status = serde_json::from_value(v).unwrap();
+    assert_eq!(back, s);
+
+    let page = status::render_html(&s, 2);
+    assert!(
+        page.contains(r#"<h2 id="changes">what changed, when</h2>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"data-seq="0" data-service="www" data-cause="health""#),
+        "{page}"
+    );
+    assert!(
+        page.contains("eu-west (127.0.0.12) → <b>us-east (127.0.0.21)</b>"),
+        "{page}"
+    );
+    assert!(page.contains("health: eu-west"), "{page}");
+    assert!(page.contains("2025-11-30 "), "the wall-clock date: {page}");
+    assert!(
+        page.contains(r#"<svg class="load" data-load="us-east""#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<svg class="load" data-load="eu2""#),
+        "{page}"
+    );
+    assert!(!page.contains("<script"), "no script");
+
+    let table = status::render_changes(&s);
+    assert!(
+        table.contains("changes of its decisions, newest first"),
+        "{table}"
+    );
+    assert!(
+        table.contains("eu-west (127.0.0.12) → us-east (127.0.0.21)"),
+        "{table}"
+    );
+    assert!(table.contains("health: eu-west"), "{table}");
 }

@@ -151,6 +151,10 @@ enum Command {
         /// Print the raw JSON instead.
         #[arg(long)]
         json: bool,
+        /// Print the node's last decision changes instead (newest first: when, what moved
+        /// from what to what, the cause and the why).
+        #[arg(long, conflicts_with = "json")]
+        changes: bool,
     },
     /// What-if: compare policies on a topology with simulated clients, resolvers that cache
     /// for the TTL, queueing servers and faults — driving the real decision core on a
@@ -371,9 +375,13 @@ fn main() -> ExitCode {
             None | Some(OverridesAction::List) => admin::list(&admin),
             Some(OverridesAction::Clear { id }) => admin::clear(&admin, &id),
         },
-        Command::Status { urls, json } => match urls.as_slice() {
-            [one] => report(status::run(one, json)),
-            several => status::run_several(several, json),
+        Command::Status {
+            urls,
+            json,
+            changes,
+        } => match urls.as_slice() {
+            [one] => report(status::run(one, json, changes)),
+            several => status::run_several(several, json, changes),
         },
         Command::DnsConfig {
             server,

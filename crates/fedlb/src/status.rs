@@ -7,18 +7,26 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use fedlb_node::status::{Status, render_table};
+use fedlb_node::status::{Status, render_changes, render_table};
 
-/// Fetches `url/status` and prints it.
-pub fn run(url: &str, json: bool) -> anyhow::Result<()> {
+/// Fetches `url/status` and prints it: as a table, its changes (`changes`), or raw.
+pub fn run(url: &str, json: bool, changes: bool) -> anyhow::Result<()> {
     let (endpoint, body) = fetch(url)?;
     if json {
         println!("{body}");
         return Ok(());
     }
     let status = parse(&endpoint, &body)?;
-    print!("{}", render_table(&status));
+    print!("{}", view(&status, changes));
     Ok(())
+}
+
+fn view(status: &Status, changes: bool) -> String {
+    if changes {
+        render_changes(status)
+    } else {
+        render_table(status)
+    }
 }
 
 fn fetch(url: &str) -> anyhow::Result<(String, String)> {
@@ -44,7 +52,7 @@ fn parse(endpoint: &str, body: &str) -> anyhow::Result<Status> {
 
 /// Several global nodes: each one's table (or JSON), then whether they agree. Exit status
 /// 0: they agree; 1: some answer differs; 2: a node could not be read.
-pub fn run_several(urls: &[String], json: bool) -> ExitCode {
+pub fn run_several(urls: &[String], json: bool, changes: bool) -> ExitCode {
     let mut read = Vec::new();
     let mut unreadable = false;
     for url in urls {
@@ -53,7 +61,7 @@ pub fn run_several(urls: &[String], json: bool) -> ExitCode {
                 if json {
                     println!("{body}");
                 } else {
-                    println!("{}", render_table(&status));
+                    println!("{}", view(&status, changes));
                 }
                 read.push(status);
             }
@@ -192,5 +200,27 @@ mod tests {
         );
         assert!(text.contains("region -          agree"), "{text}");
         assert!(text.ends_with("global nodes DISAGREE\n"), "{text}");
+    }
+
+    #[test]
+    fn with_changes_the_timeline_is_printed_instead_of_the_table() {
+        let mut s = node("g1", "127.0.0.21", "127.0.0.21");
+        s.changes = serde_json::from_str(
+            r#"[{"at":1764511327.0,"ago_s":3.0,"service":"www","region":null,
+                 "from":{"chosen":["near"],"answers":["127.0.0.11"],"degraded":false},
+                 "to":{"chosen":["far"],"answers":["127.0.0.21"],"degraded":false},
+                 "why":"far: closest (50 ms) of 1 healthy farm","cause":"health",
+                 "subject":"near"}]"#,
+        )
+        .expect("changes");
+        let text = view(&s, true);
+        assert!(text.contains("2025-11-30 14:02:07"), "{text}");
+        assert!(
+            text.contains("near (127.0.0.11) → far (127.0.0.21)"),
+            "{text}"
+        );
+        assert!(text.contains("health: near"), "{text}");
+        assert!(!text.contains("global  closest"), "not the table: {text}");
+        assert!(view(&s, false).contains("global  closest"));
     }
 }

@@ -206,6 +206,8 @@ pub fn farm_status(node: &str, farm: &FarmState, uptime: Duration, now: Timestam
         certificates: None,
         peers: None,
         overrides: Vec::new(),
+        changes: Vec::new(),
+        loads: Vec::new(),
     }
 }
 
@@ -299,6 +301,8 @@ pub fn global_status(
         certificates: None,
         peers: extras.peers.clone(),
         overrides: Vec::new(),
+        changes: Vec::new(),
+        loads: Vec::new(),
     }
 }
 

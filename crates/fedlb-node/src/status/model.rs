@@ -32,6 +32,14 @@ pub struct Status {
     /// Operator overrides this node holds (drain, disable, pin); set by the running node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overrides: Vec<OverrideStatus>,
+    /// The last changes of this node's decisions, newest first (set by the running node:
+    /// a global node's global and regional decisions, a farm node's local ones).
+    #[serde(default)]
+    pub changes: Vec<ChangeStatus>,
+    /// Each candidate's load over the last minutes, for the page's charts (set by the
+    /// running node; absent when it has no reading yet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loads: Vec<LoadSeries>,
 }
 
 /// One operator override a node holds.
@@ -43,6 +51,58 @@ pub struct OverrideStatus {
     pub text: String,
     /// The override itself.
     pub record: crate::admin::Record,
+}
+
+/// One change of a decision: when, what moved, why, and what caused it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChangeStatus {
+    /// When it was decided, Unix seconds (UTC, the node's wall clock).
+    pub at: f64,
+    /// How long ago, in seconds.
+    pub ago_s: f64,
+    /// The service.
+    pub service: String,
+    /// The region whose decision changed; `null`: the default region (global node) or the
+    /// farm's local decision (farm node).
+    pub region: Option<String>,
+    /// The answer before; `null` for the first decision.
+    pub from: Option<AnswerStatus>,
+    /// The answer after.
+    pub to: AnswerStatus,
+    /// The new decision's why.
+    pub why: String,
+    /// What caused it: `start`, `operator`, `topology`, `health`, `farm`, `rotation` or
+    /// `readings`.
+    pub cause: String,
+    /// The member the cause is about (the server that went down, the farm drained…).
+    pub subject: Option<String>,
+}
+
+/// An answer as a change shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnswerStatus {
+    /// The chosen candidates, preferred first.
+    pub chosen: Vec<String>,
+    /// The addresses answered.
+    pub answers: Vec<IpAddr>,
+    /// Fail-static.
+    pub degraded: bool,
+}
+
+/// One candidate's load over the last minutes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoadSeries {
+    /// The service.
+    pub service: String,
+    /// For a server of a farm, as the global node hears it through the farm's summary: the
+    /// farm. `null`: a candidate of this node's own decision.
+    pub farm: Option<String>,
+    /// The candidate.
+    pub id: String,
+    /// `farm` or `server`.
+    pub kind: String,
+    /// `[seconds ago, load %]`, oldest first, one a second while a reading exists.
+    pub points: Vec<[f64; 2]>,
 }
 
 /// What one of several global nodes knows of the others and of the farm nodes feeding

@@ -8,6 +8,8 @@
 //! parallel without sharing a port.
 #![allow(dead_code)] // every test binary uses a different part of it
 
+pub mod chromium;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
