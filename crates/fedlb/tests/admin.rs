@@ -175,6 +175,16 @@ async fn drain_moves_the_answer_in_one_decision_and_undrain_lets_it_come_back() 
             && page.contains("w1: drained by alice: kernel upgrade"),
         "{page}"
     );
+    // and `fedlb status` (the table) lists it
+    let table = Command::new(env!("CARGO_BIN_EXE_fedlb"))
+        .args(["status", &format!("http://{}:7481", ip(B, 2))])
+        .output()
+        .expect("run fedlb status");
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("operator overrides:\n  w1: drained by alice: kernel upgrade  drain-"),
+        "{table}"
+    );
     // every global node shows the drained server with who and why, from the summaries
     let g = status(global_status(B)).await.unwrap();
     let w1 = candidate(local(&g, "west").unwrap(), "w1")

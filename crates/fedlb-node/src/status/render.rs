@@ -36,6 +36,12 @@ pub fn render_table(s: &Status) -> String {
             let _ = writeln!(out, "  {service}: hears {n} candidates");
         }
     }
+    if !s.overrides.is_empty() {
+        let _ = writeln!(out, "operator overrides:");
+        for o in &s.overrides {
+            let _ = writeln!(out, "  {}  {}", o.text, o.id);
+        }
+    }
     for svc in &s.services {
         let _ = writeln!(out);
         let name = svc.fqdn.as_deref().unwrap_or(&svc.service);
