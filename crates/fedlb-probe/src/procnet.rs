@@ -167,6 +167,7 @@ mod diag {
         static ASKED: Cell<Asked> = const { Cell::new(Asked { sockets: 0, lookups: 0, walks: 0 }) };
     }
 
+    #[cfg(test)]
     pub(super) fn asked() -> Asked {
         ASKED.with(Cell::get)
     }

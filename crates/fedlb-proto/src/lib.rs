@@ -264,6 +264,23 @@ impl WireMemberView {
         }
     }
 
+    /// [`WireMemberView::to_view`], moving the strings instead of copying them.
+    fn into_view(self, now: Timestamp) -> MemberView {
+        MemberView {
+            id: CandidateId::from(self.id.as_str()),
+            kind: self.kind,
+            health: self.health,
+            reason: self.reason,
+            rank: self.rank.map(|r| r as usize),
+            shown: self.shown,
+            chosen: self.chosen,
+            addresses: self.addresses,
+            readings: self.readings.to_readings(now),
+            members: None,
+            source: None,
+        }
+    }
+
     fn to_view(&self, now: Timestamp) -> MemberView {
         MemberView {
             id: CandidateId::from(self.id.as_str()),
@@ -308,6 +325,40 @@ impl WireSummary {
                 .map(|v| WireMemberView::from_view(v, now))
                 .collect(),
             incomplete: s.incomplete,
+        }
+    }
+
+    /// [`WireSummary::to_summary`] of a summary the receiver is done with: its strings and
+    /// lists move into the result instead of being copied (a global node takes a thousand a
+    /// second, each with its servers' views).
+    pub fn into_summary(self, now: Timestamp) -> Summary {
+        Summary {
+            farm: FarmId(self.farm),
+            node: self.node,
+            service: ServiceId(self.service),
+            epoch: self.epoch,
+            seq: self.seq,
+            health: self.health,
+            policy: self.policy,
+            why: self.why,
+            chosen: self
+                .chosen
+                .iter()
+                .map(|c| CandidateId::from(c.as_str()))
+                .collect(),
+            addresses: self.addresses,
+            weights: self.weights,
+            members: self.members,
+            capacity: self.capacity,
+            readings: self.readings.to_readings(now),
+            aggregates: self.aggregates.into_iter().collect(),
+            degraded: self.degraded,
+            servers: self
+                .servers
+                .into_iter()
+                .map(|v| v.into_view(now))
+                .collect(),
+            incomplete: self.incomplete,
         }
     }
 
