@@ -244,8 +244,8 @@ impl Global {
                 ..
             } => {
                 self.received[1].inc();
-                for r in &rs {
-                    if let Err(e) = self.state.handle_report(&r.to_report(now), now) {
+                for r in rs {
+                    if let Err(e) = self.state.handle_report(&r.into_report(now), now) {
                         debug!(%peer, error = %e, "report not taken");
                     }
                 }

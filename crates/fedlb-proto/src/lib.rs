@@ -170,6 +170,20 @@ impl WireReport {
         }
     }
 
+    /// [`WireReport::to_report`] of a report the receiver is done with: its strings move
+    /// instead of being copied.
+    pub fn into_report(self, now: Timestamp) -> Report {
+        Report {
+            service: ServiceId(self.service),
+            server: ServerId(self.server),
+            epoch: self.epoch,
+            seq: self.seq,
+            health: self.health,
+            reason: self.reason,
+            readings: self.readings.to_readings(now),
+        }
+    }
+
     /// The report as the receiver sees it, arriving at `now` (receiver's timeline).
     pub fn to_report(&self, now: Timestamp) -> Report {
         Report {
