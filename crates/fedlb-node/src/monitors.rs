@@ -158,7 +158,10 @@ impl MonitorSet {
                 None => {
                     self.watchers.insert(
                         port,
-                        (ListenWatcher::spawn_at(addr, Duration::from_millis(50)), keys),
+                        (
+                            ListenWatcher::spawn_at(addr, Duration::from_millis(50)),
+                            keys,
+                        ),
                     );
                 }
             }

@@ -219,7 +219,12 @@ mod diag {
         ) -> io::Result<()> {
             self.seq = self.seq.wrapping_add(1);
             req[8..12].copy_from_slice(&self.seq.to_ne_bytes());
-            sendto(self.fd.as_raw_fd(), req, &NetlinkAddr::new(0, 0), MsgFlags::empty())?;
+            sendto(
+                self.fd.as_raw_fd(),
+                req,
+                &NetlinkAddr::new(0, 0),
+                MsgFlags::empty(),
+            )?;
             loop {
                 let len = recv(self.fd.as_raw_fd(), &mut self.buf, MsgFlags::empty())?;
                 let buf = &self.buf[..len];
@@ -428,7 +433,10 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let elsewhere = SocketAddr::from(([127, 0, 0, 11], port));
         assert!(is_listening_at(elsewhere).unwrap());
-        assert_eq!(is_listening_at(elsewhere).unwrap(), is_listening(port).unwrap());
+        assert_eq!(
+            is_listening_at(elsewhere).unwrap(),
+            is_listening(port).unwrap()
+        );
     }
 
     #[test]

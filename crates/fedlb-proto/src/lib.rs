@@ -367,11 +367,7 @@ impl WireSummary {
             readings: self.readings.to_readings(now),
             aggregates: self.aggregates.into_iter().collect(),
             degraded: self.degraded,
-            servers: self
-                .servers
-                .into_iter()
-                .map(|v| v.into_view(now))
-                .collect(),
+            servers: self.servers.into_iter().map(|v| v.into_view(now)).collect(),
             incomplete: self.incomplete,
         }
     }
