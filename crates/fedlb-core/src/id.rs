@@ -24,14 +24,6 @@ macro_rules! id_type {
             }
         }
 
-        /// Looks the name up in a map keyed by it without building the id (an
-        /// allocation): ids order and compare as their names do.
-        impl std::borrow::Borrow<str> for $name {
-            fn borrow(&self) -> &str {
-                &self.0
-            }
-        }
-
         impl From<&str> for $name {
             fn from(s: &str) -> Self {
                 $name(s.to_owned())

@@ -179,7 +179,7 @@ pub fn message_allowed(
                 // tenth of its time there)
                 let of_farm = t
                     .farms
-                    .get(s.farm.as_str())
+                    .get(&FarmId::from(s.farm.as_str()))
                     .is_some_and(|f| f.node(node).is_some());
                 if !of_farm {
                     Err(Refusal::OtherFarm {
