@@ -45,6 +45,24 @@ pub fn rss_kib(pid: &str) -> Option<u64> {
     status_field(pid, "VmRSS:")
 }
 
+/// What the resident set of `pid` is made of, in KiB: anonymous memory (heap, stacks:
+/// the process's own), file-backed pages (mostly the binary's code, shared with every
+/// process mapping the same file) and the proportional share (PSS: each shared page
+/// divided among the processes mapping it).
+pub fn rss_parts_kib(pid: &str) -> Option<(u64, u64, u64)> {
+    let anon = status_field(pid, "RssAnon:")?;
+    let file = status_field(pid, "RssFile:")?;
+    let pss = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((anon, file, pss))
+}
+
 /// Peak resident set size of `pid` in KiB (VmHWM).
 pub fn peak_rss_kib(pid: &str) -> Option<u64> {
     status_field(pid, "VmHWM:")

@@ -295,7 +295,10 @@ impl FarmState {
 
     /// A monitor's report (from an agent, or from a monitor this node runs itself).
     pub fn handle_report(&mut self, report: &Report, now: Timestamp) -> Result<(), Refused> {
-        let member = CandidateId::from(&report.server);
+        let member = self
+            .tier
+            .member_id(&report.service, report.server.as_str())
+            .unwrap_or_else(|| CandidateId::from(&report.server));
         self.tier.handle_update(
             &report.service,
             &member,
@@ -309,7 +312,10 @@ impl FarmState {
 
     /// A lower farm node's summary (for nested farms).
     pub fn handle_summary(&mut self, summary: &Summary, now: Timestamp) -> Result<(), Refused> {
-        let member = CandidateId::from(&summary.farm);
+        let member = self
+            .tier
+            .member_id(&summary.service, summary.farm.as_str())
+            .unwrap_or_else(|| CandidateId::from(&summary.farm));
         self.tier.handle_update(
             &summary.service,
             &member,

@@ -147,7 +147,10 @@ impl GlobalState {
 
     /// A farm node's summary.
     pub fn handle_summary(&mut self, summary: &Summary, now: Timestamp) -> Result<(), Refused> {
-        let member = CandidateId::from(&summary.farm);
+        let member = self
+            .tier
+            .member_id(&summary.service, summary.farm.as_str())
+            .unwrap_or_else(|| CandidateId::from(&summary.farm));
         self.tier.handle_update(
             &summary.service,
             &member,
@@ -161,7 +164,10 @@ impl GlobalState {
 
     /// A report about a server attached directly to the global node.
     pub fn handle_report(&mut self, report: &Report, now: Timestamp) -> Result<(), Refused> {
-        let member = CandidateId::from(&report.server);
+        let member = self
+            .tier
+            .member_id(&report.service, report.server.as_str())
+            .unwrap_or_else(|| CandidateId::from(&report.server));
         self.tier.handle_update(
             &report.service,
             &member,

@@ -83,6 +83,14 @@ impl fmt::Display for CandidateId {
     }
 }
 
+/// Looks a member up by its name without building a `CandidateId` (an allocation): the
+/// order and equality of ids are those of their names.
+impl std::borrow::Borrow<str> for CandidateId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl From<&str> for CandidateId {
     fn from(s: &str) -> Self {
         CandidateId(Arc::from(s))

@@ -959,6 +959,16 @@ impl Tier {
         &self.services
     }
 
+    /// The id of member `name` of `service`, shared with the tier's own (a reference
+    /// count, not an allocation); `None` when the service has no such member.
+    pub fn member_id(&self, service: &ServiceId, name: &str) -> Option<CandidateId> {
+        self.services
+            .get(service)?
+            .members
+            .get_key_value(name)
+            .map(|(id, _)| id.clone())
+    }
+
     /// Takes a member's update.
     pub fn handle_update(
         &mut self,

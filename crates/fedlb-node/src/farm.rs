@@ -228,8 +228,8 @@ impl FarmNode {
             } => {
                 self.agent_messages.inc();
                 let now = self.clock.now();
-                for r in &rs {
-                    let report = r.to_report(now);
+                for r in rs {
+                    let report = r.into_report(now);
                     if let Err(e) = self.state.handle_report(&report, now) {
                         debug!(%peer, error = %e, "report not taken");
                     }

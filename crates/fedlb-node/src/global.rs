@@ -164,6 +164,9 @@ struct Global {
     timeline: status::Timeline,
     /// Each farm's, direct server's and farm server's recent load.
     loads: status::LoadHistory,
+    /// `messages_received{from="farm"}` and `{from="agent"}`, looked up once: a lookup
+    /// builds its labels, an allocation per message.
+    received: [prometheus_client::metrics::counter::Counter; 2],
 }
 
 impl Global {
@@ -205,7 +208,14 @@ impl Global {
             .map_or((topology.global.listen, topology.global.status), |g| {
                 (g.listen, g.status)
             });
+        let received = ["farm", "agent"].map(|from| {
+            metrics
+                .messages_received
+                .get_or_create(&labels(&[("from", from)]))
+                .clone()
+        });
         let mut node = Self {
+            received,
             opts,
             clock,
             state,
@@ -253,30 +263,18 @@ impl Global {
 
     fn on_peer_event(&mut self, ev: ServerEvent<Message>) {
         let now = self.clock.now();
-        let received = |from| {
-            self.metrics
-                .messages_received
-                .get_or_create(&labels(&[("from", from)]))
-                .inc();
-        };
         match ev {
             ServerEvent::Message {
                 msg: Message::Summaries(ss),
                 peer,
                 ..
             } => {
-                received("farm");
-                for s in &ss {
-                    let summary = s.to_summary(now);
+                self.received[0].inc();
+                for s in ss {
+                    // the message is done with: its strings move into the summary
+                    let summary = s.into_summary(now);
                     match self.state.handle_summary(&summary, now) {
-                        Ok(()) => {
-                            let key = (
-                                summary.service.clone(),
-                                summary.farm.clone(),
-                                summary.node.clone(),
-                            );
-                            self.extras.summaries.insert(key, (summary, now));
-                        }
+                        Ok(()) => self.extras.keep_summary(summary, now),
                         Err(e) => debug!(%peer, error = %e, "summary not taken"),
                     }
                 }
@@ -286,9 +284,9 @@ impl Global {
                 peer,
                 ..
             } => {
-                received("agent");
-                for r in &rs {
-                    if let Err(e) = self.state.handle_report(&r.to_report(now), now) {
+                self.received[1].inc();
+                for r in rs {
+                    if let Err(e) = self.state.handle_report(&r.into_report(now), now) {
                         debug!(%peer, error = %e, "report not taken");
                     }
                 }

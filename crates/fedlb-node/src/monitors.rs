@@ -3,6 +3,7 @@
 //! handed to the monitor (which decides whether and when to re-probe).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -136,25 +137,31 @@ impl MonitorSet {
         if !self.watch_local {
             return;
         }
-        let mut ports: BTreeMap<u16, Vec<Key>> = BTreeMap::new();
+        // per port: the monitors probing it, and the first address it is probed at (the
+        // watcher looks that listener up directly; any listener on the port counts)
+        let mut ports: BTreeMap<u16, (SocketAddr, Vec<Key>)> = BTreeMap::new();
         for (key, e) in &self.entries {
             for (spec, _, _) in e.probes.values() {
-                let port = match spec {
-                    ProbeSpec::Tcp { target } => target.port(),
-                    ProbeSpec::Http(c) => c.target.addr.port(),
+                let addr = match spec {
+                    ProbeSpec::Tcp { target } => *target,
+                    ProbeSpec::Http(c) => c.target.addr,
                     _ => continue,
                 };
-                ports.entry(port).or_default().push(key.clone());
+                let entry = ports.entry(addr.port()).or_insert((addr, Vec::new()));
+                entry.1.push(key.clone());
             }
         }
         self.watchers.retain(|p, _| ports.contains_key(p));
-        for (port, keys) in ports {
+        for (port, (addr, keys)) in ports {
             match self.watchers.get_mut(&port) {
                 Some((_, k)) => *k = keys,
                 None => {
                     self.watchers.insert(
                         port,
-                        (ListenWatcher::spawn(port, Duration::from_millis(50)), keys),
+                        (
+                            ListenWatcher::spawn_at(addr, Duration::from_millis(50)),
+                            keys,
+                        ),
                     );
                 }
             }

@@ -32,7 +32,7 @@ use tokio::time::Instant;
 
 pub use error::ProbeError;
 pub use load::{PromSample, StubStatus, parse_exposition, parse_stub_status};
-pub use procnet::{count_established, is_listening};
+pub use procnet::{count_established, is_listening, is_listening_at};
 pub use watch::{ListenEvent, ListenWatcher};
 
 /// What one probe measures and where.

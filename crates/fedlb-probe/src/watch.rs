@@ -1,6 +1,7 @@
 //! Event-driven crash detection for intrusive agents: notice at once when a service's
 //! listening socket disappears, so the monitor re-probes without waiting for the interval.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -8,7 +9,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::procnet::is_listening;
+use crate::procnet::{is_listening, is_listening_at};
 
 /// A change of a port's listening state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +40,23 @@ impl ListenWatcher {
     /// Starts watching `port`, looking every `every` (50 ms detects a crash well within
     /// one probe interval). Must be called within a tokio runtime.
     pub fn spawn(port: u16, every: Duration) -> Self {
+        Self::spawn_with(port, every, move || is_listening(port))
+    }
+
+    /// Starts watching the port of `addr`, looking every `every`: the same events as
+    /// [`ListenWatcher::spawn`] (a listener on the port at any address counts), but each
+    /// look first asks the kernel for the listener that would take a connection to `addr`
+    /// — a hash look-up — and walks the listening tables only when it finds none (see
+    /// [`crate::is_listening_at`]). Give the address the service is probed at.
+    pub fn spawn_at(addr: SocketAddr, every: Duration) -> Self {
+        Self::spawn_with(addr.port(), every, move || is_listening_at(addr))
+    }
+
+    fn spawn_with(
+        port: u16,
+        every: Duration,
+        is_listening: impl Fn() -> std::io::Result<bool> + Send + 'static,
+    ) -> Self {
         let (tx, events) = mpsc::channel(8);
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -49,7 +67,7 @@ impl ListenWatcher {
                 // Read here rather than on a blocking thread: the head of the tables is a
                 // few small reads of kernel memory, and handing each look to another
                 // thread (20 a second) cost an idle agent more than the look itself.
-                let now = match is_listening(port) {
+                let now = match is_listening() {
                     Ok(now) => now,
                     Err(e) => {
                         tracing::warn!(port, error = %e, "cannot read the socket tables; listen watcher stops");

@@ -172,6 +172,20 @@ impl WireReport {
         }
     }
 
+    /// [`WireReport::to_report`] of a report the receiver is done with: its strings move
+    /// instead of being copied.
+    pub fn into_report(self, now: Timestamp) -> Report {
+        Report {
+            service: ServiceId(self.service),
+            server: ServerId(self.server),
+            epoch: self.epoch,
+            seq: self.seq,
+            health: self.health,
+            reason: self.reason,
+            readings: self.readings.to_readings(now),
+        }
+    }
+
     /// The report as the receiver sees it, arriving at `now` (receiver's timeline).
     pub fn to_report(&self, now: Timestamp) -> Report {
         Report {
@@ -266,6 +280,23 @@ impl WireMemberView {
         }
     }
 
+    /// [`WireMemberView::to_view`], moving the strings instead of copying them.
+    fn into_view(self, now: Timestamp) -> MemberView {
+        MemberView {
+            id: CandidateId::from(self.id.as_str()),
+            kind: self.kind,
+            health: self.health,
+            reason: self.reason,
+            rank: self.rank.map(|r| r as usize),
+            shown: self.shown,
+            chosen: self.chosen,
+            addresses: self.addresses,
+            readings: self.readings.to_readings(now),
+            members: None,
+            source: None,
+        }
+    }
+
     fn to_view(&self, now: Timestamp) -> MemberView {
         MemberView {
             id: CandidateId::from(self.id.as_str()),
@@ -310,6 +341,36 @@ impl WireSummary {
                 .map(|v| WireMemberView::from_view(v, now))
                 .collect(),
             incomplete: s.incomplete,
+        }
+    }
+
+    /// [`WireSummary::to_summary`] of a summary the receiver is done with: its strings and
+    /// lists move into the result instead of being copied (a global node takes a thousand a
+    /// second, each with its servers' views).
+    pub fn into_summary(self, now: Timestamp) -> Summary {
+        Summary {
+            farm: FarmId(self.farm),
+            node: self.node,
+            service: ServiceId(self.service),
+            epoch: self.epoch,
+            seq: self.seq,
+            health: self.health,
+            policy: self.policy,
+            why: self.why,
+            chosen: self
+                .chosen
+                .iter()
+                .map(|c| CandidateId::from(c.as_str()))
+                .collect(),
+            addresses: self.addresses,
+            weights: self.weights,
+            members: self.members,
+            capacity: self.capacity,
+            readings: self.readings.to_readings(now),
+            aggregates: self.aggregates.into_iter().collect(),
+            degraded: self.degraded,
+            servers: self.servers.into_iter().map(|v| v.into_view(now)).collect(),
+            incomplete: self.incomplete,
         }
     }
 

@@ -199,6 +199,18 @@ proptest! {
     }
 
     #[test]
+    fn a_summary_taken_by_value_is_the_summary_read_by_reference(s in summary(), at in 0u64..10_000_000) {
+        let now = Timestamp::from_millis(at);
+        prop_assert_eq!(s.clone().into_summary(now), s.to_summary(now));
+    }
+
+    #[test]
+    fn a_report_taken_by_value_is_the_report_read_by_reference(r in report(), at in 0u64..10_000_000) {
+        let now = Timestamp::from_millis(at);
+        prop_assert_eq!(r.clone().into_report(now), r.to_report(now));
+    }
+
+    #[test]
     fn decoding_random_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = decode(&bytes);
     }

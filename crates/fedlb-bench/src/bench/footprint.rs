@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use crate::output::Output;
-use crate::procfs::{cpu_time, peak_rss_kib, rss_kib};
+use crate::procfs::{cpu_time, peak_rss_kib, rss_kib, rss_parts_kib};
 use crate::stats::show;
 use crate::world::World;
 
@@ -110,10 +110,16 @@ pub fn run(duration: Duration, smoke: bool) -> anyhow::Result<Output> {
     let c0 = cpu_time(&pid).context("agent cpu")?;
     let t0 = Instant::now();
     let mut rss = Vec::new();
+    let (mut anon, mut file, mut pss) = (Vec::new(), Vec::new(), Vec::new());
     while t0.elapsed() < duration {
         std::thread::sleep(Duration::from_secs(1));
         if let Some(r) = rss_kib(&pid) {
             rss.push(r as f64 / 1024.0);
+        }
+        if let Some((a, f, p)) = rss_parts_kib(&pid) {
+            anon.push(a as f64 / 1024.0);
+            file.push(f as f64 / 1024.0);
+            pss.push(p as f64 / 1024.0);
         }
     }
     let secs = t0.elapsed().as_secs_f64();
@@ -121,6 +127,13 @@ pub fn run(duration: Duration, smoke: bool) -> anyhow::Result<Output> {
     crate::hook::window("stop", agent_pid);
     let peak = peak_rss_kib(&pid).unwrap_or(0) as f64 / 1024.0;
     let rj = show("agent RSS (sampled every second)", &rss, "MiB");
+    let anon_j = show("  of which anonymous (heap, stacks)", &anon, "MiB");
+    let file_j = show(
+        "  of which file-backed (the binary's code, shared)",
+        &file,
+        "MiB",
+    );
+    let pss_j = show("agent PSS (shared pages divided)", &pss, "MiB");
     println!(
         "  agent CPU: {:.3} s over {secs:.0} s = {:.2} % of a core, {:.2} ms per probe run; peak RSS {peak:.1} MiB",
         cpu,
@@ -132,6 +145,9 @@ pub fn run(duration: Duration, smoke: bool) -> anyhow::Result<Output> {
     );
     out.set("rss_mib", rj);
     out.set("rss_peak_mib", peak);
+    out.set("rss_anon_mib", anon_j);
+    out.set("rss_file_mib", file_j);
+    out.set("pss_mib", pss_j);
     out.set("cpu_s", cpu);
     out.set("cpu_percent_of_core", cpu / secs * 100.0);
     out.set("cpu_ms_per_probe_run", cpu * 1e3 / (5.0 * secs));

@@ -224,6 +224,18 @@ pub struct GlobalExtras {
     pub peers: Option<PeersStatus>,
 }
 
+impl GlobalExtras {
+    /// Keeps `summary`, arrived at `now`, as the latest of its farm node for its service.
+    pub fn keep_summary(&mut self, summary: Summary, now: Timestamp) {
+        let key = (
+            summary.service.clone(),
+            summary.farm.clone(),
+            summary.node.clone(),
+        );
+        self.summaries.insert(key, (summary, now));
+    }
+}
+
 /// The global node's status.
 pub fn global_status(
     node: &str,
