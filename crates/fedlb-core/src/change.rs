@@ -329,40 +329,30 @@ mod tests {
         assert_eq!(classify(Some(&old), &new, &all, false), None);
     }
 
-    #[test]
-    fn a_chosen_member_going_down_is_a_health_change_naming_it() {
-        let before = ups(2);
-        let old = decision(&[0], &before, false);
+    /// The causes of two changes: the chosen s0 of two servers leaves the answer as it
+    /// turns `health`, then comes back up and is chosen again.
+    fn s0_leaves_and_returns(health: Health) -> [(Cause, Option<String>); 2] {
+        let old = decision(&[0], &ups(2), false);
         let mut now = ups(2);
-        now[0].health = Health::Down;
+        now[0].health = health;
         let new = decision(&[1], &now, false);
-        assert_eq!(
-            cause(classify(Some(&old), &new, &now, false)),
-            (Cause::Health, Some("s0".into()))
-        );
-        // and its return, chosen again
         let back = decision(&[0], &ups(2), false);
-        assert_eq!(
+        [
+            cause(classify(Some(&old), &new, &now, false)),
             cause(classify(Some(&new), &back, &ups(2), false)),
-            (Cause::Health, Some("s0".into()))
-        );
+        ]
     }
 
     #[test]
-    fn a_drain_and_an_undrain_are_operator_changes() {
-        let old = decision(&[0], &ups(2), false);
-        let mut now = ups(2);
-        now[0].health = Health::Drained;
-        let new = decision(&[1], &now, false);
-        assert_eq!(
-            cause(classify(Some(&old), &new, &now, false)),
-            (Cause::Operator, Some("s0".into()))
-        );
-        let back = decision(&[0], &ups(2), false);
-        assert_eq!(
-            cause(classify(Some(&new), &back, &ups(2), false)),
-            (Cause::Operator, Some("s0".into()))
-        );
+    fn a_chosen_member_going_down_is_a_health_change_and_a_drain_an_operators() {
+        // both name it, and so does its return, chosen again
+        for (health, blamed) in [
+            (Health::Down, Cause::Health),
+            (Health::Drained, Cause::Operator),
+        ] {
+            let c = (blamed, Some("s0".to_owned()));
+            assert_eq!(s0_leaves_and_returns(health), [c.clone(), c], "{health:?}");
+        }
     }
 
     #[test]

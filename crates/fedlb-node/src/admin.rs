@@ -318,6 +318,13 @@ impl Held {
         self.records.values()
     }
 
+    /// Says at start how many overrides the file gave back, if any.
+    pub fn log_restored(&self) {
+        if !self.records.is_empty() {
+            info!(file = %self.path.display(), count = self.records.len(), "operator overrides restored");
+        }
+    }
+
     /// The core's overrides, on the node's timeline (`now` is `SystemTime::now()`).
     pub fn to_core(&self, now: Timestamp) -> Overrides {
         let wall = SystemTime::now();

@@ -234,9 +234,7 @@ impl Global {
             loads: status::LoadHistory::default(),
         };
         let now = node.clock.now();
-        if node.held.records().next().is_some() {
-            info!(file = %node.held.path().display(), count = node.held.records().count(), "operator overrides restored");
-        }
+        node.held.log_restored();
         node.state.set_overrides(node.held.to_core(now), now);
         node.feed(&own);
         Ok(node)

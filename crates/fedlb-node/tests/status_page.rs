@@ -21,19 +21,7 @@ async fn chromium_renders_the_chosen_path() {
     };
 
     const B: u8 = 206;
-    let toml = [
-        header(B, r#""least_loaded""#),
-        farm(B, 2, "near", 10, &["n1", "n2"]),
-        remote_server(B, 11, "n1"),
-        remote_server(B, 12, "n2"),
-        farm(B, 3, "far", 50, &["f1"]),
-        remote_server(B, 21, "f1"),
-    ]
-    .concat();
-    let mut w = World::new(&toml);
-    for (name, host) in [("n1", 11), ("n2", 12), ("f1", 21)] {
-        w.start_backend(name, ip(B, host)).await;
-    }
+    let mut w = World::near_and_far(B).await;
     // n1 fails from the start: the chosen path is global → near → n2
     w.backend("n1").set_failing(true);
     w.start_global();

@@ -16,22 +16,7 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_farms_own_failover_is_told_by_the_farm_node_and_named_by_the_global_node() {
     const B: u8 = 227;
-    let toml = [
-        header(B, r#""least_loaded""#),
-        farm(B, 2, "near", 10, &["n1", "n2"]),
-        remote_server(B, 11, "n1"),
-        remote_server(B, 12, "n2"),
-        farm(B, 3, "far", 50, &["f1"]),
-        remote_server(B, 21, "f1"),
-    ]
-    .concat();
-    let mut w = World::new(&toml);
-    for (name, host) in [("n1", 11), ("n2", 12), ("f1", 21)] {
-        w.start_backend(name, ip(B, host)).await;
-    }
-    w.start_global();
-    w.start_farm("near");
-    w.start_farm("far");
+    let mut w = World::near_and_far_running(B).await;
     let global_status = SocketAddr::new(ip(B, 1), 7480);
     let near_status = SocketAddr::new(ip(B, 2), 7481);
     let dns = SocketAddr::new(ip(B, 1), 5353);

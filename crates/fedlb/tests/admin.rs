@@ -3,14 +3,16 @@
 //! embedded DNS server asked over UDP, and `fedlb drain|undrain|pin|overrides` with an
 //! operator certificate from `fedlb certs --operator`.
 
+mod procs;
 #[path = "../../fedlb-node/tests/support/mod.rs"]
 mod support;
 
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use procs::Proc;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -25,48 +27,6 @@ fn topology(b: u8) -> String {
         remote_server(b, 21, "e1"),
     ]
     .concat()
-}
-
-/// A node run by the real binary, its log in a file; killed (SIGKILL) when dropped.
-struct Proc {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Proc {
-    fn start(w: &World, role: &str, node: &str) -> Proc {
-        let log = w.dir.path().join(format!("{node}.log"));
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_fedlb"))
-            .arg(role)
-            .arg(&w.topology)
-            .args(["--node", node, "--certs"])
-            .arg(&w.certs)
-            .arg("--state-dir")
-            .arg(w.dir.path().join("state"))
-            .current_dir(w.dir.path())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .expect("run fedlb");
-        Proc { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `fedlb ARGS --topology T --certs C --operator alice`: exit code, stdout, stderr.

@@ -8,64 +8,16 @@
 //! Needs Chromium (`apt-get install -y chromium`). Without it the test fails under CI (env
 //! `CI` set) and is skipped, loudly, elsewhere.
 
+mod procs;
 #[path = "../../fedlb-node/tests/support/mod.rs"]
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
+use procs::Proc;
 use support::chromium::*;
 use support::*;
-
-/// A node run by the real binary, its log in a file; killed when dropped.
-struct Proc {
-    name: String,
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Proc {
-    fn start(w: &World, role: &str, node: &str) -> Proc {
-        let log = w.dir.path().join(format!("{node}.log"));
-        let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_fedlb"))
-            .arg(role)
-            .arg(&w.topology)
-            .args(["--node", node, "--certs"])
-            .arg(&w.certs)
-            .arg("--state-dir")
-            .arg(w.dir.path().join("state"))
-            .current_dir(w.dir.path())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .expect("run fedlb");
-        Proc {
-            name: node.to_owned(),
-            child,
-            log,
-        }
-    }
-
-    /// Fails the test, with the node's log, if it has stopped.
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!(
-                "node {} exited ({status}):\n{}",
-                self.name,
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 const B: u8 = 226;
 

@@ -194,7 +194,39 @@ pub struct World {
     pub backends: BTreeMap<String, Backend>,
 }
 
+/// The usual two farms: `near` (10 ms; failover n1 then n2, on .11 and .12) and `far`
+/// (50 ms; f1 on .21), least loaded across farms, every server probed by its farm node.
+pub fn near_and_far(block: u8) -> String {
+    [
+        header(block, r#""least_loaded""#),
+        farm(block, 2, "near", 10, &["n1", "n2"]),
+        remote_server(block, 11, "n1"),
+        remote_server(block, 12, "n2"),
+        farm(block, 3, "far", 50, &["f1"]),
+        remote_server(block, 21, "f1"),
+    ]
+    .concat()
+}
+
 impl World {
+    /// A world of [`near_and_far`] with its three backends running and no node yet.
+    pub async fn near_and_far(block: u8) -> World {
+        let mut w = World::new(&near_and_far(block));
+        for (name, host) in [("n1", 11), ("n2", 12), ("f1", 21)] {
+            w.start_backend(name, ip(block, host)).await;
+        }
+        w
+    }
+
+    /// [`World::near_and_far`] with the global node and both farm nodes started.
+    pub async fn near_and_far_running(block: u8) -> World {
+        let mut w = World::near_and_far(block).await;
+        w.start_global();
+        w.start_farm("near");
+        w.start_farm("far");
+        w
+    }
+
     /// Writes `toml` as the topology and makes a CA and a certificate for every node.
     pub fn new(toml: &str) -> World {
         init_logs();
