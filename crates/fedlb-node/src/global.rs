@@ -350,6 +350,8 @@ impl Global {
             request: call.request,
         };
         let body = serde_json::to_vec(&forward).unwrap_or_default();
+        // the audit trail of this node too: who asked for what, and where it went
+        info!(operator = %forward.operator, request = ?forward.request, farm = %scope.unwrap_or("every farm"), nodes = nodes.len(), "admin call forwarded to farm nodes");
         tokio::spawn(async move {
             let mut answers = Vec::new();
             for peer in nodes {
@@ -361,6 +363,9 @@ impl Global {
                         serde_json::from_slice::<Result<admin::Response, String>>(&bytes)
                             .map_err(|e| format!("{peer}'s answer: {e}"))?
                     });
+                if let Err(e) = &result {
+                    warn!(%peer, error = %e, "forwarded admin call failed");
+                }
                 answers.push(admin::ForwardAnswer {
                     node: peer.node.to_string(),
                     result,

@@ -103,7 +103,7 @@ async fn moves_to(b: u8, before: IpAddr, want: IpAddr) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_moves_the_answer_in_one_decision_and_undrain_lets_it_come_back() {
     const B: u8 = 161;
-    let (w, _g, west, _east) = federation(B).await;
+    let (w, global, west, _east) = federation(B).await;
     let (code, out, err) = fedlb_admin(&w, &["drain", "w1", "--reason", "kernel upgrade"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
@@ -158,6 +158,15 @@ async fn drain_moves_the_answer_in_one_decision_and_undrain_lets_it_come_back() 
         west.log()
     );
     assert!(west.log().contains("operator=alice"), "{}", west.log());
+    // the global node it went through keeps a trace of it too
+    let glog = global.log();
+    assert!(
+        glog.lines()
+            .any(|l| l.contains("admin call forwarded to farm nodes")
+                && l.contains("operator=alice")
+                && l.contains("farm=west")),
+        "{glog}"
+    );
 
     let (code, out, err) = fedlb_admin(&w, &["undrain", "w1"]);
     assert_eq!(code, 0, "{out}{err}");
