@@ -133,16 +133,10 @@ fn kill_9_the_second_global_node_the_first_still_fails_over_and_the_second_conve
     kill_either_global_node("g2");
 }
 
-/// Both global nodes write the same answers to one BIND primary: a second writer of an
-/// answer already there writes nothing (the marker next to it keeps naming the first
-/// writer, and the second says it defers), a change is written (no lost update) and the
-/// answer never alternates: 60 s with everything healthy, then 20 s after the change.
-#[test]
-fn two_global_nodes_on_one_bind_primary_lose_no_update_and_do_not_alternate() {
-    let scenario = "ha-shared-bind";
-    let Some(named) = require_tool(scenario, "named", "bind9") else {
-        return;
-    };
+/// Two farms and two global nodes (g2 on `.5`) writing one BIND primary, topology and
+/// certificates written, nothing started; `None` when BIND is not installed (outside CI).
+fn on_one_bind_primary(scenario: &str) -> Option<(Fed, Topo, Bind, Ipv4Addr)> {
+    let named = require_tool(scenario, "named", "bind9")?;
     let mut fed = Fed::new(scenario);
     let mut topo = two_farms(&fed);
     let bind = Bind::start(&mut fed, &named, &topo.zone);
@@ -150,6 +144,19 @@ fn two_global_nodes_on_one_bind_primary_lose_no_update_and_do_not_alternate() {
     let g2_ip = fed.ip(5);
     fed.write_topology(&two_globals(&topo, g2_ip, false));
     fed.certs();
+    Some((fed, topo, bind, g2_ip))
+}
+
+/// Both global nodes write the same answers to one BIND primary: a second writer of an
+/// answer already there writes nothing (the marker next to it keeps naming the first
+/// writer, and the second says it defers), a change is written (no lost update) and the
+/// answer never alternates: 60 s with everything healthy, then 20 s after the change.
+#[test]
+fn two_global_nodes_on_one_bind_primary_lose_no_update_and_do_not_alternate() {
+    let scenario = "ha-shared-bind";
+    let Some((mut fed, topo, bind, _)) = on_one_bind_primary(scenario) else {
+        return;
+    };
     for s in topo.servers() {
         fed.backend(&s.name, s.addr(), 0);
     }
@@ -218,16 +225,9 @@ fn two_global_nodes_on_one_bind_primary_lose_no_update_and_do_not_alternate() {
 #[test]
 fn under_a_partition_two_global_nodes_on_one_bind_primary_do_not_alternate() {
     let scenario = "ha-partition";
-    let Some(named) = require_tool(scenario, "named", "bind9") else {
+    let Some((mut fed, topo, bind, g2_ip)) = on_one_bind_primary(scenario) else {
         return;
     };
-    let mut fed = Fed::new(scenario);
-    let mut topo = two_farms(&fed);
-    let bind = Bind::start(&mut fed, &named, &topo.zone);
-    topo.dns = DnsTarget::External(bind.addr);
-    let g2_ip = fed.ip(5);
-    fed.write_topology(&two_globals(&topo, g2_ip, false));
-    fed.certs();
     // near's own view of the federation: g1 is the only global node
     let near_view = fed.dir().join("near-view.toml");
     std::fs::write(
