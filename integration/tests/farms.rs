@@ -312,8 +312,14 @@ fn local_policy_differs_from_global_and_status_shows_both() {
     assert!(text.contains(&gwhy), "global why missing from:\n{text}");
     // the local why carries live response times, which move between the
     // JSON read above and this one: compare its words, not its figures
-    for part in ["why: n2: fastest response (", "of 2 healthy servers; next n1"] {
-        assert!(text.contains(part), "local why {part:?} missing from:\n{text}");
+    for part in [
+        "why: n2: fastest response (",
+        "of 2 healthy servers; next n1",
+    ] {
+        assert!(
+            text.contains(part),
+            "local why {part:?} missing from:\n{text}"
+        );
     }
     record_timing(scenario, "startup", topo.dns.label(), t0.elapsed());
 }

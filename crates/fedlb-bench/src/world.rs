@@ -31,6 +31,21 @@ pub fn fedlb_bin() -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
+/// The agent-only `fedlb-agent` binary: `$FEDLB_AGENT_BIN`, else the one beside `fedlb`.
+pub fn fedlb_agent_bin() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("FEDLB_AGENT_BIN") {
+        return Ok(std::path::absolute(PathBuf::from(p))?);
+    }
+    let p = fedlb_bin()?.with_file_name("fedlb-agent");
+    if !p.exists() {
+        bail!(
+            "{} not found: build it (cargo build --release -p fedlb) or set FEDLB_AGENT_BIN",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
 /// A fresh working directory `<out>/work/<name>` (emptied first).
 pub fn work_dir(name: &str) -> anyhow::Result<PathBuf> {
     let dir = std::path::absolute(crate::output::out_dir().join("work").join(name))?;
@@ -113,16 +128,29 @@ impl World {
         netns: Option<&str>,
         keep: fn(&str) -> bool,
     ) -> anyhow::Result<u32> {
+        let program = self.fedlb.clone();
+        self.spawn_program(&program, key, args, netns, keep)
+    }
+
+    /// [`World::spawn_filtered`] running `program` (a fedlb binary) instead of `fedlb`.
+    fn spawn_program(
+        &mut self,
+        program: &Path,
+        key: &str,
+        args: &[&str],
+        netns: Option<&str>,
+        keep: fn(&str) -> bool,
+    ) -> anyhow::Result<u32> {
         if self.procs.contains_key(key) {
             bail!("process {key} is already running");
         }
         let mut cmd = match netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&self.fedlb);
+                c.args(["netns", "exec", ns]).arg(program);
                 c
             }
-            None => Command::new(&self.fedlb),
+            None => Command::new(program),
         };
         cmd.arg("--log-json")
             .args(args)
@@ -157,6 +185,20 @@ impl World {
             name,
             &[role, &topo, "--node", name, "--certs", &certs],
             netns,
+        )
+    }
+
+    /// Starts agent `name` with the agent-only `fedlb-agent` binary, as process `name`.
+    pub fn agent_only(&mut self, name: &str) -> anyhow::Result<u32> {
+        let program = fedlb_agent_bin()?;
+        let topo = self.topology.to_string_lossy().into_owned();
+        let certs = self.certs.to_string_lossy().into_owned();
+        self.spawn_program(
+            &program,
+            name,
+            &[&topo, "--node", name, "--certs", &certs],
+            None,
+            keep_all,
         )
     }
 

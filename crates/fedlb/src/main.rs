@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
+use fedlb::{LogArgs, NodeArgs, init_logs, report, roles};
 
 mod admin;
 mod certs;
 mod check;
 mod dns_config;
-mod roles;
 mod status;
 mod up;
 
@@ -31,30 +31,6 @@ struct Cli {
     log: LogArgs,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Args, Debug, Clone)]
-struct LogArgs {
-    /// Log as JSON lines instead of text (the level comes from RUST_LOG, default info).
-    #[arg(long, global = true)]
-    log_json: bool,
-}
-
-/// Where a node finds its topology and credentials.
-#[derive(Args, Debug, Clone)]
-pub struct NodeArgs {
-    /// The topology file every node of the federation reads.
-    topology: PathBuf,
-    /// This node's name in the topology.
-    #[arg(long)]
-    node: Option<String>,
-    /// The directory `fedlb certs` wrote (the CA certificate and this node's certificate and key).
-    #[arg(long, env = "FEDLB_CERTS", default_value = "certs")]
-    certs: PathBuf,
-    /// Where the node keeps what must survive a restart: the operator overrides it holds
-    /// (`overrides.<node>.<role>.jsonl`). Default: `state` under the working directory.
-    #[arg(long, env = "FEDLB_STATE_DIR")]
-    state_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -396,9 +372,9 @@ fn main() -> ExitCode {
             },
             &dns_config::Options { zone_dir, primary },
         )),
-        Command::Global(args) => report(roles::run(roles::Role::Global, args)),
-        Command::Farm(args) => report(roles::run(roles::Role::Farm, args)),
-        Command::Agent(args) => report(roles::run(roles::Role::Agent, args)),
+        Command::Global(args) => report(roles::global(args)),
+        Command::Farm(args) => report(roles::farm(args)),
+        Command::Agent(args) => report(roles::agent(args)),
         Command::Backend {
             listen,
             name,
@@ -459,30 +435,5 @@ fn main() -> ExitCode {
                 result => report(result.map(|_| ()).map_err(anyhow::Error::from)),
             }
         }
-    }
-}
-
-fn report(result: anyhow::Result<()>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-fn init_logs(args: &LogArgs) {
-    use std::io::IsTerminal;
-    // no log line per query or packet unless asked for by name: see fedlb_node::logs
-    let filter = fedlb_node::logs::filter(std::env::var("RUST_LOG").ok().as_deref());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    if args.log_json {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }

@@ -9,14 +9,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::NodeArgs;
 
-/// Which role to run.
-#[derive(Clone, Copy, Debug)]
-pub enum Role {
-    Global,
-    Farm,
-    Agent,
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -57,32 +49,51 @@ pub fn stop_on_signals() -> CancellationToken {
     token
 }
 
-/// Runs one node role until a signal stops it.
-pub fn run(role: Role, args: NodeArgs) -> anyhow::Result<()> {
-    let rt = match role {
-        Role::Agent => agent_runtime()?,
-        Role::Global | Role::Farm => runtime()?,
-    };
-    rt.block_on(async move {
+fn options(args: &NodeArgs, node: String) -> NodeOptions {
+    NodeOptions {
+        topology: args.topology.clone(),
+        node,
+        certs: args.certs.clone(),
+        state_dir: args.state_dir.clone(),
+    }
+}
+
+fn required_node(args: &NodeArgs, role: &str) -> anyhow::Result<String> {
+    args.node
+        .clone()
+        .with_context(|| format!("--node NAME is required for {role}"))
+}
+
+/// Runs a global node until a signal stops it.
+pub fn global(args: NodeArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
         let shutdown = stop_on_signals();
-        let opts = |node| NodeOptions {
-            topology: args.topology.clone(),
-            node,
-            certs: args.certs.clone(),
-            state_dir: args.state_dir.clone(),
-        };
-        match (role, args.node.clone()) {
-            // the global node's name may come from the topology: load it once, here
-            (Role::Global, node) => {
-                let topology = fedlb_node::common::load_topology(&args.topology, true)?;
-                let node = node.unwrap_or_else(|| topology.global.name.clone());
-                fedlb_node::global::run_with(topology, opts(node), shutdown).await?
-            }
-            (Role::Farm, Some(node)) => fedlb_node::farm::run(opts(node), shutdown).await?,
-            (Role::Agent, Some(node)) => fedlb_node::agent::run(opts(node), shutdown).await?,
-            (_, None) => anyhow::bail!("--node NAME is required for a farm node or an agent"),
-        }
-        Ok(())
+        // the global node's name may come from the topology: load it once, here
+        let topology = fedlb_node::common::load_topology(&args.topology, true)?;
+        let node = args
+            .node
+            .clone()
+            .unwrap_or_else(|| topology.global.name.clone());
+        Ok(fedlb_node::global::run_with(topology, options(&args, node), shutdown).await?)
+    })
+}
+
+/// Runs a farm node until a signal stops it.
+pub fn farm(args: NodeArgs) -> anyhow::Result<()> {
+    let node = required_node(&args, "a farm node")?;
+    runtime()?.block_on(async move {
+        let shutdown = stop_on_signals();
+        Ok(fedlb_node::farm::run(options(&args, node), shutdown).await?)
+    })
+}
+
+/// Runs an agent until a signal stops it. The one role `fedlb-agent` links: nothing here
+/// reaches the farm node, the global node or DNS.
+pub fn agent(args: NodeArgs) -> anyhow::Result<()> {
+    let node = required_node(&args, "an agent")?;
+    agent_runtime()?.block_on(async move {
+        let shutdown = stop_on_signals();
+        Ok(fedlb_node::agent::run(options(&args, node), shutdown).await?)
     })
 }
 

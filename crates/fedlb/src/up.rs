@@ -313,7 +313,7 @@ fn wait_for_stop(procs: &mut [Proc]) -> anyhow::Result<String> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async {
-        let token = crate::roles::stop_on_signals();
+        let token = fedlb::roles::stop_on_signals();
         let mut reported = BTreeSet::new();
         loop {
             tokio::select! {

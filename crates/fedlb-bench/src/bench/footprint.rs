@@ -1,5 +1,6 @@
 //! Benchmark 7: agent footprint. One agent running 5 probes at 1/s against a demo backend,
-//! reporting to a real farm node; its RSS and CPU from /proc over a minute.
+//! reporting to a real farm node; its RSS and CPU from /proc over a minute, for the
+//! all-roles `fedlb agent` and then the agent-only `fedlb-agent`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use serde_json::json;
 
 use crate::output::Output;
 use crate::procfs::{cpu_time, peak_rss_kib, rss_kib, rss_parts_kib};
-use crate::stats::show;
+use crate::stats::{Stats, show};
 use crate::world::World;
 
 const BLOCK: u8 = 77;
@@ -81,7 +82,69 @@ agent = "s1-agent"
     )
 }
 
-/// Runs the benchmark for `duration`.
+/// What one agent process used over a window.
+struct Figures {
+    json: serde_json::Value,
+    rss_median: f64,
+    cpu_percent: f64,
+}
+
+/// Samples process `pid`'s RSS every second for `duration` and its CPU over the window.
+fn measure(label: &str, pid: u32, duration: Duration) -> anyhow::Result<Figures> {
+    let spid = pid.to_string();
+    crate::hook::window("start", pid);
+    let c0 = cpu_time(&spid).context("agent cpu")?;
+    let t0 = Instant::now();
+    let mut rss = Vec::new();
+    let (mut anon, mut file, mut pss) = (Vec::new(), Vec::new(), Vec::new());
+    while t0.elapsed() < duration {
+        std::thread::sleep(Duration::from_secs(1));
+        if let Some(r) = rss_kib(&spid) {
+            rss.push(r as f64 / 1024.0);
+        }
+        if let Some((a, f, p)) = rss_parts_kib(&spid) {
+            anon.push(a as f64 / 1024.0);
+            file.push(f as f64 / 1024.0);
+            pss.push(p as f64 / 1024.0);
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = (cpu_time(&spid).context("agent cpu")? - c0).as_secs_f64();
+    crate::hook::window("stop", pid);
+    let peak = peak_rss_kib(&spid).unwrap_or(0) as f64 / 1024.0;
+    println!("  {label}:");
+    let rj = show("agent RSS (sampled every second)", &rss, "MiB");
+    let anon_j = show("  of which anonymous (heap, stacks)", &anon, "MiB");
+    let file_j = show(
+        "  of which file-backed (the binary's code, shared)",
+        &file,
+        "MiB",
+    );
+    let pss_j = show("agent PSS (shared pages divided)", &pss, "MiB");
+    let cpu_percent = cpu / secs * 100.0;
+    println!(
+        "  agent CPU: {cpu:.3} s over {secs:.0} s = {cpu_percent:.2} % of a core, {:.2} ms per probe run; peak RSS {peak:.1} MiB",
+        cpu * 1e3 / (5.0 * secs)
+    );
+    let rss_median = Stats::of(&rss).map_or(f64::NAN, |s| s.median);
+    Ok(Figures {
+        json: json!({
+            "rss_mib": rj,
+            "rss_peak_mib": peak,
+            "rss_anon_mib": anon_j,
+            "rss_file_mib": file_j,
+            "pss_mib": pss_j,
+            "cpu_s": cpu,
+            "cpu_percent_of_core": cpu_percent,
+            "cpu_ms_per_probe_run": cpu * 1e3 / (5.0 * secs),
+        }),
+        rss_median,
+        cpu_percent,
+    })
+}
+
+/// Runs the benchmark for `duration`: the same agent for `duration` each, first the
+/// all-roles `fedlb agent`, then the agent-only `fedlb-agent`, against one farm node.
 pub fn run(duration: Duration, smoke: bool) -> anyhow::Result<Output> {
     let mut out = Output::new(
         "agent-footprint",
@@ -90,6 +153,7 @@ pub fn run(duration: Duration, smoke: bool) -> anyhow::Result<Output> {
             "duration_s": duration.as_secs_f64(),
             "probes": "http /health, http /, tcp, load nginx_stub_status, load proc_net_tcp; all every 1 s",
             "upstream": "a real farm node (QUIC + mTLS); heartbeat 1 s",
+            "binaries": "fedlb agent (every role linked), then fedlb-agent (the agent alone), one after the other",
         }),
     );
     let mut world = World::new("agent-footprint", &topology())?;
@@ -99,57 +163,43 @@ pub fn run(duration: Duration, smoke: bool) -> anyhow::Result<Output> {
         None,
     )?;
     world.node("farm", "f1", None)?;
-    let agent_pid = world.node("agent", "s1-agent", None)?;
-    let pid = agent_pid.to_string();
+    let settle = Duration::from_secs(if smoke { 1 } else { 3 });
+
+    let from = world.logs.len();
+    let pid = world.node("agent", "s1-agent", None)?;
     world
         .logs
-        .wait_for(0, Duration::from_secs(20), |l| l.message == "agent running")
-        .context("the agent did not start")?;
-    std::thread::sleep(Duration::from_secs(if smoke { 1 } else { 3 }));
-    crate::hook::window("start", agent_pid);
-    let c0 = cpu_time(&pid).context("agent cpu")?;
-    let t0 = Instant::now();
-    let mut rss = Vec::new();
-    let (mut anon, mut file, mut pss) = (Vec::new(), Vec::new(), Vec::new());
-    while t0.elapsed() < duration {
-        std::thread::sleep(Duration::from_secs(1));
-        if let Some(r) = rss_kib(&pid) {
-            rss.push(r as f64 / 1024.0);
-        }
-        if let Some((a, f, p)) = rss_parts_kib(&pid) {
-            anon.push(a as f64 / 1024.0);
-            file.push(f as f64 / 1024.0);
-            pss.push(p as f64 / 1024.0);
-        }
-    }
-    let secs = t0.elapsed().as_secs_f64();
-    let cpu = (cpu_time(&pid).context("agent cpu")? - c0).as_secs_f64();
-    crate::hook::window("stop", agent_pid);
-    let peak = peak_rss_kib(&pid).unwrap_or(0) as f64 / 1024.0;
-    let rj = show("agent RSS (sampled every second)", &rss, "MiB");
-    let anon_j = show("  of which anonymous (heap, stacks)", &anon, "MiB");
-    let file_j = show(
-        "  of which file-backed (the binary's code, shared)",
-        &file,
-        "MiB",
-    );
-    let pss_j = show("agent PSS (shared pages divided)", &pss, "MiB");
-    println!(
-        "  agent CPU: {:.3} s over {secs:.0} s = {:.2} % of a core, {:.2} ms per probe run; peak RSS {peak:.1} MiB",
-        cpu,
-        cpu / secs * 100.0,
-        cpu * 1e3 / (5.0 * secs)
-    );
+        .wait_for(from, Duration::from_secs(20), |l| {
+            l.message == "agent running"
+        })
+        .context("the agent (fedlb agent) did not start")?;
+    std::thread::sleep(settle);
+    let all_roles = measure("fedlb agent (every role linked)", pid, duration)?;
+    world.kill("s1-agent")?;
+
+    let from = world.logs.len();
+    let pid = world.agent_only("s1-agent")?;
+    world
+        .logs
+        .wait_for(from, Duration::from_secs(20), |l| {
+            l.message == "agent running"
+        })
+        .context("the agent (fedlb-agent) did not start")?;
+    std::thread::sleep(settle);
+    let alone = measure("fedlb-agent (the agent alone)", pid, duration)?;
+
+    let rss_ratio = alone.rss_median / all_roles.rss_median;
+    let cpu_ratio = alone.cpu_percent / all_roles.cpu_percent;
+    println!("  fedlb-agent / fedlb agent: RSS ×{rss_ratio:.2}, CPU ×{cpu_ratio:.2}");
     out.note(
         "CPU from /proc/<pid>/stat has 10 ms resolution: over a minute that is ±0.02 % of a core",
     );
-    out.set("rss_mib", rj);
-    out.set("rss_peak_mib", peak);
-    out.set("rss_anon_mib", anon_j);
-    out.set("rss_file_mib", file_j);
-    out.set("pss_mib", pss_j);
-    out.set("cpu_s", cpu);
-    out.set("cpu_percent_of_core", cpu / secs * 100.0);
-    out.set("cpu_ms_per_probe_run", cpu * 1e3 / (5.0 * secs));
+    // the figures of record are the agent-only binary's: what an operator runs on a server
+    for (k, v) in alone.json.as_object().into_iter().flatten() {
+        out.set(k, v.clone());
+    }
+    out.set("all_roles_binary", all_roles.json);
+    out.set("rss_ratio_alone_to_all_roles", rss_ratio);
+    out.set("cpu_ratio_alone_to_all_roles", cpu_ratio);
     Ok(out)
 }

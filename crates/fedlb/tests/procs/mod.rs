@@ -1,6 +1,7 @@
-//! Nodes run by the real binary for the tests of this crate: `fedlb ROLE TOPOLOGY --node N`
-//! as a process of its own, its log in a file of the test's world (appended: a node started
-//! again keeps its log), its state in the world's `state` directory.
+//! Nodes run by the real binaries for the tests of this crate: `fedlb ROLE TOPOLOGY --node N`
+//! (or `fedlb-agent TOPOLOGY --node N`) as a process of its own, its log in a file of the
+//! test's world (appended: a node started again keeps its log), its state in the world's
+//! `state` directory.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -17,14 +18,27 @@ pub struct Proc {
 impl Proc {
     /// Starts node `node` in role `role` (`global`, `farm`, `agent`).
     pub fn start(w: &World, role: &str, node: &str) -> Proc {
+        Proc::spawn(w, Command::new(env!("CARGO_BIN_EXE_fedlb")).arg(role), node)
+    }
+
+    /// Starts agent `node` with the agent-only binary, `fedlb-agent`.
+    #[allow(dead_code)] // one test binary runs it
+    pub fn start_agent_only(w: &World, node: &str) -> Proc {
+        Proc::spawn(
+            w,
+            &mut Command::new(env!("CARGO_BIN_EXE_fedlb-agent")),
+            node,
+        )
+    }
+
+    fn spawn(w: &World, cmd: &mut Command, node: &str) -> Proc {
         let log = w.dir.path().join(format!("{node}.log"));
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_fedlb"))
-            .arg(role)
+        let child = cmd
             .arg(&w.topology)
             .args(["--node", node, "--certs"])
             .arg(&w.certs)
