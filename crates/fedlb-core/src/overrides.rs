@@ -248,6 +248,15 @@ impl Overrides {
         candidates: Vec<Candidate>,
         now: Timestamp,
     ) -> Applied {
+        // no override, nobody drained below: the candidates as they are, without a pass
+        // (what nearly every decision of a federation sees)
+        if self.by_id.is_empty() && !candidates.iter().any(|c| c.health == Health::Drained) {
+            return Applied {
+                candidates,
+                disabled: Vec::new(),
+                note: None,
+            };
+        }
         let mut disabled = Vec::new();
         let mut kept = Vec::with_capacity(candidates.len());
         for c in candidates {

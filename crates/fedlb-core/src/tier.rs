@@ -634,7 +634,14 @@ impl ServiceTier {
             .values()
             .map(|m| m.reported_candidate(now))
             .collect();
-        let applied = overrides.apply(id, None, candidates.clone(), now);
+        // regions see the candidates again through their own eyes; without regions (the
+        // common case) the one copy is the overrides' to keep
+        let for_regions = if self.regions.is_empty() {
+            Vec::new()
+        } else {
+            candidates.clone()
+        };
+        let applied = overrides.apply(id, None, candidates, now);
         let mut d = self.selector.decide(&applied.candidates, now, rng);
         applied.finish(&mut d);
         let rotating = !self.selector.config().policy.is_stable();
@@ -668,7 +675,7 @@ impl ServiceTier {
         self.changed |= changed;
         self.decision = Some(d);
         for region in &mut self.regions {
-            let seen: Vec<Candidate> = candidates.iter().map(|c| region.spec.view(c)).collect();
+            let seen: Vec<Candidate> = for_regions.iter().map(|c| region.spec.view(c)).collect();
             let applied = overrides.apply(id, Some(&region.spec.id), seen, now);
             let mut d = region.selector.decide(&applied.candidates, now, rng);
             applied.finish(&mut d);
