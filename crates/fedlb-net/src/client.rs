@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use quinn::{Connection, Endpoint, ReadError, ReadToEndError, SendStream};
+use quinn::{Connection, ConnectionError, Endpoint, ReadError, ReadToEndError, SendStream};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -25,12 +25,21 @@ use crate::{CloseCode, NetError, NodeTls, PeerIdentity, TransportSettings};
 /// Reconnect delays: exponential from `min` to `max`, each delay drawn uniformly from its
 /// upper half ("equal jitter") so that a fleet that lost its server at the same instant does
 /// not come back at the same instant.
+///
+/// A server that refused the handshake (QUIC `CONNECTION_REFUSED`: it is up, and its
+/// handshake budget is full) caps the delay at `busy_max` instead: a slot frees as soon as
+/// one handshake in flight ends, and a refused attempt costs the server a stateless Retry
+/// and one packet. With the long cap, a fleet reconnecting after a farm-node restart comes
+/// back as an exponential tail whose time constant is the cap: most of the farm node's
+/// slots stay idle while refused agents sleep (benchmark 5, restart).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Backoff {
     /// The first delay's upper bound.
     pub min: Duration,
     /// The cap.
     pub max: Duration,
+    /// The cap after a refusal by a busy server.
+    pub busy_max: Duration,
 }
 
 impl Default for Backoff {
@@ -38,6 +47,7 @@ impl Default for Backoff {
         Backoff {
             min: Duration::from_millis(200),
             max: Duration::from_secs(10),
+            busy_max: Duration::from_secs(2),
         }
     }
 }
@@ -46,7 +56,16 @@ impl Backoff {
     /// The delay after `failures` consecutive failures (0 = the first), with `jitter` in
     /// `[0, 1)` picking a point in `[d/2, d]`.
     pub fn delay(&self, failures: u32, jitter: f64) -> Duration {
-        let max = self.max.max(self.min);
+        self.capped(failures, jitter, self.max)
+    }
+
+    /// [`Backoff::delay`] after a busy server refused the handshake: capped at `busy_max`.
+    pub fn delay_busy(&self, failures: u32, jitter: f64) -> Duration {
+        self.capped(failures, jitter, self.busy_max.min(self.max))
+    }
+
+    fn capped(&self, failures: u32, jitter: f64, max: Duration) -> Duration {
+        let max = max.max(self.min);
         let exp = self
             .min
             .checked_mul(1u32.checked_shl(failures.min(31)).unwrap_or(u32::MAX))
@@ -435,6 +454,7 @@ async fn run(
             r = connect(&endpoint, &config) => r,
         };
         let mut duplicate = false;
+        let mut busy = false;
         let reason = match attempt {
             Ok(conn) => {
                 let remote = conn.remote_address();
@@ -464,10 +484,15 @@ async fn run(
             }
             Err(failed) => {
                 duplicate = failed.duplicate;
+                busy = failed.busy;
                 failed.reason
             }
         };
-        let retry_in = config.backoff.delay(failures, rng.random::<f64>());
+        let retry_in = if busy {
+            config.backoff.delay_busy(failures, rng.random::<f64>())
+        } else {
+            config.backoff.delay(failures, rng.random::<f64>())
+        };
         failures = failures.saturating_add(1);
         if duplicate {
             error!(%server, %addr, %reason, ?retry_in,
@@ -493,6 +518,8 @@ struct Failed {
     reason: String,
     /// The server refused us because another process with our identity is connected.
     duplicate: bool,
+    /// The server refused the handshake: it is up, its handshake budget full.
+    busy: bool,
 }
 
 impl From<String> for Failed {
@@ -500,6 +527,7 @@ impl From<String> for Failed {
         Failed {
             reason,
             duplicate: false,
+            busy: false,
         }
     }
 }
@@ -517,13 +545,17 @@ async fn connect(endpoint: &ClientEndpoint, config: &ClientConfig) -> Result<Con
             ))
         })?;
     let attempt = async {
-        let conn = connecting.await.map_err(|e| Failed::from(describe(&e)))?;
+        let conn = connecting.await.map_err(|e| Failed {
+            busy: is_refused(&e),
+            ..Failed::from(describe(&e))
+        })?;
         // A server that refuses us closes right after the handshake; prefer its reason to
         // whatever our own half-finished hello ran into.
         let why = |conn: &Connection, e: String| match conn.close_reason() {
             Some(c) => Failed {
                 reason: describe(&c),
                 duplicate: is_duplicate_identity(&c),
+                busy: false,
             },
             None => Failed::from(e),
         };
@@ -543,6 +575,12 @@ async fn connect(endpoint: &ClientEndpoint, config: &ClientConfig) -> Result<Con
             config.server_addr
         ))
     })?
+}
+
+/// Whether the server refused the handshake (`Incoming::refuse`: QUIC `CONNECTION_REFUSED`).
+fn is_refused(e: &ConnectionError) -> bool {
+    matches!(e, ConnectionError::ConnectionClosed(c)
+        if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED)
 }
 
 enum HelloError {
@@ -679,6 +717,7 @@ mod tests {
         let b = Backoff {
             min: Duration::from_millis(100),
             max: Duration::from_secs(1),
+            busy_max: Duration::from_millis(400),
         };
         assert_eq!(b.delay(0, 0.0), Duration::from_millis(50));
         let top = b.delay(0, 0.999_999);
@@ -688,5 +727,15 @@ mod tests {
         assert_eq!(b.delay(4, 0.0), Duration::from_millis(500));
         assert_eq!(b.delay(40, 1.0), Duration::from_secs(1));
         assert_eq!(b.delay(u32::MAX, 0.5), Duration::from_millis(750));
+        // a busy server's refusal: the same doubling, a shorter cap
+        assert_eq!(b.delay_busy(1, 0.0), Duration::from_millis(100));
+        assert_eq!(b.delay_busy(3, 0.0), Duration::from_millis(200));
+        assert_eq!(b.delay_busy(40, 1.0), Duration::from_millis(400));
+        // never longer than the cap of other failures
+        let short = Backoff {
+            busy_max: Duration::from_secs(5),
+            ..b
+        };
+        assert_eq!(short.delay_busy(40, 1.0), Duration::from_secs(1));
     }
 }

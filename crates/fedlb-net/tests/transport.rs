@@ -243,6 +243,7 @@ fn agent_client_with(
     cfg.backoff = Backoff {
         min: Duration::from_millis(20),
         max: Duration::from_millis(200),
+        ..Backoff::default()
     };
     Client::start(&ep, cfg, shutdown.clone())
 }
@@ -726,6 +727,7 @@ fn agent_on(
     cfg.backoff = Backoff {
         min: Duration::from_millis(100),
         max: Duration::from_millis(800),
+        ..Backoff::default()
     };
     (Client::start(&ep, cfg, stop.clone()), ep)
 }
@@ -952,6 +954,7 @@ fn client_of_a_silent_server(
     cfg.backoff = Backoff {
         min: Duration::from_millis(20),
         max: Duration::from_millis(100),
+        ..Backoff::default()
     };
     tune(&mut cfg);
     (socket, Client::start(&ep, cfg, stop.clone()), stop)
@@ -1201,6 +1204,66 @@ async fn item2_handshake_flood_from_one_source_does_not_keep_out_a_node_from_ano
         eprintln!("{text}");
     }
     stop_flood.cancel();
+    stop.cancel();
+    farm.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_refused_by_a_busy_server_retries_within_the_short_cap() {
+    // a subscriber of its own, so that this test's many "will retry" lines cannot leave
+    // the callsite cached as unwanted for a test beside it that reads its log
+    let log = Log::default();
+    let _guard = log.install();
+    let fed = Fed::new();
+    // One handshake per source, then none for the rest of the test: every later attempt
+    // from 127.0.0.1 is refused (CONNECTION_REFUSED), as by a farm node whose handshake
+    // budget is full.
+    let mut farm = start_farm_with(
+        &fed,
+        bind_udp("127.0.0.1:0".parse().unwrap()).unwrap(),
+        &["good", "late"],
+        |c| {
+            c.admission.per_source_burst = 1;
+            c.admission.per_source_rate = 0.001;
+        },
+    );
+    let stop = CancellationToken::new();
+    let (good, _ep1) = agent_on(&fed, "good", "127.0.0.1:0", farm.addr(), &stop);
+    let mut st = good.state();
+    st.wait_for(|s| matches!(s, ConnState::Connected { .. }))
+        .await
+        .unwrap();
+
+    let ep = ClientEndpoint::new(
+        bind_udp("127.0.0.1:0".parse().unwrap()).unwrap(),
+        &fed.tls(Role::Agent, "late"),
+        TransportSettings::default(),
+    )
+    .unwrap();
+    let mut cfg = ClientConfig::new(farm.addr(), farm_id(), VERSION);
+    cfg.backoff = Backoff {
+        min: Duration::from_millis(20),
+        max: Duration::from_secs(10),
+        busy_max: Duration::from_millis(80),
+    };
+    let late = Client::<Report>::start(&ep, cfg, stop.clone());
+    let mut st = late.state();
+    let mut delays = Vec::new();
+    while delays.len() < 8 {
+        st.changed().await.unwrap();
+        if let ConnState::Disconnected { retry_in, reason } = &*st.borrow_and_update() {
+            assert!(reason.contains("refused"), "{reason}");
+            delays.push(*retry_in);
+        }
+    }
+    // the same doubling as for any failure (20, 40, 80 ms …), capped at 80 ms where other
+    // failures would have reached 2.56 s by the eighth
+    assert!(delays[2] > delays[0], "{delays:?}");
+    assert!(
+        delays.iter().all(|d| *d <= Duration::from_millis(80)),
+        "{delays:?}"
+    );
+    assert!(delays[7] >= Duration::from_millis(40), "{delays:?}");
     stop.cancel();
     farm.stop().await;
 }
