@@ -464,12 +464,15 @@ impl Selector {
                     self.challenger = None;
                 } else {
                     self.challenger = Some((cid.clone(), since));
+                    // No "for 3 s of 10 s" here: a why that changes with the clock alone
+                    // would have every holding service decided again at every timeout, to
+                    // rewrite it (a farm node with hysteresis spent a full recompute per
+                    // timeout on that). The end of the dwell is the decision's next change.
                     note = Some(format!(
-                        "{cid} ({}) better than {} ({}) for {} of {} dwell",
+                        "{cid} ({}) better than {} ({}); it takes over once better for the {} dwell",
                         ranking[c].shown,
                         ranking[worst].id,
                         ranking[worst].shown,
-                        human(now - since),
                         human(hyst.dwell)
                     ));
                 }

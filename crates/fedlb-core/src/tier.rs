@@ -704,16 +704,12 @@ impl ServiceTier {
 
     /// Whether deciding again at `now` could give another decision than the last one, with
     /// no new input: something changed since (an update waiting in its window, a member's
-    /// liveness deadline passed, a reload), a challenger's dwell runs (its why counts the
-    /// dwell) or ended, or a rotating policy's period turned. Deciding a service for which
-    /// this is false gives the same decision and draws no randomness, so a timeout skips it.
+    /// liveness deadline passed, a reload), a challenger's dwell ended, or a rotating
+    /// policy's period turned. Deciding a service for which this is false gives the same
+    /// decision (a hold's why does not count the time) and draws no randomness, so a timeout
+    /// skips it.
     fn due(&self, now: Timestamp) -> bool {
-        let selector = |s: &Selector| {
-            s.poll_timeout().is_some_and(|t| {
-                // a stable policy's timeout is a hold: its why says how long it has held
-                s.config().policy.is_stable() || t <= now
-            })
-        };
+        let selector = |s: &Selector| s.poll_timeout().is_some_and(|t| t <= now);
         self.stale
             || self.unsettled
             || self.dirty_since.is_some()

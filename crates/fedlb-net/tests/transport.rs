@@ -717,6 +717,23 @@ fn agent_on(
     server: SocketAddr,
     stop: &CancellationToken,
 ) -> (Client<Report>, ClientEndpoint) {
+    let backoff = Backoff {
+        min: Duration::from_millis(100),
+        max: Duration::from_millis(800),
+        ..Backoff::default()
+    };
+    agent_on_with(fed, name, bind, server, stop, backoff)
+}
+
+/// [`agent_on`] with its own reconnect delays.
+fn agent_on_with(
+    fed: &Fed,
+    name: &str,
+    bind: &str,
+    server: SocketAddr,
+    stop: &CancellationToken,
+    backoff: Backoff,
+) -> (Client<Report>, ClientEndpoint) {
     let ep = ClientEndpoint::new(
         bind_udp(bind.parse().unwrap()).unwrap(),
         &fed.tls(Role::Agent, name),
@@ -724,12 +741,22 @@ fn agent_on(
     )
     .unwrap();
     let mut cfg = ClientConfig::new(server, farm_id(), VERSION);
-    cfg.backoff = Backoff {
-        min: Duration::from_millis(100),
-        max: Duration::from_millis(800),
-        ..Backoff::default()
-    };
+    cfg.backoff = backoff;
     (Client::start(&ep, cfg, stop.clone()), ep)
+}
+
+/// The next `n` reconnect delays `client` announces, with their reasons.
+async fn retry_delays(client: &Client<Report>, n: usize) -> Vec<(Duration, String)> {
+    let mut st = client.state();
+    st.borrow_and_update();
+    let mut delays = Vec::new();
+    while delays.len() < n {
+        st.changed().await.unwrap();
+        if let ConnState::Disconnected { retry_in, reason } = &*st.borrow_and_update() {
+            delays.push((*retry_in, reason.clone()));
+        }
+    }
+    delays
 }
 
 fn connections_of(farm: &Farm, node: &str) -> (usize, usize) {
@@ -890,26 +917,15 @@ async fn client_reconnects_with_backoff_to_a_restarted_server() {
     let mut farm = start_farm(&fed, socket, &["good"]);
     let stop = CancellationToken::new();
     let client = agent_client(&fed, "good", addr, VERSION, &stop);
-    let mut st = client.state();
     client.send(&status("good", 1)).unwrap();
     until("report 1", || farm.last_seq("good") == Some(1)).await;
 
     // Watch the attempts from the close on, while the server stops (its endpoint drains
     // for a while and refuses attempts meanwhile): the delays double within their jitter.
-    st.borrow_and_update();
-    let attempts = async {
-        let mut delays = Vec::new();
-        while delays.len() < 4 {
-            st.changed().await.unwrap();
-            if let ConnState::Disconnected { retry_in, reason } = &*st.borrow_and_update() {
-                // "no answer", or, while the old endpoint drains, "refused to accept".
-                assert!(!reason.is_empty());
-                delays.push(*retry_in);
-            }
-        }
-        delays
-    };
-    let ((), delays) = tokio::join!(farm.stop(), attempts);
+    let ((), attempts) = tokio::join!(farm.stop(), retry_delays(&client, 4));
+    // "no answer", or, while the old endpoint drains, "refused to accept"
+    assert!(attempts.iter().all(|(_, reason)| !reason.is_empty()));
+    let delays: Vec<Duration> = attempts.into_iter().map(|(d, _)| d).collect();
     until("the client's log of the close", || {
         log.text().contains("closed by peer: server shutting down")
     })
@@ -1234,28 +1250,17 @@ async fn a_client_refused_by_a_busy_server_retries_within_the_short_cap() {
         .await
         .unwrap();
 
-    let ep = ClientEndpoint::new(
-        bind_udp("127.0.0.1:0".parse().unwrap()).unwrap(),
-        &fed.tls(Role::Agent, "late"),
-        TransportSettings::default(),
-    )
-    .unwrap();
-    let mut cfg = ClientConfig::new(farm.addr(), farm_id(), VERSION);
-    cfg.backoff = Backoff {
+    let backoff = Backoff {
         min: Duration::from_millis(20),
         max: Duration::from_secs(10),
         busy_max: Duration::from_millis(80),
     };
-    let late = Client::<Report>::start(&ep, cfg, stop.clone());
-    let mut st = late.state();
-    let mut delays = Vec::new();
-    while delays.len() < 8 {
-        st.changed().await.unwrap();
-        if let ConnState::Disconnected { retry_in, reason } = &*st.borrow_and_update() {
-            assert!(reason.contains("refused"), "{reason}");
-            delays.push(*retry_in);
-        }
+    let (late, _ep2) = agent_on_with(&fed, "late", "127.0.0.1:0", farm.addr(), &stop, backoff);
+    let attempts = retry_delays(&late, 8).await;
+    for (_, reason) in &attempts {
+        assert!(reason.contains("refused"), "{reason}");
     }
+    let delays: Vec<Duration> = attempts.into_iter().map(|(d, _)| d).collect();
     // the same doubling as for any failure (20, 40, 80 ms …), capped at 80 ms where other
     // failures would have reached 2.56 s by the eighth
     assert!(delays[2] > delays[0], "{delays:?}");

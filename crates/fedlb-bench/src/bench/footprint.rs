@@ -143,6 +143,29 @@ fn measure(label: &str, pid: u32, duration: Duration) -> anyhow::Result<Figures>
     })
 }
 
+/// Starts agent `s1-agent` with `start`, lets it settle, measures it for `duration`, and
+/// stops it.
+fn start_and_measure(
+    world: &mut World,
+    label: &str,
+    start: fn(&mut World) -> anyhow::Result<u32>,
+    settle: Duration,
+    duration: Duration,
+) -> anyhow::Result<Figures> {
+    let from = world.logs.len();
+    let pid = start(world)?;
+    world
+        .logs
+        .wait_for(from, Duration::from_secs(20), |l| {
+            l.message == "agent running"
+        })
+        .with_context(|| format!("the agent ({label}) did not start"))?;
+    std::thread::sleep(settle);
+    let figures = measure(label, pid, duration)?;
+    world.kill("s1-agent")?;
+    Ok(figures)
+}
+
 /// Runs the benchmark for `duration`: the same agent for `duration` each, first the
 /// all-roles `fedlb agent`, then the agent-only `fedlb-agent`, against one farm node.
 pub fn run(duration: Duration, smoke: bool) -> anyhow::Result<Output> {
@@ -165,28 +188,20 @@ pub fn run(duration: Duration, smoke: bool) -> anyhow::Result<Output> {
     world.node("farm", "f1", None)?;
     let settle = Duration::from_secs(if smoke { 1 } else { 3 });
 
-    let from = world.logs.len();
-    let pid = world.node("agent", "s1-agent", None)?;
-    world
-        .logs
-        .wait_for(from, Duration::from_secs(20), |l| {
-            l.message == "agent running"
-        })
-        .context("the agent (fedlb agent) did not start")?;
-    std::thread::sleep(settle);
-    let all_roles = measure("fedlb agent (every role linked)", pid, duration)?;
-    world.kill("s1-agent")?;
-
-    let from = world.logs.len();
-    let pid = world.agent_only("s1-agent")?;
-    world
-        .logs
-        .wait_for(from, Duration::from_secs(20), |l| {
-            l.message == "agent running"
-        })
-        .context("the agent (fedlb-agent) did not start")?;
-    std::thread::sleep(settle);
-    let alone = measure("fedlb-agent (the agent alone)", pid, duration)?;
+    let all_roles = start_and_measure(
+        &mut world,
+        "fedlb agent (every role linked)",
+        |w| w.node("agent", "s1-agent", None),
+        settle,
+        duration,
+    )?;
+    let alone = start_and_measure(
+        &mut world,
+        "fedlb-agent (the agent alone)",
+        |w| w.agent_only("s1-agent"),
+        settle,
+        duration,
+    )?;
 
     let rss_ratio = alone.rss_median / all_roles.rss_median;
     let cpu_ratio = alone.cpu_percent / all_roles.cpu_percent;
