@@ -13,6 +13,7 @@ use clap::Args;
 
 pub mod roles;
 
+/// How a process logs.
 #[derive(Args, Debug, Clone)]
 pub struct LogArgs {
     /// Log as JSON lines instead of text (the level comes from RUST_LOG, default info).
